@@ -1,0 +1,360 @@
+//! The systems of record the sub-agents talk to (reservations, accounts, bills, tickets), behind
+//! the `DataSource` trait so a real database or API can replace the demo. `DemoData` is seeded
+//! from `config/demo_data.toml` with seed 000's worked examples, and can be told to fail
+//! (`demo.reservation_system`) to exercise retries and the cached-data fallback.
+
+use crate::config::SystemMode;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("could not connect to {0}")]
+    Unavailable(&'static str),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub number: String,
+    pub caller_id: String,
+    pub guest_name: String,
+    pub room_type: String,
+    pub check_in: String,
+    pub check_out: String,
+    pub status: String,
+    /// Cents.
+    #[serde(with = "cents_str")]
+    pub total: i64,
+    #[serde(with = "cents_str")]
+    pub cancellation_fee: i64,
+}
+
+impl Reservation {
+    pub fn arrival(&self) -> Option<NaiveDate> {
+        self.check_in.get(..10).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub caller_id: String,
+    pub kind: String,
+    pub last4: String,
+}
+
+impl Account {
+    /// "Personal Account (ending in 4567)" — never the full number.
+    pub fn label(&self) -> String {
+        format!("{} Account (ending in {})", self.kind, self.last4)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BillItem {
+    pub description: String,
+    #[serde(with = "cents_str")]
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bill {
+    pub account_id: String,
+    pub month: String,
+    #[serde(with = "cents_str")]
+    pub total: i64,
+    pub currency: String,
+    pub due_date: String,
+    pub status: String,
+    pub items: Vec<BillItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cancellation {
+    pub reservation: Reservation,
+    pub fee: i64,
+    pub refund: i64,
+}
+
+/// A write accepted while the system of record was unreachable, to be replayed later.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeferredWrite {
+    pub kind: String,
+    pub reference: String,
+    pub at: String,
+}
+
+pub trait DataSource: Send + Sync {
+    fn find_reservation(&self, number: &str) -> Result<Option<Reservation>, SourceError>;
+    fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError>;
+    fn cancel_reservation(&self, number: &str) -> Result<Cancellation, SourceError>;
+    fn move_reservation(&self, number: &str, arrival: NaiveDate) -> Result<Reservation, SourceError>;
+    fn accounts_of(&self, caller_id: &str) -> Result<Vec<Account>, SourceError>;
+    fn bill(&self, account_id: &str, month: &str) -> Result<Option<Bill>, SourceError>;
+    fn record_payment(&self, account_id: &str, cents: i64) -> Result<String, SourceError>;
+    fn create_ticket(&self, caller_id: &str, severity: &str, description: &str) -> Result<String, SourceError>;
+    fn request_service(&self, room: &str, service: &str) -> Result<u32, SourceError>;
+    fn recommendations(&self) -> Result<Vec<String>, SourceError>;
+    /// Accept a write for later replay when the system of record is down (cached-data fallback).
+    fn defer_write(&self, write: DeferredWrite) -> Result<(), SourceError>;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoFile {
+    reservations: Vec<Reservation>,
+    accounts: Vec<Account>,
+    bills: Vec<Bill>,
+    #[serde(default)]
+    recommendations: Vec<String>,
+}
+
+/// In-memory demo systems of record.
+pub struct DemoData {
+    state: Mutex<DemoFileState>,
+    mode: AtomicU8,
+    seq: AtomicU64,
+}
+
+struct DemoFileState {
+    file: DemoFile,
+    deferred: Vec<DeferredWrite>,
+}
+
+impl DemoData {
+    pub fn from_toml(text: &str, mode: SystemMode) -> Result<DemoData, String> {
+        let file: DemoFile = toml::from_str(text).map_err(|e| format!("demo data is not valid: {e}"))?;
+        let d = DemoData {
+            state: Mutex::new(DemoFileState {
+                file,
+                deferred: vec![],
+            }),
+            mode: AtomicU8::new(0),
+            seq: AtomicU64::new(1000),
+        };
+        d.set_reservation_system(mode);
+        Ok(d)
+    }
+
+    /// Switch the reservation system's behaviour at run time (scenario files do this).
+    pub fn set_reservation_system(&self, mode: SystemMode) {
+        let v = match mode {
+            SystemMode::Up => 0,
+            SystemMode::Down => 1,
+            SystemMode::FailWrites => 2,
+        };
+        self.mode.store(v, Ordering::SeqCst);
+    }
+
+    fn reservations_read(&self) -> Result<(), SourceError> {
+        match self.mode.load(Ordering::SeqCst) {
+            1 => Err(SourceError::Unavailable("the reservation system")),
+            _ => Ok(()),
+        }
+    }
+
+    fn reservations_write(&self) -> Result<(), SourceError> {
+        match self.mode.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            _ => Err(SourceError::Unavailable("the reservation system")),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DemoFileState> {
+        // A panic while holding this lock cannot leave the demo data half-written (every
+        // mutation is a single assignment), so a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn deferred_writes(&self) -> Vec<DeferredWrite> {
+        self.lock().deferred.clone()
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.seq.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+impl DataSource for DemoData {
+    fn find_reservation(&self, number: &str) -> Result<Option<Reservation>, SourceError> {
+        self.reservations_read()?;
+        Ok(self.lock().file.reservations.iter().find(|r| r.number == number).cloned())
+    }
+
+    fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError> {
+        self.reservations_read()?;
+        Ok(self
+            .lock()
+            .file
+            .reservations
+            .iter()
+            .filter(|r| r.caller_id == caller_id)
+            .cloned()
+            .collect())
+    }
+
+    fn cancel_reservation(&self, number: &str) -> Result<Cancellation, SourceError> {
+        self.reservations_write()?;
+        let mut st = self.lock();
+        let r = st
+            .file
+            .reservations
+            .iter_mut()
+            .find(|r| r.number == number)
+            .ok_or_else(|| SourceError::Rejected(format!("no reservation {number}")))?;
+        r.status = "cancelled".into();
+        Ok(Cancellation {
+            reservation: r.clone(),
+            fee: r.cancellation_fee,
+            refund: r.total - r.cancellation_fee,
+        })
+    }
+
+    fn move_reservation(&self, number: &str, arrival: NaiveDate) -> Result<Reservation, SourceError> {
+        self.reservations_write()?;
+        let mut st = self.lock();
+        let r = st
+            .file
+            .reservations
+            .iter_mut()
+            .find(|r| r.number == number)
+            .ok_or_else(|| SourceError::Rejected(format!("no reservation {number}")))?;
+        // The stay keeps its length: both ends move by the same number of days.
+        let old = r
+            .arrival()
+            .ok_or_else(|| SourceError::Rejected("stored arrival date is not valid".into()))?;
+        let delta = arrival - old;
+        let shift = |ts: &str| {
+            DateTime::parse_from_rfc3339(ts)
+                .map(|dt| (dt.with_timezone(&Utc) + delta).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map_err(|_| SourceError::Rejected("stored dates are not valid".into()))
+        };
+        let (ci, co) = (shift(&r.check_in)?, shift(&r.check_out)?);
+        r.check_in = ci;
+        r.check_out = co;
+        Ok(r.clone())
+    }
+
+    fn accounts_of(&self, caller_id: &str) -> Result<Vec<Account>, SourceError> {
+        Ok(self
+            .lock()
+            .file
+            .accounts
+            .iter()
+            .filter(|a| a.caller_id == caller_id)
+            .cloned()
+            .collect())
+    }
+
+    fn bill(&self, account_id: &str, month: &str) -> Result<Option<Bill>, SourceError> {
+        Ok(self
+            .lock()
+            .file
+            .bills
+            .iter()
+            .find(|b| b.account_id == account_id && b.month == month)
+            .cloned())
+    }
+
+    fn record_payment(&self, account_id: &str, cents: i64) -> Result<String, SourceError> {
+        if cents <= 0 {
+            return Err(SourceError::Rejected("amount must be positive".into()));
+        }
+        if !self.lock().file.accounts.iter().any(|a| a.id == account_id) {
+            return Err(SourceError::Rejected(format!("no account {account_id}")));
+        }
+        Ok(self.next_id("PAY"))
+    }
+
+    fn create_ticket(&self, _caller_id: &str, _severity: &str, _description: &str) -> Result<String, SourceError> {
+        Ok(self.next_id("TCK"))
+    }
+
+    fn request_service(&self, _room: &str, _service: &str) -> Result<u32, SourceError> {
+        Ok(20)
+    }
+
+    fn recommendations(&self) -> Result<Vec<String>, SourceError> {
+        let recs = self.lock().file.recommendations.clone();
+        Ok(if recs.is_empty() {
+            vec![
+                "the harbour seafood grill two blocks away".into(),
+                "the old town walking tour at ten".into(),
+                "the rooftop bar for sunset".into(),
+            ]
+        } else {
+            recs
+        })
+    }
+
+    fn defer_write(&self, write: DeferredWrite) -> Result<(), SourceError> {
+        self.lock().deferred.push(write);
+        Ok(())
+    }
+}
+
+/// Money is written as "125.50" strings in the data file and kept as integer cents.
+mod cents_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(c: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(*c as f64 / 100.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            F(f64),
+        }
+        let f = match Raw::deserialize(d)? {
+            Raw::S(s) => s.parse::<f64>().map_err(serde::de::Error::custom)?,
+            Raw::F(f) => f,
+        };
+        Ok((f * 100.0).round() as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn demo(mode: SystemMode) -> DemoData {
+        DemoData::from_toml(&Config::embedded().unwrap().demo_data_text().unwrap(), mode).unwrap()
+    }
+
+    #[test]
+    fn seed_examples_are_the_demo_data() {
+        let d = demo(SystemMode::Up);
+        let r = d.find_reservation("ABC123").unwrap().unwrap();
+        assert_eq!((r.guest_name.as_str(), r.room_type.as_str()), ("John Doe", "Deluxe Suite"));
+        assert_eq!(r.arrival(), NaiveDate::from_ymd_opt(2025, 12, 1));
+        let accts = d.accounts_of("user_789").unwrap();
+        assert_eq!(accts.iter().map(|a| a.label()).collect::<Vec<_>>(), [
+            "Personal Account (ending in 4567)",
+            "Business Account (ending in 7890)"
+        ]);
+        let b = d.bill("acc_456", "2025-01").unwrap().unwrap();
+        assert_eq!((b.total, b.due_date.as_str()), (12550, "2025-02-01"));
+        assert_eq!(b.items.iter().map(|i| i.amount).collect::<Vec<_>>(), [9999, 2551]);
+        let c = d.cancel_reservation("ABC123").unwrap();
+        assert_eq!((c.fee, c.refund), (2500, 47500));
+    }
+
+    #[test]
+    fn failure_modes() {
+        let d = demo(SystemMode::FailWrites);
+        assert!(d.find_reservation("ABC123").unwrap().is_some());
+        assert_eq!(d.cancel_reservation("ABC123"), Err(SourceError::Unavailable("the reservation system")));
+        d.set_reservation_system(SystemMode::Down);
+        assert!(d.find_reservation("ABC123").is_err());
+        d.set_reservation_system(SystemMode::Up);
+        let moved = d.move_reservation("ABC123", NaiveDate::from_ymd_opt(2025, 12, 8).unwrap()).unwrap();
+        assert_eq!(moved.check_in, "2025-12-08T15:00:00Z");
+        assert_eq!(moved.check_out, "2025-12-12T11:00:00Z");
+    }
+}

@@ -1,0 +1,250 @@
+//! The conversation engine: wires the master agent to its sub-agents, the router and the store,
+//! and keeps conversations alive across turns and restarts. Each turn is persisted before its
+//! reply is returned: the session state, the central log entries, the case's status changes and
+//! audit actions, in one SQLite transaction run off the async workers.
+//!
+//! A conversation is owned by at most one turn at a time: it is taken out of the live map for
+//! the turn (a second concurrent turn gets `Busy`) — no lock is held across an `.await`.
+
+use crate::agent::agents::LocalAgent;
+use crate::agent::clock::Clock;
+use crate::agent::data::{DataSource, DemoData};
+use crate::agent::embed::Embedder;
+use crate::agent::master::{Conversation, Master, Turn};
+use crate::agent::registry::{Dispatcher, Registry};
+use crate::agent::router::Router;
+use crate::config::{Config, MASTER_AGENT, Template};
+use crate::store::{Case, LogEntry, LogQuery, NewCase, SessionLookup, SessionRecord, Store, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest caller utterance accepted in one turn (a transcript of ~1 minute of speech).
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no conversation with id {0:?}")]
+    NotFound(String),
+    #[error("conversation {0:?} has expired; start a new one")]
+    Expired(String),
+    #[error("conversation {0:?} is already handling a message; retry when it has answered")]
+    Busy(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub struct Engine {
+    pub master: Master,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub template: Arc<Template>,
+    pub demo: Arc<DemoData>,
+    pub clock: Arc<dyn Clock>,
+    session_ttl_ms: i64,
+    live: Mutex<HashMap<String, Conversation>>,
+    busy: Mutex<HashSet<String>>,
+}
+
+impl Engine {
+    /// Builds the engine for the configured template. `embedder` is the semantic router's
+    /// model (None: keyword routing only).
+    pub fn build(
+        cfg: &Config,
+        store: Store,
+        embedder: Option<Arc<dyn Embedder>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine, EngineError> {
+        let template = Arc::new(cfg.load_template().map_err(|e| EngineError::Setup(e.to_string()))?);
+        let text = cfg.demo_data_text().map_err(|e| EngineError::Setup(e.to_string()))?;
+        let demo = Arc::new(DemoData::from_toml(&text, cfg.demo.reservation_system).map_err(EngineError::Setup)?);
+        let registry = Arc::new(Registry::new(&cfg.reliability));
+        let data: Arc<dyn DataSource> = demo.clone();
+        for agent in LocalAgent::all(&template, data, clock.clone()) {
+            registry.register(agent).map_err(|e| EngineError::Setup(e.to_string()))?;
+        }
+        let router = Arc::new(Router::new(&template, embedder).map_err(|e| EngineError::Setup(e.to_string()))?);
+        let dispatcher = Arc::new(Dispatcher::new(registry.clone(), &cfg.reliability));
+        let master = Master {
+            template: template.clone(),
+            router,
+            dispatcher,
+            clock: clock.clone(),
+            router_cfg: cfg.router.clone(),
+            history_cap: cfg.session.history_cap,
+            turn_budget: Duration::from_millis(cfg.reliability.turn_budget_ms),
+        };
+        Ok(Engine {
+            master,
+            store,
+            registry,
+            template,
+            demo,
+            clock,
+            session_ttl_ms: cfg.session.ttl_secs as i64 * 1000,
+            live: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Starts a conversation (and its case) and returns the greeting.
+    pub async fn start(&self, caller_id: &str, channel: &str) -> Result<Turn, EngineError> {
+        let caller_id = caller_id.trim();
+        if caller_id.is_empty() || caller_id.len() > 64 || caller_id.chars().any(char::is_control) {
+            return Err(EngineError::InvalidInput(
+                "caller_id must be 1 to 64 printable characters".into(),
+            ));
+        }
+        let now = self.clock.now_ms();
+        let id = format!("conv_{}", uuid::Uuid::new_v4().simple());
+        let new_case = NewCase {
+            session_id: id.clone(),
+            customer_id: caller_id.to_string(),
+            owner: MASTER_AGENT.into(),
+            channel: channel.to_string(),
+            priority: "normal".into(),
+        };
+        let case = self.store.run(move |s| s.create_case(&new_case, now)).await?;
+        let mut conv = Conversation::new(id.clone(), caller_id.to_string(), case.id, channel.to_string());
+        conv.created_at_ms = now;
+        let turn = self.master.greet(&mut conv);
+        self.persist(&mut conv, &turn).await?;
+        self.lock_live().insert(id, conv);
+        Ok(turn)
+    }
+
+    /// One caller utterance in, the bot's reply out.
+    pub async fn say(&self, id: &str, text: &str) -> Result<Turn, EngineError> {
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(EngineError::InvalidInput(format!(
+                "text is longer than {MAX_TEXT_CHARS} characters"
+            )));
+        }
+        let _guard = self.claim(id)?;
+        let mut conv = self.take(id).await?;
+        let turn = self.master.turn(&mut conv, text).await;
+        self.persist(&mut conv, &turn).await?;
+        self.lock_live().insert(id.to_string(), conv);
+        Ok(turn)
+    }
+
+    /// Barge-in: the caller interrupted the last reply after hearing only `heard`.
+    pub async fn interrupted(&self, id: &str, heard: &str) -> Result<(), EngineError> {
+        let _guard = self.claim(id)?;
+        let mut conv = self.take(id).await?;
+        conv.truncate_last_reply(heard);
+        let now = self.clock.now_ms();
+        conv.expires_at_ms = now + self.session_ttl_ms;
+        let rec = self.record(&conv, now);
+        self.store.run(move |s| s.save_session(&rec)).await?;
+        self.lock_live().insert(id.to_string(), conv);
+        Ok(())
+    }
+
+    /// A conversation's current state (from memory or the store).
+    pub async fn conversation(&self, id: &str) -> Result<Conversation, EngineError> {
+        if let Some(c) = self.lock_live().get(id) {
+            return Ok(c.clone());
+        }
+        let _guard = self.claim(id)?;
+        let conv = self.take(id).await?;
+        self.lock_live().insert(id.to_string(), conv.clone());
+        Ok(conv)
+    }
+
+    pub async fn case(&self, id: &str) -> Result<Option<Case>, EngineError> {
+        let id = id.to_string();
+        Ok(self.store.run(move |s| s.get_case(&id)).await?)
+    }
+
+    pub async fn logs(&self, q: LogQuery) -> Result<Vec<LogEntry>, EngineError> {
+        Ok(self.store.run(move |s| s.query_logs(&q)).await?)
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conversation>> {
+        // Only whole conversations are inserted or removed: never half-updated.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claim(&self, id: &str) -> Result<BusyGuard<'_>, EngineError> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(id.to_string()) {
+            return Err(EngineError::Busy(id.into()));
+        }
+        Ok(BusyGuard {
+            set: &self.busy,
+            id: id.to_string(),
+        })
+    }
+
+    /// Takes the conversation out of memory, or loads it from the store after a restart.
+    async fn take(&self, id: &str) -> Result<Conversation, EngineError> {
+        let now = self.clock.now_ms();
+        let cached = self.lock_live().remove(id);
+        if let Some(c) = cached {
+            if c.expires_at_ms == 0 || c.expires_at_ms > now {
+                return Ok(c);
+            }
+            return Err(EngineError::Expired(id.into()));
+        }
+        let key = id.to_string();
+        match self.store.run(move |s| s.load_session(&key, now)).await? {
+            SessionLookup::Active(rec) => serde_json::from_value(rec.state)
+                .map_err(|e| EngineError::Setup(format!("stored conversation {id} is unreadable: {e}"))),
+            SessionLookup::Expired(_) => Err(EngineError::Expired(id.into())),
+            SessionLookup::Missing => Err(EngineError::NotFound(id.into())),
+        }
+    }
+
+    fn record(&self, conv: &Conversation, now: i64) -> SessionRecord {
+        SessionRecord {
+            id: conv.id.clone(),
+            caller_id: conv.caller_id.clone(),
+            template: self.template.name.clone(),
+            case_id: conv.case_id.clone(),
+            created_at_ms: conv.created_at_ms,
+            updated_at_ms: now,
+            expires_at_ms: now + self.session_ttl_ms,
+            state: serde_json::to_value(conv).unwrap_or_default(),
+        }
+    }
+
+    async fn persist(&self, conv: &mut Conversation, turn: &Turn) -> Result<(), EngineError> {
+        let now = self.clock.now_ms();
+        conv.expires_at_ms = now + self.session_ttl_ms;
+        let rec = self.record(conv, now);
+        let logs = turn.logs.clone();
+        let changes = turn.case_changes.clone();
+        let audit = turn.audit.clone();
+        let case_id = conv.case_id.clone();
+        self.store
+            .run(move |s| {
+                s.save_session(&rec)?;
+                s.append_logs(&logs)?;
+                for (action, detail) in &audit {
+                    s.append_case_action(&case_id, MASTER_AGENT, action, detail, now)?;
+                }
+                for (status, note) in &changes {
+                    s.set_case_status(&case_id, *status, MASTER_AGENT, note, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+struct BusyGuard<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}

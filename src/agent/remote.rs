@@ -1,0 +1,103 @@
+//! Remote sub-agents: an external HTTP service speaking the same JSON protocol. The master
+//! `POST`s an `AgentInput` to the agent's endpoint and validates whatever comes back as an
+//! `AgentOutput` (malformed → `INVALID_OUTPUT`); health is a `GET` on its health URL.
+
+use crate::agent::protocol::{AgentInput, AgentOutput};
+use crate::agent::registry::{AgentCard, DispatchError, SubAgent};
+use std::time::Duration;
+
+/// Largest response body accepted from a remote agent.
+const MAX_BODY: usize = 1 << 20;
+
+pub struct RemoteAgent {
+    card: AgentCard,
+    client: reqwest::Client,
+    endpoint: reqwest::Url,
+    health: Option<reqwest::Url>,
+}
+
+impl RemoteAgent {
+    /// Validates the card's URLs; `client` is shared (connection pooling).
+    pub fn new(card: AgentCard, client: reqwest::Client) -> Result<RemoteAgent, String> {
+        let endpoint = card
+            .endpoint
+            .as_deref()
+            .ok_or("a remote agent needs an endpoint URL")?;
+        let endpoint = parse_http_url(endpoint, "endpoint")?;
+        let health = card.health_url.as_deref().map(|u| parse_http_url(u, "health_url")).transpose()?;
+        Ok(RemoteAgent {
+            card: AgentCard {
+                kind: "remote".into(),
+                ..card
+            },
+            client,
+            endpoint,
+            health,
+        })
+    }
+}
+
+fn parse_http_url(s: &str, what: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(s).map_err(|e| format!("{what} {s:?} is not a URL: {e}"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!("{what} must be http or https"));
+    }
+    Ok(u)
+}
+
+#[async_trait::async_trait]
+impl SubAgent for RemoteAgent {
+    fn card(&self) -> &AgentCard {
+        &self.card
+    }
+
+    async fn handle(&self, input: AgentInput) -> Result<AgentOutput, DispatchError> {
+        let resp = self
+            .client
+            .post(self.endpoint.clone())
+            .json(&input)
+            .send()
+            .await
+            .map_err(|e| DispatchError::Transport(format!("POST {}: {e}", self.endpoint)))?;
+        let status = resp.status();
+        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+            return Err(DispatchError::Protocol(crate::agent::protocol::ProtocolError::invalid_output(
+                "response body too large",
+            )));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| DispatchError::Transport(format!("reading response: {e}")))?;
+        if body.len() > MAX_BODY {
+            return Err(DispatchError::Protocol(crate::agent::protocol::ProtocolError::invalid_output(
+                "response body too large",
+            )));
+        }
+        // A protocol answer is accepted whatever the HTTP status (an agent may send its
+        // `status: error` with a 4xx/5xx); a non-protocol 5xx is a transport failure.
+        match AgentOutput::from_json(&body, &input) {
+            Ok(out) => Ok(out),
+            Err(_) if status.is_server_error() => Err(DispatchError::Transport(format!("HTTP {status}"))),
+            Err(e) => Err(DispatchError::Protocol(e)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        let Some(url) = &self.health else {
+            return Ok(());
+        };
+        let resp = self
+            .client
+            .get(url.clone())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("GET {url}: HTTP {}", resp.status()))
+        }
+    }
+}

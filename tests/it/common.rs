@@ -1,0 +1,67 @@
+//! Shared set-up: the real MiniLM model (installed by the test command's set-up), an engine on
+//! an in-memory or file SQLite store, and a virtual clock pinned to a date.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use switchboard::agent::clock::VirtualClock;
+use switchboard::agent::embed::{Embedder, MiniLm};
+use switchboard::agent::engine::Engine;
+use switchboard::config::{Config, RouterMode, SystemMode};
+use switchboard::store::Store;
+
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// The real sentence-embedding model, loaded once per test binary.
+pub fn embedder() -> Arc<dyn Embedder> {
+    static E: OnceLock<Arc<MiniLm>> = OnceLock::new();
+    E.get_or_init(|| {
+        let dir = switchboard::models::verify(&models_dir(), "all-minilm-l6-v2")
+            .unwrap_or_else(|e| panic!("{e} (the test command runs `switchboard models install` first)"));
+        Arc::new(MiniLm::load(&dir).expect("installed MiniLM loads"))
+    })
+    .clone()
+}
+
+pub struct Setup {
+    pub template: &'static str,
+    pub today: &'static str,
+    pub reservation_system: SystemMode,
+    pub semantic: bool,
+    pub store: Option<Store>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            template: "hospitality",
+            today: "2025-11-24",
+            reservation_system: SystemMode::Up,
+            semantic: true,
+            store: None,
+        }
+    }
+}
+
+pub fn config(s: &Setup) -> Config {
+    let mut cfg = Config::embedded().expect("embedded config is valid");
+    cfg.template = s.template.into();
+    cfg.demo.today = s.today.into();
+    cfg.demo.reservation_system = s.reservation_system;
+    cfg.router.mode = if s.semantic { RouterMode::Semantic } else { RouterMode::Keyword };
+    cfg
+}
+
+pub fn engine_with(s: Setup, cfg: &Config) -> Engine {
+    let store = s.store.unwrap_or_else(|| Store::open_in_memory().expect("in-memory sqlite"));
+    let today = chrono::NaiveDate::parse_from_str(s.today, "%Y-%m-%d").expect("test date");
+    let clock = Arc::new(VirtualClock::new(1_764_000_000_000, today));
+    let embedder = s.semantic.then(embedder);
+    Engine::build(cfg, store, embedder, clock).expect("engine builds")
+}
+
+pub fn engine(s: Setup) -> Engine {
+    let cfg = config(&s);
+    engine_with(s, &cfg)
+}

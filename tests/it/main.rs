@@ -1,0 +1,8 @@
+//! One integration-test binary (modules instead of one binary per file).
+
+mod common;
+mod engine_api;
+mod http_api;
+mod reliability;
+mod router;
+mod scenarios;

@@ -61,6 +61,7 @@ pub struct RouterConfig {
     pub mode: RouterMode,
     pub model: String,
     pub threshold: f32,
+    pub temperature: f32,
     pub max_failures: u32,
 }
 

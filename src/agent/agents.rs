@@ -162,20 +162,21 @@ impl LocalAgent {
         // in the session; if the system of record is still down the cancellation is accepted,
         // queued for replay, and answered from the cached booking.
         if let Some(cached) = input.parameters.get("cached_reservation") {
-            let cached: Reservation = serde_json::from_value(cached.clone())
-                .map_err(|e| SourceError::Rejected(format!("cached_reservation is not a reservation: {e}")))?;
-            return match self.data.cancel_reservation(&cached.number) {
-                Ok(c) => Ok(self.ok(input, cancellation_json(&c.reservation, c.fee, c.refund))),
+            let number = cached.get("number").and_then(Value::as_str);
+            let fee = cached.get("cancellation_fee").and_then(speech::to_cents);
+            let total = cached.get("total").and_then(speech::to_cents);
+            let (Some(number), Some(fee), Some(total)) = (number, fee, total) else {
+                return Ok(self.err(input, ErrorCode::InvalidInput, "cached_reservation lacks number, total or fee"));
+            };
+            return match self.data.cancel_reservation(number) {
+                Ok(c) => Ok(self.ok(input, cancellation_json(&c.reservation.number, c.fee, c.refund))),
                 Err(SourceError::Unavailable(_)) => {
                     self.data.defer_write(DeferredWrite {
                         kind: "cancel_reservation".into(),
-                        reference: cached.number.clone(),
+                        reference: number.to_string(),
                         at: self.now().to_string(),
                     })?;
-                    let mut out = self.ok(
-                        input,
-                        cancellation_json(&cached, cached.cancellation_fee, cached.total - cached.cancellation_fee),
-                    );
+                    let mut out = self.ok(input, cancellation_json(number, fee, total - fee));
                     out.metadata.source = Some("cached_data".into());
                     out.metadata.note = Some("Used cached data due to external system unavailability".into());
                     Ok(out)
@@ -237,7 +238,7 @@ impl LocalAgent {
             return Ok(AgentOutput::needs_info(input, self.missing(input, fields, &[]), self.now()));
         };
         let c = self.data.cancel_reservation(&target.number)?;
-        Ok(self.ok(input, cancellation_json(&c.reservation, c.fee, c.refund)))
+        Ok(self.ok(input, cancellation_json(&c.reservation.number, c.fee, c.refund)))
     }
 
     // ------------------------------------------------------------------ billing
@@ -466,12 +467,14 @@ fn reservation_json(r: &Reservation) -> Value {
         "room_type": r.room_type,
         "check_in": r.check_in,
         "check_out": r.check_out,
+        "total": r.total as f64 / 100.0,
+        "cancellation_fee": r.cancellation_fee as f64 / 100.0,
     })
 }
 
-fn cancellation_json(r: &Reservation, fee: i64, refund: i64) -> Value {
+fn cancellation_json(number: &str, fee: i64, refund: i64) -> Value {
     json!({"reservation": {
-        "number": r.number,
+        "number": number,
         "status": "cancelled",
         "cancellation_fee": fee as f64 / 100.0,
         "refund_amount": refund as f64 / 100.0,

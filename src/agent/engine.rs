@@ -67,7 +67,7 @@ impl Engine {
         for agent in LocalAgent::all(&template, data, clock.clone()) {
             registry.register(agent).map_err(|e| EngineError::Setup(e.to_string()))?;
         }
-        let router = Arc::new(Router::new(&template, embedder).map_err(|e| EngineError::Setup(e.to_string()))?);
+        let router = Arc::new(Router::new(&template, embedder, cfg.router.temperature).map_err(|e| EngineError::Setup(e.to_string()))?);
         let dispatcher = Arc::new(Dispatcher::new(registry.clone(), &cfg.reliability));
         let master = Master {
             template: template.clone(),

@@ -307,20 +307,30 @@ impl Master {
         }
     }
 
-    async fn new_request(&self, cx: &mut Ctx<'_>, text: &str) {
-        let allowed = |t: &str| self.task_available(t);
-        let decision = match self.router.route(text, &allowed) {
-            Ok(d) => d,
-            Err(e) => {
+    /// Routes off the async workers (the embedding takes milliseconds of CPU). All tasks the
+    /// template declares are ranked — not only those with a healthy agent right now — so a
+    /// request whose agent is down is recognised for what it is and goes down the fallback
+    /// chain instead of being mistaken for something else.
+    async fn route(&self, text: &str, candidates: Option<Vec<String>>) -> RouteDecision {
+        let router = self.router.clone();
+        let text = text.to_string();
+        let tasks: Vec<String> = candidates.unwrap_or_else(|| self.template.tasks.keys().cloned().collect());
+        let job = tokio::task::spawn_blocking(move || router.route(&text, &|t| tasks.iter().any(|x| x == t)));
+        match job.await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "intent router failed");
-                RouteDecision {
-                    task: None,
-                    confidence: 0.0,
-                    ranked: vec![],
-                    path: crate::agent::router::RoutePath::None,
-                }
+                RouteDecision::none()
             }
-        };
+            Err(e) => {
+                tracing::error!(error = %e, "intent router task failed");
+                RouteDecision::none()
+            }
+        }
+    }
+
+    async fn new_request(&self, cx: &mut Ctx<'_>, text: &str) {
+        let decision = self.route(text, None).await;
         cx.turn.intent = decision.task.clone();
         cx.turn.confidence = Some(decision.confidence);
         cx.turn.audit.push((
@@ -379,7 +389,7 @@ impl Master {
     }
 
     async fn answer_topic(&self, cx: &mut Ctx<'_>, text: &str, candidates: Vec<String>, utterance: String) {
-        let chosen = self.pick_topic(text, &candidates);
+        let chosen = self.pick_topic(text, &candidates).await;
         match chosen {
             Some(task) => {
                 cx.conv.misunderstood = 0;
@@ -400,7 +410,7 @@ impl Master {
         }
     }
 
-    fn pick_topic(&self, text: &str, candidates: &[String]) -> Option<String> {
+    async fn pick_topic(&self, text: &str, candidates: &[String]) -> Option<String> {
         if let Some(o) = slots::extract_ordinal(text) {
             let i = match o {
                 Ordinal::Nth(n) => n.checked_sub(1)?,
@@ -427,11 +437,8 @@ impl Master {
         if hits.len() == 1 {
             return hits.pop().cloned();
         }
-        let ranked = self.router.rank_semantic(text, &allowed).ok()?;
-        match ranked.as_slice() {
-            [top, ..] if top.score >= self.router_cfg.threshold => Some(top.task.clone()),
-            _ => None,
-        }
+        let d = self.route(text, Some(candidates.to_vec())).await;
+        d.task.filter(|_| d.confidence >= self.router_cfg.threshold)
     }
 
     /// Slot values the caller already said in the request itself.
@@ -503,7 +510,7 @@ impl Master {
             let ft = FieldType::parse(&f.field_type);
             let pattern = f.validation.as_ref().and_then(|v| v.pattern.as_deref());
             let value = match ft {
-                FieldType::Name => slots::extract_name(text).map(Value::from),
+                FieldType::Name => name_in(text).map(Value::from),
                 FieldType::Text => Some(Value::from(text)),
                 FieldType::Confirm | FieldType::Choice => None,
                 other => extract_value(other, pattern, text, today),
@@ -792,9 +799,12 @@ impl Master {
                             .collect();
                         let descs: Vec<String> = fields.iter().map(|f| f.description.clone()).collect();
                         let list = speech::join_spoken(&descs, "and");
-                        let retry = fields.iter().any(|f| params.contains_key(&f.field));
-                        let q = if retry {
+                        let given = spec.is_some_and(|s| s.required.iter().any(|f| params.contains_key(&f.field)));
+                        let again = fields.iter().any(|f| params.contains_key(&f.field));
+                        let q = if again {
                             format!("Sorry, I still need {list}. Could you say it again?")
+                        } else if given {
+                            format!("Thanks. I still need {list}.")
                         } else {
                             let phrase = spec.map(|s| s.phrase.as_str()).unwrap_or("help with that");
                             format!("I'll need a bit more information to {phrase}. Can you please provide {list}?")
@@ -1073,6 +1083,17 @@ const STOP: &[&str] = &[
 
 fn slots_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
     pairs.iter().map(|(k, v)| ((*k).to_string(), Value::from(*v))).collect()
+}
+
+/// A name said alone or beside other details: "ABC123, John Doe", "John Doe and it's ABC123".
+fn name_in(text: &str) -> Option<String> {
+    slots::extract_name(text).or_else(|| {
+        text.split([',', ';'])
+            .flat_map(|part| part.split(" and "))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .find_map(slots::extract_name)
+    })
 }
 
 /// Typed extraction of one field from speech.

@@ -16,8 +16,6 @@ use crate::config::Template;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-/// Softmax temperature over cosine scores: a 0.1 lead in similarity is a ×e² ≈ 7× lead in odds.
-const TEMPERATURE: f32 = 0.05;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,7 +42,7 @@ pub struct RouteDecision {
 }
 
 impl RouteDecision {
-    fn none() -> Self {
+    pub fn none() -> Self {
         Self {
             task: None,
             confidence: 0.0,
@@ -63,6 +61,8 @@ pub struct Router {
     keywords: Vec<(Vec<String>, String)>,
     embedder: Option<Arc<dyn Embedder>>,
     examples: RwLock<Vec<Example>>,
+    /// Softmax temperature over cosine scores (`router.temperature`).
+    temperature: f32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,11 @@ pub struct RouterError(pub String);
 
 impl Router {
     /// Builds the keyword index and, with an embedder, embeds every example of every task.
-    pub fn new(template: &Template, embedder: Option<Arc<dyn Embedder>>) -> Result<Router, RouterError> {
+    pub fn new(
+        template: &Template,
+        embedder: Option<Arc<dyn Embedder>>,
+        temperature: f32,
+    ) -> Result<Router, RouterError> {
         let mut keywords: Vec<(Vec<String>, String)> = template
             .tasks
             .iter()
@@ -84,6 +88,7 @@ impl Router {
             keywords,
             embedder,
             examples: RwLock::new(vec![]),
+            temperature: temperature.max(1e-3),
         };
         for (task, spec) in &template.tasks {
             let refs: Vec<&str> = spec.examples.iter().map(String::as_str).collect();
@@ -153,7 +158,7 @@ impl Router {
             }
         }
         let max = best.values().copied().fold(f32::MIN, f32::max);
-        let exps: Vec<(&str, f32)> = best.iter().map(|(t, s)| (*t, ((s - max) / TEMPERATURE).exp())).collect();
+        let exps: Vec<(&str, f32)> = best.iter().map(|(t, s)| (*t, ((s - max) / self.temperature).exp())).collect();
         let sum: f32 = exps.iter().map(|(_, e)| e).sum();
         let mut ranked: Vec<Scored> = exps
             .into_iter()

@@ -7,7 +7,7 @@ use switchboard::agent::router::{RoutePath, Router};
 fn router(template: &str) -> Router {
     let cfg = config(&Setup::default());
     let t = cfg.load_template_named(template).unwrap();
-    Router::new(&t, Some(embedder())).unwrap()
+    Router::new(&t, Some(embedder()), cfg.router.temperature).unwrap()
 }
 
 /// Paraphrases that appear nowhere in the templates (neither as examples nor as keywords).
@@ -55,7 +55,9 @@ fn keyword_path_decides_without_the_model() {
     let d = r.route("Cancel my reservation for next week", &all).unwrap();
     assert_eq!((d.task.as_deref(), d.path), (Some("cancel_reservation"), RoutePath::Keyword));
     // Two tasks named equally strongly: the keyword path does not guess.
-    assert_eq!(r.route_keywords("towels and my bill", &all), None);
+    assert_eq!(r.route_keywords("towels and billing", &all), None);
+    // Otherwise the longest phrase decides.
+    assert_eq!(r.route_keywords("towels and my bill", &all).as_deref(), Some("get_billing_info"));
 }
 
 #[test]

@@ -143,7 +143,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.router;
         if !(0.0..=1.0).contains(&r.threshold) {
-            return Err(ConfigError::Invalid("router.threshold must be in 0..1".into()));
+            return Err(ConfigError::Invalid(
+                "router.threshold must be in 0..1".into(),
+            ));
         }
         let rel = &self.reliability;
         if rel.task_timeout_ms == 0 {
@@ -188,8 +190,14 @@ impl Config {
     }
 
     pub fn load_template_named(&self, name: &str) -> Result<Template, ConfigError> {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(ConfigError::Invalid(format!("template name {name:?} is not a plain name")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "template name {name:?} is not a plain name"
+            )));
         }
         let file = format!("templates/{name}.toml");
         let text = match self.read_beside(&file)? {
@@ -201,7 +209,11 @@ impl Config {
                 .ok_or_else(|| {
                     ConfigError::Invalid(format!(
                         "unknown template {name:?}; available: {}",
-                        EMBEDDED_TEMPLATES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        EMBEDDED_TEMPLATES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?,
         };
@@ -392,7 +404,10 @@ impl Template {
             for f in task.required.iter().chain(&task.optional) {
                 if let Some(p) = &f.pattern {
                     regex::Regex::new(p).map_err(|e| {
-                        ConfigError::Invalid(format!("task {name} field {}: bad pattern: {e}", f.field))
+                        ConfigError::Invalid(format!(
+                            "task {name} field {}: bad pattern: {e}",
+                            f.field
+                        ))
                     })?;
                 }
             }
@@ -420,7 +435,9 @@ impl Template {
 
     /// The first agent declaring `task`.
     pub fn agent_for_task(&self, task: &str) -> Option<&AgentSpec> {
-        self.agents.iter().find(|a| a.tasks.iter().any(|t| t == task))
+        self.agents
+            .iter()
+            .find(|a| a.tasks.iter().any(|t| t == task))
     }
 
     /// The human-handoff task, if the template has a handoff agent.

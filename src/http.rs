@@ -86,7 +86,9 @@ fn bad_json(r: JsonRejection) -> ApiError {
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "template": s.engine.template.name, "agents": s.engine.registry.status().len()}))
+    Json(
+        json!({"status": "ok", "template": s.engine.template.name, "agents": s.engine.registry.status().len()}),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -104,19 +106,29 @@ async fn create_conversation(
     let req: NewConversation = if body.iter().all(u8::is_ascii_whitespace) {
         NewConversation::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                format!("invalid JSON body: {e}"),
+            )
+        })?
     };
     let caller = req.caller_id.unwrap_or_else(|| DEMO_CALLER.into());
     let channel = req.channel.unwrap_or_else(|| "text".into());
     let turn = s.engine.start(&caller, &channel).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"conversation_id": turn.conversation_id, "case_id": turn.case_id, "reply": turn.reply})),
+        Json(
+            json!({"conversation_id": turn.conversation_id, "case_id": turn.case_id, "reply": turn.reply}),
+        ),
     ))
 }
 
-async fn get_conversation(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let c = s.engine.conversation(&id).await?;
     Ok(Json(json!({
         "conversation_id": c.id, "caller_id": c.caller_id, "case_id": c.case_id, "ended": c.ended,
@@ -161,23 +173,45 @@ async fn register_agent(
             format!(
                 "task {unknown:?} is not declared by template {}; remote agents take over or back up its tasks: {}",
                 template.name,
-                template.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+                template
+                    .tasks
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
     let agent = RemoteAgent::new(card, s.http.clone())
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT", m))?;
     let id = agent.card().id.clone();
-    s.engine.registry.register(Arc::new(agent)).map_err(|e| match e {
-        RegistryError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "DUPLICATE", e.to_string()),
-        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT", e.to_string()),
-    })?;
+    s.engine
+        .registry
+        .register(Arc::new(agent))
+        .map_err(|e| match e {
+            RegistryError::Duplicate(_) => {
+                ApiError::new(StatusCode::CONFLICT, "DUPLICATE", e.to_string())
+            }
+            _ => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_INPUT",
+                e.to_string(),
+            ),
+        })?;
     tracing::info!(agent = %id, "remote agent registered");
-    let status = s.engine.registry.status().into_iter().find(|a| a.card.id == id);
+    let status = s
+        .engine
+        .registry
+        .status()
+        .into_iter()
+        .find(|a| a.card.id == id);
     Ok((StatusCode::CREATED, Json(json!(status))))
 }
 
-async fn delete_agent(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_agent(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.engine
         .registry
         .deregister(&id)
@@ -202,7 +236,8 @@ async fn get_logs(
     State(s): State<AppState>,
     q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", e.body_text()))?;
+    let Query(p) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", e.body_text()))?;
     let log_type = p
         .log_type
         .as_deref()
@@ -219,7 +254,11 @@ async fn get_logs(
     if let (Some(f), Some(t)) = (p.from, p.to)
         && f > t
     {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "from is after to"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "from is after to",
+        ));
     }
     let logs = s
         .engine
@@ -235,10 +274,17 @@ async fn get_logs(
     Ok(Json(json!({"count": logs.len(), "logs": logs})))
 }
 
-async fn get_case(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_case(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     match s.engine.case(&id).await? {
         Some(c) => Ok(Json(json!(c))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no case with id {id:?}"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no case with id {id:?}"),
+        )),
     }
 }
 

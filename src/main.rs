@@ -15,7 +15,11 @@ use switchboard::models;
 use switchboard::store::Store;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Voice call-center gateway: a master agent and its sub-agents")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Voice call-center gateway: a master agent and its sub-agents"
+)]
 struct Cli {
     /// Configuration file (default: config/switchboard.toml if present, else the embedded defaults).
     #[arg(long, global = true)]
@@ -64,7 +68,8 @@ enum ModelsAction {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let is_chat = matches!(cli.command, Command::Chat { .. });
     tracing_subscriber::fmt()
         .with_env_filter(if is_chat { "warn".into() } else { filter })
@@ -79,7 +84,11 @@ fn main() -> Result<()> {
             }
             runtime()?.block_on(serve(cfg))
         }
-        Command::Chat { json, caller, template } => {
+        Command::Chat {
+            json,
+            caller,
+            template,
+        } => {
             if let Some(t) = template {
                 cfg.template = t;
             }
@@ -89,7 +98,9 @@ fn main() -> Result<()> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn models_cmd(cfg: &Config, action: ModelsAction) -> Result<()> {
@@ -135,10 +146,13 @@ fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
                     cfg.router.model
                 )
             })?;
-            Some(Arc::new(MiniLm::load(&dir).with_context(|| format!("loading {}", dir.display()))?))
+            Some(Arc::new(
+                MiniLm::load(&dir).with_context(|| format!("loading {}", dir.display()))?,
+            ))
         }
     };
-    let store = Store::open(&cfg.db_path()).with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let store = Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let clock = Arc::new(SystemClock {
         fixed_today: cfg.fixed_today(),
     });
@@ -162,7 +176,9 @@ async fn serve(cfg: Config) -> Result<()> {
     let state = AppState {
         engine,
         http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(cfg.reliability.task_timeout_ms))
+            .timeout(std::time::Duration::from_millis(
+                cfg.reliability.task_timeout_ms,
+            ))
             .build()?,
     };
     axum::serve(listener, http::router(state))

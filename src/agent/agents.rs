@@ -9,7 +9,8 @@
 use crate::agent::clock::Clock;
 use crate::agent::data::{DataSource, DeferredWrite, Reservation, SourceError};
 use crate::agent::protocol::{
-    AgentInput, AgentOutput, ClarOption, Clarification, ClarificationType, ErrorCode, RequiredField, Validation,
+    AgentInput, AgentOutput, ClarOption, Clarification, ClarificationType, ErrorCode,
+    RequiredField, Validation,
 };
 use crate::agent::registry::{AgentCard, DispatchError, SubAgent};
 use crate::agent::speech;
@@ -29,11 +30,21 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
-    pub fn new(spec: &AgentSpec, template: &Template, data: Arc<dyn DataSource>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        spec: &AgentSpec,
+        template: &Template,
+        data: Arc<dyn DataSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let required = spec
             .tasks
             .iter()
-            .filter_map(|t| template.tasks.get(t).map(|ts| (t.clone(), ts.required.clone())))
+            .filter_map(|t| {
+                template
+                    .tasks
+                    .get(t)
+                    .map(|ts| (t.clone(), ts.required.clone()))
+            })
             .collect();
         Self {
             card: AgentCard {
@@ -54,20 +65,35 @@ impl LocalAgent {
     }
 
     /// Every in-process agent a template declares.
-    pub fn all(template: &Template, data: Arc<dyn DataSource>, clock: Arc<dyn Clock>) -> Vec<Arc<dyn SubAgent>> {
+    pub fn all(
+        template: &Template,
+        data: Arc<dyn DataSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Vec<Arc<dyn SubAgent>> {
         template
             .agents
             .iter()
-            .map(|a| Arc::new(LocalAgent::new(a, template, data.clone(), clock.clone())) as Arc<dyn SubAgent>)
+            .map(|a| {
+                Arc::new(LocalAgent::new(a, template, data.clone(), clock.clone()))
+                    as Arc<dyn SubAgent>
+            })
             .collect()
     }
 
     fn answer(&self, input: &AgentInput) -> AgentOutput {
         let Some(fields) = self.required.get(&input.task) else {
-            return self.err(input, ErrorCode::UnknownTask, format!("{} does not do {}", self.card.id, input.task));
+            return self.err(
+                input,
+                ErrorCode::UnknownTask,
+                format!("{} does not do {}", self.card.id, input.task),
+            );
         };
         if let Some(bad) = input.parameters.iter().find(|(_, v)| v.is_array()) {
-            return self.err(input, ErrorCode::InvalidInput, format!("parameter {} must not be a list", bad.0));
+            return self.err(
+                input,
+                ErrorCode::InvalidInput,
+                format!("parameter {} must not be a list", bad.0),
+            );
         }
         let r = match self.kind {
             AgentKind::Reservations => self.reservations(input, fields),
@@ -82,7 +108,11 @@ impl LocalAgent {
         };
         r.unwrap_or_else(|e| match e {
             SourceError::Unavailable(what) => {
-                let mut out = self.err(input, ErrorCode::ExternalApiFailure, format!("Could not connect to {what}"));
+                let mut out = self.err(
+                    input,
+                    ErrorCode::ExternalApiFailure,
+                    format!("Could not connect to {what}"),
+                );
                 if let Some(err) = out.error.as_mut() {
                     err.details = json!({"error_type": "NetworkError", "retryable": true});
                 }
@@ -107,7 +137,12 @@ impl LocalAgent {
     }
 
     /// Required fields of the task that are missing or fail their validation pattern.
-    fn missing(&self, input: &AgentInput, fields: &[FieldSpec], skip: &[&str]) -> Vec<RequiredField> {
+    fn missing(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+        skip: &[&str],
+    ) -> Vec<RequiredField> {
         fields
             .iter()
             .filter(|f| !skip.contains(&f.field.as_str()))
@@ -115,7 +150,10 @@ impl LocalAgent {
             .map(|f| RequiredField {
                 field: f.field.clone(),
                 field_type: f.field_type.as_str().into(),
-                description: speech::render(&f.description, &Value::Object(input.parameters.clone())),
+                description: speech::render(
+                    &f.description,
+                    &Value::Object(input.parameters.clone()),
+                ),
                 validation: (f.pattern.is_some() || f.example.is_some()).then(|| Validation {
                     pattern: f.pattern.clone(),
                     example: f.example.clone(),
@@ -126,7 +164,11 @@ impl LocalAgent {
 
     // ------------------------------------------------------------------ reservations
 
-    fn reservations(&self, input: &AgentInput, fields: &[FieldSpec]) -> Result<AgentOutput, SourceError> {
+    fn reservations(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+    ) -> Result<AgentOutput, SourceError> {
         let action = input.task.split('_').next().unwrap_or_default();
         let caller = &input.context.caller_id;
         if action == "cancel" {
@@ -147,7 +189,11 @@ impl LocalAgent {
         match action {
             "modify" => {
                 let Some(date) = input.param("new_date").and_then(parse_day) else {
-                    return Ok(AgentOutput::needs_info(input, self.missing(input, fields, &[]), self.now()));
+                    return Ok(AgentOutput::needs_info(
+                        input,
+                        self.missing(input, fields, &[]),
+                        self.now(),
+                    ));
                 };
                 let moved = self.data.move_reservation(&r.number, date)?;
                 Ok(self.ok(input, json!({"reservation": reservation_json(&moved)})))
@@ -166,10 +212,17 @@ impl LocalAgent {
             let fee = cached.get("cancellation_fee").and_then(speech::to_cents);
             let total = cached.get("total").and_then(speech::to_cents);
             let (Some(number), Some(fee), Some(total)) = (number, fee, total) else {
-                return Ok(self.err(input, ErrorCode::InvalidInput, "cached_reservation lacks number, total or fee"));
+                return Ok(self.err(
+                    input,
+                    ErrorCode::InvalidInput,
+                    "cached_reservation lacks number, total or fee",
+                ));
             };
             return match self.data.cancel_reservation(number) {
-                Ok(c) => Ok(self.ok(input, cancellation_json(&c.reservation.number, c.fee, c.refund))),
+                Ok(c) => Ok(self.ok(
+                    input,
+                    cancellation_json(&c.reservation.number, c.fee, c.refund),
+                )),
                 Err(SourceError::Unavailable(_)) => {
                     self.data.defer_write(DeferredWrite {
                         kind: "cancel_reservation".into(),
@@ -178,7 +231,8 @@ impl LocalAgent {
                     })?;
                     let mut out = self.ok(input, cancellation_json(number, fee, total - fee));
                     out.metadata.source = Some("cached_data".into());
-                    out.metadata.note = Some("Used cached data due to external system unavailability".into());
+                    out.metadata.note =
+                        Some("Used cached data due to external system unavailability".into());
                     Ok(out)
                 }
                 Err(e) => Err(e),
@@ -193,7 +247,9 @@ impl LocalAgent {
             let Some(r) = self.data.find_reservation(number)? else {
                 return Ok(not_found(input, self.now()));
             };
-            let name_ok = input.param("full_name").is_some_and(|n| same_name(&r.guest_name, n));
+            let name_ok = input
+                .param("full_name")
+                .is_some_and(|n| same_name(&r.guest_name, n));
             if r.caller_id != *caller && !name_ok {
                 if input.param("full_name").is_none() {
                     let missing = self.missing(input, fields, &["reservation_number"]);
@@ -208,11 +264,19 @@ impl LocalAgent {
                 .data
                 .reservations_of(caller)?
                 .into_iter()
-                .filter(|r| r.status != "cancelled" && r.arrival().is_some_and(|d| d >= start && d <= end))
+                .filter(|r| {
+                    r.status != "cancelled" && r.arrival().is_some_and(|d| d >= start && d <= end)
+                })
                 .collect();
             match mine.as_slice() {
                 [one] => one.clone(),
-                [] => return Ok(AgentOutput::needs_info(input, self.missing(input, fields, &[]), self.now())),
+                [] => {
+                    return Ok(AgentOutput::needs_info(
+                        input,
+                        self.missing(input, fields, &[]),
+                        self.now(),
+                    ));
+                }
                 many => {
                     let options = many
                         .iter()
@@ -235,23 +299,46 @@ impl LocalAgent {
                 }
             }
         } else {
-            return Ok(AgentOutput::needs_info(input, self.missing(input, fields, &[]), self.now()));
+            return Ok(AgentOutput::needs_info(
+                input,
+                self.missing(input, fields, &[]),
+                self.now(),
+            ));
         };
         let c = self.data.cancel_reservation(&target.number)?;
-        Ok(self.ok(input, cancellation_json(&c.reservation.number, c.fee, c.refund)))
+        Ok(self.ok(
+            input,
+            cancellation_json(&c.reservation.number, c.fee, c.refund),
+        ))
     }
 
     // ------------------------------------------------------------------ billing
 
-    fn billing(&self, input: &AgentInput, fields: &[FieldSpec]) -> Result<AgentOutput, SourceError> {
+    fn billing(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+    ) -> Result<AgentOutput, SourceError> {
         let accounts = self.data.accounts_of(&input.context.caller_id)?;
         let account = match input.param("account_id") {
             Some(id) => match accounts.iter().find(|a| a.id == id) {
                 Some(a) => a.clone(),
-                None => return Ok(self.err(input, ErrorCode::AccountNotFound, "no such account for this caller")),
+                None => {
+                    return Ok(self.err(
+                        input,
+                        ErrorCode::AccountNotFound,
+                        "no such account for this caller",
+                    ));
+                }
             },
             None => match accounts.as_slice() {
-                [] => return Ok(self.err(input, ErrorCode::AccountNotFound, "the caller has no accounts")),
+                [] => {
+                    return Ok(self.err(
+                        input,
+                        ErrorCode::AccountNotFound,
+                        "the caller has no accounts",
+                    ));
+                }
                 [one] => one.clone(),
                 many => {
                     let verb = if input.task == "make_payment" {
@@ -278,7 +365,10 @@ impl LocalAgent {
         if input.task == "make_payment" {
             let mut params = input.parameters.clone();
             params.insert("account_id".into(), json!(account.id));
-            params.insert("account_label".into(), json!(speech::speakable_label(&account.label())));
+            params.insert(
+                "account_label".into(),
+                json!(speech::speakable_label(&account.label())),
+            );
             let view = AgentInput {
                 parameters: params,
                 ..input.clone()
@@ -287,7 +377,11 @@ impl LocalAgent {
             if !missing.is_empty() {
                 return Ok(AgentOutput::needs_info(input, missing, self.now()));
             }
-            let cents = input.parameters.get("amount").and_then(speech::to_cents).unwrap_or(0);
+            let cents = input
+                .parameters
+                .get("amount")
+                .and_then(speech::to_cents)
+                .unwrap_or(0);
             let confirmation = self.data.record_payment(&account.id, cents)?;
             return Ok(self.ok(
                 input,
@@ -300,7 +394,11 @@ impl LocalAgent {
             .map(str::to_string)
             .unwrap_or_else(|| self.clock.today().format("%Y-%m").to_string());
         let Some(bill) = self.data.bill(&account.id, &month)? else {
-            let mut out = self.err(input, ErrorCode::BillNotFound, format!("no bill for {month}"));
+            let mut out = self.err(
+                input,
+                ErrorCode::BillNotFound,
+                format!("no bill for {month}"),
+            );
             if let Some(e) = out.error.as_mut() {
                 e.details = json!({"account_id": account.id, "month": month});
             }
@@ -358,15 +456,27 @@ impl LocalAgent {
                     .map(|h| h.content.clone())
             })
             .unwrap_or_else(|| "no description".into());
-        let ticket = self.data.create_ticket(&input.context.caller_id, &severity, &description)?;
-        Ok(self.ok(input, json!({"ticket_id": ticket, "severity": severity, "description": description})))
+        let ticket = self
+            .data
+            .create_ticket(&input.context.caller_id, &severity, &description)?;
+        Ok(self.ok(
+            input,
+            json!({"ticket_id": ticket, "severity": severity, "description": description}),
+        ))
     }
 
     // ------------------------------------------------------------------ concierge
 
-    fn concierge(&self, input: &AgentInput, fields: &[FieldSpec]) -> Result<AgentOutput, SourceError> {
+    fn concierge(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+    ) -> Result<AgentOutput, SourceError> {
         if input.task == "get_recommendations" {
-            return Ok(self.ok(input, json!({"recommendations": self.data.recommendations()?})));
+            return Ok(self.ok(
+                input,
+                json!({"recommendations": self.data.recommendations()?}),
+            ));
         }
         let missing = self.missing(input, fields, &[]);
         if !missing.is_empty() {
@@ -376,7 +486,10 @@ impl LocalAgent {
         let service = service_name(asked);
         let room = input.param("room_number").unwrap_or_default();
         let eta = self.data.request_service(room, &service)?;
-        Ok(self.ok(input, json!({"service": service, "room_number": room, "eta_minutes": eta})))
+        Ok(self.ok(
+            input,
+            json!({"service": service, "room_number": room, "eta_minutes": eta}),
+        ))
     }
 }
 
@@ -388,7 +501,13 @@ impl SubAgent for LocalAgent {
 
     async fn handle(&self, input: AgentInput) -> Result<AgentOutput, DispatchError> {
         if let Err(e) = input.validate() {
-            return Ok(AgentOutput::error(&input, e.code, e.message, Value::Null, self.now()));
+            return Ok(AgentOutput::error(
+                &input,
+                e.code,
+                e.message,
+                Value::Null,
+                self.now(),
+            ));
         }
         let started = self.now();
         let mut out = self.answer(&input);
@@ -438,7 +557,12 @@ fn not_found(input: &AgentInput, now: i64) -> AgentOutput {
 }
 
 fn same_name(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>().join(" ");
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     !b.trim().is_empty() && norm(a) == norm(b)
 }
 
@@ -510,5 +634,8 @@ fn service_name(asked: &str) -> String {
 
 /// Parameters as a JSON object (helper for callers building inputs).
 pub fn params(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
 }

@@ -20,7 +20,8 @@ impl Clock for SystemClock {
         chrono::Utc::now().timestamp_millis()
     }
     fn today(&self) -> NaiveDate {
-        self.fixed_today.unwrap_or_else(|| chrono::Utc::now().date_naive())
+        self.fixed_today
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
 }
 

@@ -35,7 +35,9 @@ pub struct Reservation {
 
 impl Reservation {
     pub fn arrival(&self) -> Option<NaiveDate> {
-        self.check_in.get(..10).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        self.check_in
+            .get(..10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
     }
 }
 
@@ -92,11 +94,20 @@ pub trait DataSource: Send + Sync {
     fn find_reservation(&self, number: &str) -> Result<Option<Reservation>, SourceError>;
     fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError>;
     fn cancel_reservation(&self, number: &str) -> Result<Cancellation, SourceError>;
-    fn move_reservation(&self, number: &str, arrival: NaiveDate) -> Result<Reservation, SourceError>;
+    fn move_reservation(
+        &self,
+        number: &str,
+        arrival: NaiveDate,
+    ) -> Result<Reservation, SourceError>;
     fn accounts_of(&self, caller_id: &str) -> Result<Vec<Account>, SourceError>;
     fn bill(&self, account_id: &str, month: &str) -> Result<Option<Bill>, SourceError>;
     fn record_payment(&self, account_id: &str, cents: i64) -> Result<String, SourceError>;
-    fn create_ticket(&self, caller_id: &str, severity: &str, description: &str) -> Result<String, SourceError>;
+    fn create_ticket(
+        &self,
+        caller_id: &str,
+        severity: &str,
+        description: &str,
+    ) -> Result<String, SourceError>;
     fn request_service(&self, room: &str, service: &str) -> Result<u32, SourceError>;
     fn recommendations(&self) -> Result<Vec<String>, SourceError>;
     /// Accept a write for later replay when the system of record is down (cached-data fallback).
@@ -127,7 +138,8 @@ struct DemoFileState {
 
 impl DemoData {
     pub fn from_toml(text: &str, mode: SystemMode) -> Result<DemoData, String> {
-        let file: DemoFile = toml::from_str(text).map_err(|e| format!("demo data is not valid: {e}"))?;
+        let file: DemoFile =
+            toml::from_str(text).map_err(|e| format!("demo data is not valid: {e}"))?;
         let d = DemoData {
             state: Mutex::new(DemoFileState {
                 file,
@@ -182,7 +194,13 @@ impl DemoData {
 impl DataSource for DemoData {
     fn find_reservation(&self, number: &str) -> Result<Option<Reservation>, SourceError> {
         self.reservations_read()?;
-        Ok(self.lock().file.reservations.iter().find(|r| r.number == number).cloned())
+        Ok(self
+            .lock()
+            .file
+            .reservations
+            .iter()
+            .find(|r| r.number == number)
+            .cloned())
     }
 
     fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError> {
@@ -214,7 +232,11 @@ impl DataSource for DemoData {
         })
     }
 
-    fn move_reservation(&self, number: &str, arrival: NaiveDate) -> Result<Reservation, SourceError> {
+    fn move_reservation(
+        &self,
+        number: &str,
+        arrival: NaiveDate,
+    ) -> Result<Reservation, SourceError> {
         self.reservations_write()?;
         let mut st = self.lock();
         let r = st
@@ -230,7 +252,11 @@ impl DataSource for DemoData {
         let delta = arrival - old;
         let shift = |ts: &str| {
             DateTime::parse_from_rfc3339(ts)
-                .map(|dt| (dt.with_timezone(&Utc) + delta).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map(|dt| {
+                    (dt.with_timezone(&Utc) + delta)
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                })
                 .map_err(|_| SourceError::Rejected("stored dates are not valid".into()))
         };
         let (ci, co) = (shift(&r.check_in)?, shift(&r.check_out)?);
@@ -270,7 +296,12 @@ impl DataSource for DemoData {
         Ok(self.next_id("PAY"))
     }
 
-    fn create_ticket(&self, _caller_id: &str, _severity: &str, _description: &str) -> Result<String, SourceError> {
+    fn create_ticket(
+        &self,
+        _caller_id: &str,
+        _severity: &str,
+        _description: &str,
+    ) -> Result<String, SourceError> {
         Ok(self.next_id("TCK"))
     }
 
@@ -331,16 +362,25 @@ mod tests {
     fn seed_examples_are_the_demo_data() {
         let d = demo(SystemMode::Up);
         let r = d.find_reservation("ABC123").unwrap().unwrap();
-        assert_eq!((r.guest_name.as_str(), r.room_type.as_str()), ("John Doe", "Deluxe Suite"));
+        assert_eq!(
+            (r.guest_name.as_str(), r.room_type.as_str()),
+            ("John Doe", "Deluxe Suite")
+        );
         assert_eq!(r.arrival(), NaiveDate::from_ymd_opt(2025, 12, 1));
         let accts = d.accounts_of("user_789").unwrap();
-        assert_eq!(accts.iter().map(|a| a.label()).collect::<Vec<_>>(), [
-            "Personal Account (ending in 4567)",
-            "Business Account (ending in 7890)"
-        ]);
+        assert_eq!(
+            accts.iter().map(|a| a.label()).collect::<Vec<_>>(),
+            [
+                "Personal Account (ending in 4567)",
+                "Business Account (ending in 7890)"
+            ]
+        );
         let b = d.bill("acc_456", "2025-01").unwrap().unwrap();
         assert_eq!((b.total, b.due_date.as_str()), (12550, "2025-02-01"));
-        assert_eq!(b.items.iter().map(|i| i.amount).collect::<Vec<_>>(), [9999, 2551]);
+        assert_eq!(
+            b.items.iter().map(|i| i.amount).collect::<Vec<_>>(),
+            [9999, 2551]
+        );
         let c = d.cancel_reservation("ABC123").unwrap();
         assert_eq!((c.fee, c.refund), (2500, 47500));
     }
@@ -349,11 +389,16 @@ mod tests {
     fn failure_modes() {
         let d = demo(SystemMode::FailWrites);
         assert!(d.find_reservation("ABC123").unwrap().is_some());
-        assert_eq!(d.cancel_reservation("ABC123"), Err(SourceError::Unavailable("the reservation system")));
+        assert_eq!(
+            d.cancel_reservation("ABC123"),
+            Err(SourceError::Unavailable("the reservation system"))
+        );
         d.set_reservation_system(SystemMode::Down);
         assert!(d.find_reservation("ABC123").is_err());
         d.set_reservation_system(SystemMode::Up);
-        let moved = d.move_reservation("ABC123", NaiveDate::from_ymd_opt(2025, 12, 8).unwrap()).unwrap();
+        let moved = d
+            .move_reservation("ABC123", NaiveDate::from_ymd_opt(2025, 12, 8).unwrap())
+            .unwrap();
         assert_eq!(moved.check_in, "2025-12-08T15:00:00Z");
         assert_eq!(moved.check_out, "2025-12-12T11:00:00Z");
     }

@@ -14,7 +14,9 @@ use crate::agent::master::{Conversation, Master, Turn};
 use crate::agent::registry::{Dispatcher, Registry};
 use crate::agent::router::Router;
 use crate::config::{Config, MASTER_AGENT, Template};
-use crate::store::{Case, LogEntry, LogQuery, NewCase, SessionLookup, SessionRecord, Store, StoreError};
+use crate::store::{
+    Case, LogEntry, LogQuery, NewCase, SessionLookup, SessionRecord, Store, StoreError,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,15 +61,27 @@ impl Engine {
         embedder: Option<Arc<dyn Embedder>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
-        let template = Arc::new(cfg.load_template().map_err(|e| EngineError::Setup(e.to_string()))?);
-        let text = cfg.demo_data_text().map_err(|e| EngineError::Setup(e.to_string()))?;
-        let demo = Arc::new(DemoData::from_toml(&text, cfg.demo.reservation_system).map_err(EngineError::Setup)?);
+        let template = Arc::new(
+            cfg.load_template()
+                .map_err(|e| EngineError::Setup(e.to_string()))?,
+        );
+        let text = cfg
+            .demo_data_text()
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let demo = Arc::new(
+            DemoData::from_toml(&text, cfg.demo.reservation_system).map_err(EngineError::Setup)?,
+        );
         let registry = Arc::new(Registry::new(&cfg.reliability));
         let data: Arc<dyn DataSource> = demo.clone();
         for agent in LocalAgent::all(&template, data, clock.clone()) {
-            registry.register(agent).map_err(|e| EngineError::Setup(e.to_string()))?;
+            registry
+                .register(agent)
+                .map_err(|e| EngineError::Setup(e.to_string()))?;
         }
-        let router = Arc::new(Router::new(&template, embedder, cfg.router.temperature).map_err(|e| EngineError::Setup(e.to_string()))?);
+        let router = Arc::new(
+            Router::new(&template, embedder, cfg.router.temperature)
+                .map_err(|e| EngineError::Setup(e.to_string()))?,
+        );
         let dispatcher = Arc::new(Dispatcher::new(registry.clone(), &cfg.reliability));
         let master = Master {
             template: template.clone(),
@@ -108,8 +122,16 @@ impl Engine {
             channel: channel.to_string(),
             priority: "normal".into(),
         };
-        let case = self.store.run(move |s| s.create_case(&new_case, now)).await?;
-        let mut conv = Conversation::new(id.clone(), caller_id.to_string(), case.id, channel.to_string());
+        let case = self
+            .store
+            .run(move |s| s.create_case(&new_case, now))
+            .await?;
+        let mut conv = Conversation::new(
+            id.clone(),
+            caller_id.to_string(),
+            case.id,
+            channel.to_string(),
+        );
         conv.created_at_ms = now;
         let turn = self.master.greet(&mut conv);
         self.persist(&mut conv, &turn).await?;
@@ -193,8 +215,9 @@ impl Engine {
         }
         let key = id.to_string();
         match self.store.run(move |s| s.load_session(&key, now)).await? {
-            SessionLookup::Active(rec) => serde_json::from_value(rec.state)
-                .map_err(|e| EngineError::Setup(format!("stored conversation {id} is unreadable: {e}"))),
+            SessionLookup::Active(rec) => serde_json::from_value(rec.state).map_err(|e| {
+                EngineError::Setup(format!("stored conversation {id} is unreadable: {e}"))
+            }),
             SessionLookup::Expired(_) => Err(EngineError::Expired(id.into())),
             SessionLookup::Missing => Err(EngineError::NotFound(id.into())),
         }
@@ -245,6 +268,9 @@ struct BusyGuard<'a> {
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }

@@ -14,8 +14,8 @@
 
 use crate::agent::clock::Clock;
 use crate::agent::protocol::{
-    AgentInput, AgentOutput, ClarOption, Clarification, Context, ErrorCode, ErrorInfo, HistoryEntry, Priority,
-    RequiredField, Status,
+    AgentInput, AgentOutput, ClarOption, Clarification, Context, ErrorCode, ErrorInfo,
+    HistoryEntry, Priority, RequiredField, Status,
 };
 use crate::agent::registry::{Attempt, Dispatcher, unavailable};
 use crate::agent::router::{RouteDecision, Router};
@@ -93,9 +93,15 @@ pub enum Pending {
         asks: u32,
     },
     /// The router was unsure between these tasks.
-    TopicChoice { candidates: Vec<String>, utterance: String },
+    TopicChoice {
+        candidates: Vec<String>,
+        utterance: String,
+    },
     /// "Would you like me to help you make a payment?"
-    FollowUp { task: String, params: Map<String, Value> },
+    FollowUp {
+        task: String,
+        params: Map<String, Value>,
+    },
     /// "Is there anything else I can help you with?"
     AnythingElse,
 }
@@ -207,7 +213,14 @@ impl Master {
             interrupted: false,
         });
         let caller = cx.conv.caller_id.clone();
-        self.log(&mut cx, LogType::CallerToAgent, &caller, MASTER_AGENT, &text, LogMetadata::default());
+        self.log(
+            &mut cx,
+            LogType::CallerToAgent,
+            &caller,
+            MASTER_AGENT,
+            &text,
+            LogMetadata::default(),
+        );
         if cx.conv.ended {
             self.say(&mut cx, "This call has ended.", None);
             cx.turn.status = "ended".into();
@@ -215,7 +228,11 @@ impl Master {
             return cx.turn;
         }
         if slots::tokens(&text).is_empty() {
-            self.say(&mut cx, "Sorry, I didn't catch that. Could you say it again?", None);
+            self.say(
+                &mut cx,
+                "Sorry, I didn't catch that. Could you say it again?",
+                None,
+            );
             cx.turn.status = "not_understood".into();
             return cx.turn;
         }
@@ -269,17 +286,24 @@ impl Master {
                 params,
                 fields,
                 asks,
-            } => self.answer_slots(cx, text, task, agent, params, fields, asks).await,
+            } => {
+                self.answer_slots(cx, text, task, agent, params, fields, asks)
+                    .await
+            }
             Pending::Clarify {
                 task,
                 agent,
                 params,
                 clarification,
                 asks,
-            } => self.answer_clarify(cx, text, task, agent, params, clarification, asks).await,
-            Pending::TopicChoice { candidates, utterance } => {
-                self.answer_topic(cx, text, candidates, utterance).await
+            } => {
+                self.answer_clarify(cx, text, task, agent, params, clarification, asks)
+                    .await
             }
+            Pending::TopicChoice {
+                candidates,
+                utterance,
+            } => self.answer_topic(cx, text, candidates, utterance).await,
             Pending::FollowUp { task, params } => match slots::extract_yes_no(text) {
                 Some(true) => {
                     cx.turn.intent = Some(task.clone());
@@ -314,8 +338,11 @@ impl Master {
     async fn route(&self, text: &str, candidates: Option<Vec<String>>) -> RouteDecision {
         let router = self.router.clone();
         let text = text.to_string();
-        let tasks: Vec<String> = candidates.unwrap_or_else(|| self.template.tasks.keys().cloned().collect());
-        let job = tokio::task::spawn_blocking(move || router.route(&text, &|t| tasks.iter().any(|x| x == t)));
+        let tasks: Vec<String> =
+            candidates.unwrap_or_else(|| self.template.tasks.keys().cloned().collect());
+        let job = tokio::task::spawn_blocking(move || {
+            router.route(&text, &|t| tasks.iter().any(|x| x == t))
+        });
         match job.await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
@@ -382,13 +409,21 @@ impl Master {
     fn topic_question(&self, a: &str, b: &str) -> String {
         let (ta, tb) = (self.template.tasks.get(a), self.template.tasks.get(b));
         match (ta, tb) {
-            (Some(x), Some(y)) if x.topic != y.topic => format!("Is this about {} or {}?", x.topic, y.topic),
+            (Some(x), Some(y)) if x.topic != y.topic => {
+                format!("Is this about {} or {}?", x.topic, y.topic)
+            }
             (Some(x), Some(y)) => format!("Would you like to {} or {}?", x.phrase, y.phrase),
             _ => "Could you tell me a little more about what you need?".into(),
         }
     }
 
-    async fn answer_topic(&self, cx: &mut Ctx<'_>, text: &str, candidates: Vec<String>, utterance: String) {
+    async fn answer_topic(
+        &self,
+        cx: &mut Ctx<'_>,
+        text: &str,
+        candidates: Vec<String>,
+        utterance: String,
+    ) {
         let chosen = self.pick_topic(text, &candidates).await;
         match chosen {
             Some(task) => {
@@ -430,7 +465,10 @@ impl Master {
                     slots::tokens(&format!("{} {}", spec.topic, spec.phrase))
                         .iter()
                         .filter(|w| w.len() > 3 && !STOP.contains(&w.as_str()))
-                        .any(|w| toks.iter().any(|t| t == w || t.trim_end_matches('s') == w.as_str()))
+                        .any(|w| {
+                            toks.iter()
+                                .any(|t| t == w || t.trim_end_matches('s') == w.as_str())
+                        })
                 })
             })
             .collect();
@@ -451,7 +489,9 @@ impl Master {
         for f in spec.required.iter().chain(&spec.optional) {
             let value = match f.field_type {
                 // A name is only taken from a request with an explicit cue, never guessed.
-                FieldType::Name if text.to_lowercase().contains("name") => slots::extract_name(text).map(Value::from),
+                FieldType::Name if text.to_lowercase().contains("name") => {
+                    slots::extract_name(text).map(Value::from)
+                }
                 FieldType::Name => cx.conv.slots.get(&f.field).cloned(),
                 FieldType::Text => Some(Value::from(text)),
                 FieldType::Choice | FieldType::Confirm => None,
@@ -469,6 +509,7 @@ impl Master {
         params
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn answer_slots(
         &self,
         cx: &mut Ctx<'_>,
@@ -482,7 +523,10 @@ impl Master {
         cx.turn.intent = Some(task.clone());
         let today = self.clock.today();
         // A yes/no confirmation is answered before anything else.
-        if let Some(confirm) = fields.iter().find(|f| FieldType::parse(&f.field_type) == FieldType::Confirm) {
+        if let Some(confirm) = fields
+            .iter()
+            .find(|f| FieldType::parse(&f.field_type) == FieldType::Confirm)
+        {
             match slots::extract_yes_no(text) {
                 Some(true) => {
                     params.insert(confirm.field.clone(), Value::Bool(true));
@@ -583,7 +627,9 @@ impl Master {
                     return self.start_task(cx, &other, p, text).await;
                 }
                 if asks >= 2 {
-                    return self.escalate(cx, "could not resolve the clarification").await;
+                    return self
+                        .escalate(cx, "could not resolve the clarification")
+                        .await;
                 }
                 let q = format!("Sorry, which one? {}", options_sentence(&clar.options));
                 self.ask(cx, &q, Some(&agent));
@@ -606,7 +652,13 @@ impl Master {
         self.dispatcher.registry.can_serve(task)
     }
 
-    async fn start_task(&self, cx: &mut Ctx<'_>, task: &str, params: Map<String, Value>, _text: &str) {
+    async fn start_task(
+        &self,
+        cx: &mut Ctx<'_>,
+        task: &str,
+        params: Map<String, Value>,
+        _text: &str,
+    ) {
         self.set_case(cx, CaseStatus::InProgress, &format!("working on {task}"));
         if Some(task) == self.template.handoff_task() {
             return self.escalate(cx, "caller asked for a person").await;
@@ -615,29 +667,46 @@ impl Master {
     }
 
     /// Delegates `task`, then speaks the outcome; on failure walks the fallback chain.
-    async fn dispatch(&self, cx: &mut Ctx<'_>, task: &str, agent: Option<String>, params: Map<String, Value>) {
+    async fn dispatch(
+        &self,
+        cx: &mut Ctx<'_>,
+        task: &str,
+        agent: Option<String>,
+        params: Map<String, Value>,
+    ) {
         let candidates = self.dispatcher.registry.candidates(task);
         let primary = agent
             .as_deref()
             .and_then(|id| candidates.iter().find(|a| a.card().id == id).cloned())
             .or_else(|| candidates.first().cloned());
         let Some(primary) = primary else {
-            return self.fallback(cx, task, None, params, unavailable(task)).await;
+            return self
+                .fallback(cx, task, None, params, unavailable(task))
+                .await;
         };
         let id = primary.card().id.clone();
         cx.turn.agent = Some(id.clone());
         let input = self.input(cx, task, &id, params.clone());
-        let d = self.dispatcher.delegate(primary, input, 0, cx.deadline).await;
+        let d = self
+            .dispatcher
+            .delegate(primary, input, 0, cx.deadline)
+            .await;
         self.record_attempts(cx, &d.attempts);
         match d.result {
-            Ok(out) if !(out.status == Status::Error && out.error.as_ref().is_some_and(|e| e.retryable)) => {
+            Ok(out)
+                if !(out.status == Status::Error
+                    && out.error.as_ref().is_some_and(|e| e.retryable)) =>
+            {
                 self.speak_output(cx, task, &d.agent, &params, out)
             }
             Ok(out) => {
                 let err = out.error.unwrap_or_else(|| unavailable(task));
                 self.fallback(cx, task, Some(id), params, err).await
             }
-            Err(e) if e.code == ErrorCode::InvalidOutput || e.code == ErrorCode::DelegationDepthExceeded => {
+            Err(e)
+                if e.code == ErrorCode::InvalidOutput
+                    || e.code == ErrorCode::DelegationDepthExceeded =>
+            {
                 self.escalate(cx, &format!("{id}: {}", e.message)).await
             }
             Err(e) => self.fallback(cx, task, Some(id), params, e).await,
@@ -653,7 +722,13 @@ impl Master {
         params: Map<String, Value>,
         error: ErrorInfo,
     ) {
-        self.system(cx, &format!("{task} failed with {}: {}; trying fallbacks", error.code, error.message));
+        self.system(
+            cx,
+            &format!(
+                "{task} failed with {}: {}; trying fallbacks",
+                error.code, error.message
+            ),
+        );
         // 1. Cached data from earlier in the session, re-sent to the same agent.
         if let Some(agent_id) = &failed
             && let Some(Value::Object(cached)) = cx.conv.cache.get(agent_id).cloned()
@@ -674,7 +749,10 @@ impl Master {
                 && out.status != Status::Error
             {
                 cx.turn.fallback = Some("cached_data".into());
-                cx.turn.audit.push(("fallback".into(), json!({"task": task, "used": "cached_data"})));
+                cx.turn.audit.push((
+                    "fallback".into(),
+                    json!({"task": task, "used": "cached_data"}),
+                ));
                 return self.speak_output(cx, task, &d.agent, &p, out);
             }
         }
@@ -699,19 +777,33 @@ impl Master {
             {
                 cx.turn.fallback = Some("alternative_agent".into());
                 cx.turn.agent = Some(id.clone());
-                cx.turn.audit.push(("fallback".into(), json!({"task": task, "used": "alternative_agent", "agent": id})));
+                cx.turn.audit.push((
+                    "fallback".into(),
+                    json!({"task": task, "used": "alternative_agent", "agent": id}),
+                ));
                 return self.speak_output(cx, task, &d.agent, &params, out);
             }
         }
         // 3. A degraded answer for transient failures, if the template has one.
-        let degraded = self.template.tasks.get(task).and_then(|t| t.replies.get("degraded"));
+        let degraded = self
+            .template
+            .tasks
+            .get(task)
+            .and_then(|t| t.replies.get("degraded"));
         if let Some(text) = degraded
             && (error.retryable || error.code == ErrorCode::AgentUnavailable)
         {
             let ctx = Value::Object(params.clone());
-            let reply = format!("{} {}", speech::render(text, &ctx), self.template.anything_else);
+            let reply = format!(
+                "{} {}",
+                speech::render(text, &ctx),
+                self.template.anything_else
+            );
             cx.turn.fallback = Some("degraded".into());
-            cx.turn.audit.push(("fallback".into(), json!({"task": task, "used": "degraded", "error": error.code})));
+            cx.turn.audit.push((
+                "fallback".into(),
+                json!({"task": task, "used": "degraded", "error": error.code}),
+            ));
             self.say(cx, &reply, failed.as_deref());
             cx.turn.status = "fallback".into();
             cx.conv.pending = Pending::AnythingElse;
@@ -719,10 +811,18 @@ impl Master {
         }
         // 4. A person.
         cx.turn.fallback = Some("human".into());
-        self.escalate(cx, &format!("{task} failed: {}", error.message)).await
+        self.escalate(cx, &format!("{task} failed: {}", error.message))
+            .await
     }
 
-    fn speak_output(&self, cx: &mut Ctx<'_>, task: &str, agent: &str, params: &Map<String, Value>, out: AgentOutput) {
+    fn speak_output(
+        &self,
+        cx: &mut Ctx<'_>,
+        task: &str,
+        agent: &str,
+        params: &Map<String, Value>,
+        out: AgentOutput,
+    ) {
         cx.turn.status = out.status.as_str().into();
         let spec = self.template.tasks.get(task);
         match out.status {
@@ -743,7 +843,7 @@ impl Master {
                 self.set_case(cx, CaseStatus::Resolved, &format!("{task} done"));
                 // Offer the follow-up the sub-agent suggested, if the template knows how.
                 let follow = spec.and_then(|s| s.follow_up.as_ref()).filter(|f| {
-                    out.metadata.suggested_actions.iter().any(|a| *a == f.task) && self.task_available(&f.task)
+                    out.metadata.suggested_actions.contains(&f.task) && self.task_available(&f.task)
                 });
                 match follow {
                     Some(f) => {
@@ -797,17 +897,23 @@ impl Master {
                             .filter(|f| FieldType::parse(&f.field_type) != FieldType::Confirm)
                             .cloned()
                             .collect();
-                        let descs: Vec<String> = fields.iter().map(|f| f.description.clone()).collect();
+                        let descs: Vec<String> =
+                            fields.iter().map(|f| f.description.clone()).collect();
                         let list = speech::join_spoken(&descs, "and");
-                        let given = spec.is_some_and(|s| s.required.iter().any(|f| params.contains_key(&f.field)));
+                        let given = spec.is_some_and(|s| {
+                            s.required.iter().any(|f| params.contains_key(&f.field))
+                        });
                         let again = fields.iter().any(|f| params.contains_key(&f.field));
                         let q = if again {
                             format!("Sorry, I still need {list}. Could you say it again?")
                         } else if given {
                             format!("Thanks. I still need {list}.")
                         } else {
-                            let phrase = spec.map(|s| s.phrase.as_str()).unwrap_or("help with that");
-                            format!("I'll need a bit more information to {phrase}. Can you please provide {list}?")
+                            let phrase =
+                                spec.map(|s| s.phrase.as_str()).unwrap_or("help with that");
+                            format!(
+                                "I'll need a bit more information to {phrase}. Can you please provide {list}?"
+                            )
                         };
                         self.ask(cx, &q, Some(agent));
                         fields
@@ -833,7 +939,10 @@ impl Master {
                             .map(|s| {
                                 s.required
                                     .iter()
-                                    .filter(|f| f.field_type != FieldType::Name && f.field_type != FieldType::Confirm)
+                                    .filter(|f| {
+                                        f.field_type != FieldType::Name
+                                            && f.field_type != FieldType::Confirm
+                                    })
                                     .map(|f| RequiredField {
                                         field: f.field.clone(),
                                         field_type: f.field_type.as_str().into(),
@@ -877,7 +986,9 @@ impl Master {
     }
 
     async fn escalate(&self, cx: &mut Ctx<'_>, reason: &str) {
-        cx.turn.intent.get_or_insert_with(|| self.template.handoff_task().unwrap_or("escalate").into());
+        cx.turn
+            .intent
+            .get_or_insert_with(|| self.template.handoff_task().unwrap_or("escalate").into());
         self.system(cx, &format!("escalating to a human: {reason}"));
         let mut reply = "Please hold while I connect you with a member of our team.".to_string();
         let mut to = self.template.human_number.clone();
@@ -896,7 +1007,12 @@ impl Master {
                 if let Some(n) = out.data.get("transfer_to").and_then(Value::as_str) {
                     to = n.to_string();
                 }
-                if let Some(t) = self.template.tasks.get(task).and_then(|s| s.replies.get("success")) {
+                if let Some(t) = self
+                    .template
+                    .tasks
+                    .get(task)
+                    .and_then(|s| s.replies.get("success"))
+                {
                     reply = speech::render(t, &out.data);
                 }
             }
@@ -945,7 +1061,14 @@ impl Master {
         }
         cx.turn.reply.push_str(text);
         let caller = cx.conv.caller_id.clone();
-        self.log(cx, LogType::AgentToCaller, MASTER_AGENT, &caller, text, LogMetadata::default());
+        self.log(
+            cx,
+            LogType::AgentToCaller,
+            MASTER_AGENT,
+            &caller,
+            text,
+            LogMetadata::default(),
+        );
     }
 
     fn set_case(&self, cx: &mut Ctx<'_>, to: CaseStatus, note: &str) {
@@ -959,10 +1082,25 @@ impl Master {
 
     fn system(&self, cx: &mut Ctx<'_>, text: &str) {
         tracing::info!(conversation = %cx.conv.id, "{text}");
-        self.log(cx, LogType::System, MASTER_AGENT, MASTER_AGENT, text, LogMetadata::default());
+        self.log(
+            cx,
+            LogType::System,
+            MASTER_AGENT,
+            MASTER_AGENT,
+            text,
+            LogMetadata::default(),
+        );
     }
 
-    fn log(&self, cx: &mut Ctx<'_>, t: LogType, from: &str, to: &str, message: &str, metadata: LogMetadata) {
+    fn log(
+        &self,
+        cx: &mut Ctx<'_>,
+        t: LogType,
+        from: &str,
+        to: &str,
+        message: &str,
+        metadata: LogMetadata,
+    ) {
         cx.turn.logs.push(LogEntry {
             id: format!("log_{}", uuid::Uuid::new_v4().simple()),
             timestamp: self.clock.now_ms(),
@@ -976,7 +1114,13 @@ impl Master {
     }
 
     /// Builds the protocol input for `agent`, tagging the latest caller words with its thread.
-    fn input(&self, cx: &mut Ctx<'_>, task: &str, agent: &str, params: Map<String, Value>) -> AgentInput {
+    fn input(
+        &self,
+        cx: &mut Ctx<'_>,
+        task: &str,
+        agent: &str,
+        params: Map<String, Value>,
+    ) -> AgentInput {
         cx.conv.seq += 1;
         let thread = cx
             .conv
@@ -984,7 +1128,12 @@ impl Master {
             .entry(agent.to_string())
             .or_insert_with(|| format!("thread_{}_{agent}", cx.conv.id))
             .clone();
-        if let Some(u) = cx.conv.history.iter_mut().rev().find(|u| u.role == "caller")
+        if let Some(u) = cx
+            .conv
+            .history
+            .iter_mut()
+            .rev()
+            .find(|u| u.role == "caller")
             && u.thread.is_none()
         {
             u.thread = Some(thread.clone());
@@ -1058,12 +1207,18 @@ impl Master {
                     message_id: Some(a.request_id.clone()),
                     thread_id: thread,
                     duration: Some(a.elapsed_ms as i64),
-                    success: Some(matches!(a.outcome.as_str(), "success" | "needs_info" | "partial")),
+                    success: Some(matches!(
+                        a.outcome.as_str(),
+                        "success" | "needs_info" | "partial"
+                    )),
                     error: a.error_code.clone(),
                 },
             );
             if a.retry > 0 {
-                self.system(cx, &format!("retry {} of {} to {}", a.retry, a.task, a.agent));
+                self.system(
+                    cx,
+                    &format!("retry {} of {} to {}", a.retry, a.task, a.agent),
+                );
             }
         }
         cx.turn.attempts.extend_from_slice(attempts);
@@ -1078,11 +1233,25 @@ impl Master {
 }
 
 const STOP: &[&str] = &[
-    "the", "one", "this", "that", "about", "your", "with", "account", "ending", "priority", "please", "reservation",
+    "the",
+    "one",
+    "this",
+    "that",
+    "about",
+    "your",
+    "with",
+    "account",
+    "ending",
+    "priority",
+    "please",
+    "reservation",
 ];
 
 fn slots_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| ((*k).to_string(), Value::from(*v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::from(*v)))
+        .collect()
 }
 
 /// A name said alone or beside other details: "ABC123, John Doe", "John Doe and it's ABC123".
@@ -1097,7 +1266,12 @@ fn name_in(text: &str) -> Option<String> {
 }
 
 /// Typed extraction of one field from speech.
-fn extract_value(ft: FieldType, pattern: Option<&str>, text: &str, today: chrono::NaiveDate) -> Option<Value> {
+fn extract_value(
+    ft: FieldType,
+    pattern: Option<&str>,
+    text: &str,
+    today: chrono::NaiveDate,
+) -> Option<Value> {
     match ft {
         FieldType::String => {
             let re = regex::Regex::new(pattern.unwrap_or("^[A-Z0-9]{3,12}$")).ok()?;
@@ -1121,21 +1295,40 @@ fn extract_value(ft: FieldType, pattern: Option<&str>, text: &str, today: chrono
 /// The words the caller used for a date ("next week"), for replies.
 fn timeframe_phrase(text: &str, v: &Value) -> Option<String> {
     let lower = text.to_lowercase();
-    for p in ["next week", "this week", "tomorrow", "today", "this weekend", "next weekend", "next month"] {
+    for p in [
+        "next week",
+        "this week",
+        "tomorrow",
+        "today",
+        "this weekend",
+        "next weekend",
+        "next month",
+    ] {
         if lower.contains(p) {
             return Some(p.to_string());
         }
     }
-    let day = v.as_str().or_else(|| v.get("start").and_then(Value::as_str))?;
-    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok().map(speech::spoken_date)
+    let day = v
+        .as_str()
+        .or_else(|| v.get("start").and_then(Value::as_str))?;
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()
+        .map(speech::spoken_date)
 }
 
 /// "You can say Personal Account ending in 4567, or Business Account ending in 7890."
 fn options_sentence(options: &[ClarOption]) -> String {
-    let labels: Vec<String> = options.iter().map(|o| speech::speakable_label(&o.label)).collect();
+    let labels: Vec<String> = options
+        .iter()
+        .map(|o| speech::speakable_label(&o.label))
+        .collect();
     match labels.len() {
         0 => String::new(),
-        2 => format!("You have {} or {}.", with_article(&labels[0]), with_article(&labels[1])),
+        2 => format!(
+            "You have {} or {}.",
+            with_article(&labels[0]),
+            with_article(&labels[1])
+        ),
         _ => format!("You can say {}.", speech::join_spoken(&labels, "or")),
     }
 }
@@ -1143,7 +1336,10 @@ fn options_sentence(options: &[ClarOption]) -> String {
 fn with_article(label: &str) -> String {
     let first = label.chars().next().map(|c| c.to_ascii_lowercase());
     let lower = label.to_lowercase();
-    if lower.starts_with("reservation ") || lower.starts_with("the ") || first.is_some_and(|c| c.is_ascii_digit()) {
+    if lower.starts_with("reservation ")
+        || lower.starts_with("the ")
+        || first.is_some_and(|c| c.is_ascii_digit())
+    {
         return label.to_string();
     }
     if label.split_whitespace().count() == 2 && lower.ends_with(" priority") {
@@ -1181,7 +1377,10 @@ pub fn match_option(text: &str, options: &[ClarOption]) -> Option<usize> {
                 .iter()
                 .filter(|w| {
                     // Only words that set this option apart from every other count.
-                    label_words.iter().enumerate().all(|(j, other)| j == i || !other.contains(w))
+                    label_words
+                        .iter()
+                        .enumerate()
+                        .all(|(j, other)| j == i || !other.contains(w))
                 })
                 .filter(|w| toks.contains(w))
                 .count()
@@ -1234,7 +1433,10 @@ mod tests {
         assert_eq!(match_option("the first one", &o), Some(0));
         assert_eq!(match_option("the second one", &o), Some(1));
         assert_eq!(match_option("the last one", &o), Some(1));
-        assert_eq!(match_option("the one ending in seven eight nine zero", &o), Some(1));
+        assert_eq!(
+            match_option("the one ending in seven eight nine zero", &o),
+            Some(1)
+        );
         assert_eq!(match_option("acc 456", &o), Some(0));
         assert_eq!(match_option("the account", &o), None);
         assert_eq!(match_option("the fifth one", &o), None);

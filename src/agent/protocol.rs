@@ -350,16 +350,22 @@ impl AgentOutput {
             Status::Error if self.error.is_none() => Err(ProtocolError::invalid_output(
                 "status error without an error object",
             )),
-            Status::NeedsInfo if self.required.is_empty() && self.clarification.is_none() => Err(
-                ProtocolError::invalid_output("needs_info without required fields or clarification"),
-            ),
+            Status::NeedsInfo if self.required.is_empty() && self.clarification.is_none() => {
+                Err(ProtocolError::invalid_output(
+                    "needs_info without required fields or clarification",
+                ))
+            }
             _ => {
                 if let Some(c) = &self.clarification {
                     if c.question.trim().is_empty() {
-                        return Err(ProtocolError::invalid_output("clarification without question"));
+                        return Err(ProtocolError::invalid_output(
+                            "clarification without question",
+                        ));
                     }
                     if c.kind != ClarificationType::Text && c.options.is_empty() {
-                        return Err(ProtocolError::invalid_output("choice clarification without options"));
+                        return Err(ProtocolError::invalid_output(
+                            "choice clarification without options",
+                        ));
                     }
                 }
                 if let Some(f) = self.required.iter().find(|f| f.field.trim().is_empty()) {
@@ -510,7 +516,15 @@ mod tests {
             "requestId":"req_abc123","timestamp":1234567890000i64});
         let o = AgentOutput::from_json(needs.to_string().as_bytes(), &i).unwrap();
         assert_eq!(o.status, Status::NeedsInfo);
-        assert_eq!(o.required[0].validation.as_ref().unwrap().pattern.as_deref(), Some("^[A-Z0-9]{6}$"));
+        assert_eq!(
+            o.required[0]
+                .validation
+                .as_ref()
+                .unwrap()
+                .pattern
+                .as_deref(),
+            Some("^[A-Z0-9]{6}$")
+        );
 
         let err = json!({"status":"error","error":{"code":"RESERVATION_NOT_FOUND","message":"No reservation found",
             "details":{"searchedFields":["reservation_number"]},"retryable":false},"requestId":"req_abc123","timestamp":1});
@@ -557,7 +571,10 @@ mod tests {
 
     #[test]
     fn performatives_serialize_upper_case() {
-        assert_eq!(serde_json::to_string(&Performative::Clarify).unwrap(), "\"CLARIFY\"");
+        assert_eq!(
+            serde_json::to_string(&Performative::Clarify).unwrap(),
+            "\"CLARIFY\""
+        );
         assert!(Performative::Query.expects_response());
         assert!(!Performative::Inform.expects_response());
         assert!(!Performative::Confirm.expects_response());

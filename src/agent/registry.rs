@@ -6,7 +6,9 @@
 //! No lock is held across an `.await`: agents are cloned out of the registry (`Arc`) before
 //! they are called, and results are recorded afterwards.
 
-use crate::agent::protocol::{AgentInput, AgentOutput, ErrorCode, ErrorInfo, ProtocolError, Status};
+use crate::agent::protocol::{
+    AgentInput, AgentOutput, ErrorCode, ErrorInfo, ProtocolError, Status,
+};
 use crate::agent::reliability::{BreakerState, CircuitBreaker, RetryPolicy};
 use crate::config::ReliabilityConfig;
 use serde::{Deserialize, Serialize};
@@ -123,7 +125,10 @@ impl Registry {
             return Err(RegistryError::Invalid("agent id is empty".into()));
         }
         if card.tasks.is_empty() {
-            return Err(RegistryError::Invalid(format!("agent {} declares no tasks", card.id)));
+            return Err(RegistryError::Invalid(format!(
+                "agent {} declares no tasks",
+                card.id
+            )));
         }
         let mut entries = self.write();
         if entries.contains_key(&card.id) {
@@ -139,7 +144,10 @@ impl Registry {
             },
         );
         drop(entries);
-        self.order.write().unwrap_or_else(|p| p.into_inner()).push(card.id);
+        self.order
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(card.id);
         Ok(())
     }
 
@@ -147,7 +155,10 @@ impl Registry {
         if self.write().remove(id).is_none() {
             return Err(RegistryError::Unknown(id.into()));
         }
-        self.order.write().unwrap_or_else(|p| p.into_inner()).retain(|x| x != id);
+        self.order
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| x != id);
         Ok(())
     }
 
@@ -190,7 +201,8 @@ impl Registry {
 
     /// Polls every agent's health once and records the result.
     pub async fn refresh_health(&self) {
-        let agents: Vec<Arc<dyn SubAgent>> = self.read().values().map(|e| e.agent.clone()).collect();
+        let agents: Vec<Arc<dyn SubAgent>> =
+            self.read().values().map(|e| e.agent.clone()).collect();
         for agent in agents {
             let result = agent.health().await;
             let id = &agent.card().id;
@@ -216,7 +228,9 @@ impl Registry {
     }
 
     fn allow(&self, id: &str) -> bool {
-        self.write().get_mut(id).is_some_and(|e| e.breaker.allow(Instant::now()))
+        self.write()
+            .get_mut(id)
+            .is_some_and(|e| e.breaker.allow(Instant::now()))
     }
 
     fn record(&self, id: &str, ok: bool, error: Option<String>) {
@@ -282,13 +296,21 @@ impl Dispatcher {
     /// retried with backoff, and a `partial` answer carrying `data.delegate = {task, parameters}`
     /// followed to the delegated task at depth + 1, up to `max_depth`. Nothing goes out after
     /// `deadline`: attempts are cut to it and a retry that would not fit is not made.
-    pub async fn delegate(&self, agent: Arc<dyn SubAgent>, input: AgentInput, depth: u32, deadline: Instant) -> Delegation {
+    pub async fn delegate(
+        &self,
+        agent: Arc<dyn SubAgent>,
+        input: AgentInput,
+        depth: u32,
+        deadline: Instant,
+    ) -> Delegation {
         let mut attempts = vec![];
         let mut agent = agent;
         let mut input = input;
         let mut depth = depth;
         loop {
-            let (result, mut tries) = self.call_with_retries(&agent, &input, depth, deadline).await;
+            let (result, mut tries) = self
+                .call_with_retries(&agent, &input, depth, deadline)
+                .await;
             attempts.append(&mut tries);
             let agent_id = agent.card().id.clone();
             let next = match &result {
@@ -345,7 +367,9 @@ impl Dispatcher {
             let mut input = input.clone();
             input.retry_count = retry;
             let started = Instant::now();
-            let limit = self.attempt_timeout.min(deadline.saturating_duration_since(started));
+            let limit = self
+                .attempt_timeout
+                .min(deadline.saturating_duration_since(started));
             let result = if limit.is_zero() {
                 Err(ErrorInfo {
                     code: ErrorCode::TimeoutError,
@@ -400,9 +424,13 @@ impl Dispatcher {
                 };
                 self.registry.record(&id, !failed_call, err_text);
             }
-            attempts.push(attempt_record(&id, &input, retry, depth, &result, elapsed_ms));
+            attempts.push(attempt_record(
+                &id, &input, retry, depth, &result, elapsed_ms,
+            ));
             let retryable = match &result {
-                Ok(out) => out.status == Status::Error && out.error.as_ref().is_some_and(|e| e.retryable),
+                Ok(out) => {
+                    out.status == Status::Error && out.error.as_ref().is_some_and(|e| e.retryable)
+                }
                 Err(e) => e.retryable,
             };
             let delay = self.retry.delay(retry);
@@ -421,7 +449,11 @@ impl Dispatcher {
 fn delegate_target(out: &AgentOutput) -> Option<(String, serde_json::Map<String, Value>)> {
     let d = out.data.get("delegate")?;
     let task = d.get("task")?.as_str()?.to_string();
-    let params = d.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let params = d
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     Some((task, params))
 }
 

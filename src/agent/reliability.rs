@@ -163,7 +163,12 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..4 {
             b.record_failure(t0);
-            assert_eq!(b.state(t0), BreakerState::Closed, "after {} failures", i + 1);
+            assert_eq!(
+                b.state(t0),
+                BreakerState::Closed,
+                "after {} failures",
+                i + 1
+            );
         }
         b.record_failure(t0);
         assert_eq!(b.state(t0), BreakerState::Open);

@@ -24,7 +24,11 @@ impl RemoteAgent {
             .as_deref()
             .ok_or("a remote agent needs an endpoint URL")?;
         let endpoint = parse_http_url(endpoint, "endpoint")?;
-        let health = card.health_url.as_deref().map(|u| parse_http_url(u, "health_url")).transpose()?;
+        let health = card
+            .health_url
+            .as_deref()
+            .map(|u| parse_http_url(u, "health_url"))
+            .transpose()?;
         Ok(RemoteAgent {
             card: AgentCard {
                 kind: "remote".into(),
@@ -61,24 +65,26 @@ impl SubAgent for RemoteAgent {
             .map_err(|e| DispatchError::Transport(format!("POST {}: {e}", self.endpoint)))?;
         let status = resp.status();
         if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-            return Err(DispatchError::Protocol(crate::agent::protocol::ProtocolError::invalid_output(
-                "response body too large",
-            )));
+            return Err(DispatchError::Protocol(
+                crate::agent::protocol::ProtocolError::invalid_output("response body too large"),
+            ));
         }
         let body = resp
             .bytes()
             .await
             .map_err(|e| DispatchError::Transport(format!("reading response: {e}")))?;
         if body.len() > MAX_BODY {
-            return Err(DispatchError::Protocol(crate::agent::protocol::ProtocolError::invalid_output(
-                "response body too large",
-            )));
+            return Err(DispatchError::Protocol(
+                crate::agent::protocol::ProtocolError::invalid_output("response body too large"),
+            ));
         }
         // A protocol answer is accepted whatever the HTTP status (an agent may send its
         // `status: error` with a 4xx/5xx); a non-protocol 5xx is a transport failure.
         match AgentOutput::from_json(&body, &input) {
             Ok(out) => Ok(out),
-            Err(_) if status.is_server_error() => Err(DispatchError::Transport(format!("HTTP {status}"))),
+            Err(_) if status.is_server_error() => {
+                Err(DispatchError::Transport(format!("HTTP {status}")))
+            }
             Err(e) => Err(DispatchError::Protocol(e)),
         }
     }

@@ -16,7 +16,6 @@ use crate::config::Template;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoutePath {
@@ -79,11 +78,15 @@ impl Router {
         let mut keywords: Vec<(Vec<String>, String)> = template
             .tasks
             .iter()
-            .flat_map(|(task, spec)| spec.keywords.iter().map(move |k| (slots::tokens(k), task.clone())))
+            .flat_map(|(task, spec)| {
+                spec.keywords
+                    .iter()
+                    .map(move |k| (slots::tokens(k), task.clone()))
+            })
             .filter(|(k, _)| !k.is_empty())
             .collect();
         // Longest phrases first: "cancel my reservation" beats "my reservation".
-        keywords.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        keywords.sort_by_key(|k| std::cmp::Reverse(k.0.len()));
         let router = Router {
             keywords,
             embedder,
@@ -103,11 +106,15 @@ impl Router {
 
     /// Adds example utterances for a task (e.g. a remote agent registering a new task).
     pub fn add_examples(&self, task: &str, examples: &[&str]) -> Result<(), RouterError> {
-        let Some(e) = &self.embedder else { return Ok(()) };
+        let Some(e) = &self.embedder else {
+            return Ok(());
+        };
         if examples.is_empty() {
             return Ok(());
         }
-        let vectors = e.embed(examples).map_err(|err| RouterError(err.to_string()))?;
+        let vectors = e
+            .embed(examples)
+            .map_err(|err| RouterError(err.to_string()))?;
         let mut ex = self.examples.write().unwrap_or_else(|p| p.into_inner());
         ex.extend(vectors.into_iter().map(|vector| Example {
             task: task.to_string(),
@@ -139,12 +146,20 @@ impl Router {
     }
 
     /// Semantic ranking of the allowed tasks (empty without an embedder).
-    pub fn rank_semantic(&self, text: &str, allowed: &dyn Fn(&str) -> bool) -> Result<Vec<Scored>, RouterError> {
-        let Some(e) = &self.embedder else { return Ok(vec![]) };
+    pub fn rank_semantic(
+        &self,
+        text: &str,
+        allowed: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Scored>, RouterError> {
+        let Some(e) = &self.embedder else {
+            return Ok(vec![]);
+        };
         if text.trim().is_empty() {
             return Ok(vec![]);
         }
-        let v = e.embed(&[text]).map_err(|err| RouterError(err.to_string()))?;
+        let v = e
+            .embed(&[text])
+            .map_err(|err| RouterError(err.to_string()))?;
         let Some(v) = v.into_iter().next() else {
             return Ok(vec![]);
         };
@@ -158,7 +173,10 @@ impl Router {
             }
         }
         let max = best.values().copied().fold(f32::MIN, f32::max);
-        let exps: Vec<(&str, f32)> = best.iter().map(|(t, s)| (*t, ((s - max) / self.temperature).exp())).collect();
+        let exps: Vec<(&str, f32)> = best
+            .iter()
+            .map(|(t, s)| (*t, ((s - max) / self.temperature).exp()))
+            .collect();
         let sum: f32 = exps.iter().map(|(_, e)| e).sum();
         let mut ranked: Vec<Scored> = exps
             .into_iter()
@@ -172,7 +190,11 @@ impl Router {
     }
 
     /// Keyword path first; the semantic path when no keyword decides.
-    pub fn route(&self, text: &str, allowed: &dyn Fn(&str) -> bool) -> Result<RouteDecision, RouterError> {
+    pub fn route(
+        &self,
+        text: &str,
+        allowed: &dyn Fn(&str) -> bool,
+    ) -> Result<RouteDecision, RouterError> {
         if let Some(task) = self.route_keywords(text, allowed) {
             return Ok(RouteDecision {
                 ranked: vec![Scored {

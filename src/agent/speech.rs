@@ -61,10 +61,15 @@ fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
 
 fn apply(v: &Value, filter: Option<&str>) -> String {
     match filter {
-        Some("date") => as_text(v).and_then(|s| parse_date(&s)).map(spoken_date).unwrap_or_default(),
+        Some("date") => as_text(v)
+            .and_then(|s| parse_date(&s))
+            .map(spoken_date)
+            .unwrap_or_default(),
         Some("time") => as_text(v).and_then(|s| parse_time(&s)).unwrap_or_default(),
         Some("money") => to_cents(v).map(money).unwrap_or_default(),
-        Some("month") => as_text(v).and_then(|s| spoken_month(&s)).unwrap_or_default(),
+        Some("month") => as_text(v)
+            .and_then(|s| spoken_month(&s))
+            .unwrap_or_default(),
         Some("items") => items(v),
         Some("for") => as_text(v).map(|s| format!(" for {s}")).unwrap_or_default(),
         _ => as_text(v).unwrap_or_default(),
@@ -85,7 +90,12 @@ pub fn to_cents(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_f64().map(|f| (f * 100.0).round() as i64),
         Value::String(s) => {
-            let f: f64 = s.trim().trim_start_matches('$').replace(',', "").parse().ok()?;
+            let f: f64 = s
+                .trim()
+                .trim_start_matches('$')
+                .replace(',', "")
+                .parse()
+                .ok()?;
             Some((f * 100.0).round() as i64)
         }
         _ => None,
@@ -100,7 +110,7 @@ pub fn money(cents: i64) -> String {
     let mut grouped = String::new();
     let digits = dollars.to_string();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(ch);
@@ -120,7 +130,11 @@ fn parse_time(s: &str) -> Option<String> {
         .map(|dt| dt.time())
         .or_else(|| chrono::NaiveTime::parse_from_str(s, "%H:%M").ok())?;
     let (pm, h12) = t.hour12();
-    Some(format!("{h12}:{:02} {}", t.minute(), if pm { "PM" } else { "AM" }))
+    Some(format!(
+        "{h12}:{:02} {}",
+        t.minute(),
+        if pm { "PM" } else { "AM" }
+    ))
 }
 
 pub const MONTHS: [&str; 12] = [
@@ -240,16 +254,25 @@ mod tests {
         let ctx = json!({"month": "2025-01", "total_amount": 125.50, "due_date": "2025-02-01",
             "items": [{"description": "Monthly service fee", "amount": 99.99}, {"description": "Additional features", "amount": 25.51}]});
         assert_eq!(
-            render("Your bill for {month|month} is {total_amount|money}. This includes {items|items}. The payment is due by {due_date|date}.", &ctx),
+            render(
+                "Your bill for {month|month} is {total_amount|money}. This includes {items|items}. The payment is due by {due_date|date}.",
+                &ctx
+            ),
             "Your bill for January 2025 is $125.50. This includes monthly service fee of $99.99 and additional features of $25.51. The payment is due by February 1st."
         );
     }
 
     #[test]
     fn missing_values_render_as_nothing() {
-        assert_eq!(render("Cancelled ABC123{timeframe|for}.", &json!({})), "Cancelled ABC123.");
         assert_eq!(
-            render("Cancelled ABC123{timeframe|for}.", &json!({"timeframe": "next week"})),
+            render("Cancelled ABC123{timeframe|for}.", &json!({})),
+            "Cancelled ABC123."
+        );
+        assert_eq!(
+            render(
+                "Cancelled ABC123{timeframe|for}.",
+                &json!({"timeframe": "next week"})
+            ),
             "Cancelled ABC123 for next week."
         );
         assert_eq!(render("a {unclosed", &json!({})), "a {unclosed");
@@ -267,7 +290,13 @@ mod tests {
         assert_eq!(ordinal(22), "22nd");
         assert_eq!(spoken_month("2025-01").as_deref(), Some("January 2025"));
         assert_eq!(spoken_month("2025-13"), None);
-        assert_eq!(speakable_label("Personal Account (ending in 4567)"), "Personal Account ending in 4567");
-        assert_eq!(join_spoken(&["a".into(), "b".into(), "c".into()], "or"), "a, b, or c");
+        assert_eq!(
+            speakable_label("Personal Account (ending in 4567)"),
+            "Personal Account ending in 4567"
+        );
+        assert_eq!(
+            join_spoken(&["a".into(), "b".into(), "c".into()], "or"),
+            "a, b, or c"
+        );
     }
 }

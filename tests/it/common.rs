@@ -17,8 +17,10 @@ pub fn models_dir() -> PathBuf {
 pub fn embedder() -> Arc<dyn Embedder> {
     static E: OnceLock<Arc<MiniLm>> = OnceLock::new();
     E.get_or_init(|| {
-        let dir = switchboard::models::verify(&models_dir(), "all-minilm-l6-v2")
-            .unwrap_or_else(|e| panic!("{e} (the test command runs `switchboard models install` first)"));
+        let dir =
+            switchboard::models::verify(&models_dir(), "all-minilm-l6-v2").unwrap_or_else(|e| {
+                panic!("{e} (the test command runs `switchboard models install` first)")
+            });
         Arc::new(MiniLm::load(&dir).expect("installed MiniLM loads"))
     })
     .clone()
@@ -49,12 +51,18 @@ pub fn config(s: &Setup) -> Config {
     cfg.template = s.template.into();
     cfg.demo.today = s.today.into();
     cfg.demo.reservation_system = s.reservation_system;
-    cfg.router.mode = if s.semantic { RouterMode::Semantic } else { RouterMode::Keyword };
+    cfg.router.mode = if s.semantic {
+        RouterMode::Semantic
+    } else {
+        RouterMode::Keyword
+    };
     cfg
 }
 
 pub fn engine_with(s: Setup, cfg: &Config) -> Engine {
-    let store = s.store.unwrap_or_else(|| Store::open_in_memory().expect("in-memory sqlite"));
+    let store = s
+        .store
+        .unwrap_or_else(|| Store::open_in_memory().expect("in-memory sqlite"));
     let today = chrono::NaiveDate::parse_from_str(s.today, "%Y-%m-%d").expect("test date");
     let clock = Arc::new(VirtualClock::new(1_764_000_000_000, today));
     let embedder = s.semantic.then(embedder);

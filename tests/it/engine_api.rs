@@ -1,7 +1,7 @@
 //! The engine across turns: persistence and resume after a restart, expiry, per-agent threads,
 //! clarification by ordinal, repeated misunderstanding → human, barge-in truncation, redaction.
 
-use crate::common::{config, engine, engine_with, Setup};
+use crate::common::{Setup, config, engine, engine_with};
 use std::time::Duration;
 use switchboard::agent::engine::EngineError;
 use switchboard::store::{LogQuery, LogType, Store};
@@ -11,30 +11,64 @@ async fn conversation_resumes_from_sqlite_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/switchboard.db");
     let id = {
-        let e = engine(Setup { store: Some(Store::open(&db).unwrap()), ..Setup::default() });
+        let e = engine(Setup {
+            store: Some(Store::open(&db).unwrap()),
+            ..Setup::default()
+        });
         let c = e.start("user_789", "text").await.unwrap();
-        let t = e.say(&c.conversation_id, "Confirm my reservation").await.unwrap();
+        let t = e
+            .say(&c.conversation_id, "Confirm my reservation")
+            .await
+            .unwrap();
         assert_eq!(t.status, "needs_info");
         c.conversation_id
     }; // engine and store dropped: the process "restarts"
-    let e = engine(Setup { store: Some(Store::open(&db).unwrap()), ..Setup::default() });
-    let t = e.say(&id, "It's ABC123, the name is John Doe").await.unwrap();
+    let e = engine(Setup {
+        store: Some(Store::open(&db).unwrap()),
+        ..Setup::default()
+    });
+    let t = e
+        .say(&id, "It's ABC123, the name is John Doe")
+        .await
+        .unwrap();
     assert_eq!(t.status, "success", "{}", t.reply);
     assert!(t.reply.contains("Deluxe Suite"));
-    let logs = e.logs(LogQuery { session_id: Some(id.clone()), ..Default::default() }).await.unwrap();
-    let callers: Vec<&str> =
-        logs.iter().filter(|l| l.log_type == LogType::CallerToAgent).map(|l| l.message.as_str()).collect();
-    assert_eq!(callers, ["Confirm my reservation", "It's ABC123, the name is John Doe"]);
+    let logs = e
+        .logs(LogQuery {
+            session_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let callers: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.log_type == LogType::CallerToAgent)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            "Confirm my reservation",
+            "It's ABC123, the name is John Doe"
+        ]
+    );
     let case = e.case(&t.case_id).await.unwrap().unwrap();
     assert_eq!(case.status.as_str(), "resolved");
     let actions: Vec<&str> = case.audit.iter().map(|a| a.action.as_str()).collect();
     assert!(actions.starts_with(&["created"]), "{actions:?}");
-    assert!(actions.contains(&"routed") && actions.contains(&"delegated") && actions.contains(&"status"));
+    assert!(
+        actions.contains(&"routed")
+            && actions.contains(&"delegated")
+            && actions.contains(&"status")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn sessions_expire_and_unknown_ids_are_not_found() {
-    let s = Setup { semantic: false, ..Setup::default() };
+    let s = Setup {
+        semantic: false,
+        ..Setup::default()
+    };
     let mut cfg = config(&s);
     cfg.session.ttl_secs = 60;
     let e = engine_with(s, &cfg);
@@ -42,99 +76,211 @@ async fn sessions_expire_and_unknown_ids_are_not_found() {
     tokio::time::advance(Duration::from_secs(59)).await;
     e.say(&c.conversation_id, "hello").await.unwrap();
     tokio::time::advance(Duration::from_secs(61)).await;
-    assert!(matches!(e.say(&c.conversation_id, "hello").await, Err(EngineError::Expired(_))));
-    assert!(matches!(e.say("conv_nope", "hello").await, Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        e.say(&c.conversation_id, "hello").await,
+        Err(EngineError::Expired(_))
+    ));
+    assert!(matches!(
+        e.say("conv_nope", "hello").await,
+        Err(EngineError::NotFound(_))
+    ));
     let long = "a".repeat(5000);
-    assert!(matches!(e.say(&c.conversation_id, &long).await, Err(EngineError::InvalidInput(_))));
-    assert!(matches!(e.start("", "text").await, Err(EngineError::InvalidInput(_))));
+    assert!(matches!(
+        e.say(&c.conversation_id, &long).await,
+        Err(EngineError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        e.start("", "text").await,
+        Err(EngineError::InvalidInput(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_sub_agent_sees_only_its_own_thread() {
-    let e = engine(Setup { today: "2025-01-15", ..Setup::default() });
+    let e = engine(Setup {
+        today: "2025-01-15",
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
     let id = &c.conversation_id;
     e.say(id, "Confirm my reservation").await.unwrap();
     e.say(id, "ABC123, John Doe").await.unwrap();
-    let t = e.say(id, "Actually, what's my bill this month?").await.unwrap();
+    let t = e
+        .say(id, "Actually, what's my bill this month?")
+        .await
+        .unwrap();
     assert_eq!(t.agent.as_deref(), Some("billing_agent"));
     let t = e.say(id, "the second one").await.unwrap();
-    assert_eq!(t.attempts.last().unwrap().parameters["account_id"], "acc_789", "{}", t.reply);
+    assert_eq!(
+        t.attempts.last().unwrap().parameters["account_id"],
+        "acc_789",
+        "{}",
+        t.reply
+    );
     assert!(t.reply.contains("$310.00"), "{}", t.reply);
     let conv = e.conversation(id).await.unwrap();
     let billing_thread = conv.threads.get("billing_agent").unwrap();
     let reservation_thread = conv.threads.get("reservation_agent").unwrap();
     assert_ne!(billing_thread, reservation_thread);
     let in_thread = |th: &str| -> Vec<String> {
-        conv.history.iter().filter(|u| u.thread.as_deref() == Some(th)).map(|u| u.content.clone()).collect()
+        conv.history
+            .iter()
+            .filter(|u| u.thread.as_deref() == Some(th))
+            .map(|u| u.content.clone())
+            .collect()
     };
     let billing = in_thread(billing_thread);
     assert!(billing.iter().any(|s| s == "the second one"), "{billing:?}");
-    assert!(!billing.iter().any(|s| s.contains("ABC123") || s.contains("Confirm")), "{billing:?}");
-    assert!(in_thread(reservation_thread).iter().any(|s| s == "ABC123, John Doe"));
+    assert!(
+        !billing
+            .iter()
+            .any(|s| s.contains("ABC123") || s.contains("Confirm")),
+        "{billing:?}"
+    );
+    assert!(
+        in_thread(reservation_thread)
+            .iter()
+            .any(|s| s == "ABC123, John Doe")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn repeated_misunderstanding_goes_to_a_human() {
-    let e = engine(Setup { semantic: false, ..Setup::default() });
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
-    let t = e.say(&c.conversation_id, "purple monkey dishwasher").await.unwrap();
+    let t = e
+        .say(&c.conversation_id, "purple monkey dishwasher")
+        .await
+        .unwrap();
     assert_eq!(t.status, "clarify_topic");
     assert!(!t.ended);
     let t = e.say(&c.conversation_id, "flibbertigibbet").await.unwrap();
     assert_eq!(t.status, "escalated", "{}", t.reply);
     assert!(t.ended);
-    assert!(matches!(t.action, Some(switchboard::agent::master::CallAction::Transfer { ref to }) if to == "+15005550006"));
+    assert!(
+        matches!(t.action, Some(switchboard::agent::master::CallAction::Transfer { ref to }) if to == "+15005550006")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn caller_can_ask_for_a_person_or_hang_up_at_any_point() {
-    let e = engine(Setup { semantic: false, ..Setup::default() });
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
-    e.say(&c.conversation_id, "Confirm my reservation").await.unwrap();
-    let t = e.say(&c.conversation_id, "I want to speak to a human").await.unwrap();
-    assert_eq!((t.status.as_str(), t.agent.as_deref()), ("escalated", Some("human_handoff")));
+    e.say(&c.conversation_id, "Confirm my reservation")
+        .await
+        .unwrap();
+    let t = e
+        .say(&c.conversation_id, "I want to speak to a human")
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.status.as_str(), t.agent.as_deref()),
+        ("escalated", Some("human_handoff"))
+    );
     assert!(t.reply.contains("transferring you"), "{}", t.reply);
     let c = e.start("user_789", "text").await.unwrap();
-    e.say(&c.conversation_id, "Confirm my reservation").await.unwrap();
-    let t = e.say(&c.conversation_id, "never mind, goodbye").await.unwrap();
+    e.say(&c.conversation_id, "Confirm my reservation")
+        .await
+        .unwrap();
+    let t = e
+        .say(&c.conversation_id, "never mind, goodbye")
+        .await
+        .unwrap();
     assert_eq!((t.status.as_str(), t.ended), ("ended", true));
-    assert!(matches!(t.action, Some(switchboard::agent::master::CallAction::Hangup)));
+    assert!(matches!(
+        t.action,
+        Some(switchboard::agent::master::CallAction::Hangup)
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn barge_in_keeps_only_what_was_heard() {
-    let e = engine(Setup { semantic: false, ..Setup::default() });
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
-    e.say(&c.conversation_id, "Confirm my reservation").await.unwrap();
-    e.interrupted(&c.conversation_id, "I'll need a bit more information").await.unwrap();
+    e.say(&c.conversation_id, "Confirm my reservation")
+        .await
+        .unwrap();
+    e.interrupted(&c.conversation_id, "I'll need a bit more information")
+        .await
+        .unwrap();
     let conv = e.conversation(&c.conversation_id).await.unwrap();
-    let last = conv.history.iter().rev().find(|u| u.role == "agent").unwrap();
+    let last = conv
+        .history
+        .iter()
+        .rev()
+        .find(|u| u.role == "agent")
+        .unwrap();
     assert_eq!(last.content, "I'll need a bit more information");
     assert!(last.interrupted);
 }
 
 #[tokio::test(start_paused = true)]
 async fn card_numbers_never_reach_the_log() {
-    let e = engine(Setup { semantic: false, ..Setup::default() });
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
-    e.say(&c.conversation_id, "my card is 4111 1111 1111 1111 and I want to pay my bill").await.unwrap();
-    let logs = e.logs(LogQuery { session_id: Some(c.conversation_id.clone()), ..Default::default() }).await.unwrap();
+    e.say(
+        &c.conversation_id,
+        "my card is 4111 1111 1111 1111 and I want to pay my bill",
+    )
+    .await
+    .unwrap();
+    let logs = e
+        .logs(LogQuery {
+            session_id: Some(c.conversation_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(!logs.is_empty());
     for l in &logs {
         assert!(!l.message.contains("4111 1111 1111 1111"), "{}", l.message);
     }
-    assert!(logs.iter().any(|l| l.message.contains("1111") && l.message.contains("****")));
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("1111") && l.message.contains("****"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn travel_template_books_not_reserves() {
-    let e = engine(Setup { template: "travel", semantic: false, ..Setup::default() });
+    let e = engine(Setup {
+        template: "travel",
+        semantic: false,
+        ..Setup::default()
+    });
     let c = e.start("user_789", "text").await.unwrap();
     assert_eq!(c.reply, "Hello, how can I help with your travel today?");
-    let t = e.say(&c.conversation_id, "I want to confirm my booking").await.unwrap();
-    assert_eq!((t.intent.as_deref(), t.agent.as_deref()), (Some("confirm_booking"), Some("booking_agent")));
+    let t = e
+        .say(&c.conversation_id, "I want to confirm my booking")
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.intent.as_deref(), t.agent.as_deref()),
+        (Some("confirm_booking"), Some("booking_agent"))
+    );
     assert!(t.reply.contains("your booking reference"), "{}", t.reply);
-    let t = e.say(&c.conversation_id, "alpha bravo charlie one two three, the name is John Doe").await.unwrap();
-    assert!(t.reply.contains("I've confirmed your booking"), "{}", t.reply);
+    let t = e
+        .say(
+            &c.conversation_id,
+            "alpha bravo charlie one two three, the name is John Doe",
+        )
+        .await
+        .unwrap();
+    assert!(
+        t.reply.contains("I've confirmed your booking"),
+        "{}",
+        t.reply
+    );
 }

@@ -2,12 +2,12 @@
 //! speaking the JSON protocol, registered through the API, routed to, then dropping out and
 //! being marked unhealthy.
 
-use crate::common::{engine, Setup};
+use crate::common::{Setup, engine};
 use axum::routing::{get, post};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard::agent::protocol::{AgentInput, AgentOutput};
-use switchboard::http::{router, AppState};
+use switchboard::http::{AppState, router};
 use tokio::net::TcpListener;
 
 struct Gateway {
@@ -17,17 +17,33 @@ struct Gateway {
 }
 
 async fn gateway() -> Gateway {
-    let engine = Arc::new(engine(Setup { today: "2025-01-15", ..Setup::default() }));
+    let engine = Arc::new(engine(Setup {
+        today: "2025-01-15",
+        ..Setup::default()
+    }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState { engine: engine.clone(), http: reqwest::Client::new() };
+    let state = AppState {
+        engine: engine.clone(),
+        http: reqwest::Client::new(),
+    };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    Gateway { base, engine, client: reqwest::Client::new() }
+    Gateway {
+        base,
+        engine,
+        client: reqwest::Client::new(),
+    }
 }
 
 impl Gateway {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.client.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let code = r.status().as_u16();
         (code, r.json().await.unwrap_or(Value::Null))
     }
@@ -43,11 +59,22 @@ impl Gateway {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
     async fn delete(&self, path: &str) -> u16 {
-        self.client.delete(format!("{}{path}", self.base)).send().await.unwrap().status().as_u16()
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 }
 
@@ -59,27 +86,63 @@ async fn conversation_over_http_with_logs_and_case() {
     let (code, created) = g.post("/v1/conversations", json!({})).await;
     assert_eq!(code, 201, "{created}");
     let id = created["conversation_id"].as_str().unwrap().to_string();
-    assert_eq!(created["reply"], "Welcome to our hotel. How can I assist you today?");
-    let (code, r) = g.post(&format!("/v1/conversations/{id}/messages"), json!({"text": "What's my bill this month?"})).await;
+    assert_eq!(
+        created["reply"],
+        "Welcome to our hotel. How can I assist you today?"
+    );
+    let (code, r) = g
+        .post(
+            &format!("/v1/conversations/{id}/messages"),
+            json!({"text": "What's my bill this month?"}),
+        )
+        .await;
     assert_eq!(code, 200, "{r}");
     for k in ["reply", "intent", "agent", "status", "case_id"] {
         assert!(r.get(k).is_some_and(|v| !v.is_null()), "missing {k}: {r}");
     }
-    assert_eq!((r["intent"].as_str(), r["agent"].as_str(), r["status"].as_str()),
-        (Some("get_billing_info"), Some("billing_agent"), Some("needs_info")));
-    let (_, r) = g.post(&format!("/v1/conversations/{id}/messages"), json!({"text": "the personal one"})).await;
+    assert_eq!(
+        (
+            r["intent"].as_str(),
+            r["agent"].as_str(),
+            r["status"].as_str()
+        ),
+        (
+            Some("get_billing_info"),
+            Some("billing_agent"),
+            Some("needs_info")
+        )
+    );
+    let (_, r) = g
+        .post(
+            &format!("/v1/conversations/{id}/messages"),
+            json!({"text": "the personal one"}),
+        )
+        .await;
     assert!(r["reply"].as_str().unwrap().contains("$125.50"), "{r}");
     let case_id = r["case_id"].as_str().unwrap();
 
-    let (code, logs) = g.get(&format!("/v1/logs?session={id}&type=agent_to_agent")).await;
+    let (code, logs) = g
+        .get(&format!("/v1/logs?session={id}&type=agent_to_agent"))
+        .await;
     assert_eq!(code, 200);
     let logs = logs["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 4, "two requests, two answers");
-    assert!(logs.iter().all(|l| l["type"] == "agent_to_agent" && l["sessionId"] == id.as_str()));
-    let (_, by_agent) = g.get(&format!("/v1/logs?agent=billing_agent&session={id}")).await;
+    assert!(
+        logs.iter()
+            .all(|l| l["type"] == "agent_to_agent" && l["sessionId"] == id.as_str())
+    );
+    let (_, by_agent) = g
+        .get(&format!("/v1/logs?agent=billing_agent&session={id}"))
+        .await;
     assert_eq!(by_agent["count"], 4);
     let first_ts = logs[0]["timestamp"].as_i64().unwrap();
-    let (_, windowed) = g.get(&format!("/v1/logs?session={id}&from={}&to={}", first_ts + 1_000_000, first_ts + 2_000_000)).await;
+    let (_, windowed) = g
+        .get(&format!(
+            "/v1/logs?session={id}&from={}&to={}",
+            first_ts + 1_000_000,
+            first_ts + 2_000_000
+        ))
+        .await;
     assert_eq!(windowed["count"], 0);
 
     let (code, case) = g.get(&format!("/v1/cases/{case_id}")).await;
@@ -95,29 +158,74 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong() {
     let (code, e) = g.raw("/v1/conversations", "{not json").await;
     assert_eq!(code, 400);
     assert_eq!(e["error"]["code"], "INVALID_INPUT");
-    let (_, created) = g.post("/v1/conversations", json!({"caller_id": "user_789"})).await;
+    let (_, created) = g
+        .post("/v1/conversations", json!({"caller_id": "user_789"}))
+        .await;
     let id = created["conversation_id"].as_str().unwrap();
-    let (code, e) = g.raw(&format!("/v1/conversations/{id}/messages"), r#"{"txt": "hi"}"#).await;
+    let (code, e) = g
+        .raw(
+            &format!("/v1/conversations/{id}/messages"),
+            r#"{"txt": "hi"}"#,
+        )
+        .await;
     assert_eq!(code, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("text"), "{e}");
-    let (code, e) = g.raw(&format!("/v1/conversations/{id}/messages"), r#"{"text": 42}"#).await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("text"),
+        "{e}"
+    );
+    let (code, e) = g
+        .raw(
+            &format!("/v1/conversations/{id}/messages"),
+            r#"{"text": 42}"#,
+        )
+        .await;
     assert_eq!(code, 400, "{e}");
-    let (code, _) = g.post("/v1/conversations/conv_missing/messages", json!({"text": "hi"})).await;
+    let (code, _) = g
+        .post(
+            "/v1/conversations/conv_missing/messages",
+            json!({"text": "hi"}),
+        )
+        .await;
     assert_eq!(code, 404);
-    let (code, e) = g.post(&format!("/v1/conversations/{id}/messages"), json!({"text": "x".repeat(3000)})).await;
+    let (code, e) = g
+        .post(
+            &format!("/v1/conversations/{id}/messages"),
+            json!({"text": "x".repeat(3000)}),
+        )
+        .await;
     assert_eq!(code, 400, "{e}");
     let (code, e) = g.get("/v1/logs?type=gossip").await;
     assert_eq!(code, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("caller_to_agent"));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("caller_to_agent")
+    );
     let (code, _) = g.get("/v1/logs?from=abc").await;
     assert_eq!(code, 400);
     let (code, _) = g.get("/v1/cases/case_nope").await;
     assert_eq!(code, 404);
-    let (code, e) = g.post("/v1/agents", json!({"id": "x", "tasks": ["request_service"], "endpoint": "ftp://x"})).await;
+    let (code, e) = g
+        .post(
+            "/v1/agents",
+            json!({"id": "x", "tasks": ["request_service"], "endpoint": "ftp://x"}),
+        )
+        .await;
     assert_eq!(code, 422, "{e}");
-    let (code, e) = g.post("/v1/agents", json!({"id": "x", "tasks": ["launch_rockets"], "endpoint": "http://127.0.0.1:9"})).await;
+    let (code, e) = g
+        .post(
+            "/v1/agents",
+            json!({"id": "x", "tasks": ["launch_rockets"], "endpoint": "http://127.0.0.1:9"}),
+        )
+        .await;
     assert_eq!(code, 422);
-    assert!(e["error"]["message"].as_str().unwrap().contains("launch_rockets"));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("launch_rockets")
+    );
     let (code, _) = g.post("/v1/agents", json!({"id": "billing_agent", "tasks": ["make_payment"], "endpoint": "http://127.0.0.1:9"})).await;
     assert_eq!(code, 409);
     assert_eq!(g.delete("/v1/agents/nobody").await, 404);
@@ -131,20 +239,40 @@ async fn remote_concierge(malformed: bool) -> (String, tokio::task::JoinHandle<(
             Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e.to_string()),
         };
         if malformed {
-            return (axum::http::StatusCode::OK, r#"{"status": "success", "requestId": 7}"#.into());
+            return (
+                axum::http::StatusCode::OK,
+                r#"{"status": "success", "requestId": 7}"#.into(),
+            );
         }
         let room = input.param("room_number").unwrap_or("unknown").to_string();
         let out = if input.param("room_number").is_none() {
-            AgentOutput::needs_info(&input, vec![serde_json::from_value(json!({"field": "room_number", "type": "string",
-                "description": "your room number", "validation": {"pattern": "^[0-9]{3,4}$"}})).unwrap()], 1)
+            AgentOutput::needs_info(
+                &input,
+                vec![
+                    serde_json::from_value(json!({"field": "room_number", "type": "string",
+                "description": "your room number", "validation": {"pattern": "^[0-9]{3,4}$"}}))
+                    .unwrap(),
+                ],
+                1,
+            )
         } else {
-            AgentOutput::success(&input, json!({"service": "fresh towels", "room_number": room, "eta_minutes": 5}), 1)
-                .with_source("remote")
+            AgentOutput::success(
+                &input,
+                json!({"service": "fresh towels", "room_number": room, "eta_minutes": 5}),
+                1,
+            )
+            .with_source("remote")
         };
-        (axum::http::StatusCode::OK, serde_json::to_string(&out).unwrap())
+        (
+            axum::http::StatusCode::OK,
+            serde_json::to_string(&out).unwrap(),
+        )
     }
     let app = axum::Router::new()
-        .route("/agent", post(move |b: axum::body::Bytes| handle(malformed, b)))
+        .route(
+            "/agent",
+            post(move |b: axum::body::Bytes| handle(malformed, b)),
+        )
         .route("/health", get(|| async { "ok" }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -161,32 +289,66 @@ async fn remote_sub_agent_is_registered_routed_to_and_dropped_when_unhealthy() {
             "capabilities": ["services.write"], "endpoint": format!("{remote}/agent"), "health_url": format!("{remote}/health")}))
         .await;
     assert_eq!(code, 201, "{reg}");
-    assert_eq!((reg["kind"].as_str(), reg["healthy"].as_bool()), (Some("remote"), Some(true)));
+    assert_eq!(
+        (reg["kind"].as_str(), reg["healthy"].as_bool()),
+        (Some("remote"), Some(true))
+    );
     assert_eq!(g.delete("/v1/agents/concierge_agent").await, 204);
     let (_, agents) = g.get("/v1/agents").await;
-    let ids: Vec<&str> = agents["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"remote_concierge") && !ids.contains(&"concierge_agent"), "{ids:?}");
+    let ids: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"remote_concierge") && !ids.contains(&"concierge_agent"),
+        "{ids:?}"
+    );
 
     let (_, c) = g.post("/v1/conversations", json!({})).await;
     let id = c["conversation_id"].as_str().unwrap().to_string();
     let say = |text: &'static str| {
         let g = &g;
         let id = id.clone();
-        async move { g.post(&format!("/v1/conversations/{id}/messages"), json!({"text": text})).await.1 }
+        async move {
+            g.post(
+                &format!("/v1/conversations/{id}/messages"),
+                json!({"text": text}),
+            )
+            .await
+            .1
+        }
     };
     let r = say("Could you send up some extra towels please?").await;
-    assert_eq!((r["agent"].as_str(), r["status"].as_str()), (Some("remote_concierge"), Some("needs_info")), "{r}");
+    assert_eq!(
+        (r["agent"].as_str(), r["status"].as_str()),
+        (Some("remote_concierge"), Some("needs_info")),
+        "{r}"
+    );
     assert!(r["reply"].as_str().unwrap().contains("your room number"));
     let r = say("room four one two").await;
     assert_eq!(r["status"], "success", "{r}");
-    assert!(r["reply"].as_str().unwrap().contains("fresh towels for room 412"), "{r}");
+    assert!(
+        r["reply"]
+            .as_str()
+            .unwrap()
+            .contains("fresh towels for room 412"),
+        "{r}"
+    );
 
     // The remote service goes away: the health check marks it, the router stops using it.
     server.abort();
     let _ = server.await;
     g.engine.registry.refresh_health().await;
     let (_, agents) = g.get("/v1/agents").await;
-    let remote_status = agents["agents"].as_array().unwrap().iter().find(|a| a["id"] == "remote_concierge").unwrap().clone();
+    let remote_status = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "remote_concierge")
+        .unwrap()
+        .clone();
     assert_eq!(remote_status["healthy"], false, "{remote_status}");
     assert!(remote_status["last_error"].as_str().is_some());
     let r = say("I need more towels").await;
@@ -205,11 +367,23 @@ async fn remote_agent_sending_junk_is_invalid_output_not_a_crash() {
     assert_eq!(code, 201);
     let (_, c) = g.post("/v1/conversations", json!({})).await;
     let id = c["conversation_id"].as_str().unwrap();
-    let (code, r) = g.post(&format!("/v1/conversations/{id}/messages"), json!({"text": "extra towels to room 412 please"})).await;
+    let (code, r) = g
+        .post(
+            &format!("/v1/conversations/{id}/messages"),
+            json!({"text": "extra towels to room 412 please"}),
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(r["status"], "escalated", "{r}");
     let (_, logs) = g.get(&format!("/v1/logs?session={id}&agent=junk")).await;
-    assert!(logs["logs"].as_array().unwrap().iter().any(|l| l["metadata"]["error"] == "INVALID_OUTPUT"), "{logs}");
+    assert!(
+        logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["metadata"]["error"] == "INVALID_OUTPUT"),
+        "{logs}"
+    );
     let (_, health) = g.get("/healthz").await;
     assert_eq!(health["status"], "ok");
 }

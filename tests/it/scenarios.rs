@@ -40,7 +40,9 @@ struct TurnSpec {
 }
 
 async fn run(file: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(file);
     let sc: Scenario = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
     let e = engine(Setup {
@@ -56,7 +58,12 @@ async fn run(file: &str) {
         }
         let turn = e.say(&greeting.conversation_id, &t.caller).await.unwrap();
         transcript.push_str(&format!("caller: {}\nbot: {}\n", t.caller, turn.reply));
-        let ctx = format!("{transcript}\nturn {} of {}: {:#?}", i + 1, sc.name, turn.attempts);
+        let ctx = format!(
+            "{transcript}\nturn {} of {}: {:#?}",
+            i + 1,
+            sc.name,
+            turn.attempts
+        );
         if let Some(x) = &t.intent {
             assert_eq!(turn.intent.as_deref(), Some(x.as_str()), "intent\n{ctx}");
         }
@@ -71,18 +78,29 @@ async fn run(file: &str) {
             assert_eq!(got, *x, "attempt outcomes\n{ctx}");
         }
         if let Some(x) = &t.errors {
-            let got: Vec<String> = turn.attempts.iter().filter_map(|a| a.error_code.clone()).collect();
+            let got: Vec<String> = turn
+                .attempts
+                .iter()
+                .filter_map(|a| a.error_code.clone())
+                .collect();
             assert_eq!(&got, x, "error codes\n{ctx}");
         }
         if let Some(x) = &t.params {
-            let last = turn.attempts.last().unwrap_or_else(|| panic!("no delegation\n{ctx}"));
+            let last = turn
+                .attempts
+                .last()
+                .unwrap_or_else(|| panic!("no delegation\n{ctx}"));
             for (k, v) in x {
                 let want: Value = serde_json::to_value(v).unwrap();
                 assert_eq!(last.parameters.get(k), Some(&want), "parameter {k}\n{ctx}");
             }
         }
         if let Some(x) = &t.fallback {
-            assert_eq!(turn.fallback.as_deref(), Some(x.as_str()), "fallback\n{ctx}");
+            assert_eq!(
+                turn.fallback.as_deref(),
+                Some(x.as_str()),
+                "fallback\n{ctx}"
+            );
         } else {
             assert_eq!(turn.fallback, None, "no fallback expected\n{ctx}");
         }
@@ -91,9 +109,15 @@ async fn run(file: &str) {
             assert_eq!(last.source.as_deref(), Some(x.as_str()), "source\n{ctx}");
         }
         for needle in &t.reply_contains {
-            assert!(turn.reply.contains(needle.as_str()), "reply lacks {needle:?}\n{ctx}");
+            assert!(
+                turn.reply.contains(needle.as_str()),
+                "reply lacks {needle:?}\n{ctx}"
+            );
         }
-        assert!(!turn.reply.contains('{') && !turn.reply.contains('*'), "reply is not plain speech\n{ctx}");
+        assert!(
+            !turn.reply.contains('{') && !turn.reply.contains('*'),
+            "reply is not plain speech\n{ctx}"
+        );
         if let Some(x) = t.ended {
             assert_eq!(turn.ended, x, "ended\n{ctx}");
         }
@@ -102,7 +126,12 @@ async fn run(file: &str) {
             assert_eq!(case.status.as_str(), x, "case status\n{ctx}");
         }
         if let Some(x) = &t.deferred_writes {
-            let got: Vec<String> = e.demo.deferred_writes().iter().map(|w| format!("{}:{}", w.kind, w.reference)).collect();
+            let got: Vec<String> = e
+                .demo
+                .deferred_writes()
+                .iter()
+                .map(|w| format!("{}:{}", w.kind, w.reference))
+                .collect();
             assert_eq!(&got, x, "deferred writes\n{ctx}");
         }
     }

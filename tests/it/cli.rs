@@ -1,0 +1,117 @@
+//! The `switchboard` binary itself: `chat --json` reads one caller line per stdin line and
+//! prints one JSON object per bot reply; `models verify` checks the installed models.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+#[test]
+fn chat_json_runs_a_conversation_from_stdin() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg_path = data.path().join("switchboard.toml");
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", data.path().join("db")),
+    )
+    .replace(
+        "models_dir = \"models\"",
+        &format!(
+            "models_dir = {:?}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models")
+        ),
+    )
+    .replace("today = \"\"", "today = \"2025-01-15\"");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = bin()
+        .args(["chat", "--json", "--config"])
+        .arg(&cfg_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What's my bill this month?\nthe business one\nno thanks\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "greeting + three replies: {lines:?}");
+    for l in &lines {
+        for k in ["reply", "intent", "agent", "status", "case_id"] {
+            assert!(l.get(k).is_some(), "{k} missing in {l}");
+        }
+    }
+    assert_eq!(lines[1]["intent"], "get_billing_info");
+    assert_eq!(lines[1]["status"], "needs_info");
+    assert!(
+        lines[2]["reply"].as_str().unwrap().contains("$310.00"),
+        "{}",
+        lines[2]
+    );
+    // the follow-up offer declined, then goodbye
+    assert_eq!(lines[3]["status"], "success");
+    let case = &lines[0]["case_id"];
+    assert!(lines.iter().all(|l| &l["case_id"] == case));
+}
+
+#[test]
+fn chat_refuses_to_start_without_its_model() {
+    let empty = tempfile::tempdir().unwrap();
+    let cfg_path = empty.path().join("switchboard.toml");
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace(
+        "models_dir = \"models\"",
+        &format!("models_dir = {:?}", empty.path()),
+    )
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", empty.path().join("db")),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let out = bin()
+        .args(["chat", "--config"])
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("switchboard models install"), "{err}");
+}
+
+#[test]
+fn models_verify_passes_on_the_installed_models() {
+    let out = bin().args(["models", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all-minilm-l6-v2: ok"));
+}

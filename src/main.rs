@@ -74,6 +74,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(if is_chat { "warn".into() } else { filter })
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {

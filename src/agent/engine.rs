@@ -148,8 +148,18 @@ impl Engine {
         }
         let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
+        let started = tokio::time::Instant::now();
         let turn = self.master.turn(&mut conv, text).await;
         self.persist(&mut conv, &turn).await?;
+        tracing::info!(
+            conversation = %id,
+            intent = turn.intent.as_deref().unwrap_or("-"),
+            agent = turn.agent.as_deref().unwrap_or("-"),
+            status = %turn.status,
+            fallback = turn.fallback.as_deref().unwrap_or("-"),
+            ms = started.elapsed().as_millis() as u64,
+            "turn"
+        );
         self.lock_live().insert(id.to_string(), conv);
         Ok(turn)
     }

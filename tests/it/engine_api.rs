@@ -284,3 +284,46 @@ async fn travel_template_books_not_reserves() {
         t.reply
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn unsure_router_asks_between_the_top_two_topics() {
+    let e = engine(Setup::default());
+    let c = e.start("user_789", "text").await.unwrap();
+    let t = e
+        .say(
+            &c.conversation_id,
+            "I have a question about my payment for the room",
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status, "clarify_topic", "{t:?}");
+    assert!(t.confidence.unwrap() < 0.6);
+    assert_eq!(t.reply, "Is this about billing or a reservation?");
+    // The answer picks the billing candidate the router had ranked (paying, here).
+    let t = e.say(&c.conversation_id, "billing").await.unwrap();
+    assert_eq!(
+        (t.intent.as_deref(), t.agent.as_deref()),
+        (Some("make_payment"), Some("billing_agent"))
+    );
+    assert_eq!(t.status, "needs_info");
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_is_capped() {
+    let s = Setup {
+        semantic: false,
+        ..Setup::default()
+    };
+    let mut cfg = config(&s);
+    cfg.session.history_cap = 4;
+    let e = engine_with(s, &cfg);
+    let c = e.start("user_789", "text").await.unwrap();
+    for _ in 0..3 {
+        e.say(&c.conversation_id, "Confirm my reservation")
+            .await
+            .unwrap();
+    }
+    let conv = e.conversation(&c.conversation_id).await.unwrap();
+    assert_eq!(conv.history.len(), 4);
+    assert_eq!(conv.history.last().unwrap().role, "agent");
+}

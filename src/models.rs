@@ -340,7 +340,12 @@ pub fn install(
                 continue;
             }
             Err(ModelError::NotInstalled { .. }) => {}
-            Err(e) => progress(&format!("{}: {e}; reinstalling", spec.name)),
+            Err(e) => {
+                // Keep the problem, drop the "run install" advice: that is what happens now.
+                let problem = e.to_string();
+                let problem = problem.split(" — ").next().unwrap_or_default();
+                progress(&format!("{}: {problem}; reinstalling", spec.name));
+            }
         }
         if !pip_checked {
             check_pip()?;

@@ -28,3 +28,4 @@ pub mod config;
 pub mod http;
 pub mod models;
 pub mod store;
+pub mod tts;

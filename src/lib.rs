@@ -24,8 +24,10 @@
 //! - The reliability policies and the store never read the clock: time is passed in.
 
 pub mod agent;
+pub mod audio;
 pub mod config;
 pub mod http;
 pub mod models;
 pub mod store;
 pub mod tts;
+pub mod turn;

@@ -150,10 +150,11 @@ pub fn convert_ct2_to_ggml(
         plan.tensors.len(),
         out.display()
     ));
-    let result = write_ggml(&tmp, &mut model, &hp, &filters, &vocab, &plan.tensors).and_then(|bytes| {
-        fs::rename(&tmp, out).map_err(io_err(out))?;
-        Ok(bytes)
-    });
+    let result =
+        write_ggml(&tmp, &mut model, &hp, &filters, &vocab, &plan.tensors).and_then(|bytes| {
+            fs::rename(&tmp, out).map_err(io_err(out))?;
+            Ok(bytes)
+        });
     let bytes = match result {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -291,8 +292,12 @@ impl HeaderReader<'_> {
         let len = self.u16(what)?;
         let raw = self.bytes(u64::from(len), what)?;
         let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| corrupt(self.path, format!("{what} at offset {} is not UTF-8", self.pos)))
+        String::from_utf8(raw.to_vec()).map_err(|_| {
+            corrupt(
+                self.path,
+                format!("{what} at offset {} is not UTF-8", self.pos),
+            )
+        })
     }
 
     fn skip(&mut self, n: u64, what: &str) -> Result<(), ConvertError> {
@@ -356,7 +361,10 @@ impl Ct2Model {
             }
             let code = h.u8(&what)?;
             let dtype = DType::from_code(code).ok_or_else(|| {
-                corrupt(path, format!("variable `{name}` has unknown type code {code}"))
+                corrupt(
+                    path,
+                    format!("variable `{name}` has unknown type code {code}"),
+                )
             })?;
             let nbytes = u64::from(h.u32(&what)?);
             let expected = dims
@@ -502,7 +510,10 @@ impl HParams {
         let dims2 = |name: &str| -> Result<(u64, u64), ConvertError> {
             match m.var(name)?.dims.as_slice() {
                 &[a, b] => Ok((a, b)),
-                d => Err(corrupt(p, format!("`{name}` has shape {d:?}, expected 2-D"))),
+                d => Err(corrupt(
+                    p,
+                    format!("`{name}` has shape {d:?}, expected 2-D"),
+                )),
             }
         };
         let (n_audio_ctx, n_audio_state) = dims2("encoder/position_encodings/encodings")?;
@@ -531,8 +542,11 @@ impl HParams {
             // Whisper's head width is 64 in every size; older conversions lack the scalar.
             let h = m.int_scalar(&name)?.unwrap_or((state / 64) as i64);
             match u64::try_from(h) {
-                Ok(h) if h > 0 && state % h == 0 => Ok(h),
-                _ => Err(corrupt(p, format!("`{name}` = {h} does not divide {state}"))),
+                Ok(h) if h > 0 && state.is_multiple_of(h) => Ok(h),
+                _ => Err(corrupt(
+                    p,
+                    format!("`{name}` = {h} does not divide {state}"),
+                )),
             }
         };
         let n_audio_head = heads("encoder", n_audio_state)?;
@@ -688,7 +702,11 @@ impl Planner<'_> {
     }
 
     fn linear(&mut self, name: &str, src: &str, rows: u64, cols: u64) -> Result<(), ConvertError> {
-        self.whole(&format!("{name}.weight"), &format!("{src}/weight"), &[rows, cols])?;
+        self.whole(
+            &format!("{name}.weight"),
+            &format!("{src}/weight"),
+            &[rows, cols],
+        )?;
         self.whole(&format!("{name}.bias"), &format!("{src}/bias"), &[rows])
     }
 
@@ -758,9 +776,15 @@ impl Planner<'_> {
             &format!("{c}/self_attention/layer_norm"),
             n,
         )?;
-        let (q, qb) = (format!("{g}.attn.query.weight"), format!("{g}.attn.query.bias"));
+        let (q, qb) = (
+            format!("{g}.attn.query.weight"),
+            format!("{g}.attn.query.bias"),
+        );
         let k = format!("{g}.attn.key.weight");
-        let (v, vb) = (format!("{g}.attn.value.weight"), format!("{g}.attn.value.bias"));
+        let (v, vb) = (
+            format!("{g}.attn.value.weight"),
+            format!("{g}.attn.value.bias"),
+        );
         self.fused(
             &format!("{c}/self_attention/linear_0"),
             n,
@@ -773,8 +797,18 @@ impl Planner<'_> {
             n,
         )?;
         self.layer_norm(&format!("{g}.mlp_ln"), &format!("{c}/ffn/layer_norm"), n)?;
-        self.linear(&format!("{g}.mlp.0"), &format!("{c}/ffn/linear_0"), 4 * n, n)?;
-        self.linear(&format!("{g}.mlp.2"), &format!("{c}/ffn/linear_1"), n, 4 * n)
+        self.linear(
+            &format!("{g}.mlp.0"),
+            &format!("{c}/ffn/linear_0"),
+            4 * n,
+            n,
+        )?;
+        self.linear(
+            &format!("{g}.mlp.2"),
+            &format!("{c}/ffn/linear_1"),
+            n,
+            4 * n,
+        )
     }
 }
 
@@ -797,7 +831,11 @@ fn plan_tensors(m: &Ct2Model, hp: &HParams) -> Result<Plan, ConvertError> {
     if let Some(last) = p.out.last_mut() {
         last.ty = OutType::F32;
     }
-    p.whole("encoder.conv1.weight", "encoder/conv1/weight", &[n, mels, 3])?;
+    p.whole(
+        "encoder.conv1.weight",
+        "encoder/conv1/weight",
+        &[n, mels, 3],
+    )?;
     p.push(
         "encoder.conv1.bias".into(),
         "encoder/conv1/bias",
@@ -853,12 +891,13 @@ fn plan_tensors(m: &Ct2Model, hp: &HParams) -> Result<Plan, ConvertError> {
             format!("{g}.cross_attn.value.weight"),
             format!("{g}.cross_attn.value.bias"),
         );
-        p.fused(
-            &format!("{c}/linear_1"),
+        p.fused(&format!("{c}/linear_1"), n, &[(&k, None), (&v, Some(&vb))])?;
+        p.linear(
+            &format!("{g}.cross_attn.out"),
+            &format!("{c}/linear_2"),
             n,
-            &[(&k, None), (&v, Some(&vb))],
+            n,
         )?;
-        p.linear(&format!("{g}.cross_attn.out"), &format!("{c}/linear_2"), n, n)?;
     }
     Ok(Plan {
         tensors: p.out,
@@ -970,7 +1009,6 @@ fn write_tensor_data(
         }
         w.write_all(&bytes).map_err(io_err(out_path))
     })
-
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1076,11 +1114,11 @@ fn load_vocab(dir: &Path, hp: &HParams, model_path: &Path) -> Result<Vocab, Conv
         return Err(unsupported(
             &path,
             format!(
-                "{EOT} has id {eot}, whisper.cpp expects {want} for a {} model of n_vocab {} ({})",
+                "{EOT} has id {eot}, whisper.cpp expects {want} for {} model of n_vocab {} ({})",
                 if hp.multilingual {
-                    "multilingual"
+                    "a multilingual"
                 } else {
-                    "English-only"
+                    "an English-only"
                 },
                 hp.n_vocab,
                 model_path.display()
@@ -1157,7 +1195,16 @@ pub fn mel_filters(sr: f64, n_fft: usize, n_mels: usize) -> Vec<f32> {
         for (k, &f) in fftfreqs.iter().enumerate() {
             let lower = -(mel_f[i] - f) / fdiff_lo;
             let upper = (mel_f[i + 2] - f) / fdiff_hi;
-            let w = 0f64.max(lower.min(upper)) as f32;
+            // numpy's SIMD `maximum(0, x)` returns x when both are zero, so the filters hold
+            // one -0.0. Spelled out: f64::min/max, and the optimiser, may pick either zero.
+            let m = if upper < lower { upper } else { lower };
+            let w = if m > 0.0 {
+                m as f32
+            } else if m == 0.0 && m.is_sign_negative() {
+                -0.0
+            } else {
+                0.0
+            };
             weights[i * n_bins + k] = (f64::from(w) * enorm) as f32;
         }
     }
@@ -1202,7 +1249,8 @@ fn write_ggml(
         let v = i32::try_from(v).map_err(|_| corrupt(tmp, format!("{v} does not fit in i32")))?;
         w.write_all(&v.to_le_bytes()).map_err(io_err(tmp))
     };
-    w.write_all(&GGML_MAGIC.to_le_bytes()).map_err(io_err(tmp))?;
+    w.write_all(&GGML_MAGIC.to_le_bytes())
+        .map_err(io_err(tmp))?;
     for v in [
         hp.n_vocab as u64,
         hp.n_audio_ctx,
@@ -1242,7 +1290,11 @@ fn write_ggml(
         if w.bytes - before != want {
             return Err(corrupt(
                 &m.path,
-                format!("`{}`: wrote {} bytes, expected {want}", t.src, w.bytes - before),
+                format!(
+                    "`{}`: wrote {} bytes, expected {want}",
+                    t.src,
+                    w.bytes - before
+                ),
             ));
         }
     }
@@ -1253,4 +1305,437 @@ fn write_ggml(
         .map_err(|e| io_err(tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(tmp))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CTranslate2 `model.bin` writer for synthetic whisper models.
+    struct Builder {
+        vars: Vec<(String, Vec<u32>, u8, Vec<u8>)>,
+        next: u32,
+    }
+
+    impl Builder {
+        /// Deterministic, distinct, f16-exact values (multiples of 1/1024 below 2).
+        fn values(&mut self, n: usize) -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    self.next = self.next.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    ((self.next >> 16) % 2048) as f32 / 1024.0
+                })
+                .collect()
+        }
+
+        fn tensor(&mut self, name: &str, dims: &[u32], f32_data: bool) {
+            let n = dims.iter().product::<u32>() as usize;
+            let vals = self.values(n);
+            let (code, data) = if f32_data {
+                (0, vals.iter().flat_map(|v| v.to_le_bytes()).collect())
+            } else {
+                let bytes = vals
+                    .iter()
+                    .flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes())
+                    .collect();
+                (4, bytes)
+            };
+            self.vars
+                .push((name.to_string(), dims.to_vec(), code, data));
+        }
+
+        fn zero_slice(&mut self, name: &str, from: usize, to: usize) {
+            let var = self.vars.iter_mut().find(|v| v.0 == name).unwrap();
+            let size = if var.2 == 0 { 4 } else { 2 };
+            var.3[from * size..to * size].fill(0);
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            self.bytes_and_headers().0
+        }
+
+        /// The file, and the byte ranges of each variable's header (name to byte count).
+        fn bytes_and_headers(&self) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+            let mut headers = Vec::new();
+            let mut out = Vec::new();
+            let string = |out: &mut Vec<u8>, s: &str| {
+                out.extend_from_slice(&(s.len() as u16 + 1).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+                out.push(0);
+            };
+            out.extend_from_slice(&6u32.to_le_bytes());
+            string(&mut out, "WhisperSpec");
+            out.extend_from_slice(&3u32.to_le_bytes());
+            out.extend_from_slice(&(self.vars.len() as u32).to_le_bytes());
+            for (name, dims, code, data) in &self.vars {
+                let start = out.len();
+                string(&mut out, name);
+                out.push(dims.len() as u8);
+                for d in dims {
+                    out.extend_from_slice(&d.to_le_bytes());
+                }
+                out.push(*code);
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                headers.push(start..out.len());
+                out.extend_from_slice(data);
+            }
+            out.extend_from_slice(&1u32.to_le_bytes());
+            string(&mut out, "decoder/projection/weight");
+            string(&mut out, "decoder/embeddings/weight");
+            (out, headers)
+        }
+    }
+
+    const N: u32 = 8;
+
+    /// A 1-layer English-only whisper with state 8 (1 head) and the real vocabulary size.
+    fn synthetic() -> Builder {
+        let mut b = Builder {
+            vars: Vec::new(),
+            next: 1,
+        };
+        for side in ["encoder", "decoder"] {
+            b.vars.push((
+                format!("{side}/num_heads"),
+                vec![],
+                2,
+                1i16.to_le_bytes().to_vec(),
+            ));
+        }
+        b.tensor("encoder/position_encodings/encodings", &[1500, N], false);
+        b.tensor("encoder/conv1/weight", &[N, 80, 3], false);
+        b.tensor("encoder/conv1/bias", &[N], false);
+        b.tensor("encoder/conv2/weight", &[N, N, 3], false);
+        b.tensor("encoder/conv2/bias", &[N], true);
+        b.tensor("encoder/layer_norm/gamma", &[N], true);
+        b.tensor("encoder/layer_norm/beta", &[N], false);
+        b.tensor("decoder/position_encodings/encodings", &[448, N], true);
+        b.tensor("decoder/embeddings/weight", &[51864, N], false);
+        b.tensor("decoder/layer_norm/gamma", &[N], false);
+        b.tensor("decoder/layer_norm/beta", &[N], false);
+        for side in ["encoder", "decoder"] {
+            let l = format!("{side}/layer_0");
+            for ln in ["self_attention/layer_norm", "ffn/layer_norm"] {
+                b.tensor(&format!("{l}/{ln}/gamma"), &[N], false);
+                b.tensor(&format!("{l}/{ln}/beta"), &[N], false);
+            }
+            b.tensor(
+                &format!("{l}/self_attention/linear_0/weight"),
+                &[3 * N, N],
+                true,
+            );
+            b.tensor(
+                &format!("{l}/self_attention/linear_0/bias"),
+                &[3 * N],
+                false,
+            );
+            let n = N as usize;
+            b.zero_slice(&format!("{l}/self_attention/linear_0/bias"), n, 2 * n);
+            b.tensor(
+                &format!("{l}/self_attention/linear_1/weight"),
+                &[N, N],
+                false,
+            );
+            b.tensor(&format!("{l}/self_attention/linear_1/bias"), &[N], false);
+            b.tensor(&format!("{l}/ffn/linear_0/weight"), &[4 * N, N], false);
+            b.tensor(&format!("{l}/ffn/linear_0/bias"), &[4 * N], false);
+            b.tensor(&format!("{l}/ffn/linear_1/weight"), &[N, 4 * N], false);
+            b.tensor(&format!("{l}/ffn/linear_1/bias"), &[N], false);
+        }
+        let l = "decoder/layer_0/attention";
+        b.tensor(&format!("{l}/layer_norm/gamma"), &[N], false);
+        b.tensor(&format!("{l}/layer_norm/beta"), &[N], false);
+        b.tensor(&format!("{l}/linear_0/weight"), &[N, N], false);
+        b.tensor(&format!("{l}/linear_0/bias"), &[N], false);
+        b.tensor(&format!("{l}/linear_1/weight"), &[2 * N, N], false);
+        b.tensor(&format!("{l}/linear_1/bias"), &[2 * N], false);
+        b.zero_slice(&format!("{l}/linear_1/bias"), 0, N as usize);
+        b.tensor(&format!("{l}/linear_2/weight"), &[N, N], false);
+        b.tensor(&format!("{l}/linear_2/bias"), &[N], false);
+        b
+    }
+
+    fn write_dir(dir: &Path, model: &[u8]) {
+        fs::write(dir.join("model.bin"), model).unwrap();
+        // vocabulary.txt: 50256 byte-level tokens, then the special tokens.
+        let mut text = String::new();
+        for i in 0..50256 {
+            text.push_str(&format!("t{i}\n"));
+        }
+        text.push_str("<|endoftext|>\n<|startoftranscript|>\n");
+        // Replace tokens 0 and 1 with byte-level ones: "Ġhello" → " hello", "Ċ" → "\n".
+        let text = text.replacen("t0\nt1\n", "Ġhello\nĊ\n", 1);
+        fs::write(dir.join("vocabulary.txt"), text).unwrap();
+    }
+
+    /// Parsed ggml file: hparams, vocabulary, tensors by name (ne, type, data).
+    struct Ggml {
+        hparams: Vec<i32>,
+        filters: Vec<f32>,
+        vocab: Vec<Vec<u8>>,
+        tensors: HashMap<String, (Vec<i32>, i32, Vec<u8>)>,
+        order: Vec<String>,
+    }
+
+    fn parse_ggml(bytes: &[u8]) -> Ggml {
+        let mut pos = 0;
+        let i32_at = |pos: &mut usize| {
+            let v = i32::from_le_bytes(bytes[*pos..*pos + 4].try_into().unwrap());
+            *pos += 4;
+            v
+        };
+        assert_eq!(i32_at(&mut pos) as u32, GGML_MAGIC);
+        let hparams: Vec<i32> = (0..11).map(|_| i32_at(&mut pos)).collect();
+        let (n_mel, n_fft) = (i32_at(&mut pos), i32_at(&mut pos));
+        let n = (n_mel * n_fft) as usize;
+        let filters = bytes[pos..pos + 4 * n]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        pos += 4 * n;
+        let n_vocab = i32_at(&mut pos);
+        let mut vocab = Vec::new();
+        for _ in 0..n_vocab {
+            let len = i32_at(&mut pos) as usize;
+            vocab.push(bytes[pos..pos + len].to_vec());
+            pos += len;
+        }
+        let mut tensors = HashMap::new();
+        let mut order = Vec::new();
+        while pos < bytes.len() {
+            let n_dims = i32_at(&mut pos);
+            let name_len = i32_at(&mut pos) as usize;
+            let ty = i32_at(&mut pos);
+            let ne: Vec<i32> = (0..n_dims).map(|_| i32_at(&mut pos)).collect();
+            let name = String::from_utf8(bytes[pos..pos + name_len].to_vec()).unwrap();
+            pos += name_len;
+            let size = ne.iter().product::<i32>() as usize * if ty == 0 { 4 } else { 2 };
+            let data = bytes[pos..pos + size].to_vec();
+            pos += size;
+            order.push(name.clone());
+            assert!(tensors.insert(name, (ne, ty, data)).is_none());
+        }
+        Ggml {
+            hparams,
+            filters,
+            vocab,
+            tensors,
+            order,
+        }
+    }
+
+    fn f16_bytes_to_f32(data: &[u8]) -> Vec<f32> {
+        data.chunks_exact(2)
+            .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect()
+    }
+
+    fn f32_bytes(data: &[u8]) -> Vec<f32> {
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
+    fn source_values(b: &Builder, name: &str) -> Vec<f32> {
+        let var = b.vars.iter().find(|v| v.0 == name).unwrap();
+        if var.2 == 0 {
+            f32_bytes(&var.3)
+        } else {
+            f16_bytes_to_f32(&var.3)
+        }
+    }
+
+    #[test]
+    fn synthetic_model_converts_with_whisper_cpp_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = synthetic();
+        write_dir(tmp.path(), &b.bytes());
+        let out = tmp.path().join("out/ggml.bin");
+        let mut lines = Vec::new();
+        let stats =
+            convert_ct2_to_ggml(tmp.path(), &out, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(stats.tensors, 7 + 15 + 4 + 24);
+        assert_eq!(stats.n_vocab, 51864);
+        assert!(!stats.multilingual);
+        let bytes = fs::read(&out).unwrap();
+        assert_eq!(bytes.len() as u64, stats.bytes);
+        let g = parse_ggml(&bytes);
+        let n = N as i32;
+        assert_eq!(
+            g.hparams,
+            [51864, 1500, n, 1, 1, 448, n, 1, 1, 80, 1],
+            "n_vocab, audio ctx/state/head/layer, text ctx/state/head/layer, n_mels, ftype"
+        );
+        assert_eq!(g.filters.len(), 80 * 201);
+        assert_eq!(g.vocab.len(), 50256);
+        assert_eq!(g.vocab[0], b" hello");
+        assert_eq!(g.vocab[1], b"\n");
+        assert_eq!(g.vocab[2], b"t2");
+        assert_eq!(g.order.len(), stats.tensors);
+        assert!(!g.tensors.keys().any(|k| k.contains("key.bias")));
+
+        // Shapes and types as whisper.cpp creates them.
+        let t = |name: &str| g.tensors.get(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(t("encoder.positional_embedding").0, [n, 1500]);
+        assert_eq!(t("encoder.positional_embedding").1, 0);
+        assert_eq!(t("encoder.conv1.weight").0, [3, 80, n]);
+        assert_eq!(t("encoder.conv1.weight").1, 1);
+        assert_eq!(t("encoder.conv2.bias").0, [1, n]);
+        assert_eq!(t("encoder.conv2.bias").1, 0);
+        assert_eq!(t("decoder.token_embedding.weight").0, [n, 51864]);
+        assert_eq!(t("decoder.token_embedding.weight").1, 1);
+        assert_eq!(t("encoder.blocks.0.mlp.0.weight").0, [n, 4 * n]);
+        assert_eq!(t("encoder.blocks.0.mlp.2.weight").0, [4 * n, n]);
+        assert_eq!(t("decoder.blocks.0.cross_attn_ln.bias").1, 0);
+
+        // Fused projections split by rows; values preserved (f32 → f16 exact for these).
+        let nn = (N * N) as usize;
+        let qkv = source_values(&b, "encoder/layer_0/self_attention/linear_0/weight");
+        for (i, part) in ["query", "key", "value"].iter().enumerate() {
+            let got = f16_bytes_to_f32(&t(&format!("encoder.blocks.0.attn.{part}.weight")).2);
+            assert_eq!(got, qkv[i * nn..(i + 1) * nn], "{part}");
+        }
+        let kv_bias = source_values(&b, "decoder/layer_0/attention/linear_1/bias");
+        let got = f32_bytes(&t("decoder.blocks.0.cross_attn.value.bias").2);
+        assert_eq!(got, kv_bias[N as usize..]);
+        let pe = source_values(&b, "decoder/position_encodings/encodings");
+        assert_eq!(f32_bytes(&t("decoder.positional_embedding").2), pe);
+
+        // Deterministic output; no temporary file left behind.
+        convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), bytes);
+        assert_eq!(fs::read_dir(out.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn truncated_or_corrupt_model_bin_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = synthetic();
+        let (good, headers) = b.bytes_and_headers();
+        write_dir(tmp.path(), &good);
+        let out = tmp.path().join("out.bin");
+        let mut cuts: Vec<usize> = (0..200).collect();
+        cuts.extend((1..64).map(|i| good.len() * i / 64));
+        cuts.extend([good.len() - 60, good.len() - 1]);
+        for cut in cuts {
+            fs::write(tmp.path().join("model.bin"), &good[..cut]).unwrap();
+            let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+            assert!(
+                matches!(err, ConvertError::Corrupt { .. }),
+                "cut at {cut}: {err}"
+            );
+            assert!(!out.exists());
+        }
+        let msg = {
+            fs::write(tmp.path().join("model.bin"), &good[..good.len() / 2]).unwrap();
+            convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {})
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(msg.contains("truncated"), "{msg}");
+
+        // Trailing garbage (e.g. a part appended twice).
+        let mut long = good.clone();
+        long.extend_from_slice(&good[..100]);
+        fs::write(tmp.path().join("model.bin"), &long).unwrap();
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("unexpected bytes"), "{err}");
+
+        // Not a CTranslate2 file at all.
+        fs::write(tmp.path().join("model.bin"), b"PK\x03\x04 a zip file").unwrap();
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("format version"), "{err}");
+
+        // A flipped byte in any variable header (name, rank, dims, type, byte count):
+        // an error, never a panic.
+        for (i, range) in headers.iter().enumerate() {
+            for pos in [
+                range.start,
+                range.start + 3,
+                range.end - 9,
+                range.end - 5,
+                range.end - 1,
+            ] {
+                let mut bad = good.clone();
+                bad[pos] ^= 0xA5;
+                fs::write(tmp.path().join("model.bin"), &bad).unwrap();
+                let result = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {});
+                assert!(result.is_err(), "variable {i}, byte {pos}");
+            }
+        }
+
+        fs::remove_file(tmp.path().join("model.bin")).unwrap();
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, ConvertError::Missing { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn unsupported_models_are_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out.bin");
+        // Non-zero key bias.
+        let mut b = synthetic();
+        let var = b
+            .vars
+            .iter_mut()
+            .find(|v| v.0 == "encoder/layer_0/self_attention/linear_0/bias")
+            .unwrap();
+        var.3[N as usize * 2] = 0x3c; // an f16 1.0-ish value inside the key slice
+        var.3[N as usize * 2 + 1] = 0x3c;
+        write_dir(tmp.path(), &b.bytes());
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("non-zero key bias"), "{err}");
+
+        // int8 weights.
+        let mut b = synthetic();
+        let var = b
+            .vars
+            .iter_mut()
+            .find(|v| v.0 == "encoder/layer_0/ffn/linear_0/weight")
+            .unwrap();
+        var.2 = 1;
+        var.3.truncate(var.3.len() / 2);
+        write_dir(tmp.path(), &b.bytes());
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("quantized"), "{err}");
+
+        // A multilingual-sized embedding with an English-only vocabulary.
+        let mut b = synthetic();
+        let var = b
+            .vars
+            .iter_mut()
+            .find(|v| v.0 == "decoder/embeddings/weight")
+            .unwrap();
+        var.1[0] = 51865;
+        var.3.extend_from_slice(&[0; 2 * N as usize]);
+        write_dir(tmp.path(), &b.bytes());
+        let err = convert_ct2_to_ggml(tmp.path(), &out, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("expects 50257"), "{err}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn mel_filters_match_openai_mel_filters_npz() {
+        use sha2::{Digest, Sha256};
+        // `mel_80` of OpenAI whisper's assets/mel_filters.npz: sha256 of its 80×201 f32 LE
+        // values, and a few of them as bit patterns.
+        let f = mel_filters(16_000.0, 400, 80);
+        assert_eq!(f.len(), 80 * 201);
+        for (i, bits) in [
+            (0, 0x8000_0000u32),
+            (1, 0x3ccb_aca4),
+            (202, 0x3b02_7873),
+            (203, 0x3cbb_5d95),
+            (12361, 0x39b0_19e3),
+            (16078, 0x39eb_476a),
+        ] {
+            assert_eq!(f[i].to_bits(), bits, "filter value {i}");
+        }
+        assert_eq!(f.iter().filter(|v| **v != 0.0).count(), 391);
+        let bytes: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            "4f2701b1d287d74a0dc9871026e9519d98cb76426615f2539b0d151a0ae4ec2e"
+        );
+    }
 }

@@ -86,11 +86,16 @@ const fn alaw_decode_calc(b: u8) -> i16 {
     if a & 0x80 != 0 { t as i16 } else { -t as i16 }
 }
 
-const fn build_i16(f: fn(u8) -> i16) -> [i16; 256] {
+/// `alaw`: build the A-law table, else μ-law. (`const fn` cannot call through a fn pointer.)
+const fn build_i16(alaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = f(i as u8);
+        t[i] = if alaw {
+            alaw_decode_calc(i as u8)
+        } else {
+            ulaw_decode_calc(i as u8)
+        };
         i += 1;
     }
     t
@@ -107,11 +112,11 @@ const fn to_f32(t: &[i16; 256]) -> [f32; 256] {
 }
 
 /// μ-law byte → linear sample, indexed by the code byte.
-pub static ULAW_DECODE: [i16; 256] = build_i16(ulaw_decode_calc);
+pub static ULAW_DECODE: [i16; 256] = build_i16(false);
 /// A-law byte → linear sample, indexed by the code byte.
-pub static ALAW_DECODE: [i16; 256] = build_i16(alaw_decode_calc);
-static ULAW_DECODE_F32: [f32; 256] = to_f32(&build_i16(ulaw_decode_calc));
-static ALAW_DECODE_F32: [f32; 256] = to_f32(&build_i16(alaw_decode_calc));
+pub static ALAW_DECODE: [i16; 256] = build_i16(true);
+static ULAW_DECODE_F32: [f32; 256] = to_f32(&build_i16(false));
+static ALAW_DECODE_F32: [f32; 256] = to_f32(&build_i16(true));
 
 /// Decode one μ-law byte to a linear sample (table lookup).
 #[inline]

@@ -89,10 +89,16 @@ impl StreamResampler {
             return Err(ResampleError::ZeroChunk);
         }
         if from == to {
-            return Ok(Self { from, to, inner: None });
+            return Ok(Self {
+                from,
+                to,
+                inner: None,
+            });
         }
         if gcd(from, to) < 10 {
-            return Err(unsupported("the rates' greatest common divisor is below 10 Hz"));
+            return Err(unsupported(
+                "the rates' greatest common divisor is below 10 Hz",
+            ));
         }
         let hint = chunk_in.max(from as usize / 100);
         let fft = Fft::<f32>::new(from as usize, to as usize, hint, 1, FixedSync::Both)?;
@@ -379,7 +385,10 @@ mod tests {
         let rp = rms(&p[skip..p.len() - skip]);
         let rsn = rms(&s[skip..s.len() - skip]);
         let atten_db = 20.0 * (rp / rsn).log10();
-        assert!((rp / (0.5 / 2f32.sqrt()) - 1.0).abs() < 0.05, "pass rms {rp}");
+        assert!(
+            (rp / (0.5 / 2f32.sqrt()) - 1.0).abs() < 0.05,
+            "pass rms {rp}"
+        );
         assert!(atten_db > 30.0, "10 kHz only {atten_db:.1} dB down");
     }
 
@@ -422,7 +431,10 @@ mod tests {
             assert!((r - 1.0).abs() < 0.05, "{from}->{to}: gain {r}");
             let zc = zero_crossings(body) as f32;
             let want = 2.0 * 440.0 * body.len() as f32 / to as f32;
-            assert!((zc - want).abs() <= 2.0, "{from}->{to}: {zc} crossings vs {want}");
+            assert!(
+                (zc - want).abs() <= 2.0,
+                "{from}->{to}: {zc} crossings vs {want}"
+            );
         }
     }
 
@@ -439,7 +451,11 @@ mod tests {
         assert_eq!(same, input);
         let tiny = resample_whole(&[0.1; 3], 22_050, 8000).expect("valid rates");
         assert_eq!(tiny.len(), 2);
-        assert!(resample_whole(&[], 44_100, 16_000).expect("valid rates").is_empty());
+        assert!(
+            resample_whole(&[], 44_100, 16_000)
+                .expect("valid rates")
+                .is_empty()
+        );
     }
 
     #[test]

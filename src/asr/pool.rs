@@ -1,0 +1,72 @@
+//! The bounded ASR worker pool: a fixed number of OS threads, each owning one whisper decoding
+//! state over the shared model, fed through a bounded queue. Async callers await a result
+//! without ever blocking a tokio worker; when every worker is busy and the queue is full,
+//! `transcribe` waits for room (backpressure) rather than growing memory.
+//!
+//! Cancellation is by generation: a caller that no longer wants a result (a barge-in made the
+//! turn stale) simply drops the future; the worker finishes the job and its answer is discarded.
+
+use crate::asr::whisper::{AsrError, Transcript, Whisper};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+struct Job {
+    audio: Vec<f32>,
+    reply: oneshot::Sender<Result<Transcript, AsrError>>,
+}
+
+#[derive(Clone)]
+pub struct AsrPool {
+    tx: mpsc::Sender<Job>,
+    workers: usize,
+}
+
+impl AsrPool {
+    /// Workers sized for the machine: each decode uses `threads` cores.
+    pub fn default_workers(threads_per_decode: u32) -> usize {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (cores / threads_per_decode.max(1) as usize).max(1)
+    }
+
+    /// Starts `workers` threads (each creates its own decoding state) with room for `queue`
+    /// waiting utterances.
+    pub fn start(model: &Whisper, workers: usize, queue: usize) -> Result<AsrPool, AsrError> {
+        let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers.max(1) {
+            let mut t = model.transcriber()?;
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("asr-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Only the waiting worker holds the lock; it is released before decoding.
+                        let job = {
+                            let mut guard = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            guard.blocking_recv()
+                        };
+                        let Some(job) = job else { break };
+                        let result = t.transcribe(&job.audio);
+                        // The caller may have gone (stale turn): nothing to do then.
+                        let _ = job.reply.send(result);
+                    }
+                })
+                .map_err(|e| AsrError::Decode(format!("cannot start ASR worker: {e}")))?;
+        }
+        Ok(AsrPool {
+            tx,
+            workers: workers.max(1),
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Transcribes one utterance on a worker.
+    pub async fn transcribe(&self, audio: Vec<f32>) -> Result<Transcript, AsrError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { audio, reply }).await.map_err(|_| AsrError::PoolClosed)?;
+        rx.await.map_err(|_| AsrError::PoolClosed)?
+    }
+}

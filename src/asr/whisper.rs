@@ -1,0 +1,291 @@
+//! Speech recognition with whisper.cpp (whisper-rs): one shared model context, one decoding
+//! state per worker, the `audio_ctx` policy of FACTS §3, and a filter that keeps whisper's
+//! hallucinations on silence and noise ("Thank you.", "[BLANK_AUDIO]", repeated phrases) away
+//! from the agent.
+//!
+//! Everything here blocks for hundreds of milliseconds: it runs on the ASR worker pool
+//! (`asr::pool`), never on an async worker. Input is 16 kHz mono f32.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+
+pub const SAMPLE_RATE: u32 = 16_000;
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsrConfig {
+    /// Threads per decode (FACTS §3: 1 → 2 threads halves the time).
+    pub threads: u32,
+    /// Lower bound of the encoder context; shorter contexts make clips under ~3.5 s loop.
+    pub audio_ctx_floor: u32,
+    /// Beam width; 0 = greedy (0.36 s/clip, WER 9.4 %) vs beam 5 (0.43 s, 5.2 %) on tiny.en.
+    pub beam_size: u32,
+    /// Segments whisper itself rates more likely silence than this are dropped.
+    pub no_speech_threshold: f32,
+    /// Audio quieter than this RMS (dBFS) is not sent to whisper at all.
+    pub min_rms_dbfs: f32,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            audio_ctx_floor: 768,
+            beam_size: 0,
+            no_speech_threshold: 0.6,
+            min_rms_dbfs: -50.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    #[error("cannot load whisper model {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("whisper failed: {0}")]
+    Decode(String),
+    #[error("the ASR worker pool is shut down")]
+    PoolClosed,
+}
+
+/// What whisper heard in one utterance.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transcript {
+    /// Empty when suppressed.
+    pub text: String,
+    /// The raw text whisper produced, before filtering.
+    pub raw: String,
+    /// Why the text was withheld from the agent, if it was.
+    pub suppressed: Option<&'static str>,
+    pub no_speech_prob: f32,
+    pub audio_ms: u64,
+    pub decode_ms: u64,
+}
+
+/// The loaded model, shared by all workers.
+#[derive(Clone)]
+pub struct Whisper {
+    ctx: Arc<WhisperContext>,
+    cfg: AsrConfig,
+}
+
+impl Whisper {
+    pub fn load(path: &Path, cfg: AsrConfig) -> Result<Whisper, AsrError> {
+        let err = |message: String| AsrError::Load {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(err("file not found — run `switchboard models install`".into()));
+        }
+        let p = path.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu = false;
+        let ctx = WhisperContext::new_with_params(p, params).map_err(|e| err(e.to_string()))?;
+        Ok(Whisper {
+            ctx: Arc::new(ctx),
+            cfg,
+        })
+    }
+
+    /// A decoder with its own state (one per worker thread).
+    pub fn transcriber(&self) -> Result<Transcriber, AsrError> {
+        let state = self.ctx.create_state().map_err(|e| AsrError::Decode(e.to_string()))?;
+        Ok(Transcriber {
+            state,
+            cfg: self.cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &AsrConfig {
+        &self.cfg
+    }
+}
+
+pub struct Transcriber {
+    state: WhisperState,
+    cfg: AsrConfig,
+}
+
+impl Transcriber {
+    /// Transcribes one utterance (16 kHz mono). Blocking.
+    pub fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
+        let audio_ms = audio.len() as u64 * 1000 / SAMPLE_RATE as u64;
+        let started = Instant::now();
+        if audio.is_empty() || rms_dbfs(audio) < self.cfg.min_rms_dbfs {
+            return Ok(Transcript {
+                text: String::new(),
+                raw: String::new(),
+                suppressed: Some("silence"),
+                no_speech_prob: 1.0,
+                audio_ms,
+                decode_ms: 0,
+            });
+        }
+        // whisper needs at least one second of audio; pad short clips with silence.
+        let min = SAMPLE_RATE as usize + SAMPLE_RATE as usize / 10;
+        let padded;
+        let input = if audio.len() < min {
+            let mut v = Vec::with_capacity(min);
+            v.extend_from_slice(audio);
+            v.resize(min, 0.0);
+            padded = v;
+            &padded[..]
+        } else {
+            audio
+        };
+        let strategy = if self.cfg.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.cfg.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(self.cfg.threads.max(1) as i32);
+        params.set_language(Some("en"));
+        params.set_translate(false);
+        params.set_single_segment(true);
+        params.set_no_timestamps(true);
+        params.set_no_context(true);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_audio_ctx(audio_ctx_for(input.len(), self.cfg.audio_ctx_floor));
+        self.state.full(params, input).map_err(|e| AsrError::Decode(e.to_string()))?;
+        let mut raw = String::new();
+        let mut no_speech: f32 = 0.0;
+        for seg in self.state.as_iter() {
+            if let Ok(s) = seg.to_str_lossy() {
+                raw.push_str(&s);
+            }
+            no_speech = no_speech.max(seg.no_speech_probability());
+        }
+        let raw = raw.trim().to_string();
+        let suppressed = hallucination(&raw, no_speech, self.cfg.no_speech_threshold);
+        Ok(Transcript {
+            text: if suppressed.is_some() { String::new() } else { raw.clone() },
+            raw,
+            suppressed,
+            no_speech_prob: no_speech,
+            audio_ms,
+            decode_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+/// Encoder context for a clip: ~50 frames per second of audio, never below the floor
+/// (short contexts loop on clips under ~3.5 s) and never above whisper's 1500.
+pub fn audio_ctx_for(samples: usize, floor: u32) -> i32 {
+    let secs = samples as f64 / SAMPLE_RATE as f64;
+    let ctx = (secs * 50.0).ceil() as u32 + 32;
+    ctx.clamp(floor.min(1500), 1500) as i32
+}
+
+pub fn rms_dbfs(audio: &[f32]) -> f32 {
+    if audio.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let sum: f64 = audio.iter().map(|s| (*s as f64) * (*s as f64)).sum();
+    let rms = (sum / audio.len() as f64).sqrt();
+    if rms <= 0.0 { f32::NEG_INFINITY } else { (20.0 * rms.log10()) as f32 }
+}
+
+/// Phrases whisper emits on silence and noise (its training data's subtitles).
+const SILENCE_PHRASES: &[&str] = &[
+    "thank you",
+    "thanks for watching",
+    "thank you for watching",
+    "thanks for listening",
+    "you",
+    "bye",
+    "so",
+    "okay",
+    "please subscribe",
+    "subtitles by",
+];
+
+/// Why `text` should not reach the agent, if it should not.
+pub fn hallucination(text: &str, no_speech_prob: f32, threshold: f32) -> Option<&'static str> {
+    let t = text.trim();
+    let words: Vec<String> = t
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'').to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return Some("empty");
+    }
+    if t.starts_with('[') || t.starts_with('(') || t.starts_with('*') || t.starts_with('♪') {
+        return Some("non-speech tag");
+    }
+    let joined = words.join(" ");
+    if no_speech_prob > threshold {
+        return Some("no speech");
+    }
+    if SILENCE_PHRASES.contains(&joined.as_str()) && no_speech_prob > threshold / 3.0 {
+        return Some("silence phrase");
+    }
+    if repeats(&words) {
+        return Some("repetition loop");
+    }
+    None
+}
+
+/// A phrase of 1–6 words repeated three or more times in a row ("ten of clubs. ten of clubs. …").
+fn repeats(words: &[String]) -> bool {
+    for n in 1..=6 {
+        if words.len() < n * 3 {
+            break;
+        }
+        for start in 0..=words.len() - n * 3 {
+            let p = &words[start..start + n];
+            if (1..3).all(|k| &words[start + k * n..start + (k + 1) * n] == p) {
+                // "no no no" style single-word emphasis is human; loops are longer.
+                if n == 1 && words.len() <= 4 {
+                    continue;
+                }
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_policy() {
+        assert_eq!(audio_ctx_for(16_000, 768), 768, "1 s clip: the floor");
+        assert_eq!(audio_ctx_for(16_000 * 20, 768), 1032);
+        assert_eq!(audio_ctx_for(16_000 * 60, 768), 1500);
+    }
+
+    #[test]
+    fn hallucinations_are_recognised() {
+        assert_eq!(hallucination("", 0.0, 0.6), Some("empty"));
+        assert_eq!(hallucination(" [BLANK_AUDIO]", 0.0, 0.6), Some("non-speech tag"));
+        assert_eq!(hallucination("(music)", 0.0, 0.6), Some("non-speech tag"));
+        assert_eq!(hallucination("Thank you.", 0.3, 0.6), Some("silence phrase"));
+        assert_eq!(hallucination("Confirm my reservation", 0.9, 0.6), Some("no speech"));
+        assert_eq!(hallucination("Ten of clubs. Ten of clubs. Ten of clubs. Ten of clubs.", 0.0, 0.6), Some("repetition loop"));
+        assert_eq!(hallucination("Thank you.", 0.01, 0.6), None, "a caller may really say it");
+        assert_eq!(hallucination("No, no, no.", 0.0, 0.6), None);
+        assert_eq!(hallucination("Confirm my reservation", 0.05, 0.6), None);
+    }
+
+    #[test]
+    fn loudness() {
+        assert_eq!(rms_dbfs(&[]), f32::NEG_INFINITY);
+        assert_eq!(rms_dbfs(&[0.0; 100]), f32::NEG_INFINITY);
+        assert!((rms_dbfs(&[0.5; 100]) - (-6.02)).abs() < 0.01);
+    }
+}

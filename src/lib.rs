@@ -24,7 +24,9 @@
 //! - The reliability policies and the store never read the clock: time is passed in.
 
 pub mod agent;
+pub mod asr;
 pub mod audio;
+pub mod call;
 pub mod config;
 pub mod http;
 pub mod models;

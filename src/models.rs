@@ -46,7 +46,11 @@ pub const MINILM: ModelSpec = ModelSpec {
     files: &["model.safetensors", "tokenizer.json", "config.json"],
 };
 
-const CATALOG: &[ModelSpec] = &[MINILM];
+const CATALOG: &[ModelSpec] = &[
+    MINILM,
+    crate::asr::catalog::WHISPER_TINY_EN.manifest,
+    crate::asr::catalog::WHISPER_BASE.manifest,
+];
 
 /// Name of the manifest file inside the models directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -346,6 +350,10 @@ pub fn install(
                 let problem = problem.split(" — ").next().unwrap_or_default();
                 progress(&format!("{}: {problem}; reinstalling", spec.name));
             }
+        }
+        if crate::asr::catalog::whisper_spec(spec.name).is_some() {
+            crate::asr::catalog::install_whisper(models_dir, spec.name, progress)?;
+            continue;
         }
         if !pip_checked {
             check_pip()?;

@@ -24,7 +24,9 @@ pub struct AsrPool {
 impl AsrPool {
     /// Workers sized for the machine: each decode uses `threads` cores.
     pub fn default_workers(threads_per_decode: u32) -> usize {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         (cores / threads_per_decode.max(1) as usize).max(1)
     }
 
@@ -66,7 +68,10 @@ impl AsrPool {
     /// Transcribes one utterance on a worker.
     pub async fn transcribe(&self, audio: Vec<f32>) -> Result<Transcript, AsrError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { audio, reply }).await.map_err(|_| AsrError::PoolClosed)?;
+        self.tx
+            .send(Job { audio, reply })
+            .await
+            .map_err(|_| AsrError::PoolClosed)?;
         rx.await.map_err(|_| AsrError::PoolClosed)?
     }
 }

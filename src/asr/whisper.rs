@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 pub const SAMPLE_RATE: u32 = 16_000;
 
@@ -78,11 +80,17 @@ impl Whisper {
             message,
         };
         if !path.is_file() {
-            return Err(err("file not found — run `switchboard models install`".into()));
+            return Err(err(
+                "file not found — run `switchboard models install`".into()
+            ));
         }
-        let p = path.to_str().ok_or_else(|| err("path is not UTF-8".into()))?;
-        let mut params = WhisperContextParameters::default();
-        params.use_gpu = false;
+        let p = path
+            .to_str()
+            .ok_or_else(|| err("path is not UTF-8".into()))?;
+        let params = WhisperContextParameters {
+            use_gpu: false,
+            ..Default::default()
+        };
         let ctx = WhisperContext::new_with_params(p, params).map_err(|e| err(e.to_string()))?;
         Ok(Whisper {
             ctx: Arc::new(ctx),
@@ -92,7 +100,10 @@ impl Whisper {
 
     /// A decoder with its own state (one per worker thread).
     pub fn transcriber(&self) -> Result<Transcriber, AsrError> {
-        let state = self.ctx.create_state().map_err(|e| AsrError::Decode(e.to_string()))?;
+        let state = self
+            .ctx
+            .create_state()
+            .map_err(|e| AsrError::Decode(e.to_string()))?;
         Ok(Transcriber {
             state,
             cfg: self.cfg.clone(),
@@ -158,7 +169,9 @@ impl Transcriber {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_audio_ctx(audio_ctx_for(input.len(), self.cfg.audio_ctx_floor));
-        self.state.full(params, input).map_err(|e| AsrError::Decode(e.to_string()))?;
+        self.state
+            .full(params, input)
+            .map_err(|e| AsrError::Decode(e.to_string()))?;
         let mut raw = String::new();
         let mut no_speech: f32 = 0.0;
         for seg in self.state.as_iter() {
@@ -168,9 +181,18 @@ impl Transcriber {
             no_speech = no_speech.max(seg.no_speech_probability());
         }
         let raw = raw.trim().to_string();
-        let suppressed = hallucination(&raw, no_speech, self.cfg.no_speech_threshold);
+        let suppressed =
+            hallucination(&raw, no_speech, self.cfg.no_speech_threshold).or_else(|| {
+                // whisper's own no-speech probability is unreliable on noise (it said "You" with
+                // p = 0.00006 on white line noise): steady audio is not speech, whatever it wrote.
+                (modulation_db(audio) < MIN_SPEECH_MODULATION_DB).then_some("steady noise")
+            });
         Ok(Transcript {
-            text: if suppressed.is_some() { String::new() } else { raw.clone() },
+            text: if suppressed.is_some() {
+                String::new()
+            } else {
+                raw.clone()
+            },
             raw,
             suppressed,
             no_speech_prob: no_speech,
@@ -194,7 +216,11 @@ pub fn rms_dbfs(audio: &[f32]) -> f32 {
     }
     let sum: f64 = audio.iter().map(|s| (*s as f64) * (*s as f64)).sum();
     let rms = (sum / audio.len() as f64).sqrt();
-    if rms <= 0.0 { f32::NEG_INFINITY } else { (20.0 * rms.log10()) as f32 }
+    if rms <= 0.0 {
+        f32::NEG_INFINITY
+    } else {
+        (20.0 * rms.log10()) as f32
+    }
 }
 
 /// Phrases whisper emits on silence and noise (its training data's subtitles).
@@ -211,12 +237,37 @@ const SILENCE_PHRASES: &[&str] = &[
     "subtitles by",
 ];
 
+/// How much the loudness of 20 ms frames varies (standard deviation, dB): speech rises and falls
+/// with its syllables (typically 8–15 dB), steady line noise hardly moves (about 1 dB).
+pub fn modulation_db(audio: &[f32]) -> f32 {
+    let frames: Vec<f64> = audio
+        .chunks(SAMPLE_RATE as usize / 50)
+        .map(|f| {
+            let e =
+                f.iter().map(|s| (*s as f64) * (*s as f64)).sum::<f64>() / f.len().max(1) as f64;
+            10.0 * e.max(1e-10).log10()
+        })
+        .collect();
+    if frames.len() < 2 {
+        return 0.0;
+    }
+    let mean = frames.iter().sum::<f64>() / frames.len() as f64;
+    let var = frames.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / frames.len() as f64;
+    var.sqrt() as f32
+}
+
+/// Below this modulation the audio is taken as noise, not speech.
+const MIN_SPEECH_MODULATION_DB: f32 = 3.0;
+
 /// Why `text` should not reach the agent, if it should not.
 pub fn hallucination(text: &str, no_speech_prob: f32, threshold: f32) -> Option<&'static str> {
     let t = text.trim();
     let words: Vec<String> = t
         .split_whitespace()
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'').to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {
@@ -272,14 +323,53 @@ mod tests {
     #[test]
     fn hallucinations_are_recognised() {
         assert_eq!(hallucination("", 0.0, 0.6), Some("empty"));
-        assert_eq!(hallucination(" [BLANK_AUDIO]", 0.0, 0.6), Some("non-speech tag"));
+        assert_eq!(
+            hallucination(" [BLANK_AUDIO]", 0.0, 0.6),
+            Some("non-speech tag")
+        );
         assert_eq!(hallucination("(music)", 0.0, 0.6), Some("non-speech tag"));
-        assert_eq!(hallucination("Thank you.", 0.3, 0.6), Some("silence phrase"));
-        assert_eq!(hallucination("Confirm my reservation", 0.9, 0.6), Some("no speech"));
-        assert_eq!(hallucination("Ten of clubs. Ten of clubs. Ten of clubs. Ten of clubs.", 0.0, 0.6), Some("repetition loop"));
-        assert_eq!(hallucination("Thank you.", 0.01, 0.6), None, "a caller may really say it");
+        assert_eq!(
+            hallucination("Thank you.", 0.3, 0.6),
+            Some("silence phrase")
+        );
+        assert_eq!(
+            hallucination("Confirm my reservation", 0.9, 0.6),
+            Some("no speech")
+        );
+        assert_eq!(
+            hallucination(
+                "Ten of clubs. Ten of clubs. Ten of clubs. Ten of clubs.",
+                0.0,
+                0.6
+            ),
+            Some("repetition loop")
+        );
+        assert_eq!(
+            hallucination("Thank you.", 0.01, 0.6),
+            None,
+            "a caller may really say it"
+        );
         assert_eq!(hallucination("No, no, no.", 0.0, 0.6), None);
         assert_eq!(hallucination("Confirm my reservation", 0.05, 0.6), None);
+    }
+
+    #[test]
+    fn speech_is_modulated_noise_is_not() {
+        let steady: Vec<f32> = (0..16_000)
+            .map(|i| if i % 2 == 0 { 0.01 } else { -0.01 })
+            .collect();
+        assert!(modulation_db(&steady) < 0.1);
+        let syllables: Vec<f32> = (0..16_000)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                (0.05 + 0.3 * (t * 4.0 * std::f32::consts::TAU).sin().abs()) * (t * 900.0).sin()
+            })
+            .collect();
+        assert!(
+            modulation_db(&syllables) > 5.0,
+            "{}",
+            modulation_db(&syllables)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One integration-test binary (modules instead of one binary per file).
 
+mod asr;
 mod cli;
 mod common;
 mod engine_api;

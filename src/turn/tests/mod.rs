@@ -3,7 +3,7 @@
 
 mod measure;
 mod real;
-mod signals;
+pub(crate) mod signals;
 mod synthetic;
 
 use super::{TurnConfig, TurnDetector, TurnEvent};

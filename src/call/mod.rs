@@ -1,0 +1,605 @@
+//! THE CORE: one phone call as a pure state machine (sans-I/O, after str0m and quinn-proto).
+//!
+//! `handle(now_ms, Input)` feeds it caller audio, transcripts, agent replies, synthesised audio,
+//! playout marks, DTMF and hang-up; `poll()` drains what it wants done: audio to send, marks,
+//! `Clear`, effects to run (transcribe, ask the agent, synthesise, cancel a turn) and timeline
+//! events. It never reads a clock, spawns, sleeps or touches a socket or a model: the runtime
+//! (live calls) and the replay driver (recorded calls, virtual time) do that. The same input
+//! sequence gives the same outputs, so a recorded call replays to an identical timeline.
+//!
+//! Turns are numbered (`TurnId`, a generation counter). A new caller utterance or a barge-in
+//! moves to the next turn; results tagged with an older turn are dropped on arrival, which makes
+//! cancellation race-free. Hang-up is never dropped.
+//!
+//! Barge-in: caller speech lasting `barge_in_ms` while the bot is talking → `Clear`, the queued
+//! audio is dropped, the turn is cancelled, and `Interrupted { heard }` carries the part of the
+//! reply the caller heard — up to the last playout mark echoed before the interruption (marks are
+//! placed every `mark_every_ms` of audio), mapped onto the reply's words. Marks echoed after a
+//! `Clear` are counted as not heard.
+//!
+//! The audio path allocates nothing per frame: the playout queue and the detector's buffers are
+//! sized at construction; only a finished utterance is copied out (once per turn).
+
+use crate::turn::{TurnConfig, TurnDetector, TurnEvent, TurnState};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+pub type TurnId = u64;
+
+/// Caller audio enters the core at this rate (the transport decodes and resamples to it).
+pub const CALLER_RATE: u32 = 16_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallConfig {
+    pub turn: TurnConfig,
+    /// Caller speech must last this long over the bot to interrupt it ("mhm" is shorter).
+    pub barge_in_ms: u32,
+    /// A playout mark after every this much audio: what was heard is known to within it.
+    pub mark_every_ms: u32,
+    /// Audio is sent at most this far ahead of real time (a bounded lead, not a sleep per frame).
+    pub lead_ms: u32,
+    /// Bot audio leaves the core at this rate (8000 for telephony).
+    pub out_rate: u32,
+    /// Longest reply audio the playout queue holds.
+    pub max_reply_secs: u32,
+    /// Keypad digits are collected until `#` or this long without a new digit.
+    pub dtmf_timeout_ms: u32,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            turn: TurnConfig::default(),
+            barge_in_ms: 300,
+            mark_every_ms: 100,
+            lead_ms: 200,
+            out_rate: 8000,
+            max_reply_secs: 60,
+            dtmf_timeout_ms: 2000,
+        }
+    }
+}
+
+/// What the bot does when its last words have played.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EndAction {
+    Hangup,
+    Transfer { to: String },
+}
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// Caller audio, 16 kHz mono, any length.
+    CallerAudio(&'a [f32]),
+    /// The final transcript of `turn`'s utterance; empty when nothing usable was heard.
+    Transcript {
+        turn: TurnId,
+        text: String,
+    },
+    /// What the agent answers for `turn` (the greeting is turn 0).
+    AgentReply {
+        turn: TurnId,
+        text: String,
+        end: Option<EndAction>,
+    },
+    /// Synthesised audio for `turn`, at `out_rate`.
+    TtsAudio {
+        turn: TurnId,
+        samples: &'a [f32],
+    },
+    TtsDone {
+        turn: TurnId,
+    },
+    /// The transport reports a mark as played (or cleared).
+    MarkPlayed {
+        id: u64,
+    },
+    Dtmf(char),
+    HangUp,
+    /// Time passes (pacing, DTMF timeout).
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send the next `samples` of bot audio: copy them out with `Call::take_audio`.
+    SendAudio {
+        samples: usize,
+    },
+    Mark {
+        id: u64,
+    },
+    /// Drop everything queued at the transport.
+    Clear,
+    Transcribe {
+        turn: TurnId,
+        audio: Vec<f32>,
+    },
+    AskAgent {
+        turn: TurnId,
+        text: String,
+    },
+    Synthesize {
+        turn: TurnId,
+        text: String,
+    },
+    CancelTurn {
+        turn: TurnId,
+    },
+    /// The agent's history must keep only `heard` of the interrupted reply.
+    Interrupted {
+        turn: TurnId,
+        heard: String,
+    },
+    Event(CallEvent),
+    /// The call is over: hang up or transfer.
+    End(EndAction),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallEvent {
+    pub t_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    CallerSpeechStart,
+    CallerSpeechEnd { duration_ms: u64 },
+    CallerNoise { duration_ms: u64 },
+    Backchannel { duration_ms: u64 },
+    Transcript { turn: TurnId, text: String },
+    TranscriptDropped { turn: TurnId },
+    BotReply { turn: TurnId, text: String },
+    BotAudioStart { turn: TurnId },
+    BotAudioEnd { turn: TurnId },
+    BargeIn { turn: TurnId, heard: String },
+    Dtmf { digit: char },
+    HangUp,
+    CallEnd,
+}
+
+/// The reply being spoken.
+struct Playout {
+    turn: TurnId,
+    text: String,
+    /// Samples synthesised so far / in total once `done`.
+    synthesised: u64,
+    done: bool,
+    /// Samples handed to the transport.
+    sent: u64,
+    /// Sample offset up to which the caller has heard (last echoed mark).
+    heard: u64,
+    next_mark_at: u64,
+    started_ms: Option<u64>,
+    end: Option<EndAction>,
+    ended: bool,
+}
+
+pub struct Call {
+    cfg: CallConfig,
+    detector: TurnDetector,
+    events_buf: Vec<TurnEvent>,
+    outputs: VecDeque<Output>,
+    /// Bot audio waiting to be sent (bounded, preallocated).
+    queue: VecDeque<f32>,
+    queue_cap: usize,
+    /// Queued samples already announced by `SendAudio` but not yet taken by the driver.
+    announced: usize,
+    turn: TurnId,
+    playout: Option<Playout>,
+    /// Caller speech that started while the bot was talking (sample index), if any.
+    overlap_start: Option<u64>,
+    dtmf: String,
+    dtmf_last_ms: u64,
+    ended: bool,
+    now_ms: u64,
+}
+
+impl Call {
+    pub fn new(cfg: CallConfig) -> Self {
+        let queue_cap = (cfg.max_reply_secs.max(1) * cfg.out_rate) as usize;
+        Self {
+            detector: TurnDetector::new(cfg.turn.clone(), CALLER_RATE),
+            events_buf: Vec::with_capacity(8),
+            outputs: VecDeque::with_capacity(64),
+            queue: VecDeque::with_capacity(queue_cap),
+            queue_cap,
+            announced: 0,
+            turn: 0,
+            playout: None,
+            overlap_start: None,
+            dtmf: String::with_capacity(16),
+            dtmf_last_ms: 0,
+            ended: false,
+            now_ms: 0,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &CallConfig {
+        &self.cfg
+    }
+
+    /// The current turn: results for any other are stale.
+    pub fn turn(&self) -> TurnId {
+        self.turn
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether the bot is talking (audio queued, in flight, or still being synthesised).
+    pub fn bot_speaking(&self) -> bool {
+        self.playout.as_ref().is_some_and(|p| !p.ended)
+    }
+
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Copies the next queued bot samples into `out` (after `Output::SendAudio`).
+    pub fn take_audio(&mut self, out: &mut [f32]) -> usize {
+        let n = out.len().min(self.announced).min(self.queue.len());
+        self.announced -= n;
+        for (dst, src) in out.iter_mut().zip(self.queue.drain(..n)) {
+            *dst = src;
+        }
+        n
+    }
+
+    pub fn handle(&mut self, now_ms: u64, input: Input<'_>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.ended {
+            return;
+        }
+        match input {
+            Input::CallerAudio(samples) => self.caller_audio(samples),
+            Input::Transcript { turn, text } => {
+                if turn != self.turn {
+                    return;
+                }
+                let text = text.trim().to_string();
+                if text.is_empty() {
+                    self.event(EventKind::TranscriptDropped { turn });
+                } else {
+                    self.event(EventKind::Transcript {
+                        turn,
+                        text: text.clone(),
+                    });
+                    self.outputs.push_back(Output::AskAgent { turn, text });
+                }
+            }
+            Input::AgentReply { turn, text, end } => {
+                if turn != self.turn {
+                    return;
+                }
+                self.event(EventKind::BotReply {
+                    turn,
+                    text: text.clone(),
+                });
+                self.queue.clear();
+                self.announced = 0;
+                self.playout = Some(Playout {
+                    turn,
+                    text: text.clone(),
+                    synthesised: 0,
+                    done: false,
+                    sent: 0,
+                    heard: 0,
+                    next_mark_at: 0,
+                    started_ms: None,
+                    end,
+                    ended: false,
+                });
+                self.outputs.push_back(Output::Synthesize { turn, text });
+            }
+            Input::TtsAudio { turn, samples } => {
+                let Some(p) = self
+                    .playout
+                    .as_mut()
+                    .filter(|p| p.turn == turn && turn == self.turn)
+                else {
+                    return;
+                };
+                let room = self.queue_cap - self.queue.len();
+                let take = samples.len().min(room);
+                self.queue.extend(&samples[..take]);
+                p.synthesised += take as u64;
+                self.pace();
+            }
+            Input::TtsDone { turn } => {
+                if let Some(p) = self
+                    .playout
+                    .as_mut()
+                    .filter(|p| p.turn == turn && turn == self.turn)
+                {
+                    p.done = true;
+                }
+                self.pace();
+                self.check_finished();
+            }
+            Input::MarkPlayed { id } => {
+                let (turn, offset) = split_mark(id);
+                if let Some(p) = self
+                    .playout
+                    .as_mut()
+                    .filter(|p| p.turn == turn && turn == self.turn)
+                {
+                    p.heard = p.heard.max(offset);
+                }
+                self.check_finished();
+            }
+            Input::Dtmf(d) => self.dtmf(d),
+            Input::HangUp => {
+                self.event(EventKind::HangUp);
+                if self.bot_speaking() || self.turn > 0 {
+                    self.outputs
+                        .push_back(Output::CancelTurn { turn: self.turn });
+                }
+                self.finish_call();
+            }
+            Input::Tick => {
+                self.pace();
+                if !self.dtmf.is_empty()
+                    && self.now_ms.saturating_sub(self.dtmf_last_ms)
+                        >= self.cfg.dtmf_timeout_ms as u64
+                {
+                    self.flush_dtmf();
+                }
+                self.check_finished();
+            }
+        }
+    }
+
+    fn caller_audio(&mut self, samples: &[f32]) {
+        self.events_buf.clear();
+        self.detector.push(samples, &mut self.events_buf);
+        for i in 0..self.events_buf.len() {
+            match self.events_buf[i] {
+                TurnEvent::SpeechStart { at } => {
+                    self.event(EventKind::CallerSpeechStart);
+                    if self.bot_speaking() {
+                        self.overlap_start = Some(at);
+                    }
+                }
+                TurnEvent::SpeechEnd { start, end, .. } => {
+                    self.overlap_start = None;
+                    let duration_ms = (end - start) * 1000 / CALLER_RATE as u64;
+                    self.event(EventKind::CallerSpeechEnd { duration_ms });
+                    if self.bot_speaking() {
+                        // Over the bot and too short to interrupt it ("mhm", "right"): a
+                        // backchannel. The bot goes on; it is not a turn.
+                        self.event(EventKind::Backchannel { duration_ms });
+                        continue;
+                    }
+                    let stale = self.turn;
+                    self.turn += 1;
+                    if stale > 0 {
+                        self.outputs.push_back(Output::CancelTurn { turn: stale });
+                    }
+                    self.outputs.push_back(Output::Transcribe {
+                        turn: self.turn,
+                        audio: self.detector.utterance().to_vec(),
+                    });
+                }
+                TurnEvent::Discarded { start, end } => {
+                    self.overlap_start = None;
+                    self.event(EventKind::CallerNoise {
+                        duration_ms: (end - start) * 1000 / CALLER_RATE as u64,
+                    });
+                }
+            }
+        }
+        if let Some(start) = self.overlap_start
+            && self.bot_speaking()
+            && self.detector.state() == TurnState::Speaking
+            && self.detector.position().saturating_sub(start)
+                >= self.cfg.barge_in_ms as u64 * CALLER_RATE as u64 / 1000
+        {
+            self.overlap_start = None;
+            self.barge_in();
+        }
+    }
+
+    fn barge_in(&mut self) {
+        let Some(p) = self.playout.as_mut() else {
+            return;
+        };
+        let heard = heard_words(
+            &p.text,
+            p.heard,
+            if p.done {
+                p.synthesised
+            } else {
+                p.synthesised.max(p.sent)
+            },
+        );
+        let turn = p.turn;
+        p.ended = true;
+        p.end = None;
+        self.queue.clear();
+        self.announced = 0;
+        self.outputs.push_back(Output::Clear);
+        self.outputs.push_back(Output::CancelTurn { turn });
+        self.outputs.push_back(Output::Interrupted {
+            turn,
+            heard: heard.clone(),
+        });
+        self.event(EventKind::BargeIn { turn, heard });
+        // Results still on their way for the interrupted turn are stale from now on.
+        self.turn += 1;
+    }
+
+    /// Sends audio up to `lead_ms` ahead of real time, with a mark every `mark_every_ms`.
+    fn pace(&mut self) {
+        let rate = self.cfg.out_rate as u64;
+        let frame = rate / 50;
+        let mark_every = (self.cfg.mark_every_ms as u64 * rate / 1000).max(1);
+        let now = self.now_ms;
+        let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
+            return;
+        };
+        if self.queue.len() == self.announced {
+            return;
+        }
+        let started = *p.started_ms.get_or_insert(now);
+        if p.sent == 0 {
+            let turn = p.turn;
+            self.outputs.push_back(Output::Event(CallEvent {
+                t_ms: now,
+                kind: EventKind::BotAudioStart { turn },
+            }));
+        }
+        let allowed = (now - started + self.cfg.lead_ms as u64) * rate / 1000;
+        while p.sent < allowed {
+            let queued = (self.queue.len() - self.announced) as u64;
+            // Whole frames while synthesis is still producing; the tail once it is done.
+            let n = if queued >= frame {
+                frame
+            } else if p.done {
+                queued
+            } else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            self.outputs.push_back(Output::SendAudio {
+                samples: n as usize,
+            });
+            self.announced += n as usize;
+            p.sent += n;
+            if p.sent >= p.next_mark_at + mark_every || (p.done && p.sent == p.synthesised) {
+                p.next_mark_at = p.sent;
+                self.outputs.push_back(Output::Mark {
+                    id: mark_id(p.turn, p.sent),
+                });
+            }
+        }
+    }
+
+    fn check_finished(&mut self) {
+        let now = self.now_ms;
+        let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
+            return;
+        };
+        if p.done && p.sent == p.synthesised && p.heard >= p.sent {
+            p.ended = true;
+            let (turn, end) = (p.turn, p.end.take());
+            self.outputs.push_back(Output::Event(CallEvent {
+                t_ms: now,
+                kind: EventKind::BotAudioEnd { turn },
+            }));
+            if let Some(action) = end {
+                self.outputs.push_back(Output::End(action));
+                self.finish_call();
+            }
+        }
+    }
+
+    fn dtmf(&mut self, d: char) {
+        if !(d.is_ascii_digit() || d == '*' || d == '#') {
+            return;
+        }
+        self.event(EventKind::Dtmf { digit: d });
+        self.dtmf_last_ms = self.now_ms;
+        if d == '#' {
+            self.flush_dtmf();
+            return;
+        }
+        self.dtmf.push(d);
+        // Keypad 0 on its own is the operator.
+        if self.dtmf == "0" || self.dtmf.len() >= 12 {
+            self.flush_dtmf();
+        }
+    }
+
+    fn flush_dtmf(&mut self) {
+        if self.dtmf.is_empty() {
+            return;
+        }
+        let text = if self.dtmf == "0" {
+            "I want to talk to a representative".to_string()
+        } else {
+            self.dtmf
+                .chars()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        self.dtmf.clear();
+        if self.bot_speaking() {
+            self.barge_in();
+        } else if self.turn > 0 {
+            self.outputs
+                .push_back(Output::CancelTurn { turn: self.turn });
+        }
+        self.turn += 1;
+        self.event(EventKind::Transcript {
+            turn: self.turn,
+            text: text.clone(),
+        });
+        self.outputs.push_back(Output::AskAgent {
+            turn: self.turn,
+            text,
+        });
+    }
+
+    fn finish_call(&mut self) {
+        self.queue.clear();
+        self.announced = 0;
+        self.event(EventKind::CallEnd);
+        self.ended = true;
+    }
+
+    fn event(&mut self, kind: EventKind) {
+        self.outputs.push_back(Output::Event(CallEvent {
+            t_ms: self.now_ms,
+            kind,
+        }));
+    }
+}
+
+/// Marks carry the turn in the high half and the reply's sample offset in the low half.
+pub fn mark_id(turn: TurnId, offset: u64) -> u64 {
+    (turn << 32) | (offset & 0xFFFF_FFFF)
+}
+
+pub fn split_mark(id: u64) -> (TurnId, u64) {
+    (id >> 32, id & 0xFFFF_FFFF)
+}
+
+/// The words of `text` a listener heard after `heard` of `total` samples: speech time is taken
+/// as proportional to characters, and only whole words count.
+pub fn heard_words(text: &str, heard: u64, total: u64) -> String {
+    if total == 0 || heard == 0 {
+        return String::new();
+    }
+    if heard >= total {
+        return text.to_string();
+    }
+    let cut = (text.chars().count() as u64 * heard / total) as usize;
+    let mut out = String::new();
+    let mut pos = 0;
+    for word in text.split_whitespace() {
+        let end = pos + word.chars().count();
+        if end > cut {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+        pos = end + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! Virtual-clock tests of the per-call core with a scripted world: caller audio made of
+//! speech-like bursts, an instant fake ASR/agent/TTS (allowed here: these are unit tests of a
+//! pure state machine), and a transport that plays sent audio in real (virtual) time and echoes
+//! marks as Twilio does — when played, or all at once on `Clear`. Timelines are asserted exactly.
+
+use super::*;
+use crate::turn::tests::signals::{silence, speech_like};
+
+const FRAME: usize = 320; // 20 ms at 16 kHz
+
+/// TTS stand-in: 64 ms of audio per character (about the pace of speech), at 8 kHz.
+fn tts_samples(text: &str) -> usize {
+    text.chars().count() * 512
+}
+
+struct World {
+    call: Call,
+    now: u64,
+    /// Transport: (mark id, sample position in the played stream) not yet echoed.
+    marks: Vec<(u64, u64)>,
+    /// Samples received by the transport / played so far (8 kHz).
+    received: u64,
+    played: u64,
+    audio_buf: Vec<f32>,
+    replies: Vec<&'static str>,
+    timeline: Vec<String>,
+    interrupted: Vec<String>,
+    ended: Option<EndAction>,
+}
+
+impl World {
+    fn new(replies: Vec<&'static str>) -> Self {
+        Self {
+            call: Call::new(CallConfig::default()),
+            now: 0,
+            marks: vec![],
+            received: 0,
+            played: 0,
+            audio_buf: vec![0.0; 8000],
+            replies,
+            timeline: vec![],
+            interrupted: vec![],
+            ended: None,
+        }
+    }
+
+    fn greet(&mut self, text: &str) {
+        self.call.handle(
+            self.now,
+            Input::AgentReply {
+                turn: 0,
+                text: text.into(),
+                end: None,
+            },
+        );
+        self.drain();
+    }
+
+    /// Runs the outputs to quiescence, answering effects at once (zero processing latency).
+    fn drain(&mut self) {
+        while let Some(o) = self.call.poll() {
+            match o {
+                Output::SendAudio { samples } => {
+                    let n = self.call.take_audio(&mut self.audio_buf[..samples]);
+                    assert_eq!(n, samples);
+                    self.received += n as u64;
+                }
+                Output::Mark { id } => self.marks.push((id, self.received)),
+                Output::Clear => {
+                    self.received = self.played;
+                    for (id, _) in std::mem::take(&mut self.marks) {
+                        self.call.handle(self.now, Input::MarkPlayed { id });
+                    }
+                }
+                Output::Transcribe { turn, audio } => {
+                    assert!(audio.len() > 16_000 / 4, "an utterance with pre-roll");
+                    let text = format!("caller turn {turn}");
+                    self.call.handle(self.now, Input::Transcript { turn, text });
+                }
+                Output::AskAgent { turn, text } => {
+                    let reply = if self.replies.is_empty() {
+                        "Goodbye."
+                    } else {
+                        self.replies.remove(0)
+                    };
+                    let end = (reply == "Goodbye.").then_some(EndAction::Hangup);
+                    self.timeline
+                        .push(format!("{} agent asked: {text}", self.now));
+                    self.call.handle(
+                        self.now,
+                        Input::AgentReply {
+                            turn,
+                            text: reply.into(),
+                            end,
+                        },
+                    );
+                }
+                Output::Synthesize { turn, text } => {
+                    let audio = vec![0.1f32; tts_samples(&text)];
+                    self.call.handle(
+                        self.now,
+                        Input::TtsAudio {
+                            turn,
+                            samples: &audio,
+                        },
+                    );
+                    self.call.handle(self.now, Input::TtsDone { turn });
+                }
+                Output::CancelTurn { turn } => {
+                    self.timeline.push(format!("{} cancel {turn}", self.now))
+                }
+                Output::Interrupted { heard, .. } => self.interrupted.push(heard),
+                Output::Event(e) => self
+                    .timeline
+                    .push(format!("{} {}", e.t_ms, describe(&e.kind))),
+                Output::End(a) => self.ended = Some(a),
+            }
+        }
+    }
+
+    /// Advances 20 ms: the transport plays, marks echo, the caller's frame arrives, time ticks.
+    fn step(&mut self, caller: &[f32]) {
+        self.now += 20;
+        self.played = (self.played + 160).min(self.received);
+        let played = self.played;
+        let (done, pending): (Vec<_>, Vec<_>) =
+            self.marks.iter().partition(|(_, at)| *at <= played);
+        self.marks = pending;
+        for (id, _) in done {
+            self.call.handle(self.now, Input::MarkPlayed { id });
+        }
+        self.call.handle(self.now, Input::CallerAudio(caller));
+        self.call.handle(self.now, Input::Tick);
+        self.drain();
+    }
+
+    fn play(&mut self, audio: &[f32]) {
+        for chunk in audio.chunks(FRAME) {
+            self.step(chunk);
+        }
+    }
+}
+
+fn describe(k: &EventKind) -> String {
+    match k {
+        EventKind::CallerSpeechStart => "caller speech start".into(),
+        EventKind::CallerSpeechEnd { duration_ms } => {
+            format!("caller speech end ({duration_ms} ms)")
+        }
+        EventKind::CallerNoise { duration_ms } => format!("noise ({duration_ms} ms)"),
+        EventKind::Backchannel { duration_ms } => format!("backchannel ({duration_ms} ms)"),
+        EventKind::Transcript { turn, text } => format!("transcript {turn}: {text}"),
+        EventKind::TranscriptDropped { turn } => format!("transcript {turn} dropped"),
+        EventKind::BotReply { turn, text } => format!("bot reply {turn}: {text}"),
+        EventKind::BotAudioStart { turn } => format!("bot audio start {turn}"),
+        EventKind::BotAudioEnd { turn } => format!("bot audio end {turn}"),
+        EventKind::BargeIn { turn, heard } => format!("barge-in {turn}: heard {heard:?}"),
+        EventKind::Dtmf { digit } => format!("dtmf {digit}"),
+        EventKind::HangUp => "hang-up".into(),
+        EventKind::CallEnd => "call end".into(),
+    }
+}
+
+fn ms(n: u64) -> u64 {
+    n * 16
+}
+
+#[test]
+fn a_turn_end_to_end_on_virtual_time() {
+    let mut w = World::new(vec!["Your room is confirmed."]);
+    w.greet("Hello.");
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "0 bot reply 0: Hello.\n\
+         0 bot audio start 0\n\
+         400 bot audio end 0\n\
+         1200 caller speech start\n\
+         2820 caller speech end (1210 ms)\n\
+         2820 transcript 1: caller turn 1\n\
+         2820 agent asked: caller turn 1\n\
+         2820 bot reply 1: Your room is confirmed.\n\
+         2820 bot audio start 1\n\
+         4300 bot audio end 1",
+        "\n{t}"
+    );
+    assert!(w.interrupted.is_empty());
+    assert!(!w.call.is_ended());
+}
+
+#[test]
+fn barge_in_clears_playout_and_keeps_only_what_was_heard() {
+    let reply = "I have confirmed your reservation for December first through December fifth, check in is at three.";
+    let mut w = World::new(vec![reply]);
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1500))); // the bot starts talking at the end of this
+    // the caller talks over the bot 1.5 s into its 6.5 s reply
+    w.play(&speech_like(ms(1200), -20.0, 9));
+    w.play(&silence(ms(1500)));
+    let t = w.timeline.join("\n");
+    assert!(t.contains("barge-in 1"), "{t}");
+    assert_eq!(w.interrupted.len(), 1, "{t}");
+    let heard = &w.interrupted[0];
+    assert!(
+        !heard.is_empty() && reply.starts_with(heard.as_str()) && heard.len() < reply.len() / 2,
+        "heard {heard:?}\n{t}"
+    );
+    // Audio stopped at once: nothing was sent for the interrupted turn after the barge-in.
+    let barge_at: u64 = t
+        .lines()
+        .find(|l| l.contains("barge-in"))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(w.played, w.received, "transport buffer emptied by Clear");
+    assert!(
+        w.received * 1000 / 8000 <= barge_at,
+        "no bot audio beyond the barge-in moment"
+    );
+    // The interrupted turn's late marks (echoed by the Clear) do not count as heard, and the
+    // caller's new utterance gets a fresh turn with the agent.
+    assert!(t.contains("transcript 3: caller turn 3"), "{t}");
+    assert!(!t.contains("bot audio end 1"), "{t}");
+}
+
+#[test]
+fn a_short_backchannel_does_not_interrupt() {
+    let reply = "I have confirmed your reservation for December first through December fifth.";
+    let mut w = World::new(vec![reply]);
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(240), -20.0, 5)); // "mhm"
+    w.play(&silence(ms(6000)));
+    let t = w.timeline.join("\n");
+    assert!(!t.contains("barge-in"), "{t}");
+    assert!(t.contains("backchannel"), "{t}");
+    assert!(t.contains("bot audio end 1"), "{t}");
+    assert!(w.interrupted.is_empty());
+}
+
+#[test]
+fn stale_results_are_dropped() {
+    let mut c = Call::new(CallConfig::default());
+    c.handle(
+        0,
+        Input::AgentReply {
+            turn: 0,
+            text: "Hi.".into(),
+            end: None,
+        },
+    );
+    while c.poll().is_some() {}
+    // a transcript and a reply for turns that are not current
+    c.handle(
+        10,
+        Input::Transcript {
+            turn: 5,
+            text: "late".into(),
+        },
+    );
+    c.handle(
+        10,
+        Input::AgentReply {
+            turn: 7,
+            text: "late".into(),
+            end: None,
+        },
+    );
+    c.handle(
+        10,
+        Input::TtsAudio {
+            turn: 7,
+            samples: &[0.5; 100],
+        },
+    );
+    assert_eq!(c.poll(), None);
+}
+
+#[test]
+fn goodbye_hangs_up_after_the_last_words_play() {
+    let mut w = World::new(vec!["Goodbye."]);
+    w.play(&silence(ms(400)));
+    w.play(&speech_like(ms(800), -20.0, 11));
+    w.play(&silence(ms(1500)));
+    assert_eq!(w.ended, Some(EndAction::Hangup));
+    assert!(w.call.is_ended());
+    let t = w.timeline.join("\n");
+    let end = t
+        .lines()
+        .position(|l| l.contains("bot audio end 1"))
+        .unwrap();
+    let call_end = t.lines().position(|l| l.contains("call end")).unwrap();
+    assert!(end < call_end, "{t}");
+}
+
+#[test]
+fn dtmf_digits_reach_the_agent_and_zero_is_the_operator() {
+    let mut w = World::new(vec!["Thanks.", "Connecting you."]);
+    for d in ['1', '2', '3', '#'] {
+        w.call.handle(w.now, Input::Dtmf(d));
+    }
+    w.drain();
+    w.call.handle(w.now, Input::Dtmf('x'));
+    w.play(&silence(ms(2000)));
+    w.call.handle(w.now, Input::Dtmf('0'));
+    w.drain();
+    let asked: Vec<&String> = w
+        .timeline
+        .iter()
+        .filter(|l| l.contains("agent asked"))
+        .collect();
+    assert_eq!(asked.len(), 2, "{:?}", w.timeline);
+    assert!(asked[0].ends_with("agent asked: 1 2 3"));
+    assert!(asked[1].ends_with("agent asked: I want to talk to a representative"));
+}
+
+#[test]
+fn hang_up_is_never_dropped() {
+    let mut w = World::new(vec![
+        "A long answer that is still playing when the caller hangs up.",
+    ]);
+    w.play(&silence(ms(300)));
+    w.play(&speech_like(ms(800), -20.0, 2));
+    w.play(&silence(ms(900)));
+    w.call.handle(w.now, Input::HangUp);
+    w.drain();
+    assert!(w.call.is_ended());
+    let t = w.timeline.join("\n");
+    assert!(
+        t.ends_with("hang-up\n".to_string().trim_end()) || t.contains("hang-up"),
+        "{t}"
+    );
+    assert!(t.lines().last().unwrap().ends_with("call end"), "{t}");
+    // nothing happens after the end
+    w.call.handle(w.now + 20, Input::Tick);
+    assert_eq!(w.call.poll(), None);
+}
+
+#[test]
+fn same_input_same_timeline() {
+    let run = || {
+        let mut w = World::new(vec!["First answer here.", "Second answer."]);
+        w.greet("Welcome.");
+        w.play(&silence(ms(700)));
+        w.play(&speech_like(ms(900), -22.0, 21));
+        w.play(&silence(ms(300)));
+        w.play(&speech_like(ms(1100), -18.0, 22));
+        w.play(&silence(ms(2500)));
+        (w.timeline, w.interrupted)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn heard_words_maps_samples_to_whole_words() {
+    assert_eq!(heard_words("one two three four", 0, 100), "");
+    assert_eq!(heard_words("one two three four", 50, 100), "one two");
+    assert_eq!(
+        heard_words("one two three four", 100, 100),
+        "one two three four"
+    );
+    assert_eq!(heard_words("one two three four", 20, 100), "one");
+    assert_eq!(heard_words("one two three four", 15, 100), "");
+    assert_eq!(heard_words("", 10, 100), "");
+    assert_eq!(mark_id(3, 1234), (3 << 32) | 1234);
+    assert_eq!(split_mark(mark_id(3, 1234)), (3, 1234));
+}

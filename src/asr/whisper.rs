@@ -362,7 +362,7 @@ mod tests {
         let syllables: Vec<f32> = (0..16_000)
             .map(|i| {
                 let t = i as f32 / 16_000.0;
-                (0.05 + 0.3 * (t * 4.0 * std::f32::consts::TAU).sin().abs()) * (t * 900.0).sin()
+                (0.01 + 0.3 * (t * 4.0 * std::f32::consts::TAU).sin().powi(2)) * (t * 900.0).sin()
             })
             .collect();
         assert!(

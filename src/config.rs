@@ -43,9 +43,37 @@ pub struct Config {
     pub session: SessionConfig,
     pub reliability: ReliabilityConfig,
     pub demo: DemoConfig,
+    #[serde(default)]
+    pub speech: SpeechConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+}
+
+/// The audio path: speech recognition, synthesis, turn-taking and barge-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// Which installed whisper model transcribes callers (whisper-tiny.en or whisper-base).
+    pub asr_model: String,
+    pub asr: crate::asr::whisper::AsrConfig,
+    /// Concurrent decodes (0 = as many as the cores allow at `asr.threads` each).
+    pub asr_workers: usize,
+    /// The bot's voice (espeak-ng voice name, words per minute, pitch 0–100).
+    pub voice: crate::tts::Voice,
+    pub call: crate::call::CallConfig,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            asr_model: "whisper-tiny.en".into(),
+            asr: Default::default(),
+            asr_workers: 0,
+            voice: Default::default(),
+            call: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

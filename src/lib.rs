@@ -30,6 +30,7 @@ pub mod call;
 pub mod config;
 pub mod http;
 pub mod models;
+pub mod runtime;
 pub mod store;
 pub mod tts;
 pub mod turn;

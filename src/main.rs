@@ -9,10 +9,20 @@ use std::sync::Arc;
 use switchboard::agent::clock::SystemClock;
 use switchboard::agent::embed::{Embedder, MiniLm};
 use switchboard::agent::engine::Engine;
+use switchboard::asr::catalog::GGML_FILE;
+use switchboard::asr::whisper::Whisper;
+use switchboard::audio::decode::{ChannelPick, read_audio_at};
+use switchboard::audio::resample::resample_whole;
+use switchboard::audio::wav::{interleave_stereo, write_wav_i16};
 use switchboard::config::{Config, RouterMode};
 use switchboard::http::{self, AppState, DEMO_CALLER};
 use switchboard::models;
+use switchboard::runtime::replay::{CallerSource, replay, transcript};
+use switchboard::runtime::speech::Speech;
 use switchboard::store::Store;
+use switchboard::tts::TtsEngine;
+use switchboard::tts::espeak::Espeak;
+use switchboard::tts::normalize::for_speech;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +58,46 @@ enum Command {
         #[arg(long)]
         template: Option<String>,
     },
+    /// Run a call through the whole pipeline (turn-taking, whisper, the agents, espeak-ng)
+    /// without a network, on a virtual clock unless --realtime.
+    Replay {
+        /// A recorded caller track (WAV/FLAC/MP3/OGG, any rate) on its own timeline.
+        #[arg(long, conflicts_with = "script")]
+        track: Option<PathBuf>,
+        /// Caller turns as audio files, each played after the bot finishes plus --pause-ms.
+        #[arg(long, num_args = 1..)]
+        script: Vec<PathBuf>,
+        /// Which channel of a stereo recording is the caller: left, right or mix.
+        #[arg(long, default_value = "mix")]
+        channel: String,
+        #[arg(long, default_value_t = 700)]
+        pause_ms: u64,
+        /// Pace the call in real time instead of on the virtual clock.
+        #[arg(long)]
+        realtime: bool,
+        /// Write DIR/call.wav (caller left, bot right) and DIR/timeline.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = DEMO_CALLER)]
+        caller: String,
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Print the transcript of an audio file.
+    Transcribe {
+        file: PathBuf,
+        #[arg(long, default_value = "mix")]
+        channel: String,
+    },
+    /// Speak text with the bot's voice into a WAV file.
+    Say {
+        text: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Sample rate of the file.
+        #[arg(long, default_value_t = 16_000)]
+        rate: u32,
+    },
     /// Manage models installed from registry packages.
     Models {
         #[command(subcommand)]
@@ -74,7 +124,13 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let is_chat = matches!(cli.command, Command::Chat { .. });
+    let is_chat = matches!(
+        cli.command,
+        Command::Chat { .. }
+            | Command::Replay { .. }
+            | Command::Transcribe { .. }
+            | Command::Say { .. }
+    );
     tracing_subscriber::fmt()
         .with_env_filter(if is_chat { "warn".into() } else { filter })
         .with_writer(std::io::stderr)
@@ -89,6 +145,60 @@ fn main() -> Result<()> {
             }
             runtime()?.block_on(serve(cfg))
         }
+        Command::Replay {
+            track,
+            script,
+            channel,
+            pause_ms,
+            realtime,
+            out,
+            caller,
+            template,
+        } => {
+            if let Some(t) = template {
+                cfg.template = t;
+            }
+            let channel = parse_channel(&channel)?;
+            let source = match (track, script.is_empty()) {
+                (Some(t), true) => CallerSource::Track(read_audio_at(&t, channel, 16_000)?),
+                (None, false) => CallerSource::Script {
+                    clips: script
+                        .iter()
+                        .map(|p| read_audio_at(p, channel, 16_000))
+                        .collect::<Result<_, _>>()?,
+                    pause_ms,
+                },
+                _ => bail!("give either --track FILE or --script FILE..."),
+            };
+            runtime()?.block_on(replay_cmd(cfg, source, caller, realtime, out))
+        }
+        Command::Transcribe { file, channel } => {
+            let audio = read_audio_at(&file, parse_channel(&channel)?, 16_000)?;
+            let dir = models::verify(&cfg.models_dir, &cfg.speech.asr_model)?;
+            let model = Whisper::load(&dir.join(GGML_FILE), cfg.speech.asr.clone())?;
+            let t = model.transcriber()?.transcribe(&audio)?;
+            match t.suppressed {
+                None => println!("{}", t.text),
+                Some(why) => println!("(nothing usable: {why}; whisper said {:?})", t.raw),
+            }
+            Ok(())
+        }
+        Command::Say { text, out, rate } => {
+            let tts = Espeak::new(None)?;
+            let mut pcm: Vec<f32> = vec![];
+            tts.synthesize(&for_speech(&text), &cfg.speech.voice, &mut |c| {
+                pcm.extend(c.iter().map(|s| *s as f32 / 32768.0));
+                true
+            })?;
+            let audio = resample_whole(&pcm, tts.sample_rate(), rate)?;
+            write_wav_i16(&out, rate, 1, &audio)?;
+            println!(
+                "{} ({:.1} s at {rate} Hz)",
+                out.display(),
+                audio.len() as f64 / rate as f64
+            );
+            Ok(())
+        }
         Command::Chat {
             json,
             caller,
@@ -100,6 +210,55 @@ fn main() -> Result<()> {
             runtime()?.block_on(chat(cfg, json, caller))
         }
     }
+}
+
+fn parse_channel(s: &str) -> Result<ChannelPick> {
+    Ok(match s {
+        "mix" => ChannelPick::Mix,
+        "left" => ChannelPick::Left,
+        "right" => ChannelPick::Right,
+        other => match other.parse::<usize>() {
+            Ok(i) => ChannelPick::Index(i),
+            Err(_) => bail!("--channel must be left, right, mix or a channel number"),
+        },
+    })
+}
+
+async fn replay_cmd(
+    cfg: Config,
+    source: CallerSource,
+    caller: String,
+    realtime: bool,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    let engine = build_engine(&cfg)?;
+    let speech = Speech::load(&cfg)?;
+    let r = replay(
+        &engine,
+        &speech,
+        cfg.speech.call.clone(),
+        source,
+        &caller,
+        realtime,
+    )
+    .await?;
+    print!("{}", transcript(&r.timeline));
+    println!(
+        "case {} · {:.1} s of call",
+        r.case_id,
+        r.duration_ms as f64 / 1000.0
+    );
+    if let Some(dir) = out {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stereo = interleave_stereo(&r.caller, &r.bot);
+        write_wav_i16(&dir.join("call.wav"), 16_000, 2, &stereo)?;
+        std::fs::write(
+            dir.join("timeline.json"),
+            serde_json::to_string_pretty(&r.timeline)?,
+        )?;
+        println!("wrote {0}/call.wav and {0}/timeline.json", dir.display());
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

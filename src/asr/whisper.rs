@@ -16,7 +16,7 @@ use whisper_rs::{
 pub const SAMPLE_RATE: u32 = 16_000;
 
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AsrConfig {
     /// Threads per decode (FACTS §3: 1 → 2 threads halves the time).
     pub threads: u32,
@@ -87,6 +87,9 @@ impl Whisper {
         let p = path
             .to_str()
             .ok_or_else(|| err("path is not UTF-8".into()))?;
+        // whisper.cpp's own log lines go through `tracing` (target whisper_rs) instead of stderr.
+        static HOOKS: std::sync::Once = std::sync::Once::new();
+        HOOKS.call_once(whisper_rs::install_logging_hooks);
         let params = WhisperContextParameters {
             use_gpu: false,
             ..Default::default()

@@ -13,7 +13,8 @@ pub mod espeak;
 pub mod normalize;
 
 /// Which voice to speak with and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Voice {
     /// Engine voice name; for espeak-ng a voice such as "en-us" or "en-gb" (`espeak-ng --voices`).
     pub name: String,

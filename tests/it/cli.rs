@@ -115,3 +115,107 @@ fn models_verify_passes_on_the_installed_models() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all-minilm-l6-v2: ok"));
 }
+
+/// A config in a temp dir: its own database, the installed models, a fixed date.
+fn temp_config(dir: &std::path::Path, today: &str) -> std::path::PathBuf {
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", dir.join("db")),
+    )
+    .replace(
+        "models_dir = \"models\"",
+        &format!(
+            "models_dir = {:?}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models")
+        ),
+    )
+    .replace("today = \"\"", &format!("today = {today:?}"));
+    let p = dir.join("switchboard.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+#[test]
+fn replaying_the_same_call_twice_gives_the_same_timeline_and_a_stereo_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = temp_config(dir.path(), "2025-11-24");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/audio-fixtures/scenario1");
+    let mut timelines = vec![];
+    for run in ["a", "b"] {
+        let out_dir = dir.path().join(run);
+        let out = bin()
+            .args(["replay", "--config"])
+            .arg(&cfg)
+            .arg("--script")
+            .args(["01.wav", "02.wav", "03.wav"].map(|f| format!("{fixtures}/{f}")))
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("caller: ") && stdout.contains("Deluxe Suite"),
+            "{stdout}"
+        );
+        timelines.push(std::fs::read_to_string(out_dir.join("timeline.json")).unwrap());
+        let wav = switchboard::audio::decode::read_audio(
+            &out_dir.join("call.wav"),
+            switchboard::audio::decode::ChannelPick::Right,
+        )
+        .unwrap();
+        assert_eq!((wav.rate, wav.channels_in_file), (16_000, 2));
+        assert!(
+            wav.samples.iter().any(|s| s.abs() > 0.05),
+            "the bot channel has the bot's voice"
+        );
+    }
+    assert_eq!(timelines[0], timelines[1], "replay is deterministic");
+    let t: serde_json::Value = serde_json::from_str(&timelines[0]).unwrap();
+    assert!(
+        t.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["t_ms"].is_u64() && e["kind"].is_string())
+    );
+}
+
+#[test]
+fn say_and_transcribe_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("say.wav");
+    let out = bin()
+        .args(["say", "Please confirm my reservation.", "--out"])
+        .arg(&wav)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin().arg("transcribe").arg(&wav).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains("confirm my reservation"), "{text}");
+    let out = bin()
+        .arg("transcribe")
+        .arg(dir.path().join("missing.wav"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.wav"));
+}

@@ -6,5 +6,6 @@ mod common;
 mod engine_api;
 mod http_api;
 mod reliability;
+mod replay;
 mod router;
 mod scenarios;

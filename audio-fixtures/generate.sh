@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Makes the caller recordings under audio-fixtures/ in the telephone format (8 kHz mono G.711
+# mu-law WAV). Callers are synthetic voices of another engine than the bot's: Debian's flite
+# (HTS voices slt and awb). espeak-ng's formant voices were tried first and do not survive the
+# 8 kHz mu-law line (whisper tiny.en heard "Mepa, channel 1" for "The personal one"); flite's
+# do. Real human speech comes from Debian's pocketsphinx-testdata.
+# Needs: flite, sox, pocketsphinx-testdata (bash .ci/setup installs them). Deterministic:
+# running it again rewrites the same files.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { # say VOICE OUT.wav "text"
+  local tmp; tmp=$(mktemp --suffix=.wav)
+  flite -voice "$1" -t "$3" -o "$tmp"
+  sox -q "$tmp" -r 8000 -c 1 -e u-law "$2"
+  rm -f "$tmp"
+  echo "  $2: $3"
+}
+silence() { sox -q -n -r 8000 -c 1 -e u-law "$2" trim 0 "$1"; }
+
+echo "scenario 1: reservation confirmation (caller: flite slt)"
+mkdir -p scenario1
+say slt scenario1/01.wav "Confirm my reservation."
+say slt scenario1/02.wav "Sure, it's A B C one two three, and the name is John Doe."
+say slt scenario1/03.wav "No, that's all. Thanks."
+
+echo "scenario 2: billing with clarification (caller: flite slt)"
+mkdir -p scenario2
+say slt scenario2/01.wav "What's my bill this month?"
+say slt scenario2/02.wav "The personal one."
+say slt scenario2/03.wav "No, thank you. Goodbye."
+
+echo "scenario 3: cancellation with fallback (caller: flite awb)"
+mkdir -p scenario3
+say awb scenario3/01.wav "Can you check my reservation is still on?"
+say awb scenario3/02.wav "A B C one two three. John Doe."
+say awb scenario3/03.wav "Cancel my reservation for next week."
+say awb scenario3/04.wav "No thank you, bye."
+
+echo "barge-in: the caller answers while the bot is still listing the accounts"
+mkdir -p bargein
+say slt bargein/ask.wav "What's my bill this month?"
+say slt bargein/answer.wav "The business one."
+say slt bargein/bye.wav "No. Goodbye."
+# Timeline: 4 s of silence (the greeting plays), the question, then the answer 2.6 s after the question ends (the
+# bot's reply starts ~0.6 s after the question, so the caller cuts in ~2 s into it), then
+# silence, then goodbye once the bill has been read.
+silence 4 bargein/_lead.wav
+silence 2.6 bargein/_gap.wav
+silence 16 bargein/_wait.wav
+sox -q bargein/_lead.wav bargein/ask.wav bargein/_gap.wav bargein/answer.wav bargein/_wait.wav bargein/bye.wav bargein/_lead.wav bargein/track.wav
+rm -f bargein/_lead.wav bargein/_gap.wav bargein/_wait.wav
+echo "  bargein/track.wav"
+
+echo "noise: a line with hiss and clicks, nobody speaking"
+mkdir -p noise
+sox -q -n -r 8000 -c 1 -e u-law noise/line.wav synth 4 whitenoise vol 0.02
+echo "  noise/line.wav"
+
+echo "real human speech (pocketsphinx-testdata), through the telephone format"
+src=/usr/share/pocketsphinx/test/data
+mkdir -p real
+sox -q -t raw -r 16000 -e signed -b 16 -c 1 "$src/goforward.raw" -r 8000 -e u-law real/goforward.wav
+printf 'goforward\tgo forward ten meters\n' > real/transcripts.tsv
+for id in sense_and_sensibility_01_austen_64kb-0880 sense_and_sensibility_01_austen_64kb-0930; do
+  sox -q "$src/librivox/$id.wav" -r 8000 -c 1 -e u-law "real/$id.wav"
+  text=$(grep "($id)" "$src/librivox/transcription" | sed -e 's/<s>//; s/<\/s>.*//; s/^ *//; s/ *$//')
+  printf '%s\t%s\n' "$id" "$text" >> real/transcripts.tsv
+done
+echo "  real/: $(wc -l < real/transcripts.tsv) clips"

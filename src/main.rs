@@ -332,6 +332,9 @@ fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
+    // The speech model is checked now, not when the first call arrives.
+    models::verify(&cfg.models_dir, &cfg.speech.asr_model)
+        .with_context(|| format!("speech recognition needs model {}", cfg.speech.asr_model))?;
     let engine = build_engine(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

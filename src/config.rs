@@ -35,6 +35,9 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Public base URL providers reach the gateway at (https://…); empty = the request's Host.
+    #[serde(default)]
+    pub public_url: String,
     pub data_dir: PathBuf,
     pub models_dir: PathBuf,
     pub template: String,

@@ -22,6 +22,10 @@ pub const DEMO_CALLER: &str = "user_789";
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub http: reqwest::Client,
+    /// The speech stack for phone calls; None when the gateway serves text only.
+    pub live: Option<Arc<crate::runtime::live::LiveDeps>>,
+    /// Public base URL for provider callbacks (e.g. https://gw.example.com); else the Host header.
+    pub public_url: Option<String>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -34,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}", delete(delete_agent))
         .route("/v1/logs", get(get_logs))
         .route("/v1/cases/{id}", get(get_case))
+        .route("/twilio/voice", post(twilio_voice))
+        .route("/twilio/media", get(twilio_media))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -286,6 +292,56 @@ async fn get_case(
             format!("no case with id {id:?}"),
         )),
     }
+}
+
+/// Twilio's incoming-call webhook: answer with TwiML that connects the call's audio to our
+/// Media Streams WebSocket, passing the caller's number and the template as parameters.
+async fn twilio_voice(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let base = match &s.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => match headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            Some(h) => format!("https://{h}"),
+            None => {
+                return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
+                    .into_response();
+            }
+        },
+    };
+    let ws = format!(
+        "{}/twilio/media",
+        base.replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    );
+    let caller = form.get("From").map(String::as_str).unwrap_or("unknown");
+    let twiml = crate::transport::twilio::connect_twiml(
+        &ws,
+        &[("caller", caller), ("template", &s.engine.template.name)],
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], twiml).into_response()
+}
+
+/// Twilio's bidirectional Media Streams WebSocket.
+async fn twilio_media(
+    State(s): State<AppState>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let Some(live) = s.live.clone() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NO_SPEECH",
+            "this gateway was started without speech",
+        )
+        .into_response();
+    };
+    ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| crate::runtime::live::twilio_call(socket, live))
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

@@ -32,5 +32,6 @@ pub mod http;
 pub mod models;
 pub mod runtime;
 pub mod store;
+pub mod transport;
 pub mod tts;
 pub mod turn;

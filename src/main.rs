@@ -348,7 +348,15 @@ async fn serve(cfg: Config) -> Result<()> {
     );
     let every = std::time::Duration::from_secs(cfg.reliability.health_interval_secs.max(1));
     let health = tokio::spawn(http::health_loop(engine.clone(), every));
+    let speech = Speech::load(&cfg)?;
+    let live = Arc::new(switchboard::runtime::live::LiveDeps {
+        engine: engine.clone(),
+        speech,
+        call: cfg.speech.call.clone(),
+    });
     let state = AppState {
+        live: Some(live),
+        public_url: (!cfg.public_url.is_empty()).then(|| cfg.public_url.clone()),
         engine,
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(

@@ -232,7 +232,10 @@ impl FixedChunker {
             return None;
         }
         let mut tail = self.buf.split_off(self.start);
-        tail.resize(self.frame.max(tail.len().div_ceil(self.frame) * self.frame), self.pad);
+        tail.resize(
+            self.frame.max(tail.len().div_ceil(self.frame) * self.frame),
+            self.pad,
+        );
         self.clear();
         Some(tail)
     }
@@ -336,13 +339,13 @@ pub(crate) fn push_path_segment(out: &mut String, s: &str) {
     }
 }
 
-/// `base` without trailing slashes, followed by `segments` joined as `/seg` each (percent-encoded)
-/// with the literal `parts` in between: `url_from(base, &[Lit("/v2/calls/"), Seg(id)])`.
+/// A piece of a REST URL: literal text or a percent-encoded path segment.
 pub(crate) enum UrlPart<'a> {
     Lit(&'a str),
     Seg(&'a str),
 }
 
+/// `base` without trailing slashes followed by `parts`.
 pub(crate) fn build_url(base: &str, parts: &[UrlPart<'_>]) -> String {
     let mut out = String::from(base.trim_end_matches('/'));
     for p in parts {
@@ -431,7 +434,8 @@ mod tests {
         let tw = json!({"event":"start","start":{"streamSid":"MZ1","callSid":"CA1"}});
         let tx = json!({"event":"start","stream_id":"s","start":{"call_control_id":"v3:x"}});
         let pl = json!({"event":"start","start":{"streamId":"s","callId":"c"}});
-        let ex = json!({"event":"start","stream_sid":"s","start":{"stream_sid":"s","call_sid":"c"}});
+        let ex =
+            json!({"event":"start","stream_sid":"s","start":{"stream_sid":"s","call_sid":"c"}});
         let vo = json!({"event":"websocket:connected","content-type":"audio/l16;rate=16000"});
         assert_eq!(detect(&tw), Some(Provider::Twilio));
         assert_eq!(detect(&tx), Some(Provider::Telnyx));
@@ -441,6 +445,45 @@ mod tests {
         assert_eq!(detect(&json!({"event":"start","start":{}})), None);
         assert_eq!(detect(&json!([1, 2])), None);
         assert_eq!(detect(&json!({"start":{"streamSid":1,"callSid":2}})), None);
+    }
+
+    #[test]
+    fn no_parser_panics_on_truncated_or_mangled_input() {
+        let samples = [
+            r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","customParameters":{"a":"é"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#,
+            r#"{"event":"start","stream_id":"s","start":{"call_control_id":"c","media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}}}"#,
+            r#"{"event":"start","start":{"callId":"c","streamId":"s","mediaFormat":{"encoding":"audio/x-l16","sampleRate":16000}},"extra_headers":"{\"k\":\"v\"}"}"#,
+            r#"{"event":"media","sequence_number":"4","media":{"chunk":"2","timestamp":"5","payload":"/38AAQ=="}}"#,
+            r#"{"event":"dtmf","dtmf":{"digit":"1"}}"#,
+            r#"{"event":"websocket:connected","content-type":"audio/l16;rate=16000","uuid":"u"}"#,
+        ];
+        type Parse = fn(&str) -> Result<Inbound, ProtocolError>;
+        let parsers: [Parse; 5] = [
+            twilio::parse,
+            telnyx::parse,
+            plivo::parse,
+            exotel::parse,
+            vonage::parse_text,
+        ];
+        for s in samples {
+            for (i, _) in s.char_indices() {
+                for p in parsers {
+                    let _ = p(&s[..i]);
+                    let _ = p(&s[i..]);
+                }
+            }
+            let bytes = s.as_bytes();
+            for i in 0..bytes.len() {
+                let mut m = bytes.to_vec();
+                m[i] = b'"';
+                if let Ok(t) = std::str::from_utf8(&m) {
+                    for p in parsers {
+                        let _ = p(t);
+                    }
+                }
+                let _ = vonage::parse_binary(&bytes[..i]);
+            }
+        }
     }
 
     #[test]
@@ -467,7 +510,10 @@ mod tests {
     fn escapes() {
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\c\n\u{1}é");
-        assert_eq!(serde_json::from_str::<String>(&s).ok().as_deref(), Some("a\"b\\c\n\u{1}é"));
+        assert_eq!(
+            serde_json::from_str::<String>(&s).ok().as_deref(),
+            Some("a\"b\\c\n\u{1}é")
+        );
         let mut x = String::new();
         push_xml_escaped(&mut x, "<a href='x'>&\"\u{0}\n");
         assert_eq!(x, "&lt;a href=&apos;x&apos;&gt;&amp;&quot;&#10;");
@@ -486,7 +532,10 @@ mod tests {
         assert!(parse_digit("x").is_err());
         assert_eq!(encoding_from_name("audio/x-mulaw"), Some(Encoding::Mulaw));
         assert_eq!(encoding_from_name("PCMA"), Some(Encoding::Alaw));
-        assert_eq!(encoding_from_name("audio/l16;rate=16000"), Some(Encoding::L16));
+        assert_eq!(
+            encoding_from_name("audio/l16;rate=16000"),
+            Some(Encoding::L16)
+        );
         assert_eq!(encoding_from_name("opus"), None);
     }
 }

@@ -26,6 +26,8 @@ async fn gateway() -> Gateway {
     let state = AppState {
         engine: engine.clone(),
         http: reqwest::Client::new(),
+        live: None,
+        public_url: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     Gateway {

@@ -9,3 +9,4 @@ mod reliability;
 mod replay;
 mod router;
 mod scenarios;
+mod twilio;

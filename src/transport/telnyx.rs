@@ -1,0 +1,444 @@
+//! Telnyx media streaming: inbound JSON parsing, outbound `media`/`mark`/`clear`, the hang-up URL,
+//! and [`Reorder`], a bounded buffer that puts media frames back in order (Telnyx frames may arrive
+//! out of order; `Inbound::Media::seq` carries `media.chunk`, falling back to `sequence_number`).
+//!
+//! Start carries top-level `stream_id`, `start.call_control_id` and `start.media_format`
+//! (`encoding` `PCMU`/`PCMA`/`L16`, `sample_rate`, `channels`); `start.client_state` and
+//! `start.custom_parameters` (if any) end up in `params`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{
+    CowStr, Inbound, MediaFormat, ProtocolError, UrlPart, build_url, check_size, decode_b64,
+    encode_b64_into, encoding_from_name, opt_u64, parse_digit, push_json_str,
+};
+
+#[derive(Deserialize)]
+struct Msg<'a> {
+    #[serde(borrow)]
+    event: CowStr<'a>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    sequence_number: Option<u64>,
+    #[serde(default)]
+    stream_id: Option<String>,
+    #[serde(default)]
+    start: Option<Start>,
+    #[serde(default, borrow)]
+    media: Option<Media<'a>>,
+    #[serde(default)]
+    dtmf: Option<Named>,
+    #[serde(default)]
+    mark: Option<Named>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Start {
+    #[serde(default)]
+    call_control_id: Option<String>,
+    #[serde(default)]
+    client_state: Option<String>,
+    #[serde(default)]
+    custom_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    media_format: Option<Format>,
+}
+
+#[derive(Deserialize)]
+struct Format {
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    sample_rate: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    channels: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Media<'a> {
+    #[serde(default, borrow)]
+    payload: Option<CowStr<'a>>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    chunk: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    track: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    digit: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Parses one text frame from Telnyx. `media` frames whose `track` is `outbound` (our own audio,
+/// when both tracks are streamed) are [`Inbound::Ignored`]; an `error` event becomes
+/// [`ProtocolError::Provider`].
+pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
+    check_size(text.len())?;
+    let msg: Msg<'_> = serde_json::from_str(text)?;
+    match &*msg.event {
+        "connected" => Ok(Inbound::Connected),
+        "start" => {
+            let stream_id = msg
+                .stream_id
+                .ok_or(ProtocolError::MissingField("stream_id"))?;
+            let start = msg.start.ok_or(ProtocolError::MissingField("start"))?;
+            let call_id = start
+                .call_control_id
+                .ok_or(ProtocolError::MissingField("start.call_control_id"))?;
+            let fmt = start
+                .media_format
+                .ok_or(ProtocolError::MissingField("start.media_format"))?;
+            let enc_name = fmt
+                .encoding
+                .ok_or(ProtocolError::MissingField("start.media_format.encoding"))?;
+            let encoding = encoding_from_name(&enc_name)
+                .ok_or(ProtocolError::UnsupportedEncoding(enc_name))?;
+            let sample_rate = u32::try_from(fmt.sample_rate.unwrap_or(8000))
+                .ok()
+                .filter(|r| *r > 0)
+                .ok_or(ProtocolError::BadField("start.media_format.sample_rate"))?;
+            let channels = u16::try_from(fmt.channels.unwrap_or(1))
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or(ProtocolError::BadField("start.media_format.channels"))?;
+            let mut params: BTreeMap<String, String> =
+                super::params_from_object(start.custom_parameters.as_ref());
+            if let Some(cs) = start.client_state {
+                params.insert("client_state".to_owned(), cs);
+            }
+            Ok(Inbound::Start {
+                stream_id,
+                call_id,
+                format: MediaFormat {
+                    encoding,
+                    sample_rate,
+                    channels,
+                },
+                params,
+            })
+        }
+        "media" => {
+            let media = msg.media.ok_or(ProtocolError::MissingField("media"))?;
+            if media.track.as_deref() == Some("outbound") {
+                return Ok(Inbound::Ignored);
+            }
+            let payload = media
+                .payload
+                .ok_or(ProtocolError::MissingField("media.payload"))?;
+            Ok(Inbound::Media {
+                payload: decode_b64(&payload)?,
+                seq: media.chunk.or(msg.sequence_number),
+                timestamp_ms: media.timestamp,
+            })
+        }
+        "dtmf" => {
+            let digit = msg
+                .dtmf
+                .and_then(|d| d.digit)
+                .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
+            Ok(Inbound::Dtmf {
+                digit: parse_digit(&digit)?,
+            })
+        }
+        "mark" => {
+            let name = msg
+                .mark
+                .and_then(|m| m.name)
+                .ok_or(ProtocolError::MissingField("mark.name"))?;
+            Ok(Inbound::Mark { name })
+        }
+        "stop" => Ok(Inbound::Stop),
+        "error" => Err(ProtocolError::Provider(
+            msg.payload.map(|p| p.to_string()).unwrap_or_default(),
+        )),
+        other => Err(ProtocolError::UnknownEvent(other.to_owned())),
+    }
+}
+
+/// Writes `{"event":"media","media":{"payload":<base64>}}` into `out` (cleared first). `audio` is in
+/// the stream's codec (PCMU/PCMA 8 kHz); in RTP mode send 20 ms..30 s per message.
+pub fn media(audio: &[u8], out: &mut String) {
+    out.clear();
+    out.reserve(40 + audio.len().div_ceil(3) * 4);
+    out.push_str(r#"{"event":"media","media":{"payload":""#);
+    encode_b64_into(audio, out);
+    out.push_str("\"}}");
+}
+
+/// Writes `{"event":"mark","mark":{"name":…}}` into `out` (cleared first).
+pub fn mark(name: &str, out: &mut String) {
+    out.clear();
+    out.push_str(r#"{"event":"mark","mark":{"name":"#);
+    push_json_str(out, name);
+    out.push_str("}}");
+}
+
+/// Writes `{"event":"clear"}` into `out` (cleared first).
+pub fn clear(out: &mut String) {
+    out.clear();
+    out.push_str(r#"{"event":"clear"}"#);
+}
+
+/// `{api_base}/v2/calls/{call_control_id}/actions/hangup` (POST, `Authorization: Bearer <api key>`);
+/// `api_base` is normally `https://api.telnyx.com`.
+pub fn hangup_url(api_base: &str, call_control_id: &str) -> String {
+    build_url(
+        api_base,
+        &[
+            UrlPart::Lit("/v2/calls/"),
+            UrlPart::Seg(call_control_id),
+            UrlPart::Lit("/actions/hangup"),
+        ],
+    )
+}
+
+/// Puts sequence-numbered frames back in order within a bounded window.
+///
+/// `push` frames as they arrive, then `pop` until `None`. A frame older than the next expected one
+/// (late or duplicate) is dropped. When a gap cannot be filled because more than `window` frames are
+/// waiting behind it, the missing frames are skipped. `flush` (e.g. on stop) yields everything left
+/// in order.
+#[derive(Debug, Clone)]
+pub struct Reorder<T = Vec<u8>> {
+    next: Option<u64>,
+    pending: BTreeMap<u64, T>,
+    window: usize,
+    dropped: u64,
+    skipped: u64,
+}
+
+impl<T> Reorder<T> {
+    /// A buffer holding at most `window` (≥ 1) out-of-order frames.
+    pub fn new(window: usize) -> Self {
+        Self {
+            next: None,
+            pending: BTreeMap::new(),
+            window: window.max(1),
+            dropped: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Adds a frame. Returns `false` if it was dropped as late or duplicate.
+    pub fn push(&mut self, seq: u64, item: T) -> bool {
+        let next = *self.next.get_or_insert(seq);
+        if seq < next || self.pending.contains_key(&seq) {
+            self.dropped += 1;
+            return false;
+        }
+        self.pending.insert(seq, item);
+        // Too many waiting behind a gap: give up on the missing frames.
+        if self.pending.len() > self.window
+            && let Some((&first, _)) = self.pending.first_key_value()
+            && first > next
+        {
+            self.skipped += first - next;
+            self.next = Some(first);
+        }
+        true
+    }
+
+    /// The next in-order frame, if available.
+    pub fn pop(&mut self) -> Option<(u64, T)> {
+        let next = self.next?;
+        let item = self.pending.remove(&next)?;
+        self.next = next.checked_add(1);
+        Some((next, item))
+    }
+
+    /// The lowest buffered frame regardless of gaps (call repeatedly to drain). Skipped sequence
+    /// numbers are counted.
+    pub fn flush(&mut self) -> Option<(u64, T)> {
+        let (seq, item) = self.pending.pop_first()?;
+        if let Some(next) = self.next
+            && seq > next
+        {
+            self.skipped += seq - next;
+        }
+        self.next = seq.checked_add(1);
+        Some((seq, item))
+    }
+
+    /// Frames waiting for a gap to fill.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Frames dropped as late or duplicate.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Sequence numbers given up on (never received in time).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Encoding, MAX_MESSAGE_BYTES};
+    use serde_json::{Value, json};
+
+    #[test]
+    fn parses_documented_messages() {
+        assert_eq!(
+            parse(r#"{"event":"connected","version":"1.0.0"}"#).ok(),
+            Some(Inbound::Connected)
+        );
+        let start = r#"{"event":"start","sequence_number":"1","start":{"user_id":"u1",
+          "call_control_id":"v3:abc","client_state":"aGk=","media_format":{"encoding":"PCMA","sample_rate":8000,"channels":1}},
+          "stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc"}"#;
+        let mut params = BTreeMap::new();
+        params.insert("client_state".to_owned(), "aGk=".to_owned());
+        assert_eq!(
+            parse(start).ok(),
+            Some(Inbound::Start {
+                stream_id: "32de0dea-53cb-4b21-89a4-9e1819c043bc".into(),
+                call_id: "v3:abc".into(),
+                format: MediaFormat {
+                    encoding: Encoding::Alaw,
+                    sample_rate: 8000,
+                    channels: 1
+                },
+                params
+            })
+        );
+        let media = r#"{"event":"media","sequence_number":"4","media":{"track":"inbound","chunk":"2",
+          "timestamp":"5","payload":"1dU="},"stream_id":"s"}"#;
+        assert_eq!(
+            parse(media).ok(),
+            Some(Inbound::Media {
+                payload: vec![0xd5, 0xd5],
+                seq: Some(2),
+                timestamp_ms: Some(5)
+            })
+        );
+        let outbound =
+            r#"{"event":"media","media":{"track":"outbound","chunk":"2","payload":"1dU="}}"#;
+        assert_eq!(parse(outbound).ok(), Some(Inbound::Ignored));
+        let dtmf =
+            r##"{"event":"dtmf","stream_id":"s","sequence_number":"6","dtmf":{"digit":"#"}}"##;
+        assert_eq!(parse(dtmf).ok(), Some(Inbound::Dtmf { digit: '#' }));
+        let mark = r#"{"event":"mark","sequence_number":"7","stream_id":"s","mark":{"name":"m"}}"#;
+        assert_eq!(parse(mark).ok(), Some(Inbound::Mark { name: "m".into() }));
+        let stop = r#"{"event":"stop","sequence_number":"8","stop":{"user_id":"u","call_control_id":"v3:abc"},"stream_id":"s"}"#;
+        assert_eq!(parse(stop).ok(), Some(Inbound::Stop));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(parse("{"), Err(ProtocolError::Json(_))));
+        assert!(matches!(
+            parse(r#"{"event":"x"}"#),
+            Err(ProtocolError::UnknownEvent(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"event":"error","payload":{"code":100002,"title":"Unknown error"}}"#),
+            Err(ProtocolError::Provider(s)) if s.contains("100002")
+        ));
+        assert!(matches!(
+            parse(r#"{"event":"start","start":{"call_control_id":"c"}}"#),
+            Err(ProtocolError::MissingField("stream_id"))
+        ));
+        assert!(matches!(
+            parse(
+                r#"{"event":"start","stream_id":"s","start":{"media_format":{"encoding":"PCMU"}}}"#
+            ),
+            Err(ProtocolError::MissingField("start.call_control_id"))
+        ));
+        assert!(matches!(
+            parse(
+                r#"{"event":"start","stream_id":"s","start":{"call_control_id":"c","media_format":{"encoding":"OPUS"}}}"#
+            ),
+            Err(ProtocolError::UnsupportedEncoding(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"event":"media","media":{"payload":"%%"}}"#),
+            Err(ProtocolError::BadBase64)
+        ));
+        let big = " ".repeat(MAX_MESSAGE_BYTES + 1);
+        assert!(matches!(parse(&big), Err(ProtocolError::TooLarge(_))));
+    }
+
+    #[test]
+    fn outbound_round_trips() {
+        let mut out = String::new();
+        media(&[0xff, 0x7f], &mut out);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"event":"media","media":{"payload":"/38="}}));
+        mark("a\"b", &mut out);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"event":"mark","mark":{"name":"a\"b"}}));
+        clear(&mut out);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"event":"clear"}));
+        assert_eq!(
+            hangup_url("https://api.telnyx.com/", "v3:a/b"),
+            "https://api.telnyx.com/v2/calls/v3:a%2Fb/actions/hangup"
+        );
+    }
+
+    fn drain(r: &mut Reorder<u8>) -> Vec<u64> {
+        std::iter::from_fn(|| r.pop()).map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn reorder_in_order_and_swapped() {
+        let mut r = Reorder::new(4);
+        assert!(r.push(1, 0));
+        assert_eq!(drain(&mut r), vec![1]);
+        assert!(r.push(3, 0));
+        assert_eq!(drain(&mut r), Vec::<u64>::new());
+        assert!(r.push(2, 0));
+        assert_eq!(drain(&mut r), vec![2, 3]);
+        // Late and duplicate frames are dropped.
+        assert!(!r.push(2, 0));
+        assert!(r.push(5, 0));
+        assert!(!r.push(5, 0));
+        assert_eq!(r.dropped(), 2);
+        assert_eq!(r.pending(), 1);
+    }
+
+    #[test]
+    fn reorder_skips_gap_when_window_full() {
+        let mut r = Reorder::new(2);
+        r.push(10, 0);
+        assert_eq!(drain(&mut r), vec![10]);
+        // 11 is lost.
+        r.push(12, 0);
+        r.push(13, 0);
+        assert_eq!(drain(&mut r), Vec::<u64>::new());
+        r.push(14, 0);
+        assert_eq!(drain(&mut r), vec![12, 13, 14]);
+        assert_eq!(r.skipped(), 1);
+        // 11 arriving now is late.
+        assert!(!r.push(11, 0));
+        assert!(r.pending() <= 2);
+    }
+
+    #[test]
+    fn reorder_flush_drains_everything_in_order() {
+        let mut r = Reorder::new(8);
+        r.push(1, 0);
+        r.push(4, 0);
+        r.push(3, 0);
+        let out: Vec<u64> = std::iter::from_fn(|| r.flush()).map(|(s, _)| s).collect();
+        assert_eq!(out, vec![1, 3, 4]);
+        assert_eq!(r.skipped(), 1);
+        assert_eq!(r.pending(), 0);
+        let mut e: Reorder = Reorder::new(0);
+        assert!(e.push(u64::MAX, vec![1]));
+        assert_eq!(e.pop(), Some((u64::MAX, vec![1])));
+        assert_eq!(e.pop(), None);
+    }
+}

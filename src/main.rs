@@ -122,8 +122,8 @@ const DEFAULT_MODELS: &[&str] = &["all-minilm-l6-v2", "whisper-tiny.en"];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,whisper_rs=warn".into()); // whisper.cpp's loading chatter: RUST_LOG=whisper_rs=info
     let is_chat = matches!(
         cli.command,
         Command::Chat { .. }
@@ -336,6 +336,7 @@ async fn serve(cfg: Config) -> Result<()> {
     models::verify(&cfg.models_dir, &cfg.speech.asr_model)
         .with_context(|| format!("speech recognition needs model {}", cfg.speech.asr_model))?;
     let engine = build_engine(&cfg)?;
+    let speech = Speech::load(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -348,7 +349,6 @@ async fn serve(cfg: Config) -> Result<()> {
     );
     let every = std::time::Duration::from_secs(cfg.reliability.health_interval_secs.max(1));
     let health = tokio::spawn(http::health_loop(engine.clone(), every));
-    let speech = Speech::load(&cfg)?;
     let live = Arc::new(switchboard::runtime::live::LiveDeps {
         engine: engine.clone(),
         speech,

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::asr::convert::{ConvertError, convert_ct2_to_ggml};
 use crate::models::{
-    ModelError, ModelSpec, TempDir, find_package_wheel, io_err, package_wheel_err, read_manifest,
+    ModelError, ModelSpec, TempDir, find_package_wheel, io_err, package_wheel_err,
     record_installed, spawn_err,
 };
 
@@ -135,49 +135,9 @@ fn lookup(name: &str) -> Result<&'static WhisperSpec, ModelError> {
 /// records it (same package and converter revision, same size, same sha256) and returns the
 /// path of its ggml file. Errors say how to fix the problem.
 pub fn verify_whisper(models_dir: &Path, name: &str) -> Result<PathBuf, ModelError> {
+    // The whisper entries are ordinary manifest entries: `models::verify` checks them.
     let spec = lookup(name)?;
-    let m = &spec.manifest;
-    let not_installed = || ModelError::NotInstalled {
-        name: m.name.to_string(),
-        dir: models_dir.to_path_buf(),
-    };
-    let manifest = read_manifest(models_dir)?.ok_or_else(not_installed)?;
-    let entry = manifest.get(m.name).ok_or_else(not_installed)?;
-    if entry.package != m.package || entry.version != m.version {
-        return Err(ModelError::WrongVersion {
-            name: m.name.to_string(),
-            dir: models_dir.to_path_buf(),
-            installed: format!("{} {}", entry.package, entry.version),
-            wanted: format!("{} {}", m.package, m.version),
-        });
-    }
-    let path = models_dir.join(m.name).join(GGML_FILE);
-    let Some(want) = entry.files.get(GGML_FILE) else {
-        return Err(ModelError::MissingFile { path });
-    };
-    let meta = match fs::metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ModelError::MissingFile { path });
-        }
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    if meta.len() != want.bytes {
-        return Err(ModelError::Corrupt {
-            reason: format!("{} bytes, expected {}", meta.len(), want.bytes),
-            path,
-        });
-    }
-    let mut f = File::open(&path).map_err(io_err(&path))?;
-    let mut hasher = Sha256::new();
-    copy_hashing(&mut f, &mut io::sink(), Some(&mut hasher)).map_err(io_err(&path))?;
-    if !hex::encode(hasher.finalize()).eq_ignore_ascii_case(&want.sha256) {
-        return Err(ModelError::Corrupt {
-            path,
-            reason: "sha256 mismatch".to_string(),
-        });
-    }
-    Ok(path)
+    crate::models::verify(models_dir, spec.name).map(|dir| dir.join(GGML_FILE))
 }
 
 /// Installs whisper model `name` into `<models_dir>/<name>/ggml-model.bin` and records it in

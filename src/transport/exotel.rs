@@ -7,8 +7,9 @@
 use serde::Deserialize;
 
 use super::{
-    CowStr, Encoding, FixedChunker, Inbound, MediaFormat, ProtocolError, check_size, decode_b64,
-    encode_b64_into, encoding_from_name, opt_u64, parse_digit, push_json_str,
+    CowStr, Encoding, FixedChunker, Inbound, MediaBody, MediaFormat, Named, ProtocolError,
+    check_size, clear_json, dtmf_event, encoding_from_name, mark_event, mark_json, media_event,
+    media_json, opt_u64,
 };
 
 /// Outbound payload sizes must be a multiple of this many bytes.
@@ -27,7 +28,7 @@ struct Msg<'a> {
     #[serde(default)]
     start: Option<Start>,
     #[serde(default, borrow)]
-    media: Option<Media<'a>>,
+    media: Option<MediaBody<'a>>,
     #[serde(default)]
     dtmf: Option<Named>,
     #[serde(default)]
@@ -52,24 +53,6 @@ struct Format {
     encoding: Option<String>,
     #[serde(default, deserialize_with = "opt_u64")]
     sample_rate: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Media<'a> {
-    #[serde(default, borrow)]
-    payload: Option<CowStr<'a>>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    chunk: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    timestamp: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Named {
-    #[serde(default)]
-    digit: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
 }
 
 /// Parses one text frame from Exotel.
@@ -112,33 +95,9 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 params: super::params_from_object(start.custom_parameters.as_ref()),
             })
         }
-        "media" => {
-            let media = msg.media.ok_or(ProtocolError::MissingField("media"))?;
-            let payload = media
-                .payload
-                .ok_or(ProtocolError::MissingField("media.payload"))?;
-            Ok(Inbound::Media {
-                payload: decode_b64(&payload)?,
-                seq: media.chunk.or(msg.sequence_number),
-                timestamp_ms: media.timestamp,
-            })
-        }
-        "dtmf" => {
-            let digit = msg
-                .dtmf
-                .and_then(|d| d.digit)
-                .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
-            Ok(Inbound::Dtmf {
-                digit: parse_digit(&digit)?,
-            })
-        }
-        "mark" => {
-            let name = msg
-                .mark
-                .and_then(|m| m.name)
-                .ok_or(ProtocolError::MissingField("mark.name"))?;
-            Ok(Inbound::Mark { name })
-        }
+        "media" => media_event(msg.media, msg.sequence_number),
+        "dtmf" => dtmf_event(msg.dtmf),
+        "mark" => mark_event(msg.mark),
         "stop" => Ok(Inbound::Stop),
         other => Err(ProtocolError::UnknownEvent(other.to_owned())),
     }
@@ -147,31 +106,17 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
 /// Writes `{"event":"media","stream_sid":…,"media":{"payload":<base64>}}` into `out` (cleared
 /// first). Feed it frames from [`chunker`] so sizes follow Exotel's rule.
 pub fn media(stream_sid: &str, audio: &[u8], out: &mut String) {
-    out.clear();
-    out.reserve(64 + stream_sid.len() + audio.len().div_ceil(3) * 4);
-    out.push_str(r#"{"event":"media","stream_sid":"#);
-    push_json_str(out, stream_sid);
-    out.push_str(r#","media":{"payload":""#);
-    encode_b64_into(audio, out);
-    out.push_str("\"}}");
+    media_json(out, Some(("stream_sid", stream_sid)), audio);
 }
 
 /// Writes `{"event":"mark","stream_sid":…,"mark":{"name":…}}` into `out` (cleared first).
 pub fn mark(stream_sid: &str, name: &str, out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"mark","stream_sid":"#);
-    push_json_str(out, stream_sid);
-    out.push_str(r#","mark":{"name":"#);
-    push_json_str(out, name);
-    out.push_str("}}");
+    mark_json(out, Some(("stream_sid", stream_sid)), name);
 }
 
 /// Writes `{"event":"clear","stream_sid":…}` into `out` (cleared first).
 pub fn clear(stream_sid: &str, out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"clear","stream_sid":"#);
-    push_json_str(out, stream_sid);
-    out.push('}');
+    clear_json(out, Some(("stream_sid", stream_sid)));
 }
 
 /// A chunker for outbound audio: frames of `chunk_bytes` rounded up to a multiple of

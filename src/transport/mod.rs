@@ -424,6 +424,101 @@ pub(crate) fn params_from_object(
 /// Borrowed-or-owned string for zero-copy JSON field access.
 pub(crate) type CowStr<'a> = Cow<'a, str>;
 
+/// The `media` object of the Twilio-style JSON protocols (Twilio, Telnyx, Plivo, Exotel).
+#[derive(serde::Deserialize)]
+pub(crate) struct MediaBody<'a> {
+    #[serde(default, borrow)]
+    payload: Option<CowStr<'a>>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    chunk: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    track: Option<String>,
+}
+
+/// Starts `{"event":<event>` plus `,"<key>":<id>` when the protocol names the stream, in `out`
+/// (cleared first). The Twilio-style outbound messages differ only in that key.
+fn open_event(out: &mut String, event: &str, stream: Option<(&str, &str)>) {
+    out.clear();
+    out.push_str(r#"{"event":"#);
+    push_json_str(out, event);
+    if let Some((key, id)) = stream {
+        out.push(',');
+        push_json_str(out, key);
+        out.push(':');
+        push_json_str(out, id);
+    }
+}
+
+/// `{"event":"media"[,stream],"media":{"payload":<base64>}}`.
+pub(crate) fn media_json(out: &mut String, stream: Option<(&str, &str)>, audio: &[u8]) {
+    out.reserve(64 + audio.len().div_ceil(3) * 4);
+    open_event(out, "media", stream);
+    out.push_str(r#","media":{"payload":""#);
+    encode_b64_into(audio, out);
+    out.push_str("\"}}");
+}
+
+/// `{"event":"mark"[,stream],"mark":{"name":…}}`.
+pub(crate) fn mark_json(out: &mut String, stream: Option<(&str, &str)>, name: &str) {
+    open_event(out, "mark", stream);
+    out.push_str(r#","mark":{"name":"#);
+    push_json_str(out, name);
+    out.push_str("}}");
+}
+
+/// `{"event":"clear"[,stream]}`.
+pub(crate) fn clear_json(out: &mut String, stream: Option<(&str, &str)>) {
+    open_event(out, "clear", stream);
+    out.push('}');
+}
+
+/// The `dtmf` / `mark` objects of the same protocols.
+#[derive(serde::Deserialize)]
+pub(crate) struct Named {
+    #[serde(default)]
+    digit: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A `media` event: base64 audio, numbered by its chunk (else the message's sequence number).
+/// Frames of the bot's own (outbound) track are not caller audio.
+pub(crate) fn media_event(
+    media: Option<MediaBody<'_>>,
+    sequence_number: Option<u64>,
+) -> Result<Inbound, ProtocolError> {
+    let media = media.ok_or(ProtocolError::MissingField("media"))?;
+    if media.track.as_deref() == Some("outbound") {
+        return Ok(Inbound::Ignored);
+    }
+    let payload = media
+        .payload
+        .ok_or(ProtocolError::MissingField("media.payload"))?;
+    Ok(Inbound::Media {
+        payload: decode_b64(&payload)?,
+        seq: media.chunk.or(sequence_number),
+        timestamp_ms: media.timestamp,
+    })
+}
+
+pub(crate) fn dtmf_event(dtmf: Option<Named>) -> Result<Inbound, ProtocolError> {
+    let digit = dtmf
+        .and_then(|d| d.digit)
+        .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
+    Ok(Inbound::Dtmf {
+        digit: parse_digit(&digit)?,
+    })
+}
+
+pub(crate) fn mark_event(mark: Option<Named>) -> Result<Inbound, ProtocolError> {
+    let name = mark
+        .and_then(|m| m.name)
+        .ok_or(ProtocolError::MissingField("mark.name"))?;
+    Ok(Inbound::Mark { name })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    CowStr, Encoding, Inbound, MediaFormat, ProtocolError, UrlPart, build_url, check_size,
-    decode_b64, encode_b64_into, encoding_from_name, opt_u64, parse_digit, push_json_str,
+    CowStr, Encoding, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url,
+    check_size, dtmf_event, encode_b64_into, encoding_from_name, media_event, opt_u64,
+    push_json_str,
 };
 
 /// `contentType` for μ-law audio.
@@ -30,9 +31,9 @@ struct Msg<'a> {
     #[serde(default)]
     start: Option<Start>,
     #[serde(default, borrow)]
-    media: Option<Media<'a>>,
+    media: Option<MediaBody<'a>>,
     #[serde(default)]
-    dtmf: Option<Dtmf>,
+    dtmf: Option<Named>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -55,22 +56,6 @@ struct Format {
     encoding: Option<String>,
     #[serde(rename = "sampleRate", default, deserialize_with = "opt_u64")]
     sample_rate: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Media<'a> {
-    #[serde(default, borrow)]
-    payload: Option<CowStr<'a>>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    chunk: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    timestamp: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Dtmf {
-    #[serde(default)]
-    digit: Option<String>,
 }
 
 fn extra_params(v: Option<serde_json::Value>) -> BTreeMap<String, String> {
@@ -125,26 +110,8 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 params: extra_params(msg.extra_headers),
             })
         }
-        "media" => {
-            let media = msg.media.ok_or(ProtocolError::MissingField("media"))?;
-            let payload = media
-                .payload
-                .ok_or(ProtocolError::MissingField("media.payload"))?;
-            Ok(Inbound::Media {
-                payload: decode_b64(&payload)?,
-                seq: media.chunk.or(msg.sequence_number),
-                timestamp_ms: media.timestamp,
-            })
-        }
-        "dtmf" => {
-            let digit = msg
-                .dtmf
-                .and_then(|d| d.digit)
-                .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
-            Ok(Inbound::Dtmf {
-                digit: parse_digit(&digit)?,
-            })
-        }
+        "media" => media_event(msg.media, msg.sequence_number),
+        "dtmf" => dtmf_event(msg.dtmf),
         "playedStream" => Ok(Inbound::Mark {
             name: msg.name.ok_or(ProtocolError::MissingField("name"))?,
         }),

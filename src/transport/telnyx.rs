@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    CowStr, Inbound, MediaFormat, ProtocolError, UrlPart, build_url, check_size, decode_b64,
-    encode_b64_into, encoding_from_name, opt_u64, parse_digit, push_json_str,
+    CowStr, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url, check_size,
+    clear_json, dtmf_event, encoding_from_name, mark_event, mark_json, media_event, media_json,
+    opt_u64,
 };
 
 #[derive(Deserialize)]
@@ -26,7 +27,7 @@ struct Msg<'a> {
     #[serde(default)]
     start: Option<Start>,
     #[serde(default, borrow)]
-    media: Option<Media<'a>>,
+    media: Option<MediaBody<'a>>,
     #[serde(default)]
     dtmf: Option<Named>,
     #[serde(default)]
@@ -55,26 +56,6 @@ struct Format {
     sample_rate: Option<u64>,
     #[serde(default, deserialize_with = "opt_u64")]
     channels: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Media<'a> {
-    #[serde(default, borrow)]
-    payload: Option<CowStr<'a>>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    chunk: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    timestamp: Option<u64>,
-    #[serde(default)]
-    track: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Named {
-    #[serde(default)]
-    digit: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
 }
 
 /// Parses one text frame from Telnyx. `media` frames whose `track` is `outbound` (our own audio,
@@ -125,36 +106,9 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 params,
             })
         }
-        "media" => {
-            let media = msg.media.ok_or(ProtocolError::MissingField("media"))?;
-            if media.track.as_deref() == Some("outbound") {
-                return Ok(Inbound::Ignored);
-            }
-            let payload = media
-                .payload
-                .ok_or(ProtocolError::MissingField("media.payload"))?;
-            Ok(Inbound::Media {
-                payload: decode_b64(&payload)?,
-                seq: media.chunk.or(msg.sequence_number),
-                timestamp_ms: media.timestamp,
-            })
-        }
-        "dtmf" => {
-            let digit = msg
-                .dtmf
-                .and_then(|d| d.digit)
-                .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
-            Ok(Inbound::Dtmf {
-                digit: parse_digit(&digit)?,
-            })
-        }
-        "mark" => {
-            let name = msg
-                .mark
-                .and_then(|m| m.name)
-                .ok_or(ProtocolError::MissingField("mark.name"))?;
-            Ok(Inbound::Mark { name })
-        }
+        "media" => media_event(msg.media, msg.sequence_number),
+        "dtmf" => dtmf_event(msg.dtmf),
+        "mark" => mark_event(msg.mark),
         "stop" => Ok(Inbound::Stop),
         "error" => Err(ProtocolError::Provider(
             msg.payload.map(|p| p.to_string()).unwrap_or_default(),
@@ -166,25 +120,17 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
 /// Writes `{"event":"media","media":{"payload":<base64>}}` into `out` (cleared first). `audio` is in
 /// the stream's codec (PCMU/PCMA 8 kHz); in RTP mode send 20 ms..30 s per message.
 pub fn media(audio: &[u8], out: &mut String) {
-    out.clear();
-    out.reserve(40 + audio.len().div_ceil(3) * 4);
-    out.push_str(r#"{"event":"media","media":{"payload":""#);
-    encode_b64_into(audio, out);
-    out.push_str("\"}}");
+    media_json(out, None, audio);
 }
 
 /// Writes `{"event":"mark","mark":{"name":…}}` into `out` (cleared first).
 pub fn mark(name: &str, out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"mark","mark":{"name":"#);
-    push_json_str(out, name);
-    out.push_str("}}");
+    mark_json(out, None, name);
 }
 
 /// Writes `{"event":"clear"}` into `out` (cleared first).
 pub fn clear(out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"clear"}"#);
+    clear_json(out, None);
 }
 
 /// `{api_base}/v2/calls/{call_control_id}/actions/hangup` (POST, `Authorization: Bearer <api key>`);

@@ -10,8 +10,9 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 use super::{
-    CowStr, Inbound, MediaFormat, ProtocolError, UrlPart, build_url, check_size, decode_b64,
-    encode_b64_into, encoding_from_name, opt_u64, parse_digit, push_json_str, push_xml_escaped,
+    CowStr, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url, check_size,
+    clear_json, dtmf_event, encode_b64_into, encoding_from_name, mark_event, mark_json,
+    media_event, media_json, opt_u64, push_xml_escaped,
 };
 
 #[derive(Deserialize)]
@@ -25,11 +26,11 @@ struct Msg<'a> {
     #[serde(default)]
     start: Option<Start>,
     #[serde(default, borrow)]
-    media: Option<Media<'a>>,
+    media: Option<MediaBody<'a>>,
     #[serde(default)]
-    dtmf: Option<Dtmf>,
+    dtmf: Option<Named>,
     #[serde(default)]
-    mark: Option<Mark>,
+    mark: Option<Named>,
 }
 
 #[derive(Deserialize)]
@@ -52,28 +53,6 @@ struct Format {
     sample_rate: Option<u64>,
     #[serde(default, deserialize_with = "opt_u64")]
     channels: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Media<'a> {
-    #[serde(default, borrow)]
-    payload: Option<CowStr<'a>>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    chunk: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    timestamp: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Dtmf {
-    #[serde(default)]
-    digit: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Mark {
-    #[serde(default)]
-    name: Option<String>,
 }
 
 /// Parses one text frame from Twilio.
@@ -120,33 +99,9 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 params: super::params_from_object(start.custom_parameters.as_ref()),
             })
         }
-        "media" => {
-            let media = msg.media.ok_or(ProtocolError::MissingField("media"))?;
-            let payload = media
-                .payload
-                .ok_or(ProtocolError::MissingField("media.payload"))?;
-            Ok(Inbound::Media {
-                payload: decode_b64(&payload)?,
-                seq: media.chunk.or(msg.sequence_number),
-                timestamp_ms: media.timestamp,
-            })
-        }
-        "dtmf" => {
-            let digit = msg
-                .dtmf
-                .and_then(|d| d.digit)
-                .ok_or(ProtocolError::MissingField("dtmf.digit"))?;
-            Ok(Inbound::Dtmf {
-                digit: parse_digit(&digit)?,
-            })
-        }
-        "mark" => {
-            let name = msg
-                .mark
-                .and_then(|m| m.name)
-                .ok_or(ProtocolError::MissingField("mark.name"))?;
-            Ok(Inbound::Mark { name })
-        }
+        "media" => media_event(msg.media, msg.sequence_number),
+        "dtmf" => dtmf_event(msg.dtmf),
+        "mark" => mark_event(msg.mark),
         "stop" => Ok(Inbound::Stop),
         other => Err(ProtocolError::UnknownEvent(other.to_owned())),
     }
@@ -155,31 +110,17 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
 /// Writes `{"event":"media","streamSid":…,"media":{"payload":<base64>}}` into `out` (cleared first).
 /// `audio` is μ-law 8 kHz without a header; any length.
 pub fn media(stream_sid: &str, audio: &[u8], out: &mut String) {
-    out.clear();
-    out.reserve(64 + stream_sid.len() + audio.len().div_ceil(3) * 4);
-    out.push_str(r#"{"event":"media","streamSid":"#);
-    push_json_str(out, stream_sid);
-    out.push_str(r#","media":{"payload":""#);
-    encode_b64_into(audio, out);
-    out.push_str("\"}}");
+    media_json(out, Some(("streamSid", stream_sid)), audio);
 }
 
 /// Writes `{"event":"mark","streamSid":…,"mark":{"name":…}}` into `out` (cleared first).
 pub fn mark(stream_sid: &str, name: &str, out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"mark","streamSid":"#);
-    push_json_str(out, stream_sid);
-    out.push_str(r#","mark":{"name":"#);
-    push_json_str(out, name);
-    out.push_str("}}");
+    mark_json(out, Some(("streamSid", stream_sid)), name);
 }
 
 /// Writes `{"event":"clear","streamSid":…}` into `out` (cleared first).
 pub fn clear(stream_sid: &str, out: &mut String) {
-    out.clear();
-    out.push_str(r#"{"event":"clear","streamSid":"#);
-    push_json_str(out, stream_sid);
-    out.push('}');
+    clear_json(out, Some(("streamSid", stream_sid)));
 }
 
 /// TwiML answering a call with a bidirectional stream to `ws_url` (must be `wss://`, no query string)

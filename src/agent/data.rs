@@ -136,6 +136,16 @@ struct DemoFileState {
     deferred: Vec<DeferredWrite>,
 }
 
+impl DemoFileState {
+    fn reservation_mut(&mut self, number: &str) -> Result<&mut Reservation, SourceError> {
+        self.file
+            .reservations
+            .iter_mut()
+            .find(|r| r.number == number)
+            .ok_or_else(|| SourceError::Rejected(format!("no reservation {number}")))
+    }
+}
+
 impl DemoData {
     pub fn from_toml(text: &str, mode: SystemMode) -> Result<DemoData, String> {
         let file: DemoFile =
@@ -218,12 +228,7 @@ impl DataSource for DemoData {
     fn cancel_reservation(&self, number: &str) -> Result<Cancellation, SourceError> {
         self.reservations_write()?;
         let mut st = self.lock();
-        let r = st
-            .file
-            .reservations
-            .iter_mut()
-            .find(|r| r.number == number)
-            .ok_or_else(|| SourceError::Rejected(format!("no reservation {number}")))?;
+        let r = st.reservation_mut(number)?;
         r.status = "cancelled".into();
         Ok(Cancellation {
             reservation: r.clone(),
@@ -239,12 +244,7 @@ impl DataSource for DemoData {
     ) -> Result<Reservation, SourceError> {
         self.reservations_write()?;
         let mut st = self.lock();
-        let r = st
-            .file
-            .reservations
-            .iter_mut()
-            .find(|r| r.number == number)
-            .ok_or_else(|| SourceError::Rejected(format!("no reservation {number}")))?;
+        let r = st.reservation_mut(number)?;
         // The stay keeps its length: both ends move by the same number of days.
         let old = r
             .arrival()

@@ -106,6 +106,14 @@ pub enum Pending {
     AnythingElse,
 }
 
+/// The common part of a pending question: which agent asked, for which task, with what so far.
+struct Asked {
+    task: String,
+    agent: String,
+    params: Map<String, Value>,
+    asks: u32,
+}
+
 /// What the telephony layer must do after speaking the reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -287,8 +295,13 @@ impl Master {
                 fields,
                 asks,
             } => {
-                self.answer_slots(cx, text, task, agent, params, fields, asks)
-                    .await
+                let asked = Asked {
+                    task,
+                    agent,
+                    params,
+                    asks,
+                };
+                self.answer_slots(cx, text, asked, fields).await
             }
             Pending::Clarify {
                 task,
@@ -297,8 +310,13 @@ impl Master {
                 clarification,
                 asks,
             } => {
-                self.answer_clarify(cx, text, task, agent, params, clarification, asks)
-                    .await
+                let asked = Asked {
+                    task,
+                    agent,
+                    params,
+                    asks,
+                };
+                self.answer_clarify(cx, text, asked, clarification).await
             }
             Pending::TopicChoice {
                 candidates,
@@ -509,17 +527,19 @@ impl Master {
         params
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn answer_slots(
         &self,
         cx: &mut Ctx<'_>,
         text: &str,
-        task: String,
-        agent: String,
-        mut params: Map<String, Value>,
+        asked: Asked,
         fields: Vec<RequiredField>,
-        asks: u32,
     ) {
+        let Asked {
+            task,
+            agent,
+            mut params,
+            asks,
+        } = asked;
         cx.turn.intent = Some(task.clone());
         let today = self.clock.today();
         // A yes/no confirmation is answered before anything else.
@@ -597,17 +617,19 @@ impl Master {
         self.dispatch(cx, &task, Some(agent), params).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn answer_clarify(
         &self,
         cx: &mut Ctx<'_>,
         text: &str,
-        task: String,
-        agent: String,
-        mut params: Map<String, Value>,
+        asked: Asked,
         clar: Clarification,
-        asks: u32,
     ) {
+        let Asked {
+            task,
+            agent,
+            mut params,
+            asks,
+        } = asked;
         cx.turn.intent = Some(task.clone());
         let field = clar.field.clone().unwrap_or_else(|| "choice".into());
         match match_option(text, &clar.options) {

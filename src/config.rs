@@ -48,6 +48,10 @@ pub struct Config {
     pub demo: DemoConfig,
     #[serde(default)]
     pub speech: SpeechConfig,
+    #[serde(default)]
+    pub calls: CallsConfig,
+    #[serde(default)]
+    pub twilio: TwilioConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -76,6 +80,66 @@ impl Default for SpeechConfig {
             voice: Default::default(),
             call: Default::default(),
         }
+    }
+}
+
+/// Live phone calls: admission control and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Most calls served at once; a caller over the cap hears `busy_message` and is hung up.
+    pub max_active: usize,
+    pub busy_message: String,
+    /// On SIGTERM: no new calls; active ones may finish for this long before they are ended.
+    pub drain_secs: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            max_active: 20,
+            busy_message: "We are experiencing a high call volume. Please call again in a few minutes. Goodbye.".into(),
+            drain_secs: 30,
+        }
+    }
+}
+
+/// Twilio credentials and REST endpoint. `TWILIO_AUTH_TOKEN` / `TWILIO_ACCOUNT_SID` in the
+/// environment override the file (keep secrets out of config files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Signs webhooks and the media WebSocket upgrade; empty = unsigned requests are accepted.
+    pub auth_token: String,
+    /// Needed for REST hang-up and transfer.
+    pub account_sid: String,
+    pub api_base: String,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            auth_token: String::new(),
+            account_sid: String::new(),
+            api_base: "https://api.twilio.com".into(),
+        }
+    }
+}
+
+impl TwilioConfig {
+    /// Applies `TWILIO_AUTH_TOKEN` and `TWILIO_ACCOUNT_SID` when set.
+    pub fn with_env(mut self) -> Self {
+        if let Ok(t) = std::env::var("TWILIO_AUTH_TOKEN")
+            && !t.trim().is_empty()
+        {
+            self.auth_token = t.trim().to_string();
+        }
+        if let Ok(t) = std::env::var("TWILIO_ACCOUNT_SID")
+            && !t.trim().is_empty()
+        {
+            self.account_sid = t.trim().to_string();
+        }
+        self
     }
 }
 

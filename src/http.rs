@@ -5,10 +5,16 @@
 use crate::agent::engine::{Engine, EngineError};
 use crate::agent::registry::{AgentCard, RegistryError, SubAgent};
 use crate::agent::remote::RemoteAgent;
+use crate::runtime::calls::Admission;
+use crate::runtime::live::{self, LiveDeps};
 use crate::store::{LogQuery, LogType};
+use crate::transport::{Provider, twilio};
 use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -23,7 +29,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub http: reqwest::Client,
     /// The speech stack for phone calls; None when the gateway serves text only.
-    pub live: Option<Arc<crate::runtime::live::LiveDeps>>,
+    pub live: Option<Arc<LiveDeps>>,
     /// Public base URL for provider callbacks (e.g. https://gw.example.com); else the Host header.
     pub public_url: Option<String>,
 }
@@ -40,6 +46,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases/{id}", get(get_case))
         .route("/twilio/voice", post(twilio_voice))
         .route("/twilio/media", get(twilio_media))
+        .route("/twilio/status", post(twilio_status))
+        .route("/telnyx/media", get(telnyx_media))
+        .route("/plivo/media", get(plivo_media))
+        .route("/exotel/media", get(exotel_media))
+        .route("/vonage/media", get(vonage_media))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -91,10 +102,24 @@ fn bad_json(r: JsonRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", r.body_text())
 }
 
-async fn healthz(State(s): State<AppState>) -> Json<Value> {
-    Json(
-        json!({"status": "ok", "template": s.engine.template.name, "agents": s.engine.registry.status().len()}),
-    )
+async fn healthz(State(s): State<AppState>) -> Response {
+    let (active, draining) = s.live.as_ref().map_or((0, false), |l| {
+        (l.registry.active(), l.registry.is_draining())
+    });
+    let body = Json(json!({
+        "status": if draining { "draining" } else { "ok" },
+        "template": s.engine.template.name,
+        "agents": s.engine.registry.status().len(),
+        "speech": s.live.is_some(),
+        "active_calls": active,
+    }));
+    // A draining gateway fails its health check so load balancers stop sending calls.
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, body).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -296,17 +321,106 @@ async fn get_case(
 
 /// Twilio's incoming-call webhook: answer with TwiML that connects the call's audio to our
 /// Media Streams WebSocket, passing the caller's number and the template as parameters.
+/// Twilio's request-signing check, when an auth token is configured.
+fn twilio_signed(
+    live: &LiveDeps,
+    public_url: Option<&str>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    ws: bool,
+    params: &[(String, String)],
+) -> bool {
+    let token = &live.twilio.auth_token;
+    if token.is_empty() {
+        return true;
+    }
+    let Some(sig) = headers
+        .get("x-twilio-signature")
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let mut bases: Vec<String> = Vec::with_capacity(2);
+    if let Some(u) = public_url {
+        bases.push(u.trim_end_matches('/').to_string());
+    }
+    if let Some(h) = headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        bases.push(format!("https://{h}"));
+    }
+    for base in &bases {
+        let https = format!("{base}{path}");
+        if ws {
+            // On the WebSocket upgrade Twilio signs the wss:// URL (reported; not documented).
+            let wss = https
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1);
+            if twilio::verify_signature(token, &wss, params, sig) {
+                return true;
+            }
+        }
+        if twilio::verify_signature(token, &https, params, sig) {
+            return true;
+        }
+    }
+    false
+}
+
+fn forbidden() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "BAD_SIGNATURE",
+        "X-Twilio-Signature is missing or does not match",
+    )
+    .into_response()
+}
+
+fn no_speech() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NO_SPEECH",
+        "this gateway was started without speech",
+    )
+    .into_response()
+}
+
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            format!("form body: {e}"),
+        )
+        .into_response()
+    })
+}
+
+/// Twilio's incoming-call webhook: answers TwiML that connects the call to our media WebSocket.
 async fn twilio_voice(
     State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<std::collections::BTreeMap<String, String>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
 ) -> Response {
+    let Some(live) = s.live.clone() else {
+        return no_speech();
+    };
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
+        tracing::warn!(path = %uri.path(), "Twilio webhook with a bad signature refused");
+        return forbidden();
+    }
+    if live.registry.is_draining() {
+        // Shutting down: the caller is told, not left in silence.
+        let twiml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>We cannot take your call right now. Please call again shortly.</Say><Hangup/></Response>"#;
+        return ([(CONTENT_TYPE, "text/xml")], twiml).into_response();
+    }
     let base = match &s.public_url {
         Some(u) => u.trim_end_matches('/').to_string(),
-        None => match headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
+        None => match headers.get(HOST).and_then(|h| h.to_str().ok()) {
             Some(h) => format!("https://{h}"),
             None => {
                 return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
@@ -319,29 +433,144 @@ async fn twilio_voice(
         base.replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1)
     );
-    let caller = form.get("From").map(String::as_str).unwrap_or("unknown");
-    let twiml = crate::transport::twilio::connect_twiml(
+    let caller = form
+        .iter()
+        .find(|(k, _)| k == "From")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("unknown");
+    let twiml = twilio::connect_twiml(
         &ws,
         &[("caller", caller), ("template", &s.engine.template.name)],
     );
-    ([(axum::http::header::CONTENT_TYPE, "text/xml")], twiml).into_response()
+    ([(CONTENT_TYPE, "text/xml")], twiml).into_response()
+}
+
+/// Twilio's stream status callbacks (`statusCallback` on `<Stream>`): logged on the call's case.
+async fn twilio_status(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(live) = s.live.clone() else {
+        return no_speech();
+    };
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
+        tracing::warn!(path = %uri.path(), "Twilio status callback with a bad signature refused");
+        return forbidden();
+    }
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let call_sid = get("CallSid");
+    let detail = json!({
+        "event": get("StreamEvent"),
+        "stream_sid": get("StreamSid"),
+        "call_sid": call_sid,
+        "error": get("StreamError"),
+        "timestamp": get("Timestamp"),
+    });
+    match live.registry.conversation_for(&call_sid) {
+        Some(conv) => {
+            if let Err(e) = live.engine.note(&conv, "stream_status", detail).await {
+                tracing::warn!(call = %call_sid, error = %e, "could not record a stream status");
+            }
+        }
+        None => {
+            tracing::info!(call = %call_sid, %detail, "stream status for a call we do not know")
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Accepts a provider's media WebSocket: admission control, then the call's task.
+fn media_socket(
+    s: &AppState,
+    ws: WebSocketUpgrade,
+    provider: Provider,
+) -> Result<(Arc<LiveDeps>, WebSocketUpgrade, Admission), Response> {
+    let Some(live) = s.live.clone() else {
+        return Err(no_speech());
+    };
+    let admission = live.registry.admit();
+    if matches!(admission, Admission::Draining) {
+        tracing::warn!(
+            provider = live::channel(provider),
+            "call refused: shutting down or flooded"
+        );
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "not taking calls now",
+        )
+        .into_response());
+    }
+    Ok((live, ws, admission))
+}
+
+fn upgrade(
+    live: Arc<LiveDeps>,
+    ws: WebSocketUpgrade,
+    admission: Admission,
+    provider: Provider,
+) -> Response {
+    ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
+        .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
+        .on_upgrade(move |socket| live::serve_call(socket, live, provider, admission))
 }
 
 /// Twilio's bidirectional Media Streams WebSocket.
 async fn twilio_media(
     State(s): State<AppState>,
-    ws: axum::extract::ws::WebSocketUpgrade,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: WebSocketUpgrade,
 ) -> Response {
-    let Some(live) = s.live.clone() else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NO_SPEECH",
-            "this gateway was started without speech",
-        )
-        .into_response();
-    };
-    ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| crate::runtime::live::twilio_call(socket, live))
+    if let Some(live) = &s.live
+        && !twilio_signed(live, s.public_url.as_deref(), &headers, &uri, true, &[])
+    {
+        tracing::warn!("Twilio media WebSocket with a bad signature refused");
+        return forbidden();
+    }
+    match media_socket(&s, ws, Provider::Twilio) {
+        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Twilio),
+        Err(r) => r,
+    }
+}
+
+async fn telnyx_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    match media_socket(&s, ws, Provider::Telnyx) {
+        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Telnyx),
+        Err(r) => r,
+    }
+}
+
+async fn plivo_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    match media_socket(&s, ws, Provider::Plivo) {
+        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Plivo),
+        Err(r) => r,
+    }
+}
+
+async fn exotel_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    match media_socket(&s, ws, Provider::Exotel) {
+        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Exotel),
+        Err(r) => r,
+    }
+}
+
+async fn vonage_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    match media_socket(&s, ws, Provider::Vonage) {
+        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Vonage),
+        Err(r) => r,
+    }
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

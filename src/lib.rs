@@ -31,6 +31,7 @@ pub mod config;
 pub mod http;
 pub mod models;
 pub mod runtime;
+pub mod simcall;
 pub mod store;
 pub mod transport;
 pub mod tts;

@@ -349,13 +349,22 @@ async fn serve(cfg: Config) -> Result<()> {
     );
     let every = std::time::Duration::from_secs(cfg.reliability.health_interval_secs.max(1));
     let health = tokio::spawn(http::health_loop(engine.clone(), every));
-    let live = Arc::new(switchboard::runtime::live::LiveDeps {
-        engine: engine.clone(),
+    let live = Arc::new(switchboard::runtime::live::LiveDeps::new(
+        engine.clone(),
         speech,
-        call: cfg.speech.call.clone(),
-    });
+        &cfg,
+    )?);
+    if live.twilio.auth_token.is_empty() {
+        tracing::warn!(
+            "no Twilio auth token (twilio.auth_token or TWILIO_AUTH_TOKEN): unsigned Twilio webhooks and media streams are accepted"
+        );
+    }
+    tracing::info!(
+        "phone calls: /twilio/voice, /twilio/media, /telnyx/media, /plivo/media, /exotel/media, /vonage/media (at most {} at once)",
+        cfg.calls.max_active
+    );
     let state = AppState {
-        live: Some(live),
+        live: Some(live.clone()),
         public_url: (!cfg.public_url.is_empty()).then(|| cfg.public_url.clone()),
         engine,
         http: reqwest::Client::builder()
@@ -364,8 +373,16 @@ async fn serve(cfg: Config) -> Result<()> {
             ))
             .build()?,
     };
+    let drain = std::time::Duration::from_secs(cfg.calls.drain_secs);
+    let registry = live.registry.clone();
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Stop taking calls; let active ones finish (up to drain_secs) before the
+            // listener closes. Every call closes its case before it leaves the registry.
+            let cut = registry.drain(drain).await;
+            tracing::info!(cut_off = cut, "all calls finished");
+        })
         .await?;
     health.abort();
     tracing::info!("stopped");

@@ -15,7 +15,7 @@ use crate::agent::registry::{Dispatcher, Registry};
 use crate::agent::router::Router;
 use crate::config::{Config, MASTER_AGENT, Template};
 use crate::store::{
-    Case, LogEntry, LogQuery, NewCase, SessionLookup, SessionRecord, Store, StoreError,
+    Case, CaseStatus, LogEntry, LogQuery, NewCase, SessionLookup, SessionRecord, Store, StoreError,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -175,6 +175,69 @@ impl Engine {
         self.store.run(move |s| s.save_session(&rec)).await?;
         self.lock_live().insert(id.to_string(), conv);
         Ok(())
+    }
+
+    /// Appends a call event (stream status, barge-in, DTMF, hang-up...) to the conversation's
+    /// case audit trail, as it happens.
+    pub async fn note(
+        &self,
+        id: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let case_id = self.case_id(id).await?;
+        let now = self.clock.now_ms();
+        let action = action.to_string();
+        self.store
+            .run(move |s| s.append_case_action(&case_id, MASTER_AGENT, &action, &detail, now))
+            .await?;
+        Ok(())
+    }
+
+    /// The call behind a conversation is over: records `outcome` as the case's resolution and
+    /// closes the case (an escalated case stays escalated: a person owns it now). The session
+    /// stays in the store (resumable until it expires) but leaves memory.
+    pub async fn finish_call(&self, id: &str, outcome: &str) -> Result<(), EngineError> {
+        let _guard = self.claim(id)?;
+        let mut conv = self.take(id).await?;
+        let now = self.clock.now_ms();
+        conv.ended = true;
+        let rec = self.record(&conv, now);
+        let case_id = conv.case_id.clone();
+        let outcome = outcome.to_string();
+        self.store
+            .run(move |s| {
+                s.save_session(&rec)?;
+                s.set_case_resolution(&case_id, &outcome, MASTER_AGENT, now)?;
+                let status = s
+                    .get_case(&case_id)?
+                    .map(|c| c.status)
+                    .unwrap_or(CaseStatus::Closed);
+                if !matches!(status, CaseStatus::Escalated | CaseStatus::Closed) {
+                    s.set_case_status(
+                        &case_id,
+                        CaseStatus::Closed,
+                        MASTER_AGENT,
+                        "call ended",
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn case_id(&self, id: &str) -> Result<String, EngineError> {
+        if let Some(c) = self.lock_live().get(id) {
+            return Ok(c.case_id.clone());
+        }
+        let key = id.to_string();
+        let now = self.clock.now_ms();
+        match self.store.run(move |s| s.load_session(&key, now)).await? {
+            SessionLookup::Active(rec) | SessionLookup::Expired(rec) => Ok(rec.case_id),
+            SessionLookup::Missing => Err(EngineError::NotFound(id.into())),
+        }
     }
 
     /// A conversation's current state (from memory or the store).

@@ -1,32 +1,63 @@
 //! The live call driver: one tokio task per call, racing the provider's WebSocket, a 20 ms
-//! pacing tick and the results of the effects it started, and feeding all of them to the pure
-//! per-call core (`crate::call::Call`). Framing is the provider serializer's job
-//! (`crate::transport`); policy is the core's; this task only moves bytes and time.
+//! pacing tick, the results of the effects it started and the shutdown signal, and feeding all
+//! of them to the pure per-call core (`crate::call::Call`). Framing is the provider's
+//! [`Wire`]; policy is the core's; this task only moves bytes and time.
 //!
 //! Effects never block the task: ASR runs on the worker pool, TTS on the blocking pool, and
-//! agent turns on one agent task per call (a conversation answers one turn at a time). Every
-//! result comes back tagged with its turn, and the core drops stale ones. Queues are bounded.
+//! agent turns on one agent task per call (a conversation answers one turn at a time; the same
+//! task records call events on the case, in order). Every result comes back tagged with its
+//! turn, and the core drops stale ones. Queues are bounded.
+//!
 //! Nothing from the network can panic the task: a bad frame is logged with the call id and the
-//! call goes on; a dropped socket is a hang-up.
+//! call goes on; a dropped socket is a hang-up. However the call ends, its case is closed with
+//! the outcome, and its admission slot is given back.
 
 use crate::agent::engine::Engine;
 use crate::agent::master::CallAction;
-use crate::audio::g711::{decode_ulaw_into, encode_ulaw_from};
+use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
-use crate::call::{Call, CallConfig, EndAction, Input, Output, TurnId};
+use crate::call::{Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
+use crate::config::{CallsConfig, Config, TwilioConfig};
+use crate::runtime::calls::{Admission, CallRegistry, Slot};
 use crate::runtime::speech::Speech;
-use crate::transport::{Encoding, Inbound, twilio};
+use crate::transport::wire::{Frame, Wire};
+use crate::transport::{Encoding, Inbound, ProtocolError, Provider, twilio};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
+/// Everything a live call needs, shared by all calls.
 pub struct LiveDeps {
     pub engine: Arc<Engine>,
     pub speech: Speech,
     pub call: CallConfig,
+    pub calls: CallsConfig,
+    pub twilio: TwilioConfig,
+    /// For provider REST calls (hang-up, transfer).
+    pub http: reqwest::Client,
+    pub registry: Arc<CallRegistry>,
+}
+
+impl LiveDeps {
+    pub fn new(engine: Arc<Engine>, speech: Speech, cfg: &Config) -> anyhow::Result<LiveDeps> {
+        Ok(LiveDeps {
+            engine,
+            speech,
+            call: cfg.speech.call.clone(),
+            calls: cfg.calls.clone(),
+            twilio: cfg.twilio.clone().with_env(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+            registry: Arc::new(CallRegistry::new(cfg.calls.max_active)),
+        })
+    }
 }
 
 /// Work for the call's agent task, in order.
@@ -37,6 +68,8 @@ enum AgentJob {
     },
     /// Barge-in: only this much of the last reply was heard.
     Heard(String),
+    /// A call event for the case's audit trail.
+    Note(&'static str, serde_json::Value),
 }
 
 /// Results of effects, tagged with the turn that asked for them.
@@ -60,144 +93,608 @@ enum Done {
     },
 }
 
-/// Runs one Twilio Media Streams call on `socket` until it ends.
-pub async fn twilio_call(socket: WebSocket, deps: Arc<LiveDeps>) {
-    let mut call_id = String::from("(before start)");
-    if let Err(e) = run_twilio(socket, &deps, &mut call_id).await {
-        tracing::warn!(call = %call_id, error = %e, "call ended with an error");
+/// The channel name a provider's calls are recorded under.
+pub fn channel(p: Provider) -> &'static str {
+    match p {
+        Provider::Twilio => "twilio",
+        Provider::Telnyx => "telnyx",
+        Provider::Plivo => "plivo",
+        Provider::Exotel => "exotel",
+        Provider::Vonage => "vonage",
     }
 }
 
-async fn run_twilio(
+/// Runs one media-stream call on `socket` until it ends. `admission` came from
+/// [`CallRegistry::admit`] when the WebSocket was accepted (not `Draining`).
+pub async fn serve_call(
     socket: WebSocket,
-    deps: &LiveDeps,
-    call_id: &mut String,
-) -> anyhow::Result<()> {
-    let (mut tx, mut rx) = socket.split();
-    let started = Instant::now();
-    let now = || started.elapsed().as_millis() as u64;
-    let mut call = Call::new(deps.call.clone());
-    let (done_tx, mut done_rx) = mpsc::channel::<Done>(32);
-    let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(8);
-    let mut agent_rx = Some(agent_rx);
-    let mut stream_sid = String::new();
-    let mut conversation: Option<String> = None;
-    let mut resampler = StreamResampler::new(8000, crate::call::CALLER_RATE, 160)?;
-    let mut pcm8: Vec<f32> = Vec::with_capacity(1024);
-    let mut pcm16: Vec<f32> = Vec::with_capacity(4096);
-    let mut out_f32 = vec![0f32; deps.call.out_rate as usize];
-    let mut out_ulaw = vec![0u8; deps.call.out_rate as usize];
-    let mut text = String::with_capacity(2048);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut bad_frames = 0u32;
-    loop {
-        tokio::select! {
-            msg = rx.next() => {
-                let frame = match msg {
-                    None | Some(Err(_)) => {
-                        call.handle(now(), Input::HangUp);
-                        flush_outputs(&mut call, deps, &mut tx, &stream_sid, &conversation, &done_tx, &agent_tx, &mut out_f32, &mut out_ulaw, &mut text).await?;
-                        break;
-                    }
-                    Some(Ok(m)) => m,
-                };
-                let parsed = match frame {
-                    Message::Text(t) => twilio::parse(t.as_str()),
-                    Message::Binary(_) => Err(crate::transport::ProtocolError::Binary),
-                    Message::Close(_) => {
-                        call.handle(now(), Input::HangUp);
-                        break;
-                    }
-                    _ => continue,
-                };
-                match parsed {
-                    Ok(Inbound::Start { stream_id, call_id: cid, format, params }) => {
-                        if conversation.is_some() {
-                            tracing::warn!(call = %call_id, "second start ignored");
-                            continue;
+    deps: Arc<LiveDeps>,
+    provider: Provider,
+    admission: Admission,
+) {
+    let (slot, busy) = match admission {
+        Admission::Admitted(s) => (s, false),
+        Admission::Busy(s) => (s, true),
+        Admission::Draining => return,
+    };
+    let span = tracing::info_span!(
+        "call",
+        provider = channel(provider),
+        id = tracing::field::Empty
+    );
+    let mut run = CallRun::new(deps, provider, slot, busy, span.clone());
+    async move {
+        if let Err(e) = run.run(socket).await {
+            tracing::warn!(error = %e, "call ended with an error");
+            run.outcome.get_or_insert_with(|| format!("error: {e}"));
+        }
+        run.finish().await;
+    }
+    .instrument(span)
+    .await
+}
+
+struct CallRun {
+    deps: Arc<LiveDeps>,
+    wire: Wire,
+    slot: Slot,
+    busy: bool,
+    span: tracing::Span,
+    call: Option<Call>,
+    call_id: String,
+    conversation: Option<String>,
+    agent_tx: Option<mpsc::Sender<AgentJob>>,
+    agent_task: Option<tokio::task::JoinHandle<()>>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    started: Instant,
+    end: Option<EndAction>,
+    outcome: Option<String>,
+    // Inbound audio.
+    resampler: Option<StreamResampler>,
+    pcm_in: Vec<f32>,
+    pcm16: Vec<f32>,
+    // Outbound audio.
+    out_pcm: Vec<f32>,
+    frames: Vec<Frame>,
+    /// Providers without marks (Vonage): when each mark's audio will have played, on our clock.
+    local_marks: VecDeque<(u64, u64)>,
+    play_end_ms: u64,
+    // Diagnostics.
+    bad_frames: u32,
+    early_media: u32,
+    speech_end_ms: Option<u64>,
+}
+
+impl CallRun {
+    fn new(
+        deps: Arc<LiveDeps>,
+        provider: Provider,
+        slot: Slot,
+        busy: bool,
+        span: tracing::Span,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(32);
+        CallRun {
+            wire: Wire::new(provider),
+            slot,
+            busy,
+            span,
+            call: None,
+            call_id: String::new(),
+            conversation: None,
+            agent_tx: None,
+            agent_task: None,
+            done_tx,
+            done_rx,
+            started: Instant::now(),
+            end: None,
+            outcome: None,
+            resampler: None,
+            pcm_in: Vec::with_capacity(4096),
+            pcm16: Vec::with_capacity(8192),
+            out_pcm: vec![0.0; 16000],
+            frames: Vec::with_capacity(16),
+            local_marks: VecDeque::with_capacity(64),
+            play_end_ms: 0,
+            bad_frames: 0,
+            early_media: 0,
+            speech_end_ms: None,
+            deps,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn run(&mut self, socket: WebSocket) -> anyhow::Result<()> {
+        let (mut tx, mut rx) = socket.split();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut stop = self.deps.registry.stop_signal();
+        loop {
+            tokio::select! {
+                msg = rx.next() => {
+                    let frame = match msg {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "connection failed");
+                            self.hang_up("connection dropped");
+                            break;
                         }
-                        if format.encoding != Encoding::Mulaw || format.sample_rate != 8000 {
-                            anyhow::bail!("unsupported media format {format:?}");
+                        None => {
+                            self.hang_up("connection dropped");
+                            break;
                         }
-                        *call_id = cid;
-                        stream_sid = stream_id;
-                        let caller = params.get("caller").cloned().unwrap_or_else(|| "unknown".into());
-                        let greeting = deps.engine.start(&caller, "twilio").await?;
-                        tracing::info!(call = %call_id, conversation = %greeting.conversation_id, "call started");
-                        conversation = Some(greeting.conversation_id.clone());
-                        if let Some(rx) = agent_rx.take() {
-                            tokio::spawn(agent_worker(deps.engine.clone(), greeting.conversation_id.clone(), rx, done_tx.clone()));
+                    };
+                    let parsed = match &frame {
+                        Message::Text(t) => self.wire.parse_text(t.as_str()),
+                        Message::Binary(b) => self.wire.parse_binary(b),
+                        Message::Close(_) => {
+                            self.hang_up("caller hung up");
+                            break;
                         }
-                        call.handle(now(), Input::AgentReply { turn: 0, text: greeting.reply, end: None });
+                        _ => continue,
+                    };
+                    self.inbound(parsed).await?;
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    if let Some(call) = &mut self.call {
+                        call.handle(now, Input::Tick);
                     }
-                    Ok(Inbound::Media { payload, .. }) => {
-                        if conversation.is_none() {
-                            continue; // media before start: nothing to attach it to
+                    self.wire.idle(&mut self.frames);
+                    while let Some(&(due, id)) = self.local_marks.front() {
+                        if due > now {
+                            break;
                         }
-                        pcm8.resize(payload.len(), 0.0);
-                        decode_ulaw_into(&payload, &mut pcm8);
-                        pcm16.clear();
-                        resampler.process(&pcm8, &mut pcm16);
-                        call.handle(now(), Input::CallerAudio(&pcm16));
-                    }
-                    Ok(Inbound::Mark { name }) => {
-                        if let Ok(id) = name.parse::<u64>() {
-                            call.handle(now(), Input::MarkPlayed { id });
-                        }
-                    }
-                    Ok(Inbound::Dtmf { digit }) => call.handle(now(), Input::Dtmf(digit)),
-                    Ok(Inbound::Stop) => {
-                        call.handle(now(), Input::HangUp);
-                        flush_outputs(&mut call, deps, &mut tx, &stream_sid, &conversation, &done_tx, &agent_tx, &mut out_f32, &mut out_ulaw, &mut text).await?;
-                        break;
-                    }
-                    Ok(Inbound::Connected | Inbound::Ignored) => {}
-                    Err(e) => {
-                        bad_frames += 1;
-                        if bad_frames <= 5 {
-                            tracing::warn!(call = %call_id, error = %e, "bad frame ignored");
+                        self.local_marks.pop_front();
+                        if let Some(call) = &mut self.call {
+                            call.handle(now, Input::MarkPlayed { id });
                         }
                     }
+                }
+                Some(d) = self.done_rx.recv() => self.done(d),
+                _ = async {
+                    if stop.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    tracing::warn!("ending the call: the gateway is shutting down");
+                    self.hang_up("ended at shutdown");
+                    self.end = Some(EndAction::Hangup);
                 }
             }
-            _ = tick.tick() => call.handle(now(), Input::Tick),
-            Some(d) = done_rx.recv() => match d {
-                Done::Transcript { turn, text } => call.handle(now(), Input::Transcript { turn, text }),
-                Done::Reply { turn, text, end } => call.handle(now(), Input::AgentReply { turn, text, end }),
-                Done::Audio { turn, audio } => {
-                    call.handle(now(), Input::TtsAudio { turn, samples: &audio });
-                    call.handle(now(), Input::TtsDone { turn });
-                }
-                Done::Failed { turn, what } => {
-                    tracing::warn!(call = %call_id, turn, "{what}");
-                    call.handle(now(), Input::Transcript { turn, text: String::new() });
-                }
-            },
+            self.flush_outputs().await?;
+            self.send_frames(&mut tx).await?;
+            if self.call.as_ref().is_some_and(Call::is_ended) || self.outcome.is_some() {
+                break;
+            }
         }
-        flush_outputs(
-            &mut call,
-            deps,
-            &mut tx,
-            &stream_sid,
-            &conversation,
-            &done_tx,
-            &agent_tx,
-            &mut out_f32,
-            &mut out_ulaw,
-            &mut text,
-        )
-        .await?;
-        if call.is_ended() {
-            break;
+        self.flush_outputs().await?;
+        let _ = self.send_frames(&mut tx).await;
+        if let Some(action) = self.end.clone() {
+            self.provider_end(&action).await;
+        }
+        let _ = tx.close().await;
+        Ok(())
+    }
+
+    fn hang_up(&mut self, outcome: &str) {
+        let now = self.now();
+        if let Some(call) = &mut self.call {
+            call.handle(now, Input::HangUp);
+        }
+        self.outcome.get_or_insert_with(|| outcome.to_string());
+    }
+
+    async fn inbound(&mut self, parsed: Result<Inbound, ProtocolError>) -> anyhow::Result<()> {
+        let now = self.now();
+        match parsed {
+            Ok(Inbound::Start {
+                stream_id,
+                call_id,
+                format,
+                params,
+            }) => {
+                if self.wire.is_started() {
+                    tracing::warn!("a second start was ignored");
+                    return Ok(());
+                }
+                self.span.record("id", call_id.as_str());
+                self.call_id = call_id;
+                self.wire.start(&stream_id, format)?;
+                if format.sample_rate != crate::call::CALLER_RATE {
+                    self.resampler = Some(StreamResampler::new(
+                        format.sample_rate,
+                        crate::call::CALLER_RATE,
+                        format.sample_rate as usize / 50,
+                    )?);
+                }
+                let mut cfg = self.deps.call.clone();
+                cfg.out_rate = self.wire.out_rate();
+                let mut call = Call::new(cfg);
+                if self.busy {
+                    tracing::warn!(
+                        cap = self.deps.registry.max_active(),
+                        "over the call cap: playing the busy message"
+                    );
+                    call.handle(
+                        now,
+                        Input::AgentReply {
+                            turn: 0,
+                            text: self.deps.calls.busy_message.clone(),
+                            end: Some(EndAction::Hangup),
+                        },
+                    );
+                    self.call = Some(call);
+                    return Ok(());
+                }
+                let caller = params
+                    .get("caller")
+                    .or_else(|| params.get("from"))
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(64)
+                    .collect::<String>();
+                if let Some(t) = params.get("template")
+                    && *t != self.deps.engine.template.name
+                {
+                    tracing::warn!(
+                        asked = %t,
+                        serving = %self.deps.engine.template.name,
+                        "this gateway serves one template; the call's template parameter is ignored"
+                    );
+                }
+                let channel = channel(self.wire.provider());
+                let greeting = self.deps.engine.start(&caller, channel).await?;
+                let conv = greeting.conversation_id.clone();
+                tracing::info!(conversation = %conv, caller = %caller, "call started");
+                self.slot.bind(&self.call_id, &conv);
+                let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
+                self.agent_task = Some(tokio::spawn(
+                    agent_worker(
+                        self.deps.engine.clone(),
+                        conv.clone(),
+                        agent_rx,
+                        self.done_tx.clone(),
+                    )
+                    .instrument(self.span.clone()),
+                ));
+                let _ = agent_tx.try_send(AgentJob::Note(
+                    "call_started",
+                    json!({"provider": channel, "call_id": self.call_id, "stream_id": stream_id,
+                           "format": format!("{:?}/{}", format.encoding, format.sample_rate),
+                           "params": params}),
+                ));
+                self.agent_tx = Some(agent_tx);
+                self.conversation = Some(conv);
+                call.handle(
+                    now,
+                    Input::AgentReply {
+                        turn: 0,
+                        text: greeting.reply,
+                        end: None,
+                    },
+                );
+                self.call = Some(call);
+            }
+            Ok(Inbound::Media { payload, seq, .. }) => {
+                if !self.wire.is_started() {
+                    self.early_media += 1;
+                    if self.early_media == 1 {
+                        tracing::warn!("media before start ignored");
+                    }
+                    return Ok(());
+                }
+                self.wire.push_media(payload, seq);
+                self.feed_media(now);
+            }
+            Ok(Inbound::Mark { name }) => {
+                if let (Ok(id), Some(call)) = (name.parse::<u64>(), &mut self.call) {
+                    call.handle(now, Input::MarkPlayed { id });
+                }
+            }
+            Ok(Inbound::Dtmf { digit }) => {
+                if let Some(call) = &mut self.call
+                    && !self.busy
+                {
+                    call.handle(now, Input::Dtmf(digit));
+                }
+            }
+            Ok(Inbound::Stop) => {
+                self.wire.drain_media();
+                self.feed_media(now);
+                self.hang_up("caller hung up");
+            }
+            Ok(Inbound::Connected | Inbound::Ignored) => {}
+            Err(e) => {
+                self.bad_frames += 1;
+                if self.bad_frames <= 5 || self.bad_frames.is_multiple_of(100) {
+                    tracing::warn!(error = %e, count = self.bad_frames, "bad frame ignored");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes queued inbound media to 16 kHz and gives it to the core.
+    fn feed_media(&mut self, now: u64) {
+        let Some(call) = &mut self.call else { return };
+        let format = self.wire.format();
+        while let Some(payload) = self.wire.next_media() {
+            if self.busy {
+                continue;
+            }
+            let n = match format.encoding {
+                Encoding::L16 => payload.len() / 2,
+                _ => payload.len(),
+            };
+            self.pcm_in.resize(n, 0.0);
+            match format.encoding {
+                Encoding::Mulaw => decode_ulaw_into(&payload, &mut self.pcm_in),
+                Encoding::Alaw => decode_alaw_into(&payload, &mut self.pcm_in),
+                Encoding::L16 => decode_l16le_into(&payload, &mut self.pcm_in),
+            };
+            match &mut self.resampler {
+                Some(r) => {
+                    self.pcm16.clear();
+                    r.process(&self.pcm_in, &mut self.pcm16);
+                    call.handle(now, Input::CallerAudio(&self.pcm16));
+                }
+                None => call.handle(now, Input::CallerAudio(&self.pcm_in)),
+            }
         }
     }
-    tracing::info!(call = %call_id, "call ended");
-    let _ = tx.close().await;
-    Ok(())
+
+    fn done(&mut self, d: Done) {
+        let now = self.now();
+        let Some(call) = &mut self.call else { return };
+        match d {
+            Done::Transcript { turn, text } => call.handle(now, Input::Transcript { turn, text }),
+            Done::Reply { turn, text, end } => {
+                call.handle(now, Input::AgentReply { turn, text, end })
+            }
+            Done::Audio { turn, audio } => {
+                call.handle(
+                    now,
+                    Input::TtsAudio {
+                        turn,
+                        samples: &audio,
+                    },
+                );
+                call.handle(now, Input::TtsDone { turn });
+            }
+            Done::Failed { turn, what } => {
+                tracing::warn!(turn, "{what}");
+                call.handle(
+                    now,
+                    Input::Transcript {
+                        turn,
+                        text: String::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    async fn flush_outputs(&mut self) -> anyhow::Result<()> {
+        let now = self.now();
+        let Some(call) = &mut self.call else {
+            return Ok(());
+        };
+        while let Some(o) = call.poll() {
+            match o {
+                Output::SendAudio { samples } => {
+                    let samples = samples.min(self.out_pcm.len());
+                    let n = call.take_audio(&mut self.out_pcm[..samples]);
+                    self.wire.audio(&self.out_pcm[..n], &mut self.frames);
+                    let ms = n as u64 * 1000 / u64::from(self.wire.out_rate());
+                    self.play_end_ms = self.play_end_ms.max(now) + ms;
+                }
+                Output::Mark { id } => {
+                    if self.wire.native_marks() {
+                        self.wire.mark(id, &mut self.frames);
+                    } else {
+                        self.local_marks.push_back((self.play_end_ms, id));
+                    }
+                }
+                Output::Clear => {
+                    self.wire.clear(&mut self.frames);
+                    self.local_marks.clear();
+                    self.play_end_ms = now;
+                }
+                Output::Transcribe { turn, audio } => {
+                    let speech = self.deps.speech.clone();
+                    let done = self.done_tx.clone();
+                    tokio::spawn(async move {
+                        let msg = match speech.transcribe(audio).await {
+                            Ok(t) => Done::Transcript { turn, text: t.text },
+                            Err(e) => Done::Failed {
+                                turn,
+                                what: format!("ASR failed: {e}"),
+                            },
+                        };
+                        let _ = done.send(msg).await;
+                    });
+                }
+                Output::AskAgent { turn, text } => {
+                    if let Some(agent) = &self.agent_tx
+                        && agent.send(AgentJob::Ask { turn, text }).await.is_err()
+                    {
+                        anyhow::bail!("agent worker stopped");
+                    }
+                }
+                Output::Synthesize { turn, text } => {
+                    let speech = self.deps.speech.clone();
+                    let done = self.done_tx.clone();
+                    let rate = self.wire.out_rate();
+                    tokio::spawn(async move {
+                        let msg = match speech.synthesize(&text, rate).await {
+                            Ok(audio) => Done::Audio { turn, audio },
+                            Err(e) => Done::Failed {
+                                turn,
+                                what: format!("TTS failed: {e}"),
+                            },
+                        };
+                        let _ = done.send(msg).await;
+                    });
+                }
+                Output::Interrupted { heard, .. } => {
+                    if let Some(agent) = &self.agent_tx
+                        && agent.send(AgentJob::Heard(heard)).await.is_err()
+                    {
+                        anyhow::bail!("agent worker stopped");
+                    }
+                }
+                Output::Event(e) => {
+                    let note = match e.kind {
+                        EventKind::CallerSpeechEnd { .. } => {
+                            self.speech_end_ms = Some(e.t_ms);
+                            None
+                        }
+                        EventKind::BotAudioStart { turn } => {
+                            if let Some(t0) = self.speech_end_ms.take() {
+                                tracing::info!(
+                                    turn,
+                                    ms = e.t_ms.saturating_sub(t0),
+                                    "end of caller speech to first bot audio"
+                                );
+                            }
+                            None
+                        }
+                        EventKind::BargeIn { turn, heard } => {
+                            tracing::info!(turn, heard = %heard, "barge-in: playback cleared");
+                            Some(("barge_in", json!({"turn": turn, "heard": heard})))
+                        }
+                        EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
+                        EventKind::TranscriptDropped { turn } => {
+                            Some(("transcript_dropped", json!({"turn": turn})))
+                        }
+                        _ => None,
+                    };
+                    if let (Some((action, detail)), Some(agent)) = (note, &self.agent_tx) {
+                        // Notes are best-effort: a full queue must not stall the audio path.
+                        if agent.try_send(AgentJob::Note(action, detail)).is_err() {
+                            tracing::warn!(action, "call event not recorded: agent queue full");
+                        }
+                    }
+                }
+                Output::CancelTurn { .. } => {}
+                Output::End(action) => {
+                    tracing::info!(?action, "the bot ends the call");
+                    self.outcome = Some(match &action {
+                        EndAction::Hangup if self.busy => "busy: over the call cap".to_string(),
+                        EndAction::Hangup => "bot hung up".to_string(),
+                        EndAction::Transfer { to } => format!("transferred to {to}"),
+                    });
+                    self.end = Some(action);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_frames(
+        &mut self,
+        tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    ) -> anyhow::Result<()> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        for f in self.frames.drain(..) {
+            tx.feed(match f {
+                Frame::Text(t) => Message::Text(t.into()),
+                Frame::Binary(b) => Message::Binary(b.into()),
+            })
+            .await?;
+        }
+        tx.flush().await?;
+        Ok(())
+    }
+
+    /// Hangs up or transfers through the provider's REST API (Twilio). Other providers end the
+    /// stream by closing the socket.
+    async fn provider_end(&self, action: &EndAction) {
+        if self.wire.provider() != Provider::Twilio {
+            tracing::info!(
+                ?action,
+                "closing the media stream (REST call control is wired for Twilio only)"
+            );
+            return;
+        }
+        let tw = &self.deps.twilio;
+        if tw.account_sid.is_empty() || tw.auth_token.is_empty() {
+            tracing::warn!(
+                ?action,
+                "no Twilio account_sid/auth_token configured: closing the stream instead of a REST call update"
+            );
+            return;
+        }
+        let url = twilio::call_url(&tw.api_base, &tw.account_sid, &self.call_id);
+        let form = match action {
+            EndAction::Hangup => twilio::hangup_form(),
+            EndAction::Transfer { to } => twilio::transfer_form(to),
+        };
+        let res = self
+            .deps
+            .http
+            .post(&url)
+            .basic_auth(&tw.account_sid, Some(&tw.auth_token))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(serde_urlencoded::to_string(&form).unwrap_or_default())
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => tracing::info!(?action, "Twilio call updated"),
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                tracing::info!("Twilio says the call is already gone")
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), ?action, "Twilio refused the call update")
+            }
+            Err(e) => tracing::warn!(error = %e, ?action, "Twilio call update failed"),
+        }
+    }
+
+    /// Closes the case with the outcome, after every queued agent job has been recorded.
+    async fn finish(&mut self) {
+        let outcome = self
+            .outcome
+            .clone()
+            .unwrap_or_else(|| "connection dropped".into());
+        if let Some(agent) = self.agent_tx.take() {
+            let _ = agent
+                .send(AgentJob::Note(
+                    "call_ended",
+                    json!({"outcome": outcome, "bad_frames": self.bad_frames, "media_before_start": self.early_media}),
+                ))
+                .await;
+            drop(agent);
+        }
+        if let Some(task) = self.agent_task.take()
+            && tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the agent task did not finish in time");
+        }
+        if let Some(conv) = &self.conversation
+            && let Err(e) = self.deps.engine.finish_call(conv, &outcome).await
+        {
+            tracing::warn!(error = %e, "could not close the case");
+        }
+        tracing::info!(outcome = %outcome, "call ended");
+    }
 }
 
-/// One conversation answers one turn at a time: agent requests are queued here.
+/// One conversation answers one turn at a time: agent requests and call events are queued here.
 async fn agent_worker(
     engine: Arc<Engine>,
     conversation: String,
@@ -209,7 +706,13 @@ async fn agent_worker(
             AgentJob::Ask { turn, text } => (turn, text),
             AgentJob::Heard(heard) => {
                 if let Err(e) = engine.interrupted(&conversation, &heard).await {
-                    tracing::warn!(conversation = %conversation, error = %e, "could not record the interruption");
+                    tracing::warn!(error = %e, "could not record the interruption");
+                }
+                continue;
+            }
+            AgentJob::Note(action, detail) => {
+                if let Err(e) = engine.note(&conversation, action, detail).await {
+                    tracing::warn!(error = %e, action, "could not record a call event");
                 }
                 continue;
             }
@@ -228,86 +731,7 @@ async fn agent_worker(
                 what: format!("agent failed: {e}"),
             },
         };
-        if done.send(msg).await.is_err() {
-            break;
-        }
+        // The call may be over; the remaining jobs (notes) are still recorded.
+        let _ = done.send(msg).await;
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn flush_outputs(
-    call: &mut Call,
-    deps: &LiveDeps,
-    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    stream_sid: &str,
-    conversation: &Option<String>,
-    done: &mpsc::Sender<Done>,
-    agent: &mpsc::Sender<AgentJob>,
-    out_f32: &mut [f32],
-    out_ulaw: &mut [u8],
-    text: &mut String,
-) -> anyhow::Result<()> {
-    while let Some(o) = call.poll() {
-        match o {
-            Output::SendAudio { samples } => {
-                let n = call.take_audio(&mut out_f32[..samples]);
-                encode_ulaw_from(&out_f32[..n], &mut out_ulaw[..n]);
-                text.clear();
-                twilio::media(stream_sid, &out_ulaw[..n], text);
-                tx.send(Message::Text(text.as_str().into())).await?;
-            }
-            Output::Mark { id } => {
-                text.clear();
-                twilio::mark(stream_sid, &id.to_string(), text);
-                tx.send(Message::Text(text.as_str().into())).await?;
-            }
-            Output::Clear => {
-                text.clear();
-                twilio::clear(stream_sid, text);
-                tx.send(Message::Text(text.as_str().into())).await?;
-            }
-            Output::Transcribe { turn, audio } => {
-                let speech = deps.speech.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    let msg = match speech.transcribe(audio).await {
-                        Ok(t) => Done::Transcript { turn, text: t.text },
-                        Err(e) => Done::Failed {
-                            turn,
-                            what: format!("ASR failed: {e}"),
-                        },
-                    };
-                    let _ = done.send(msg).await;
-                });
-            }
-            Output::AskAgent { turn, text } => {
-                if agent.send(AgentJob::Ask { turn, text }).await.is_err() {
-                    anyhow::bail!("agent worker stopped");
-                }
-            }
-            Output::Synthesize { turn, text } => {
-                let speech = deps.speech.clone();
-                let done = done.clone();
-                let rate = deps.call.out_rate;
-                tokio::spawn(async move {
-                    let msg = match speech.synthesize(&text, rate).await {
-                        Ok(audio) => Done::Audio { turn, audio },
-                        Err(e) => Done::Failed {
-                            turn,
-                            what: format!("TTS failed: {e}"),
-                        },
-                    };
-                    let _ = done.send(msg).await;
-                });
-            }
-            Output::Interrupted { heard, .. } => {
-                if conversation.is_some() && agent.send(AgentJob::Heard(heard)).await.is_err() {
-                    anyhow::bail!("agent worker stopped");
-                }
-            }
-            Output::CancelTurn { .. } | Output::Event(_) => {}
-            Output::End(action) => tracing::info!(?action, "call ending"),
-        }
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@
 //! - [`replay`]: runs a recorded or scripted call through the whole pipeline without a network,
 //!   on a virtual clock (deterministic) or at real-time pace.
 
+pub mod calls;
 pub mod live;
 pub mod replay;
 pub mod speech;

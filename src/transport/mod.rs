@@ -25,6 +25,7 @@ pub mod plivo;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
+pub mod wire;
 
 /// Largest inbound frame (text or binary) accepted by any parser.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -1,23 +1,25 @@
-//! A Twilio Media Streams call over a real WebSocket on loopback: a Twilio-protocol client
-//! streams a caller fixture in real time and plays the bot's audio back at real-time rate,
-//! echoing marks when they have played, as Twilio does.
+//! Live phone calls over real WebSockets on loopback: `switchboard::simcall` plays Twilio (it
+//! streams caller fixtures in real time, plays the bot's audio back at real-time rate and echoes
+//! marks once they have played), against the gateway's real router, whisper and espeak-ng.
+//! Hang-up and transfer REST requests go to a local recording server.
 
 use crate::common::{Setup, config, engine_with};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use axum::extract::State;
+use axum::routing::post;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard::agent::engine::Engine;
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
-use switchboard::audio::g711::encode_ulaw_from;
+use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
+use switchboard::config::Config;
 use switchboard::http::{AppState, router};
 use switchboard::runtime::live::LiveDeps;
 use switchboard::runtime::speech::Speech;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use switchboard::simcall::{self, CallLog, Script, Step};
+use switchboard::store::{CaseStatus, LogQuery, LogType};
 
-fn ulaw_fixture(rel: &str) -> Vec<u8> {
+pub fn ulaw_fixture(rel: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("audio-fixtures")
         .join(rel);
@@ -27,170 +29,203 @@ fn ulaw_fixture(rel: &str) -> Vec<u8> {
     b
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_twilio_call_over_a_real_websocket_hears_the_greeting_and_an_answer() {
+/// A REST request the gateway made to the (local) provider API.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub auth: String,
+    pub form: Vec<(String, String)>,
+}
+
+pub struct Gateway {
+    pub addr: std::net::SocketAddr,
+    pub engine: Arc<Engine>,
+    pub live: Arc<LiveDeps>,
+    pub rest: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+}
+
+/// A gateway on loopback with a recording "Twilio REST API" beside it.
+pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
+    let rest = Arc::new(Mutex::new(Vec::<Recorded>::new()));
+    let rec = rest.clone();
+    let api = axum::Router::new()
+        .route(
+            "/{*path}",
+            post(
+                |State(rec): State<Arc<Mutex<Vec<Recorded>>>>,
+                 uri: axum::http::Uri,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let form: Vec<(String, String)> =
+                        serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    rec.lock().unwrap().push(Recorded {
+                        path: uri.path().to_string(),
+                        auth,
+                        form,
+                    });
+                    axum::Json(serde_json::json!({"status": "completed"}))
+                },
+            ),
+        )
+        .with_state(rec);
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(api_listener, api).await.unwrap() });
+
     let setup = Setup::default();
     let mut cfg = config(&setup);
     cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    cfg.twilio.account_sid = "ACtest".into();
+    cfg.twilio.auth_token = "secret-token".into();
+    cfg.twilio.api_base = format!("http://{api_addr}");
+    tweak(&mut cfg);
     let engine = Arc::new(engine_with(setup, &cfg));
-    let live = Arc::new(LiveDeps {
-        engine: engine.clone(),
-        speech: Speech::load(&cfg).unwrap(),
-        call: cfg.speech.call.clone(),
-    });
+    let mut live = LiveDeps::new(engine.clone(), Speech::load(&cfg).unwrap(), &cfg).unwrap();
+    live.twilio = cfg.twilio.clone(); // the test's values, whatever the environment says
+    let live = Arc::new(live);
     let state = AppState {
         engine: engine.clone(),
         http: reqwest::Client::new(),
-        live: Some(live),
+        live: Some(live.clone()),
         public_url: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/twilio/media"))
-        .await
-        .unwrap();
-    let (mut sink, mut stream) = ws.split();
-    // One writer: caller audio and mark echoes share the socket.
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sink.send(Message::Text(m.into())).await.is_err() {
-                break;
-            }
-        }
-    });
-    let start = Instant::now();
-    // Reader: plays bot audio at real-time rate and echoes each mark once what preceded it has played.
-    let echo = out_tx.clone();
-    let reader = tokio::spawn(async move {
-        let mut play_end = Instant::now();
-        let mut media: Vec<(u64, usize)> = vec![]; // (ms since start, bytes)
-        let mut marks = 0;
-        while let Some(Ok(msg)) = stream.next().await {
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            assert_eq!(v["streamSid"], "MZ00000000000000000000000000000001", "{v}");
-            match v["event"].as_str().unwrap() {
-                "media" => {
-                    let b64 = v["media"]["payload"].as_str().unwrap();
-                    let bytes =
-                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
-                            .unwrap();
-                    play_end = play_end.max(Instant::now())
-                        + Duration::from_micros(bytes.len() as u64 * 125);
-                    media.push(((Instant::now() - start).as_millis() as u64, bytes.len()));
-                }
-                "mark" => {
-                    marks += 1;
-                    let name = v["mark"]["name"].as_str().unwrap().to_string();
-                    let due = play_end;
-                    let echo = echo.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(due).await;
-                        let _ = echo
-                            .send(json!({"event": "mark", "sequenceNumber": "9", "streamSid": "MZ00000000000000000000000000000001",
-                                "mark": {"name": name}}).to_string())
-                            .await;
-                    });
-                }
-                "clear" => {}
-                other => panic!("unexpected event {other}"),
-            }
-        }
-        (media, marks)
-    });
-    let sid = "MZ00000000000000000000000000000001";
-    out_tx
-        .send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}).to_string())
-        .await
-        .unwrap();
-    out_tx
-        .send(
-            json!({"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": {"streamSid": sid,
-                "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"], "customParameters": {"caller": "user_789"},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-            .to_string(),
-        )
-        .await
-        .unwrap();
-    // The caller: 4 s of line silence while the greeting plays, the request, then 6 s of silence.
-    let mut audio = vec![0xFFu8; 8000 * 4];
-    audio.extend(ulaw_fixture("scenario1/01.wav"));
-    audio.extend(vec![0xFFu8; 8000 * 6]);
-    let caller_spoke_ms = 4000;
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for (i, chunk) in audio.chunks(160).enumerate() {
-        tick.tick().await;
-        let payload = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, chunk);
-        out_tx
-            .send(json!({"event": "media", "sequenceNumber": (i + 2).to_string(), "streamSid": sid,
-                "media": {"track": "inbound", "chunk": (i + 1).to_string(), "timestamp": (i * 20).to_string(), "payload": payload}})
-                .to_string())
-            .await
-            .unwrap();
+    Gateway {
+        addr,
+        engine,
+        live,
+        rest,
     }
-    out_tx.send(json!({"event": "stop", "sequenceNumber": "999", "streamSid": sid, "stop": {"accountSid": "AC1", "callSid": "CA1"}}).to_string()).await.unwrap();
-    let (media, marks) = tokio::time::timeout(Duration::from_secs(10), reader)
+}
+
+/// A signed upgrade request for the media socket (the token is the test gateway's).
+pub fn signed(gw: &Gateway, mut script: Script) -> Script {
+    let url = format!("wss://{}/twilio/media", gw.addr);
+    let sig = switchboard::transport::twilio::signature("secret-token", &url, &[]);
+    script.headers.push(("x-twilio-signature".into(), sig));
+    script
+}
+
+/// Transcribes what the caller heard of each bot reply, with the project's whisper.
+pub async fn heard_text(speech: &Speech, log: &CallLog) -> Vec<String> {
+    let mut out = vec![];
+    for (_, ulaw) in &log.heard {
+        let mut pcm = vec![0f32; ulaw.len()];
+        decode_ulaw_into(ulaw, &mut pcm);
+        let pcm16 = switchboard::audio::resample::resample_whole(&pcm, 8000, 16000).unwrap();
+        out.push(speech.transcribe(pcm16).await.unwrap().text);
+    }
+    out
+}
+
+/// Waits until the gateway has closed every call (cases are closed before slots are freed).
+pub async fn idle(gw: &Gateway) {
+    for _ in 0..200 {
+        if gw.live.registry.active() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("calls still active: {}", gw.live.registry.active());
+}
+
+/// The single case the gateway opened for a call.
+async fn only_case(gw: &Gateway) -> switchboard::store::Case {
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let session = logs
+        .first()
+        .expect("the call was logged")
+        .session_id
+        .clone();
+    let conv = gw.engine.conversation(&session).await.unwrap();
+    gw.engine.case(&conv.case_id).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_greeting_is_paced_marked_and_an_answer_follows_the_request() {
+    let gw = gateway(|_| {}).await;
+    let script = signed(
+        &gw,
+        Script::new(
+            "user_789",
+            vec![
+                Step::WaitBotDone { max_ms: 15_000 },
+                Step::Say(ulaw_fixture("scenario1/01.wav")),
+                Step::WaitBotDone { max_ms: 15_000 },
+                Step::HangUp,
+            ],
+        ),
+    );
+    let log = simcall::run(&gw.url("/twilio/media"), &script)
         .await
-        .unwrap()
         .unwrap();
-    drop(out_tx);
-    let _ = writer.await;
-    let greeting_bytes: usize = media
+    assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+    let (spoke, _) = log.speech[0];
+    let greeting: usize = log
+        .media
         .iter()
-        .filter(|(t, _)| *t < caller_spoke_ms)
-        .map(|(_, b)| b)
+        .filter(|(t, _)| *t < spoke)
+        .map(|m| m.1)
         .sum();
-    let reply_bytes: usize = media
+    let answer: usize = log
+        .media
         .iter()
-        .filter(|(t, _)| *t > caller_spoke_ms + 1000)
-        .map(|(_, b)| b)
+        .filter(|(t, _)| *t > spoke)
+        .map(|m| m.1)
         .sum();
     assert!(
-        greeting_bytes >= 8000 * 2,
-        "the greeting (about 3 s) was sent: {greeting_bytes} bytes"
+        greeting >= 8000 * 2,
+        "the greeting (about 3 s) was sent: {greeting} bytes"
     );
     assert!(
-        reply_bytes >= 8000 * 2,
-        "an answer was sent after the caller spoke: {reply_bytes} bytes"
+        answer >= 8000 * 2,
+        "an answer followed the request: {answer} bytes"
     );
+    // A mark at least every 100 ms of audio.
+    let audio_ms = (greeting + answer) as u64 / 8;
     assert!(
-        marks >= 20,
-        "a mark at least every 100 ms of audio: {marks}"
+        log.marks.len() as u64 >= audio_ms / 100,
+        "{} marks for {audio_ms} ms of audio",
+        log.marks.len()
     );
-    // Paced, not dumped: audio never runs far ahead of real time (the lead is 200 ms; the
-    // rest of the bound is receive-time jitter). Dumping the 3 s greeting would break it.
-    let first = media.first().unwrap().0;
+    // Paced, not dumped: audio never runs far ahead of real time (the lead is 200 ms; the rest of
+    // the bound is receive-time jitter). Dumping the 3 s greeting would break it.
+    let first = log.media[0].0;
     let mut sent_ms = 0u64;
-    for (t, b) in &media {
+    for (t, b) in &log.media {
         sent_ms += *b as u64 / 8;
         assert!(
             sent_ms <= (t - first) + 500,
-            "audio sent far ahead of real time: {sent_ms} ms of audio {} ms after the first frame",
+            "{sent_ms} ms of audio sent {} ms after the first frame",
             t - first
         );
     }
-    // The conversation saw the request and answered it.
-    let logs = engine
-        .logs(switchboard::store::LogQuery::default())
-        .await
-        .unwrap();
-    let caller_lines: Vec<&str> = logs
-        .iter()
-        .filter(|l| l.log_type == switchboard::store::LogType::CallerToAgent)
-        .map(|l| l.message.as_str())
-        .collect();
+    assert!(log.gaps.is_empty(), "bot audio ran dry: {:?}", log.gaps);
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
     assert!(
-        caller_lines
-            .iter()
-            .any(|l| l.to_lowercase().contains("reservation")),
-        "{caller_lines:?}"
+        logs.iter().any(|l| l.log_type == LogType::CallerToAgent
+            && l.message.to_lowercase().contains("reservation")),
+        "the request was transcribed"
     );
-    assert!(
-        logs.iter()
-            .any(|l| l.message.contains("I'll need a bit more information")),
-        "the agent answered"
-    );
+    idle(&gw).await;
+    let case = only_case(&gw).await;
+    assert_eq!(case.channel, "twilio");
+    assert_eq!(case.status, CaseStatus::Closed);
+    assert_eq!(case.resolution.as_deref(), Some("caller hung up"));
+    let actions: Vec<&str> = case.audit.iter().map(|a| a.action.as_str()).collect();
+    assert!(actions.contains(&"call_started"), "{actions:?}");
+    assert!(actions.contains(&"call_ended"), "{actions:?}");
 }

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod engine_api;
 mod http_api;
+mod live_abuse;
 mod reliability;
 mod replay;
 mod router;

@@ -1,0 +1,489 @@
+//! Live calls under abuse and load: hostile frames, dropped sockets, bad signatures, ten calls at
+//! once, the admission cap, and draining. Each hostile case must leave the gateway serving a good
+//! call afterwards, with the bad call's case closed.
+
+use crate::twilio::{Gateway, gateway, idle, signed, ulaw_fixture};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::time::Duration;
+use switchboard::simcall::{self, Script, Step};
+use switchboard::store::{CaseStatus, LogQuery};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A good short call: the greeting is heard.
+async fn good_call(gw: &Gateway) {
+    let script = signed(
+        gw,
+        Script::new(
+            "user_789",
+            vec![Step::WaitBotDone { max_ms: 15_000 }, Step::HangUp],
+        ),
+    );
+    let log = simcall::run(&gw.url("/twilio/media"), &script)
+        .await
+        .unwrap();
+    let bytes: usize = log.media.iter().map(|m| m.1).sum();
+    assert!(bytes >= 16_000, "the greeting was heard: {bytes} bytes");
+}
+
+async fn raw_socket(
+    gw: &Gateway,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = gw.url("/twilio/media");
+    let mut req = url.as_str().into_client_request().unwrap();
+    let sig = switchboard::transport::twilio::signature(
+        "secret-token",
+        &format!("wss://{}/twilio/media", gw.addr),
+        &[],
+    );
+    req.headers_mut()
+        .insert("x-twilio-signature", sig.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+fn start_msg(call_sid: &str) -> String {
+    json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {"streamSid": "MZ1",
+        "accountSid": "AC1", "callSid": call_sid, "tracks": ["inbound"], "customParameters": {"caller": "user_789"},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+    .to_string()
+}
+
+fn media_msg(payload: &str) -> String {
+    json!({"event": "media", "sequenceNumber": "2", "streamSid": "MZ1",
+        "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": payload}})
+    .to_string()
+}
+
+/// All cases the gateway opened, newest last.
+async fn cases(gw: &Gateway) -> Vec<switchboard::store::Case> {
+    let logs = gw
+        .engine
+        .logs(LogQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut sessions: Vec<String> = vec![];
+    for l in logs {
+        if !sessions.contains(&l.session_id) {
+            sessions.push(l.session_id);
+        }
+    }
+    let mut out = vec![];
+    for s in sessions {
+        let conv = gw.engine.conversation(&s).await.unwrap();
+        out.push(gw.engine.case(&conv.case_id).await.unwrap().unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_are_ignored_and_the_call_goes_on() {
+    let gw = gateway(|_| {}).await;
+    let mut ws = raw_socket(&gw).await;
+    // Before start: media, garbage, a binary frame.
+    ws.send(Message::Text(media_msg("//8=").into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(start_msg("CAhostile").into()))
+        .await
+        .unwrap();
+    // After start: bad base64, an unknown event, a mark that is not ours, a second start.
+    ws.send(Message::Text(media_msg("***not base64***").into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"event": "party", "streamSid": "MZ1"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        json!({"event": "mark", "streamSid": "MZ1", "mark": {"name": "zz"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(start_msg("CAother").into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "??"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    // The call is alive: the greeting keeps coming.
+    let mut media = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while media < 20 {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the greeting arrives")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg
+            && t.as_str().contains("\"media\"")
+        {
+            media += 1;
+        }
+    }
+    ws.send(Message::Text(
+        json!({"event": "stop", "streamSid": "MZ1"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    idle(&gw).await;
+    let case = &cases(&gw).await[0];
+    assert_eq!(case.status, CaseStatus::Closed);
+    let ended = case
+        .audit
+        .iter()
+        .find(|a| a.action == "call_ended")
+        .unwrap();
+    assert_eq!(ended.detail["outcome"], "caller hung up");
+    assert!(
+        ended.detail["bad_frames"].as_u64().unwrap() >= 4,
+        "{:?}",
+        ended.detail
+    );
+    assert_eq!(ended.detail["media_before_start"], 1);
+    good_call(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_or_a_dropped_socket_ends_only_that_call_and_closes_its_case() {
+    let gw = gateway(|_| {}).await;
+    // Oversized: the server refuses the frame and closes the connection.
+    let mut ws = raw_socket(&gw).await;
+    ws.send(Message::Text(start_msg("CAbig").into()))
+        .await
+        .unwrap();
+    let huge = media_msg(&"A".repeat(200 * 1024));
+    let _ = ws.send(Message::Text(huge.into())).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    // Dropped mid-sentence: start, half an utterance, then the TCP connection just goes away.
+    let mut ws = raw_socket(&gw).await;
+    ws.send(Message::Text(start_msg("CAdrop").into()))
+        .await
+        .unwrap();
+    let speech = ulaw_fixture("scenario1/01.wav");
+    for chunk in speech[..speech.len() / 2].chunks(160) {
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, chunk);
+        ws.send(Message::Text(media_msg(&b64).into()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(ws);
+    idle(&gw).await;
+    let all = cases(&gw).await;
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        assert_eq!(c.status, CaseStatus::Closed, "{c:?}");
+        let outcome = c.resolution.clone().unwrap();
+        assert!(
+            outcome == "connection dropped" || outcome.starts_with("error"),
+            "{outcome}"
+        );
+    }
+    good_call(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_required_when_a_token_is_configured() {
+    let gw = gateway(|_| {}).await;
+    // The media socket without a signature, or with a wrong one: 403.
+    let url = gw.url("/twilio/media");
+    let err = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("x-twilio-signature", "bm9wZQ==".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    // The voice webhook: signed over the URL and the form parameters.
+    let http = reqwest::Client::new();
+    let voice = format!("http://{}/twilio/voice", gw.addr);
+    let form = [("CallSid", "CA9"), ("From", "+15551234567")];
+    let body = serde_urlencoded::to_string(form).unwrap();
+    let unsigned = http
+        .post(&voice)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    let params: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig = switchboard::transport::twilio::signature(
+        "secret-token",
+        &format!("https://{}/twilio/voice", gw.addr),
+        &params,
+    );
+    let ok = http
+        .post(&voice)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", &sig)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let twiml = ok.text().await.unwrap();
+    assert!(
+        twiml.contains(&format!("<Stream url=\"wss://{}/twilio/media\">", gw.addr)),
+        "{twiml}"
+    );
+    assert!(
+        twiml.contains("<Parameter name=\"caller\" value=\"+15551234567\"/>"),
+        "{twiml}"
+    );
+    // Tampering with a parameter breaks the signature.
+    let tampered = http
+        .post(&voice)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", &sig)
+        .body(body.replace("CA9", "CA8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_unsigned_requests_are_served() {
+    let gw = gateway(|c| c.twilio.auth_token.clear()).await;
+    let script = Script::new(
+        "user_789",
+        vec![Step::WaitBotDone { max_ms: 15_000 }, Step::HangUp],
+    );
+    let log = simcall::run(&gw.url("/twilio/media"), &script)
+        .await
+        .unwrap();
+    assert!(!log.media.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_status_callbacks_are_logged_on_the_calls_case() {
+    let gw = gateway(|_| {}).await;
+    good_call(&gw).await;
+    idle(&gw).await;
+    let case = &cases(&gw).await[0];
+    let call_sid = case
+        .audit
+        .iter()
+        .find(|a| a.action == "call_started")
+        .unwrap()
+        .detail["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form: Vec<(String, String)> = [
+        ("AccountSid", "ACtest"),
+        ("CallSid", call_sid.as_str()),
+        ("StreamSid", "MZ1"),
+        ("StreamEvent", "stream-stopped"),
+        ("Timestamp", "2026-11-22T07:00:00Z"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let url = format!("http://{}/twilio/status", gw.addr);
+    let sig = switchboard::transport::twilio::signature(
+        "secret-token",
+        &format!("https://{}/twilio/status", gw.addr),
+        &form,
+    );
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(serde_urlencoded::to_string(&form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let case = gw.engine.case(&case.id).await.unwrap().unwrap();
+    let status = case
+        .audit
+        .iter()
+        .find(|a| a.action == "stream_status")
+        .unwrap();
+    assert_eq!(status.detail["event"], "stream-stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_calls_at_once_all_complete() {
+    let gw = gateway(|_| {}).await;
+    let mut calls = vec![];
+    for i in 0..10u64 {
+        let script = signed(
+            &gw,
+            Script::new(
+                "user_789",
+                vec![
+                    Step::Silence(i * 150), // callers arrive over 1.5 s
+                    Step::WaitBotDone { max_ms: 20_000 },
+                    Step::Say(ulaw_fixture("scenario1/01.wav")),
+                    Step::WaitBotDone { max_ms: 30_000 },
+                    Step::HangUp,
+                ],
+            ),
+        );
+        let url = gw.url("/twilio/media");
+        calls.push(tokio::spawn(
+            async move { simcall::run(&url, &script).await },
+        ));
+    }
+    let mut answered = 0;
+    for c in calls {
+        let log = c.await.unwrap().unwrap();
+        assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+        let end = log.speech[0].1;
+        let answer: usize = log
+            .media
+            .iter()
+            .filter(|(t, _)| *t > end)
+            .map(|m| m.1)
+            .sum();
+        if answer >= 16_000 {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 10, "every caller heard an answer");
+    idle(&gw).await;
+    let all = cases(&gw).await;
+    assert_eq!(all.len(), 10);
+    assert!(all.iter().all(|c| c.status == CaseStatus::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_the_cap_hears_the_busy_message_and_is_hung_up() {
+    let gw = gateway(|c| c.calls.max_active = 1).await;
+    let first = {
+        let script = signed(
+            &gw,
+            Script::new(
+                "user_789",
+                vec![
+                    Step::WaitBotDone { max_ms: 15_000 },
+                    Step::Silence(4000),
+                    Step::HangUp,
+                ],
+            ),
+        );
+        let url = gw.url("/twilio/media");
+        tokio::spawn(async move { simcall::run(&url, &script).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let script = signed(
+        &gw,
+        Script::new("user_321", vec![Step::Silence(15_000), Step::HangUp]),
+    );
+    let busy = simcall::run(&gw.url("/twilio/media"), &script)
+        .await
+        .unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert!(
+        first.duration_ms >= 4000,
+        "the admitted call went on: {} ms",
+        first.duration_ms
+    );
+    assert!(
+        busy.closed_by_server.is_some(),
+        "the gateway hung up on the caller over the cap"
+    );
+    let bytes: usize = busy.media.iter().map(|m| m.1).sum();
+    assert!(
+        (8000..8000 * 12).contains(&bytes),
+        "a short message was played: {bytes} bytes"
+    );
+    let rest = gw.rest.lock().unwrap().clone();
+    assert_eq!(
+        rest.len(),
+        1,
+        "one REST hang-up, for the busy call: {rest:?}"
+    );
+    assert_eq!(rest[0].form[0].1, "completed");
+    idle(&gw).await;
+    let all = cases(&gw).await;
+    assert_eq!(all.len(), 1, "a busy call opens no case");
+    assert_eq!(
+        all[0].resolution.as_deref(),
+        Some("caller hung up"),
+        "the admitted call ended as its caller chose"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_calls_and_ends_the_remaining_ones_at_the_timeout() {
+    let gw = gateway(|_| {}).await;
+    let script = signed(
+        &gw,
+        Script::new("user_789", vec![Step::Silence(30_000), Step::HangUp]),
+    );
+    let url = gw.url("/twilio/media");
+    let call = tokio::spawn(async move { simcall::run(&url, &script).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gw.live.registry.active(), 1);
+    let reg = gw.live.registry.clone();
+    let drain = tokio::spawn(async move { reg.drain(Duration::from_millis(1500)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut req = gw
+        .url("/twilio/media")
+        .as_str()
+        .into_client_request()
+        .unwrap();
+    let sig = switchboard::transport::twilio::signature(
+        "secret-token",
+        &format!("wss://{}/twilio/media", gw.addr),
+        &[],
+    );
+    req.headers_mut()
+        .insert("x-twilio-signature", sig.parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(
+        err.to_string().contains("503"),
+        "a new call is refused: {err}"
+    );
+    let health = reqwest::get(format!("http://{}/healthz", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(
+        drain.await.unwrap(),
+        1,
+        "one call was cut off at the timeout"
+    );
+    let log = call.await.unwrap().unwrap();
+    assert!(log.closed_by_server.is_some());
+    let all = cases(&gw).await;
+    assert_eq!(all[0].resolution.as_deref(), Some("ended at shutdown"));
+    assert_eq!(all[0].status, CaseStatus::Closed);
+}

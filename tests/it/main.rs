@@ -6,6 +6,7 @@ mod common;
 mod engine_api;
 mod http_api;
 mod live_abuse;
+mod providers;
 mod reliability;
 mod replay;
 mod router;

@@ -29,6 +29,7 @@ pub mod audio;
 pub mod call;
 pub mod config;
 pub mod http;
+pub mod loadtest;
 pub mod models;
 pub mod runtime;
 pub mod simcall;

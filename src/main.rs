@@ -98,6 +98,19 @@ enum Command {
         #[arg(long, default_value_t = 16_000)]
         rate: u32,
     },
+    /// Load test: N simulated Twilio callers over loopback against an in-process gateway;
+    /// prints speech end → first bot audio, barge-in → clear, gaps, CPU and RSS per N.
+    Load {
+        /// Concurrent calls per run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
+        calls: Vec<usize>,
+        /// The callers of a run arrive spread evenly over this long.
+        #[arg(long, default_value_t = 10_000)]
+        ramp_ms: u64,
+        /// Caller recordings (the repository's audio-fixtures).
+        #[arg(long, default_value = "audio-fixtures")]
+        fixtures: PathBuf,
+    },
     /// Manage models installed from registry packages.
     Models {
         #[command(subcommand)]
@@ -130,9 +143,14 @@ fn main() -> Result<()> {
             | Command::Replay { .. }
             | Command::Transcribe { .. }
             | Command::Say { .. }
+            | Command::Load { .. }
     );
     tracing_subscriber::fmt()
-        .with_env_filter(if is_chat { "warn".into() } else { filter })
+        .with_env_filter(if is_chat && std::env::var_os("RUST_LOG").is_none() {
+            "warn".into()
+        } else {
+            filter
+        })
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -183,6 +201,11 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Load {
+            calls,
+            ramp_ms,
+            fixtures,
+        } => runtime()?.block_on(load(cfg, calls, ramp_ms, fixtures)),
         Command::Say { text, out, rate } => {
             let tts = Espeak::new(None)?;
             let mut pcm: Vec<f32> = vec![];
@@ -386,6 +409,54 @@ async fn serve(cfg: Config) -> Result<()> {
         .await?;
     health.abort();
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBuf) -> Result<()> {
+    anyhow::ensure!(
+        !calls.is_empty() && calls.iter().all(|n| *n > 0),
+        "--calls needs positive counts"
+    );
+    models::verify(&cfg.models_dir, &cfg.speech.asr_model)
+        .with_context(|| format!("speech recognition needs model {}", cfg.speech.asr_model))?;
+    // The load's cases go to a scratch database, not the gateway's own.
+    let scratch = std::env::temp_dir().join(format!("switchboard-load-{}", std::process::id()));
+    cfg.data_dir = scratch.clone();
+    cfg.calls.max_active = calls.iter().copied().max().unwrap_or(1);
+    let engine = build_engine(&cfg)?;
+    let mut live =
+        switchboard::runtime::live::LiveDeps::new(engine.clone(), Speech::load(&cfg)?, &cfg)?;
+    live.twilio.auth_token.clear(); // loopback callers do not sign
+    live.twilio.account_sid.clear(); // and there is no Twilio REST API to tell
+    let state = AppState {
+        live: Some(Arc::new(live)),
+        public_url: None,
+        engine,
+        http: reqwest::Client::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, http::router(state)).await });
+    let opts = switchboard::loadtest::LoadOptions {
+        calls,
+        ramp_ms,
+        url: format!("ws://{addr}/twilio/media"),
+    };
+    eprintln!(
+        "gateway on {addr}: ASR {} ({} worker(s) x {} thread(s)), {} core(s)",
+        cfg.speech.asr_model,
+        if cfg.speech.asr_workers == 0 {
+            switchboard::asr::pool::AsrPool::default_workers(cfg.speech.asr.threads)
+        } else {
+            cfg.speech.asr_workers
+        },
+        cfg.speech.asr.threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let rows = switchboard::loadtest::run(&opts, &fixtures).await;
+    server.abort();
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("{}", switchboard::loadtest::format_rows(&rows?));
     Ok(())
 }
 

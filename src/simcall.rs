@@ -170,6 +170,7 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
     };
     let mut steps: VecDeque<Step> = script.steps.iter().cloned().collect();
     let mut cur: Option<(Step, usize, Instant)> = None; // step, bytes sent, started
+    let mut speech_end = 0usize; // of the current Say
     let mut sent_frames = 0u64;
     let mut chunk_no = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -210,19 +211,15 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                             continue;
                         };
                         log.media.push((ms(now), bytes.len()));
-                        // The buffer ran dry inside a reply: a gap the caller hears.
-                        if play.play_end < now
-                            && let Some(last) = play.last_audio
-                            && now - last < Duration::from_millis(1500)
-                            && play.reply_start.is_some()
-                        {
-                            let gap = now - play.play_end;
-                            if gap >= Duration::from_millis(20) {
-                                log.gaps.push((ms(now), gap.as_millis() as u64));
-                            }
-                        }
+                        // The buffer ran dry inside a reply and audio resumed within a second:
+                        // a gap the caller hears. (Replies are a caller's turn apart: longer.)
                         if play.play_end < now {
-                            if play.reply_start.is_none() || play.last_audio.is_none_or(|l| now - l >= Duration::from_millis(1500)) {
+                            let dry = now - play.play_end;
+                            if play.reply_start.is_some() && dry < Duration::from_millis(1000) {
+                                if dry >= Duration::from_millis(20) {
+                                    log.gaps.push((ms(now), dry.as_millis() as u64));
+                                }
+                            } else {
                                 finish_reply(&mut play, &mut log, now);
                                 play.reply_start = Some(ms(now));
                             }
@@ -250,6 +247,8 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                             true
                         });
                         play.play_end = now;
+                        // What follows a clear is a new reply, not a gap in this one.
+                        finish_reply(&mut play, &mut log, now);
                         while let Some((_, name)) = play.pending.pop_front() {
                             echo_mark(&mut sink, &sid, &name, &mut seq).await?;
                         }
@@ -285,7 +284,8 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                             break;
                         };
                         let at = Instant::now();
-                        if let Step::Say(_) = &step {
+                        if let Step::Say(audio) = &step {
+                            speech_end = voiced_end(audio);
                             let speaking = play.play_end > at;
                             log.speech.push((ms(at), 0));
                             if speaking {
@@ -305,11 +305,15 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                             let n = (audio.len() - *pos).min(FRAME);
                             frame[..n].copy_from_slice(&audio[*pos..*pos + n]);
                             *pos += n;
-                            if *pos >= audio.len() {
-                                finished = true;
+                            // Speech ends at the last audible sample, not at the file's
+                            // trailing silence.
+                            if *pos >= speech_end && log.speech.last().is_some_and(|s| s.1 == 0) {
                                 if let Some(last) = log.speech.last_mut() {
                                     last.1 = ms(Instant::now()) + 20;
                                 }
+                            }
+                            if *pos >= audio.len() {
+                                finished = true;
                             }
                         }
                         Step::Dtmf(d) => {
@@ -368,6 +372,20 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
     Ok(log)
 }
 
+/// Where the speech in μ-law `audio` ends: just past the last 20 ms frame louder than -40 dBFS.
+pub fn voiced_end(audio: &[u8]) -> usize {
+    let mut pcm = [0f32; FRAME];
+    let mut end = 0;
+    for (i, chunk) in audio.chunks(FRAME).enumerate() {
+        let n = crate::audio::g711::decode_ulaw_into(chunk, &mut pcm[..chunk.len()]);
+        let energy: f32 = pcm[..n].iter().map(|x| x * x).sum::<f32>() / n.max(1) as f32;
+        if energy > 1e-4 {
+            end = i * FRAME + chunk.len();
+        }
+    }
+    end
+}
+
 fn finish_reply(play: &mut Playout, log: &mut CallLog, _now: Instant) {
     for (_, b) in play.chunks.drain(..) {
         play.heard.extend_from_slice(&b);
@@ -405,6 +423,18 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speech_ends_at_the_last_loud_frame() {
+        let mut a = vec![ULAW_SILENCE; 1600];
+        let mut loud = [0f32; 320];
+        for (i, x) in loud.iter_mut().enumerate() {
+            *x = if i % 2 == 0 { 0.5 } else { -0.5 };
+        }
+        crate::audio::g711::encode_ulaw_from(&loud, &mut a[480..800]);
+        assert_eq!(voiced_end(&a), 800);
+        assert_eq!(voiced_end(&[ULAW_SILENCE; 320]), 0);
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

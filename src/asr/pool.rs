@@ -41,6 +41,16 @@ impl AsrPool {
             std::thread::Builder::new()
                 .name(format!("asr-{i}"))
                 .spawn(move || {
+                    // Warm-up: a state's first decode allocates whisper's buffers and takes
+                    // several times longer than the next; the first caller should not pay it.
+                    let tone: Vec<f32> = (0..16_000)
+                        .map(|i| {
+                            let t = i as f32 / 16_000.0;
+                            0.1 * (t * 2.0 * std::f32::consts::PI * 220.0).sin()
+                                * (t * 2.0 * std::f32::consts::PI * 4.0).sin().abs()
+                        })
+                        .collect();
+                    let _ = t.transcribe(&tone);
                     loop {
                         // Only the waiting worker holds the lock; it is released before decoding.
                         let job = {
@@ -48,6 +58,10 @@ impl AsrPool {
                             guard.blocking_recv()
                         };
                         let Some(job) = job else { break };
+                        // Nobody waits for it any more (the turn was cancelled): skip the work.
+                        if job.reply.is_closed() {
+                            continue;
+                        }
                         let result = t.transcribe(&job.audio);
                         // The caller may have gone (stale turn): nothing to do then.
                         let _ = job.reply.send(result);

@@ -45,6 +45,9 @@ pub struct CallConfig {
     pub max_reply_secs: u32,
     /// Keypad digits are collected until `#` or this long without a new digit.
     pub dtmf_timeout_ms: u32,
+    /// When the transcript of a pause (see `turn.pause_ms`) reads as a finished sentence, the
+    /// turn ends after this much silence instead of `turn.stop_ms`. 0 = always wait `stop_ms`.
+    pub quick_stop_ms: u32,
 }
 
 impl Default for CallConfig {
@@ -57,6 +60,7 @@ impl Default for CallConfig {
             out_rate: 8000,
             max_reply_secs: 60,
             dtmf_timeout_ms: 2000,
+            quick_stop_ms: 350,
         }
     }
 }
@@ -149,16 +153,47 @@ pub struct CallEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     CallerSpeechStart,
-    CallerSpeechEnd { duration_ms: u64 },
-    CallerNoise { duration_ms: u64 },
-    Backchannel { duration_ms: u64 },
-    Transcript { turn: TurnId, text: String },
-    TranscriptDropped { turn: TurnId },
-    BotReply { turn: TurnId, text: String },
-    BotAudioStart { turn: TurnId },
-    BotAudioEnd { turn: TurnId },
-    BargeIn { turn: TurnId, heard: String },
-    Dtmf { digit: char },
+    CallerSpeechEnd {
+        duration_ms: u64,
+    },
+    CallerNoise {
+        duration_ms: u64,
+    },
+    Backchannel {
+        duration_ms: u64,
+    },
+    Transcript {
+        turn: TurnId,
+        text: String,
+    },
+    TranscriptDropped {
+        turn: TurnId,
+    },
+    /// The caller paused: the speech so far is being transcribed before the turn is over.
+    Tentative {
+        turn: TurnId,
+    },
+    /// The caller went on after a pause: the tentative transcript is dropped.
+    TentativeDropped {
+        turn: TurnId,
+    },
+    BotReply {
+        turn: TurnId,
+        text: String,
+    },
+    BotAudioStart {
+        turn: TurnId,
+    },
+    BotAudioEnd {
+        turn: TurnId,
+    },
+    BargeIn {
+        turn: TurnId,
+        heard: String,
+    },
+    Dtmf {
+        digit: char,
+    },
     HangUp,
     CallEnd,
 }
@@ -198,6 +233,19 @@ pub struct Call {
     dtmf_last_ms: u64,
     ended: bool,
     now_ms: u64,
+    /// A turn transcribed at a pause, not yet over.
+    tentative: Option<Tentative>,
+    /// The last tentative turn dropped (already cancelled).
+    dropped: TurnId,
+}
+
+/// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
+struct Tentative {
+    turn: TurnId,
+    /// Where the speech paused (sample position).
+    end: u64,
+    start: u64,
+    text: Option<String>,
 }
 
 impl Call {
@@ -217,6 +265,8 @@ impl Call {
             dtmf_last_ms: 0,
             ended: false,
             now_ms: 0,
+            tentative: None,
+            dropped: 0,
             cfg,
         }
     }
@@ -262,6 +312,12 @@ impl Call {
             Input::CallerAudio(samples) => self.caller_audio(samples),
             Input::Transcript { turn, text } => {
                 if turn != self.turn {
+                    return;
+                }
+                if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
+                    // The caller may still go on: hold the text until the turn is over.
+                    t.text = Some(text.trim().to_string());
+                    self.quick_stop();
                     return;
                 }
                 let text = text.trim().to_string();
@@ -372,6 +428,13 @@ impl Call {
                     self.overlap_start = None;
                     let duration_ms = (end - start) * 1000 / CALLER_RATE as u64;
                     self.event(EventKind::CallerSpeechEnd { duration_ms });
+                    if let Some(t) = self.tentative.take() {
+                        if t.turn == self.turn && t.end == end {
+                            self.commit(t);
+                            continue;
+                        }
+                        self.event(EventKind::TentativeDropped { turn: t.turn });
+                    }
                     if self.bot_speaking() {
                         // Over the bot and too short to interrupt it ("mhm", "right"): a
                         // backchannel. The bot goes on; it is not a turn.
@@ -380,7 +443,7 @@ impl Call {
                     }
                     let stale = self.turn;
                     self.turn += 1;
-                    if stale > 0 {
+                    if stale > 0 && stale != self.dropped {
                         self.outputs.push_back(Output::CancelTurn { turn: stale });
                     }
                     self.outputs.push_back(Output::Transcribe {
@@ -394,8 +457,41 @@ impl Call {
                         duration_ms: (end - start) * 1000 / CALLER_RATE as u64,
                     });
                 }
+                TurnEvent::Pause { start, end } => {
+                    // Only a caller's turn is transcribed early; speech over the bot is a
+                    // barge-in or a backchannel, decided by the rules below.
+                    if self.bot_speaking() || self.tentative.is_some() {
+                        continue;
+                    }
+                    let stale = self.turn;
+                    self.turn += 1;
+                    if stale > 0 && stale != self.dropped {
+                        self.outputs.push_back(Output::CancelTurn { turn: stale });
+                    }
+                    self.event(EventKind::Tentative { turn: self.turn });
+                    self.outputs.push_back(Output::Transcribe {
+                        turn: self.turn,
+                        audio: self.detector.utterance_until(end).to_vec(),
+                    });
+                    self.tentative = Some(Tentative {
+                        turn: self.turn,
+                        end,
+                        start,
+                        text: None,
+                    });
+                }
+                TurnEvent::Resume => {
+                    if let Some(t) = self.tentative.take() {
+                        // The turn goes on: its early transcript is stale. A new turn id is
+                        // taken when the utterance ends.
+                        self.outputs.push_back(Output::CancelTurn { turn: t.turn });
+                        self.dropped = t.turn;
+                        self.event(EventKind::TentativeDropped { turn: t.turn });
+                    }
+                }
             }
         }
+        self.quick_stop();
         if let Some(start) = self.overlap_start
             && self.bot_speaking()
             && self.detector.state() == TurnState::Speaking
@@ -405,6 +501,48 @@ impl Call {
             self.overlap_start = None;
             self.barge_in();
         }
+    }
+
+    /// The turn transcribed at a pause is over: act on its transcript (now, or when it arrives
+    /// through the ordinary `Transcript` path, the turn id being current).
+    fn commit(&mut self, t: Tentative) {
+        let Some(text) = t.text else { return };
+        if text.is_empty() {
+            self.event(EventKind::TranscriptDropped { turn: t.turn });
+        } else {
+            self.event(EventKind::Transcript {
+                turn: t.turn,
+                text: text.clone(),
+            });
+            self.outputs
+                .push_back(Output::AskAgent { turn: t.turn, text });
+        }
+    }
+
+    /// Ends the turn after `quick_stop_ms` of silence instead of `stop_ms` when the pause's
+    /// transcript reads as a finished sentence.
+    fn quick_stop(&mut self) {
+        let quick = self.cfg.quick_stop_ms as u64 * CALLER_RATE as u64 / 1000;
+        let ready = self.tentative.as_ref().is_some_and(|t| {
+            quick > 0
+                && t.turn == self.turn
+                && t.text.as_deref().is_some_and(reads_finished)
+                && self.detector.state() == TurnState::Stopping
+                && self.detector.position().saturating_sub(t.end) >= quick
+        });
+        if !ready {
+            return;
+        }
+        let Some(t) = self.tentative.take() else {
+            return;
+        };
+        if self.detector.end_at_pause() != Some((t.start, t.end)) {
+            self.event(EventKind::TentativeDropped { turn: t.turn });
+            return;
+        }
+        let duration_ms = (t.end - t.start) * 1000 / CALLER_RATE as u64;
+        self.event(EventKind::CallerSpeechEnd { duration_ms });
+        self.commit(t);
     }
 
     fn barge_in(&mut self) {
@@ -567,6 +705,26 @@ impl Call {
 }
 
 /// Marks carry the turn in the high half and the reply's sample offset in the low half.
+/// Whether a transcript reads as a finished sentence: it ends with `.`, `?` or `!` (whisper
+/// punctuates) and not on a word that promises more ("and", "um", "the", "my", ...).
+pub fn reads_finished(text: &str) -> bool {
+    const GOES_ON: &[&str] = &[
+        "and", "or", "but", "so", "because", "um", "uh", "er", "like", "the", "a", "an", "to",
+        "of", "for", "my", "with", "is", "it's", "if", "then", "that", "which", "on", "in", "at",
+    ];
+    let t = text.trim();
+    if t.ends_with("...") || !t.ends_with(['.', '?', '!']) {
+        return false;
+    }
+    let last = t
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_lowercase();
+    !last.is_empty() && !GOES_ON.contains(&last.as_str())
+}
+
 pub fn mark_id(turn: TurnId, offset: u64) -> u64 {
     (turn << 32) | (offset & 0xFFFF_FFFF)
 }

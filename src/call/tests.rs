@@ -26,6 +26,8 @@ struct World {
     timeline: Vec<String>,
     interrupted: Vec<String>,
     ended: Option<EndAction>,
+    /// What the fake ASR hears for each turn, in order (then "caller turn N").
+    transcripts: Vec<&'static str>,
 }
 
 impl World {
@@ -41,6 +43,7 @@ impl World {
             timeline: vec![],
             interrupted: vec![],
             ended: None,
+            transcripts: vec![],
         }
     }
 
@@ -74,7 +77,13 @@ impl World {
                 }
                 Output::Transcribe { turn, audio } => {
                     assert!(audio.len() > 16_000 / 4, "an utterance with pre-roll");
-                    let text = format!("caller turn {turn}");
+                    let text = if self.transcripts.is_empty() {
+                        format!("caller turn {turn}")
+                    } else {
+                        self.transcripts.remove(0).to_string()
+                    };
+                    self.timeline
+                        .push(format!("{} transcribed {turn}: {text}", self.now));
                     self.call.handle(self.now, Input::Transcript { turn, text });
                 }
                 Output::AskAgent { turn, text } => {
@@ -151,6 +160,8 @@ fn describe(k: &EventKind) -> String {
         EventKind::Backchannel { duration_ms } => format!("backchannel ({duration_ms} ms)"),
         EventKind::Transcript { turn, text } => format!("transcript {turn}: {text}"),
         EventKind::TranscriptDropped { turn } => format!("transcript {turn} dropped"),
+        EventKind::Tentative { turn } => format!("tentative {turn}"),
+        EventKind::TentativeDropped { turn } => format!("tentative {turn} dropped"),
         EventKind::BotReply { turn, text } => format!("bot reply {turn}: {text}"),
         EventKind::BotAudioStart { turn } => format!("bot audio start {turn}"),
         EventKind::BotAudioEnd { turn } => format!("bot audio end {turn}"),
@@ -179,6 +190,8 @@ fn a_turn_end_to_end_on_virtual_time() {
          0 bot audio start 0\n\
          400 bot audio end 0\n\
          1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribed 1: caller turn 1\n\
          2820 caller speech end (1210 ms)\n\
          2820 transcript 1: caller turn 1\n\
          2820 agent asked: caller turn 1\n\
@@ -189,6 +202,82 @@ fn a_turn_end_to_end_on_virtual_time() {
     );
     assert!(w.interrupted.is_empty());
     assert!(!w.call.is_ended());
+}
+
+#[test]
+fn a_finished_sentence_ends_the_turn_after_the_quick_stop() {
+    // The same call, but the pause's transcript reads as a whole sentence: the turn ends
+    // quick_stop_ms (350) into the silence instead of stop_ms (600).
+    let mut w = World::new(vec!["Your room is confirmed."]);
+    w.transcripts = vec!["Confirm my reservation."];
+    w.greet("Hello.");
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "0 bot reply 0: Hello.\n\
+         0 bot audio start 0\n\
+         400 bot audio end 0\n\
+         1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribed 1: Confirm my reservation.\n\
+         2560 caller speech end (1210 ms)\n\
+         2560 transcript 1: Confirm my reservation.\n\
+         2560 agent asked: Confirm my reservation.\n\
+         2560 bot reply 1: Your room is confirmed.\n\
+         2560 bot audio start 1\n\
+         4040 bot audio end 1",
+        "\n{t}"
+    );
+}
+
+#[test]
+fn speech_after_a_pause_drops_the_tentative_transcript() {
+    // "Confirm my reservation." ... 400 ms ... "for Friday": the early transcript must not be
+    // acted on; the whole utterance is transcribed once it is over.
+    let mut w = World::new(vec!["Done."]);
+    w.transcripts = vec![
+        "Confirm my reservation.",
+        "Confirm my reservation for Friday.",
+    ];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(300)));
+    w.play(&speech_like(ms(600), -20.0, 8));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribed 1: Confirm my reservation.\n\
+         2540 cancel 1\n\
+         2540 tentative 1 dropped\n\
+         3320 tentative 2\n\
+         3320 transcribed 2: Confirm my reservation for Friday.\n\
+         3460 caller speech end (2110 ms)\n\
+         3460 transcript 2: Confirm my reservation for Friday.\n\
+         3460 agent asked: Confirm my reservation for Friday.\n\
+         3460 bot reply 2: Done.\n\
+         3460 bot audio start 2\n\
+         3780 bot audio end 2",
+        "\n{t}"
+    );
+}
+
+#[test]
+fn transcripts_that_promise_more_do_not_end_the_turn_early() {
+    assert!(reads_finished("Confirm my reservation."));
+    assert!(reads_finished("What's my bill this month?"));
+    assert!(reads_finished("Yes!"));
+    assert!(!reads_finished("Confirm my reservation"));
+    assert!(!reads_finished("I want to cancel and..."));
+    assert!(!reads_finished("I'd like to book a room for the."));
+    assert!(!reads_finished("My number is, um."));
+    assert!(!reads_finished(""));
+    assert!(!reads_finished("."));
 }
 
 #[test]

@@ -164,6 +164,8 @@ struct CallRun {
     bad_frames: u32,
     early_media: u32,
     speech_end_ms: Option<u64>,
+    /// The transcription in flight, by turn: aborted when its turn is cancelled.
+    asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
 }
 
 impl CallRun {
@@ -200,6 +202,7 @@ impl CallRun {
             bad_frames: 0,
             early_media: 0,
             speech_end_ms: None,
+            asr_task: None,
             deps,
         }
     }
@@ -510,16 +513,19 @@ impl CallRun {
                 Output::Transcribe { turn, audio } => {
                     let speech = self.deps.speech.clone();
                     let done = self.done_tx.clone();
-                    tokio::spawn(async move {
-                        let msg = match speech.transcribe(audio).await {
-                            Ok(t) => Done::Transcript { turn, text: t.text },
-                            Err(e) => Done::Failed {
-                                turn,
-                                what: format!("ASR failed: {e}"),
-                            },
-                        };
-                        let _ = done.send(msg).await;
-                    });
+                    self.asr_task = Some((
+                        turn,
+                        tokio::spawn(async move {
+                            let msg = match speech.transcribe(audio).await {
+                                Ok(t) => Done::Transcript { turn, text: t.text },
+                                Err(e) => Done::Failed {
+                                    turn,
+                                    what: format!("ASR failed: {e}"),
+                                },
+                            };
+                            let _ = done.send(msg).await;
+                        }),
+                    ));
                 }
                 Output::AskAgent { turn, text } => {
                     if let Some(agent) = &self.agent_tx
@@ -583,7 +589,16 @@ impl CallRun {
                         }
                     }
                 }
-                Output::CancelTurn { .. } => {}
+                Output::CancelTurn { turn } => {
+                    // A queued transcription of a cancelled turn is skipped by the pool.
+                    if let Some((t, task)) = self.asr_task.take() {
+                        if t == turn {
+                            task.abort();
+                        } else {
+                            self.asr_task = Some((t, task));
+                        }
+                    }
+                }
                 Output::End(action) => {
                     tracing::info!(?action, "the bot ends the call");
                     self.outcome = Some(match &action {

@@ -374,10 +374,11 @@ mod tests {
         w.audio(&[0.1; 800], &mut out);
         w.mark(1, &mut out);
         assert!(out.is_empty());
-        // Another 100 ms completes one 3200-byte chunk; the mark follows it.
+        // Another 100 ms completes one 3200-byte chunk; mark 1 follows it, and mark 2 too (it
+        // sits exactly at the chunk's end).
         w.audio(&[0.1; 800], &mut out);
         w.mark(2, &mut out);
-        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.len(), 3, "{out:?}");
         let v = text(&out[0]);
         let payload = base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,
@@ -386,13 +387,18 @@ mod tests {
         .unwrap();
         assert_eq!(payload.len(), 3200);
         assert_eq!(text(&out[1])["mark"]["name"], "1");
-        // A tick without new audio: the reply is over; nothing is buffered, mark 2 goes out.
+        assert_eq!(text(&out[2])["mark"]["name"], "2");
+        // 50 ms more and a mark: held until the tail leaves, padded, on the second idle tick
+        // (the first only notes that audio came since the last one).
         out.clear();
+        w.audio(&[0.1; 400], &mut out);
+        w.mark(3, &mut out);
+        assert!(out.is_empty());
         w.idle(&mut out);
         assert!(out.is_empty(), "first idle only notes the audio");
         w.idle(&mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(text(&out[0])["mark"]["name"], "2");
+        assert_eq!(out.len(), 2);
+        assert_eq!(text(&out[1])["mark"]["name"], "3");
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct TurnConfig {
     pub start_ms: u32,
     /// Silence this long ends the utterance. Default 600 (see the module docs for why).
     pub stop_ms: u32,
+    /// A pause this long (shorter than `stop_ms`) reports `Pause`: the utterance so far can be
+    /// transcribed speculatively while the caller may still go on. 0 = never. Default 200.
+    pub pause_ms: u32,
     /// Utterances shorter than this (onset to end of speech) are reported as `Discarded`.
     /// Default 250.
     pub min_utterance_ms: u32,
@@ -107,6 +110,7 @@ impl Default for TurnConfig {
         Self {
             start_ms: 200,
             stop_ms: 600,
+            pause_ms: 200,
             min_utterance_ms: 250,
             max_utterance_ms: 15_000,
             pre_roll_ms: 300,
@@ -197,6 +201,12 @@ pub enum TurnEvent {
     SpeechEnd { start: u64, end: u64, forced: bool },
     /// A confirmed start whose utterance `[start, end)` was shorter than `min_utterance_ms`.
     Discarded { start: u64, end: u64 },
+    /// The caller has paused for `pause_ms` after the speech `[start, end)`: maybe the end of the
+    /// turn, maybe a breath. At most once per pause; followed by `Resume` or `SpeechEnd` with
+    /// the same `end`.
+    Pause { start: u64, end: u64 },
+    /// Speech went on after a `Pause`.
+    Resume,
 }
 
 /// Voice-activity and end-of-turn detector for one mono stream. See the module docs.
@@ -232,6 +242,8 @@ pub struct TurnDetector {
     peak_db: f64,
     silence_start: u64,
     resume_run: u32,
+    /// `Pause` was reported for the current silence.
+    paused: bool,
 }
 
 /// The configuration turned into samples, frames and linear powers.
@@ -244,6 +256,7 @@ struct Params {
     modulation_db: f64,
     resume_frames: u32,
     stop: u64,
+    pause: u64,
     min_utt: u64,
     max_utt: u64,
     pre_roll: usize,
@@ -286,6 +299,7 @@ impl TurnDetector {
             modulation_db: fin(d.modulation_db, def.modulation_db).clamp(0.0, 60.0),
             resume_frames: frames(d.resume_ms.min(10_000)),
             stop: samples(cfg.stop_ms.min(600_000)),
+            pause: samples(cfg.pause_ms.min(600_000)),
             min_utt: samples(min_ms),
             max_utt: samples(max_ms),
             pre_roll: samples(pre_roll_ms) as usize,
@@ -327,6 +341,7 @@ impl TurnDetector {
             peak_db: 0.0,
             silence_start: 0,
             resume_run: 0,
+            paused: false,
             cfg,
             p,
         }
@@ -390,6 +405,27 @@ impl TurnDetector {
         self.peak_db = 0.0;
         self.silence_start = 0;
         self.resume_run = 0;
+        self.paused = false;
+    }
+
+    /// The utterance's audio (pre-roll included) up to position `end`, e.g. a `Pause`'s end.
+    pub fn utterance_until(&self, end: u64) -> &[f32] {
+        let n = self.utt_pre as u64 + end.saturating_sub(self.onset);
+        &self.utt[..(n as usize).min(self.utt_len)]
+    }
+
+    /// Ends the utterance now, at its current pause, without an event: the caller decided the
+    /// turn is over (e.g. the speculative transcript reads as a finished sentence). Returns
+    /// `(start, end)` when there was a pause to end at.
+    pub fn end_at_pause(&mut self) -> Option<(u64, u64)> {
+        if self.state != TurnState::Stopping {
+            return None;
+        }
+        let (start, end) = (self.onset, self.silence_start);
+        self.state = TurnState::Quiet;
+        self.paused = false;
+        self.utt_len = (self.utt_pre as u64 + (end - start)) as usize;
+        Some((start, end))
     }
 
     /// True in `Speaking` only: a confirmed utterance with sound right now. `Starting`
@@ -467,13 +503,29 @@ impl TurnDetector {
                     self.resume_run += 1;
                     if self.resume_run >= self.p.resume_frames {
                         self.state = TurnState::Speaking;
+                        if std::mem::take(&mut self.paused) {
+                            events.push(TurnEvent::Resume);
+                        }
                     }
                 } else {
                     self.resume_run = 0;
                 }
-                if self.state == TurnState::Stopping && s1 - self.silence_start >= self.p.stop {
+                let silent = s1 - self.silence_start;
+                if self.state == TurnState::Stopping && silent >= self.p.stop {
                     self.end(self.silence_start, false, events);
                 } else {
+                    if self.state == TurnState::Stopping
+                        && !self.paused
+                        && self.p.pause > 0
+                        && silent >= self.p.pause
+                        && self.silence_start - self.onset >= self.p.min_utt
+                    {
+                        self.paused = true;
+                        events.push(TurnEvent::Pause {
+                            start: self.onset,
+                            end: self.silence_start,
+                        });
+                    }
                     self.check_max(s1, events);
                 }
             }
@@ -527,6 +579,7 @@ impl TurnDetector {
 
     fn end(&mut self, end: u64, forced: bool, events: &mut Vec<TurnEvent>) {
         self.state = TurnState::Quiet;
+        self.paused = false;
         let start = self.onset;
         let len = self.utt_pre as u64 + (end - start);
         self.utt_len = (len as usize).min(self.utt_len);

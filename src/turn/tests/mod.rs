@@ -24,8 +24,17 @@ pub(super) struct Timed {
 }
 
 /// Feed `audio` in chunks of `chunk` samples (a whole number of 10 ms frames for exact
-/// emission times) and record every event with the position it was emitted at.
+/// emission times) and record every turn boundary (start, end, discard) with the position it
+/// was emitted at. `Pause`/`Resume` hints are left out here; [`run_with_pauses`] keeps them.
 pub(super) fn run_chunked(cfg: TurnConfig, audio: &[f32], chunk: usize) -> Vec<Timed> {
+    run_with_pauses(cfg, audio, chunk)
+        .into_iter()
+        .filter(|t| !matches!(t.event, TurnEvent::Pause { .. } | TurnEvent::Resume))
+        .collect()
+}
+
+/// Every event, pause hints included.
+pub(super) fn run_with_pauses(cfg: TurnConfig, audio: &[f32], chunk: usize) -> Vec<Timed> {
     let mut det = TurnDetector::new(cfg, RATE);
     let mut events = Vec::with_capacity(8);
     let mut out = Vec::new();
@@ -40,9 +49,14 @@ pub(super) fn run_chunked(cfg: TurnConfig, audio: &[f32], chunk: usize) -> Vec<T
     out
 }
 
-/// [`run_chunked`] with 20 ms frames and the default config.
 pub(super) fn run(audio: &[f32]) -> Vec<Timed> {
     run_chunked(TurnConfig::default(), audio, 320)
+}
+
+/// Drops the `Pause`/`Resume` hints: the tests that use it are about turn boundaries, and the
+/// hints have their own tests.
+pub(super) fn boundaries(ev: &mut Vec<TurnEvent>) {
+    ev.retain(|e| !matches!(e, TurnEvent::Pause { .. } | TurnEvent::Resume));
 }
 
 /// Just the events.

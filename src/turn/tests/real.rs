@@ -62,6 +62,7 @@ fn assert_one_utterance(name: &str, audio: &[f32], extent: (u64, u64)) -> (u64, 
     for c in audio.chunks(320) {
         let before = ev.len();
         det.push(c, &mut ev);
+        super::boundaries(&mut ev);
         if ev.len() > before && confirmed_at == 0 {
             confirmed_at = det.position();
         }

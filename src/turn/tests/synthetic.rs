@@ -323,6 +323,7 @@ fn monologue_is_cut_at_max_utterance_and_detection_goes_on() {
         ev.clear();
         det.push(c, &mut ev);
         longest = longest.max(det.utterance().len());
+        super::boundaries(&mut ev);
         for &e in &ev {
             if let TurnEvent::SpeechEnd { start, end, .. } = e {
                 // The utterance buffer holds exactly this utterance and its pre-roll.
@@ -395,6 +396,8 @@ fn chunking_never_changes_events() {
             TurnEvent::SpeechStart { .. } => "start",
             TurnEvent::SpeechEnd { .. } => "end",
             TurnEvent::Discarded { .. } => "discarded",
+            TurnEvent::Pause { .. } => "pause",
+            TurnEvent::Resume => "resume",
         })
         .collect();
     assert_eq!(
@@ -416,6 +419,7 @@ fn utterance_is_the_speech_plus_pre_roll() {
     let mut det = TurnDetector::new(TurnConfig::default(), RATE);
     let mut ev = Vec::new();
     det.push(&audio, &mut ev);
+    super::boundaries(&mut ev);
     let [
         TurnEvent::SpeechStart { .. },
         TurnEvent::SpeechEnd { start, end, .. },
@@ -438,6 +442,7 @@ fn pre_roll_is_cut_at_the_stream_start() {
     let mut det = TurnDetector::new(TurnConfig::default(), RATE);
     let mut ev = Vec::new();
     det.push(&audio, &mut ev);
+    super::boundaries(&mut ev);
     let [
         TurnEvent::SpeechStart { .. },
         TurnEvent::SpeechEnd { start, end, .. },
@@ -521,6 +526,7 @@ fn reset_starts_over() {
     assert!(det.utterance().is_empty());
     let mut again = Vec::new();
     det.push(&audio, &mut again);
+    super::boundaries(&mut again);
     assert_eq!(again, events(&run(&audio)));
 }
 
@@ -530,6 +536,7 @@ fn odd_configs_and_rates_never_panic() {
     let zero = TurnConfig {
         start_ms: 0,
         stop_ms: 0,
+        pause_ms: 0,
         min_utterance_ms: 0,
         max_utterance_ms: 0,
         pre_roll_ms: 0,
@@ -578,6 +585,7 @@ fn works_at_8_khz_and_48_khz() {
         let mut det = TurnDetector::new(TurnConfig::default(), rate);
         let mut ev = Vec::new();
         det.push(&audio, &mut ev);
+        super::boundaries(&mut ev);
         let per_ms = u64::from(rate) / 1000;
         let [
             TurnEvent::SpeechStart { .. },
@@ -641,4 +649,91 @@ fn per_frame_cost() {
         "turn detector: {ns:.0} ns per 20 ms frame ({:.4} % of one core per call)",
         ns / 20e6 * 100.0
     );
+}
+
+#[test]
+fn a_pause_is_reported_once_then_the_end_at_the_same_position() {
+    let audio = burst(ms(500), ms(1000), ms(1500), 40);
+    let all = super::run_with_pauses(TurnConfig::default(), &audio, 160);
+    let kinds: Vec<TurnEvent> = events(&all);
+    let [
+        TurnEvent::SpeechStart { .. },
+        TurnEvent::Pause { start, end },
+        TurnEvent::SpeechEnd {
+            start: s2, end: e2, ..
+        },
+    ] = kinds[..]
+    else {
+        panic!("{kinds:?}")
+    };
+    assert_eq!((start, end), (s2, e2), "the pause is the end that follows");
+    // Emitted pause_ms into the silence; the end stop_ms into it.
+    assert_near("pause emitted", all[1].emitted, end + ms(200), ms(10));
+    assert_near("end emitted", all[2].emitted, end + ms(600), ms(10));
+}
+
+#[test]
+fn speech_after_a_pause_resumes_the_turn() {
+    let a = speech_like(ms(1000), SPEECH_DBFS, 15);
+    let b = speech_like(ms(1000), SPEECH_DBFS, 16);
+    // A 400 ms pause: long enough for a pause hint, too short to end the turn.
+    let audio = concat(&[
+        &silence(ms(500)),
+        &a,
+        &silence(ms(400)),
+        &b,
+        &silence(ms(1500)),
+    ]);
+    let kinds = events(&super::run_with_pauses(TurnConfig::default(), &audio, 320));
+    let shape: Vec<&str> = kinds
+        .iter()
+        .map(|e| match e {
+            TurnEvent::SpeechStart { .. } => "start",
+            TurnEvent::SpeechEnd { .. } => "end",
+            TurnEvent::Discarded { .. } => "discarded",
+            TurnEvent::Pause { .. } => "pause",
+            TurnEvent::Resume => "resume",
+        })
+        .collect();
+    assert_eq!(shape, ["start", "pause", "resume", "pause", "end"]);
+    // A 150 ms breath gives no hint; pause_ms = 0 gives none at all.
+    let breath = concat(&[
+        &silence(ms(500)),
+        &a,
+        &silence(ms(150)),
+        &b,
+        &silence(ms(1500)),
+    ]);
+    let n = |cfg: TurnConfig, audio: &[f32]| {
+        super::run_with_pauses(cfg, audio, 320)
+            .iter()
+            .filter(|t| matches!(t.event, TurnEvent::Pause { .. }))
+            .count()
+    };
+    assert_eq!(n(TurnConfig::default(), &breath), 1, "only the final pause");
+    let off = TurnConfig {
+        pause_ms: 0,
+        ..TurnConfig::default()
+    };
+    assert_eq!(n(off, &audio), 0);
+}
+
+#[test]
+fn ending_at_the_pause_gives_the_utterance_up_to_it() {
+    let audio = burst(ms(500), ms(1000), ms(300), 41);
+    let mut det = TurnDetector::new(TurnConfig::default(), RATE);
+    let mut ev = vec![];
+    det.push(&audio, &mut ev);
+    let Some(TurnEvent::Pause { start, end }) = ev.last().copied() else {
+        panic!("{ev:?}")
+    };
+    let until = det.utterance_until(end).len();
+    assert_eq!(det.end_at_pause(), Some((start, end)));
+    assert_eq!(det.state(), crate::turn::TurnState::Quiet);
+    assert_eq!(det.utterance().len(), until, "the trailing silence is cut");
+    assert_eq!(det.end_at_pause(), None, "nothing to end twice");
+    // No SpeechEnd follows: the caller of end_at_pause owns the turn's end.
+    ev.clear();
+    det.push(&silence(ms(1000)), &mut ev);
+    assert!(ev.is_empty(), "{ev:?}");
 }

@@ -1,0 +1,207 @@
+//! `switchboard load`: N simulated Twilio callers ([`crate::simcall`]) against a gateway on
+//! loopback, and the figures a voice gateway is judged by: end of caller speech → first bot
+//! audio, barge-in → `clear`, gaps in the bot's audio, and the gateway's CPU and memory.
+//!
+//! Every caller runs the same conversation: the greeting; "What's my bill this month?"; then,
+//! once the bot's question has played for a second, "The business one." over it (a barge-in);
+//! then "Confirm my reservation."; then it hangs up. Callers arrive spread over `ramp_ms`.
+
+use crate::audio::decode::{ChannelPick, read_audio_at};
+use crate::audio::g711::encode_ulaw_from;
+use crate::simcall::{self, CallLog, Script, Step, percentile};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub struct LoadOptions {
+    /// Concurrent-call counts to run, one after another.
+    pub calls: Vec<usize>,
+    /// Callers of one run arrive spread evenly over this long.
+    pub ramp_ms: u64,
+    /// The gateway's media WebSocket (ws://host:port/twilio/media).
+    pub url: String,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub calls: usize,
+    pub completed: usize,
+    pub failed: Vec<String>,
+    pub responses: Vec<u64>,
+    pub clears: Vec<u64>,
+    pub gaps: usize,
+    pub gap_ms: u64,
+    /// Gateway process CPU over the run, in % of one core.
+    pub cpu_pct: f64,
+    pub rss_mb: f64,
+    pub wall_s: f64,
+}
+
+struct Fixtures {
+    ask: Vec<u8>,
+    answer: Vec<u8>,
+    confirm: Vec<u8>,
+}
+
+fn ulaw(dir: &Path, rel: &str) -> Result<Vec<u8>> {
+    let p = dir.join(rel);
+    let pcm = read_audio_at(&p, ChannelPick::Mix, 8000)
+        .with_context(|| format!("reading caller fixture {}", p.display()))?;
+    let mut b = vec![0u8; pcm.len()];
+    encode_ulaw_from(&pcm, &mut b);
+    Ok(b)
+}
+
+fn script(f: &Fixtures, delay_ms: u64) -> Script {
+    let wait = || Step::WaitBotDone { max_ms: 30_000 };
+    Script {
+        max_ms: 180_000,
+        ..Script::new(
+            "user_789",
+            vec![
+                Step::Silence(delay_ms),
+                wait(),
+                Step::Say(f.ask.clone()),
+                Step::WaitBotSpeaking {
+                    ms: 1000,
+                    max_ms: 30_000,
+                },
+                Step::Say(f.answer.clone()),
+                wait(),
+                Step::Say(f.confirm.clone()),
+                wait(),
+                Step::HangUp,
+            ],
+        )
+    }
+}
+
+/// CPU time (user + system) of this process so far, and its resident set.
+fn proc_stats() -> (Duration, f64) {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (Duration::from_millis(ticks * 10), rss_kb / 1024.0)
+}
+
+/// Runs every call count in `opts` and returns one row per count. `fixtures` is the
+/// audio-fixtures directory. CPU and memory are this process's: run the gateway in-process.
+pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
+    let f = Fixtures {
+        ask: ulaw(fixtures, "bargein/ask.wav")?,
+        answer: ulaw(fixtures, "bargein/answer.wav")?,
+        confirm: ulaw(fixtures, "scenario1/01.wav")?,
+    };
+    let mut rows = vec![];
+    for &n in &opts.calls {
+        eprintln!(
+            "load: {n} concurrent call(s), arriving over {} ms ...",
+            opts.ramp_ms
+        );
+        let (cpu0, _) = proc_stats();
+        let t0 = Instant::now();
+        let mut tasks = vec![];
+        for i in 0..n {
+            let delay = if n > 1 {
+                opts.ramp_ms * i as u64 / (n as u64 - 1)
+            } else {
+                0
+            };
+            let s = script(&f, delay);
+            let url = opts.url.clone();
+            tasks.push(tokio::spawn(async move { simcall::run(&url, &s).await }));
+        }
+        let mut row = Row {
+            calls: n,
+            ..Default::default()
+        };
+        for t in tasks {
+            match t.await {
+                Ok(Ok(log)) => add(&mut row, &log),
+                Ok(Err(e)) => row.failed.push(format!("{e:#}")),
+                Err(e) => row.failed.push(e.to_string()),
+            }
+        }
+        let wall = t0.elapsed();
+        let (cpu1, rss) = proc_stats();
+        row.wall_s = wall.as_secs_f64();
+        row.cpu_pct = 100.0 * (cpu1 - cpu0).as_secs_f64() / wall.as_secs_f64();
+        row.rss_mb = rss;
+        eprintln!("{}", format_rows(std::slice::from_ref(&row)));
+        rows.push(row);
+        // Let the gateway close the last calls' records before the next run.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(rows)
+}
+
+fn add(row: &mut Row, log: &CallLog) {
+    let answered = log.response_latencies();
+    // Three utterances, each answered, and one barge-in that got its clear.
+    if answered.len() == 3 && log.clear_latencies().len() == 1 && log.unexpected.is_empty() {
+        row.completed += 1;
+    } else {
+        row.failed.push(format!(
+            "answered {}/3 utterances, {} clear(s), {} unexpected message(s)",
+            answered.len(),
+            log.clears.len(),
+            log.unexpected.len()
+        ));
+    }
+    row.responses.extend(answered);
+    row.clears.extend(log.clear_latencies());
+    row.gaps += log.gaps.len();
+    row.gap_ms += log.gaps.iter().map(|g| g.1).sum::<u64>();
+}
+
+/// The report table (Markdown).
+pub fn format_rows(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {}/{} | {} / {} / {} | {} / {} | {} ({} ms) | {:.0} | {:.0} |",
+            r.calls,
+            r.completed,
+            r.calls,
+            percentile(&r.responses, 50.0),
+            percentile(&r.responses, 95.0),
+            r.responses.iter().max().copied().unwrap_or(0),
+            percentile(&r.clears, 50.0),
+            percentile(&r.clears, 95.0),
+            r.gaps,
+            r.gap_ms,
+            r.cpu_pct,
+            r.rss_mb,
+        );
+    }
+    for r in rows {
+        for f in r.failed.iter().take(5) {
+            let _ = writeln!(s, "  {} calls: {f}", r.calls);
+        }
+    }
+    s
+}

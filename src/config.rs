@@ -52,6 +52,8 @@ pub struct Config {
     pub calls: CallsConfig,
     #[serde(default)]
     pub twilio: TwilioConfig,
+    #[serde(default)]
+    pub webrtc: WebRtcConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -141,6 +143,43 @@ impl TwilioConfig {
         }
         self
     }
+}
+
+/// The browser softphone's media leg (WebRTC).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// The address each call's UDP socket binds to (an ephemeral port per call). 127.0.0.1 serves
+    /// browsers on this machine only; 0.0.0.0 binds every non-loopback interface (production).
+    pub bind: std::net::IpAddr,
+    /// STUN/TURN servers for both the page and the gateway. Empty = host candidates only.
+    pub ice_servers: Vec<IceServerConfig>,
+    /// A call whose browser sent no audio for this long is over (a closed tab is otherwise only
+    /// noticed ~30 s later by ICE consent failure).
+    pub media_timeout_ms: u64,
+    /// A call not connected this long after the answer is over.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self {
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ice_servers: vec![],
+            media_timeout_ms: 3000,
+            connect_timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceServerConfig {
+    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:host:443?transport=tcp`.
+    pub urls: Vec<String>,
+    /// TURN credentials (given to the page too: use short-lived ones in production).
+    pub username: String,
+    pub credential: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -236,6 +275,27 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for ice in &self.webrtc.ice_servers {
+            if ice.urls.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "webrtc.ice_servers: every entry needs at least one url".into(),
+                ));
+            }
+            if let Some(u) = ice.urls.iter().find(|u| {
+                !["stun:", "stuns:", "turn:", "turns:"]
+                    .iter()
+                    .any(|p| u.starts_with(p))
+            }) {
+                return Err(ConfigError::Invalid(format!(
+                    "webrtc.ice_servers: {u:?} is not a stun:, stuns:, turn: or turns: url"
+                )));
+            }
+        }
+        if self.webrtc.media_timeout_ms < 500 {
+            return Err(ConfigError::Invalid(
+                "webrtc.media_timeout_ms must be at least 500".into(),
+            ));
+        }
         let r = &self.router;
         if !(0.0..=1.0).contains(&r.threshold) {
             return Err(ConfigError::Invalid(

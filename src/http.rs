@@ -51,6 +51,12 @@ pub fn router(state: AppState) -> Router {
         .route("/plivo/media", get(plivo_media))
         .route("/exotel/media", get(exotel_media))
         .route("/vonage/media", get(vonage_media))
+        .route("/softphone", get(softphone_page))
+        .route("/softphone/softphone.css", get(softphone_css))
+        .route("/softphone/softphone.js", get(softphone_js))
+        .route("/softphone/templates", get(softphone_templates))
+        .route("/softphone/config", get(softphone_config))
+        .route("/webrtc/signal", get(webrtc_signal))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -571,6 +577,86 @@ async fn vonage_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respon
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Vonage),
         Err(r) => r,
     }
+}
+
+/// The softphone's files are built into the binary; the page loads nothing from elsewhere.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn softphone_page() -> Response {
+    asset("text/html; charset=utf-8", crate::webrtc::assets::HTML)
+}
+
+async fn softphone_css() -> Response {
+    asset("text/css; charset=utf-8", crate::webrtc::assets::CSS)
+}
+
+async fn softphone_js() -> Response {
+    asset("text/javascript; charset=utf-8", crate::webrtc::assets::JS)
+}
+
+/// The templates a call can be placed with: this gateway serves one.
+async fn softphone_templates(State(s): State<AppState>) -> Json<Value> {
+    let name = &s.engine.template.name;
+    Json(json!({"default": name, "templates": [name]}))
+}
+
+/// The page's `RTCPeerConnection` configuration: the same STUN/TURN servers the gateway uses.
+async fn softphone_config(State(s): State<AppState>) -> Json<Value> {
+    let servers: Vec<Value> = s
+        .live
+        .as_ref()
+        .map(|l| {
+            l.rtc
+                .ice_servers
+                .iter()
+                .map(|i| {
+                    let mut v = json!({"urls": i.urls});
+                    if !i.username.is_empty() {
+                        v["username"] = json!(i.username);
+                        v["credential"] = json!(i.credential);
+                    }
+                    v
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({"iceServers": servers}))
+}
+
+/// The softphone's signaling WebSocket: one call per connection (see `webrtc::signal`).
+async fn webrtc_signal(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let Some(live) = s.live.clone() else {
+        return no_speech();
+    };
+    let admission = live.registry.admit();
+    if matches!(admission, Admission::Draining) {
+        tracing::warn!(
+            provider = "webrtc",
+            "call refused: shutting down or flooded"
+        );
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "not taking calls now",
+        )
+        .into_response();
+    }
+    ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
+        .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))
+        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, admission))
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

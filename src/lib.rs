@@ -14,7 +14,8 @@
 //! - `agent::data`: the `DataSource` trait and the demo systems of record.
 //! - `agent::engine`: conversations across turns and restarts, persisted per turn.
 //! - `store`: SQLite — sessions, cases with an append-only audit trail, the central log.
-//! - `http`: the REST API (axum).
+//! - `http`: the REST API (axum), the softphone page and its signaling socket.
+//! - `webrtc`: the browser softphone — WebRTC media (webrtc-rs + Opus) and its per-call driver.
 //! - `models`: installing and verifying models from registry packages.
 //!
 //! # Invariants
@@ -37,3 +38,4 @@ pub mod store;
 pub mod transport;
 pub mod tts;
 pub mod turn;
+pub mod webrtc;

@@ -42,6 +42,8 @@ pub struct LiveDeps {
     /// For provider REST calls (hang-up, transfer).
     pub http: reqwest::Client,
     pub registry: Arc<CallRegistry>,
+    /// The media settings of browser calls (`[webrtc]`).
+    pub rtc: crate::webrtc::peer::RtcSettings,
 }
 
 impl LiveDeps {
@@ -56,12 +58,13 @@ impl LiveDeps {
                 .timeout(Duration::from_secs(5))
                 .build()?,
             registry: Arc::new(CallRegistry::new(cfg.calls.max_active)),
+            rtc: crate::webrtc::settings(&cfg.webrtc),
         })
     }
 }
 
 /// Work for the call's agent task, in order.
-enum AgentJob {
+pub(crate) enum AgentJob {
     Ask {
         turn: TurnId,
         text: String,
@@ -73,7 +76,7 @@ enum AgentJob {
 }
 
 /// Results of effects, tagged with the turn that asked for them.
-enum Done {
+pub(crate) enum Done {
     Transcript {
         turn: TurnId,
         text: String,
@@ -710,7 +713,7 @@ impl CallRun {
 }
 
 /// One conversation answers one turn at a time: agent requests and call events are queued here.
-async fn agent_worker(
+pub(crate) async fn agent_worker(
     engine: Arc<Engine>,
     conversation: String,
     mut rx: mpsc::Receiver<AgentJob>,

@@ -1,0 +1,726 @@
+//! The per-call driver of a browser call: one tokio task per signaling WebSocket, racing the
+//! page's messages, the peer connection's events (caller audio as 16 kHz 20 ms frames), a 20 ms
+//! send clock, the results of the effects it started and the shutdown signal, and feeding all of
+//! them to the pure per-call core (`crate::call::Call`) — the same shape as `runtime::live`.
+//!
+//! Bot audio: the core hands out audio at 16 kHz up to `lead_ms` ahead of real time; it goes into
+//! a small bounded local queue, and every 20 ms tick one frame of it (or silence) is Opus-encoded
+//! and sent. A browser echoes no marks, so marks are echoed here when the audio before them has
+//! been sent: what the caller heard of an interrupted reply is what was sent before the barge-in.
+//! `Clear` drops the local queue at once.
+//!
+//! The call ends when the bot ends it, the page says `hangup`, the WebSocket closes, or the media
+//! stops (the peer's watchdog): webrtc-rs notices a closed browser tab only ~30 s later, so the
+//! socket is the prompt signal. However it ends, the peer connection is closed, the case is closed
+//! with the outcome, and the admission slot is given back.
+
+use crate::agent::engine::Engine;
+use crate::call::{Call, EndAction, EventKind, Input, Output, TurnId};
+use crate::runtime::calls::{Admission, Slot};
+use crate::runtime::live::{AgentJob, Done, LiveDeps, agent_worker};
+use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
+use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// The channel browser calls are recorded under.
+pub const CHANNEL: &str = "webrtc";
+/// Bot audio leaves the core at this rate (the Opus encoder's input rate).
+pub const OUT_RATE: u32 = peer::SAMPLE_RATE;
+/// How long the page may take to send its offer after opening the socket.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The local playout queue holds at most this much bot audio (the core keeps ~200 ms ahead).
+const QUEUE_SAMPLES: usize = OUT_RATE as usize * 2;
+/// A caller frame at least this loud (mean square; about -40 dBFS) counts as voice when the
+/// latency from the caller's last word is measured.
+const VOICE_MEAN_SQUARE: f32 = 1e-4;
+static SILENCE: [f32; FRAME_SAMPLES] = [0.0; FRAME_SAMPLES];
+
+type Tx = SplitSink<WebSocket, Message>;
+
+/// Serves one `/webrtc/signal` WebSocket: waits for the page's offer, answers it, and runs the
+/// call until it ends. `admission` came from [`crate::runtime::calls::CallRegistry::admit`].
+pub async fn serve(socket: WebSocket, deps: Arc<LiveDeps>, admission: Admission) {
+    let (slot, busy) = match admission {
+        Admission::Admitted(s) => (s, false),
+        Admission::Busy(s) => (s, true),
+        Admission::Draining => return,
+    };
+    let call_id = format!("rtc-{}", uuid::Uuid::new_v4().simple());
+    let span = tracing::info_span!("call", provider = CHANNEL, id = %call_id);
+    async move {
+        let (mut tx, mut rx) = socket.split();
+        let Some((sdp, caller)) = wait_offer(&mut tx, &mut rx, &deps).await else {
+            return;
+        };
+        let (answer, rtc) = match peer::accept(&sdp, &deps.rtc).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "the offer was refused");
+                let msg = ToPage::Error {
+                    message: format!("the gateway could not answer the call: {e}"),
+                };
+                let _ = tx.send(Message::Text(msg.to_json().into())).await;
+                let _ = tx.close().await;
+                return;
+            }
+        };
+        let (events, audio, closer) = rtc.split();
+        let answer = ToPage::Answer {
+            sdp: answer,
+            call_id: call_id.clone(),
+        };
+        if tx
+            .send(Message::Text(answer.to_json().into()))
+            .await
+            .is_err()
+        {
+            tracing::info!("the page left before the answer");
+            closer.close().await;
+            return;
+        }
+        tracing::info!(caller = %caller, "answered; connecting");
+        let mut run = RtcRun::new(deps, slot, busy, call_id, caller, audio, closer.clone());
+        if let Err(e) = run.run(&mut tx, rx, events).await {
+            tracing::warn!(error = %e, "call ended with an error");
+            run.outcome.get_or_insert_with(|| format!("error: {e}"));
+            run.reason = EndReason::Error;
+        }
+        let ended = ToPage::Ended {
+            reason: run.reason,
+            detail: run.outcome.clone().unwrap_or_default(),
+        };
+        // The page may be gone already; then there is no one to tell.
+        let _ = tx.send(Message::Text(ended.to_json().into())).await;
+        let _ = tx.close().await;
+        run.finish().await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads page messages until the offer arrives. None: the page left, hung up or never offered.
+async fn wait_offer(
+    tx: &mut Tx,
+    rx: &mut SplitStream<WebSocket>,
+    deps: &LiveDeps,
+) -> Option<(String, String)> {
+    let deadline = tokio::time::sleep(OFFER_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        let msg = tokio::select! {
+            m = rx.next() => m,
+            _ = &mut deadline => {
+                tracing::info!("no offer in time");
+                let _ = tx.send(Message::Text(ToPage::Error { message: "no offer in time".into() }.to_json().into())).await;
+                return None;
+            }
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        };
+        match serde_json::from_str::<FromPage>(text.as_str()) {
+            Ok(FromPage::Call {
+                sdp,
+                template,
+                caller,
+            }) => {
+                if let Some(t) = template
+                    && t != deps.engine.template.name
+                {
+                    tracing::warn!(
+                        asked = %t,
+                        serving = %deps.engine.template.name,
+                        "this gateway serves one template; the page's choice is ignored"
+                    );
+                }
+                let caller = caller
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty() && !c.chars().any(char::is_control))
+                    .unwrap_or(crate::http::DEMO_CALLER)
+                    .chars()
+                    .take(64)
+                    .collect();
+                return Some((sdp, caller));
+            }
+            Ok(FromPage::Hangup) => return None,
+            Ok(FromPage::Mute { .. }) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "bad signaling message ignored");
+                let msg = ToPage::Error {
+                    message: format!("bad message: {e}"),
+                };
+                let _ = tx.send(Message::Text(msg.to_json().into())).await;
+            }
+        }
+    }
+}
+
+struct RtcRun {
+    deps: Arc<LiveDeps>,
+    slot: Slot,
+    busy: bool,
+    call: Option<Call>,
+    call_id: String,
+    caller: String,
+    conversation: Option<String>,
+    agent_tx: Option<mpsc::Sender<AgentJob>>,
+    agent_task: Option<tokio::task::JoinHandle<()>>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    started: Instant,
+    outcome: Option<String>,
+    reason: EndReason,
+    muted: bool,
+    audio: AudioSender,
+    closer: CallCloser,
+    /// Messages for the page, sent after each loop turn.
+    to_page: Vec<ToPage>,
+    state: Option<AgentState>,
+    // Outbound audio: the core's audio, waiting for its 20 ms slot.
+    out_pcm: Vec<f32>,
+    queue: VecDeque<f32>,
+    frame: [f32; FRAME_SAMPLES],
+    /// Samples ever queued / sent: marks are echoed when the audio before them was sent.
+    queued_total: u64,
+    sent_total: u64,
+    local_marks: VecDeque<(u64, u64)>,
+    send_errors: u32,
+    // Latency: the caller's last voiced frame, the end of the turn, the first bot packet.
+    last_voice_ms: u64,
+    speech_end: Option<(u64, u64)>,
+    latency_pending: Option<(TurnId, u64, u64)>,
+    latencies: Vec<u64>,
+    asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
+}
+
+impl RtcRun {
+    fn new(
+        deps: Arc<LiveDeps>,
+        slot: Slot,
+        busy: bool,
+        call_id: String,
+        caller: String,
+        audio: AudioSender,
+        closer: CallCloser,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(32);
+        RtcRun {
+            deps,
+            slot,
+            busy,
+            call: None,
+            call_id,
+            caller,
+            conversation: None,
+            agent_tx: None,
+            agent_task: None,
+            done_tx,
+            done_rx,
+            started: Instant::now(),
+            outcome: None,
+            reason: EndReason::Hangup,
+            muted: false,
+            audio,
+            closer,
+            to_page: Vec::with_capacity(8),
+            state: None,
+            out_pcm: vec![0.0; OUT_RATE as usize],
+            queue: VecDeque::with_capacity(QUEUE_SAMPLES),
+            frame: [0.0; FRAME_SAMPLES],
+            queued_total: 0,
+            sent_total: 0,
+            local_marks: VecDeque::with_capacity(64),
+            send_errors: 0,
+            last_voice_ms: 0,
+            speech_end: None,
+            latency_pending: None,
+            latencies: Vec::new(),
+            asr_task: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        &mut self,
+        tx: &mut Tx,
+        mut rx: SplitStream<WebSocket>,
+        mut events: mpsc::Receiver<RtcEvent>,
+    ) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(peer::FRAME_DURATION);
+        // Burst: a late tick is caught up, so the send clock keeps pace with the core's.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut stop = self.deps.registry.stop_signal();
+        loop {
+            tokio::select! {
+                msg = rx.next() => match msg {
+                    Some(Ok(Message::Text(t))) => self.page_message(t.as_str()),
+                    Some(Ok(Message::Close(_))) | None => self.hang_up("caller hung up"),
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "signaling connection failed");
+                        self.hang_up("connection dropped");
+                    }
+                    Some(Ok(_)) => {}
+                },
+                ev = events.recv() => match ev {
+                    Some(RtcEvent::Connected) => self.connected().await?,
+                    Some(RtcEvent::Audio(f)) => self.caller_audio(&f.samples),
+                    Some(RtcEvent::Closed(r)) => {
+                        tracing::info!(reason = ?r, "media ended");
+                        match r {
+                            CloseReason::MediaTimeout | CloseReason::RemoteClosed => {
+                                self.hang_up("caller hung up")
+                            }
+                            CloseReason::ConnectTimeout => {
+                                self.reason = EndReason::Error;
+                                self.hang_up("media never connected")
+                            }
+                            _ => {
+                                self.reason = EndReason::Error;
+                                self.hang_up("media connection failed")
+                            }
+                        }
+                    }
+                    None => self.hang_up("media connection failed"),
+                },
+                _ = tick.tick() => self.tick().await,
+                Some(d) = self.done_rx.recv() => self.done(d),
+                _ = async {
+                    if stop.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    tracing::warn!("ending the call: the gateway is shutting down");
+                    self.hang_up("ended at shutdown");
+                }
+            }
+            self.flush_outputs().await?;
+            self.send_page(tx).await;
+            if self.call.as_ref().is_some_and(Call::is_ended) || self.outcome.is_some() {
+                break;
+            }
+        }
+        self.flush_outputs().await?;
+        self.send_page(tx).await;
+        Ok(())
+    }
+
+    fn page_message(&mut self, text: &str) {
+        match serde_json::from_str::<FromPage>(text) {
+            Ok(FromPage::Hangup) => self.hang_up("caller hung up"),
+            Ok(FromPage::Mute { muted }) => {
+                tracing::info!(muted, "caller mute");
+                self.muted = muted;
+            }
+            Ok(FromPage::Call { .. }) => {
+                self.to_page.push(ToPage::Error {
+                    message: "a call is already in progress on this connection".into(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad signaling message ignored");
+                self.to_page.push(ToPage::Error {
+                    message: format!("bad message: {e}"),
+                });
+            }
+        }
+    }
+
+    fn hang_up(&mut self, outcome: &str) {
+        let now = self.now();
+        if let Some(call) = &mut self.call {
+            call.handle(now, Input::HangUp);
+        }
+        self.outcome.get_or_insert_with(|| outcome.to_string());
+    }
+
+    /// The media path is up: the call starts (the case is opened) and the greeting plays.
+    async fn connected(&mut self) -> anyhow::Result<()> {
+        if self.call.is_some() {
+            return Ok(());
+        }
+        let mut cfg = self.deps.call.clone();
+        cfg.out_rate = OUT_RATE;
+        let mut call = Call::new(cfg);
+        let now = self.now();
+        tracing::info!(ms = now, "media connected");
+        if self.busy {
+            tracing::warn!(
+                cap = self.deps.registry.max_active(),
+                "over the call cap: playing the busy message"
+            );
+            self.reason = EndReason::Busy;
+            call.handle(
+                now,
+                Input::AgentReply {
+                    turn: 0,
+                    text: self.deps.calls.busy_message.clone(),
+                    end: Some(EndAction::Hangup),
+                },
+            );
+            self.call = Some(call);
+            return Ok(());
+        }
+        let engine: &Arc<Engine> = &self.deps.engine;
+        let greeting = engine.start(&self.caller, CHANNEL).await?;
+        let conv = greeting.conversation_id.clone();
+        tracing::info!(conversation = %conv, caller = %self.caller, "call started");
+        self.slot.bind(&self.call_id, &conv);
+        let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
+        self.agent_task = Some(tokio::spawn(
+            agent_worker(engine.clone(), conv.clone(), agent_rx, self.done_tx.clone())
+                .instrument(tracing::Span::current()),
+        ));
+        let _ = agent_tx.try_send(AgentJob::Note(
+            "call_started",
+            json!({"provider": CHANNEL, "call_id": self.call_id, "format": "opus/48000 → pcm/16000",
+                   "template": engine.template.name}),
+        ));
+        self.agent_tx = Some(agent_tx);
+        self.conversation = Some(conv);
+        self.set_state(AgentState::Listening);
+        let now = self.now();
+        call.handle(
+            now,
+            Input::AgentReply {
+                turn: 0,
+                text: greeting.reply,
+                end: None,
+            },
+        );
+        self.call = Some(call);
+        Ok(())
+    }
+
+    fn caller_audio(&mut self, samples: &[f32; FRAME_SAMPLES]) {
+        let now = self.now();
+        let Some(call) = &mut self.call else { return };
+        if self.busy || self.muted {
+            call.handle(now, Input::CallerAudio(&SILENCE));
+            return;
+        }
+        let ms = samples.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
+        if ms >= VOICE_MEAN_SQUARE {
+            self.last_voice_ms = now;
+        }
+        call.handle(now, Input::CallerAudio(samples));
+    }
+
+    /// Every 20 ms: time passes for the core, one frame of bot audio (or silence) is sent, and
+    /// the marks whose audio has been sent are echoed.
+    async fn tick(&mut self) {
+        let now = self.now();
+        let Some(call) = &mut self.call else { return };
+        call.handle(now, Input::Tick);
+        // The core's audio for this tick (it paces itself on `now`) joins the queue first.
+        if let Err(e) = self.flush_outputs().await {
+            tracing::warn!(error = %e, "flushing outputs failed");
+        }
+        let n = self.queue.len().min(FRAME_SAMPLES);
+        let had_audio = n > 0;
+        for (dst, src) in self.frame.iter_mut().zip(self.queue.drain(..n)) {
+            *dst = src;
+        }
+        self.frame[n..].fill(0.0);
+        self.sent_total += n as u64;
+        match self.audio.send_frame(&self.frame).await {
+            Ok(_) => {}
+            Err(e) => {
+                self.send_errors += 1;
+                if self.send_errors <= 3 {
+                    tracing::warn!(error = %e, "sending a frame failed");
+                }
+            }
+        }
+        if had_audio && let Some((turn, voice_ms, end_ms)) = self.latency_pending.take() {
+            let ms = now.saturating_sub(voice_ms);
+            let turn_end_ms = now.saturating_sub(end_ms);
+            tracing::info!(
+                turn,
+                ms,
+                turn_end_ms,
+                "caller's last word to the first bot audio packet"
+            );
+            self.latencies.push(ms);
+            self.to_page.push(ToPage::Latency {
+                turn,
+                ms,
+                turn_end_ms,
+            });
+        }
+        let now = self.now();
+        while let Some(&(at, id)) = self.local_marks.front() {
+            if at > self.sent_total {
+                break;
+            }
+            self.local_marks.pop_front();
+            if let Some(call) = &mut self.call {
+                call.handle(now, Input::MarkPlayed { id });
+            }
+        }
+    }
+
+    fn done(&mut self, d: Done) {
+        let now = self.now();
+        let Some(call) = &mut self.call else { return };
+        match d {
+            Done::Transcript { turn, text } => call.handle(now, Input::Transcript { turn, text }),
+            Done::Reply { turn, text, end } => {
+                call.handle(now, Input::AgentReply { turn, text, end })
+            }
+            Done::Audio { turn, audio } => {
+                call.handle(
+                    now,
+                    Input::TtsAudio {
+                        turn,
+                        samples: &audio,
+                    },
+                );
+                call.handle(now, Input::TtsDone { turn });
+            }
+            Done::Failed { turn, what } => {
+                tracing::warn!(turn, "{what}");
+                call.handle(
+                    now,
+                    Input::Transcript {
+                        turn,
+                        text: String::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn set_state(&mut self, s: AgentState) {
+        if self.state != Some(s) {
+            self.state = Some(s);
+            self.to_page.push(ToPage::AgentState { state: s });
+        }
+    }
+
+    async fn flush_outputs(&mut self) -> anyhow::Result<()> {
+        let Some(call) = &mut self.call else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        while let Some(o) = call.poll() {
+            match o {
+                Output::SendAudio { samples } => {
+                    let samples = samples.min(self.out_pcm.len());
+                    let n = call.take_audio(&mut self.out_pcm[..samples]);
+                    let room = QUEUE_SAMPLES - self.queue.len();
+                    if n > room {
+                        tracing::warn!(dropped = n - room, "playout queue full: audio dropped");
+                    }
+                    let n = n.min(room);
+                    self.queue.extend(&self.out_pcm[..n]);
+                    self.queued_total += n as u64;
+                }
+                Output::Mark { id } => self.local_marks.push_back((self.queued_total, id)),
+                Output::Clear => {
+                    // No `clear` in WebRTC: stop sending what is queued, now.
+                    self.queue.clear();
+                    self.local_marks.clear();
+                    self.queued_total = self.sent_total;
+                    self.latency_pending = None;
+                }
+                Output::Transcribe { turn, audio } => {
+                    let speech = self.deps.speech.clone();
+                    let done = self.done_tx.clone();
+                    self.asr_task = Some((
+                        turn,
+                        tokio::spawn(async move {
+                            let msg = match speech.transcribe(audio).await {
+                                Ok(t) => Done::Transcript { turn, text: t.text },
+                                Err(e) => Done::Failed {
+                                    turn,
+                                    what: format!("ASR failed: {e}"),
+                                },
+                            };
+                            let _ = done.send(msg).await;
+                        }),
+                    ));
+                }
+                Output::AskAgent { turn, text } => {
+                    if let Some(agent) = &self.agent_tx
+                        && agent.send(AgentJob::Ask { turn, text }).await.is_err()
+                    {
+                        anyhow::bail!("agent worker stopped");
+                    }
+                }
+                Output::Synthesize { turn, text } => {
+                    let speech = self.deps.speech.clone();
+                    let done = self.done_tx.clone();
+                    tokio::spawn(async move {
+                        let msg = match speech.synthesize(&text, OUT_RATE).await {
+                            Ok(audio) => Done::Audio { turn, audio },
+                            Err(e) => Done::Failed {
+                                turn,
+                                what: format!("TTS failed: {e}"),
+                            },
+                        };
+                        let _ = done.send(msg).await;
+                    });
+                }
+                Output::Interrupted { heard, .. } => {
+                    if let Some(agent) = &self.agent_tx
+                        && agent.send(AgentJob::Heard(heard)).await.is_err()
+                    {
+                        anyhow::bail!("agent worker stopped");
+                    }
+                }
+                Output::Event(e) => events.push(e),
+                Output::CancelTurn { turn } => {
+                    if let Some((t, task)) = self.asr_task.take() {
+                        if t == turn {
+                            task.abort();
+                        } else {
+                            self.asr_task = Some((t, task));
+                        }
+                    }
+                }
+                Output::End(action) => {
+                    tracing::info!(?action, "the bot ends the call");
+                    let (reason, outcome) = match &action {
+                        EndAction::Hangup if self.busy => {
+                            (EndReason::Busy, "busy: over the call cap".to_string())
+                        }
+                        EndAction::Hangup => (EndReason::Hangup, "bot hung up".to_string()),
+                        EndAction::Transfer { to } => {
+                            (EndReason::Transfer, format!("transferred to {to}"))
+                        }
+                    };
+                    self.reason = reason;
+                    self.outcome = Some(outcome);
+                }
+            }
+        }
+        for e in events {
+            self.event(e.t_ms, e.kind);
+        }
+        Ok(())
+    }
+
+    /// Maps a core event onto the page's messages and the case's audit trail.
+    fn event(&mut self, t_ms: u64, kind: EventKind) {
+        let note = match kind {
+            EventKind::CallerSpeechEnd { .. } => {
+                self.speech_end = Some((self.last_voice_ms.min(t_ms), t_ms));
+                self.set_state(AgentState::Thinking);
+                None
+            }
+            EventKind::Transcript { turn, text } => {
+                if !text.trim().is_empty() {
+                    self.to_page.push(ToPage::Caption {
+                        who: Who::Caller,
+                        text,
+                        turn,
+                    });
+                }
+                None
+            }
+            EventKind::TranscriptDropped { turn } => {
+                self.set_state(AgentState::Listening);
+                Some(("transcript_dropped", json!({"turn": turn})))
+            }
+            EventKind::BotReply { turn, text } => {
+                self.to_page.push(ToPage::Caption {
+                    who: Who::Bot,
+                    text,
+                    turn,
+                });
+                None
+            }
+            EventKind::BotAudioStart { turn } => {
+                if let Some((voice, end)) = self.speech_end.take() {
+                    self.latency_pending = Some((turn, voice, end));
+                }
+                self.set_state(AgentState::Speaking);
+                None
+            }
+            EventKind::BotAudioEnd { .. } => {
+                self.set_state(AgentState::Listening);
+                None
+            }
+            EventKind::BargeIn { turn, heard } => {
+                tracing::info!(turn, heard = %heard, "barge-in: playback cleared");
+                self.to_page.push(ToPage::Interrupted {
+                    turn,
+                    heard: heard.clone(),
+                });
+                self.set_state(AgentState::Listening);
+                Some(("barge_in", json!({"turn": turn, "heard": heard})))
+            }
+            EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
+            _ => None,
+        };
+        if let (Some((action, detail)), Some(agent)) = (note, &self.agent_tx) {
+            // Notes are best-effort: a full queue must not stall the audio path.
+            if agent.try_send(AgentJob::Note(action, detail)).is_err() {
+                tracing::warn!(action, "call event not recorded: agent queue full");
+            }
+        }
+    }
+
+    async fn send_page(&mut self, tx: &mut Tx) {
+        if self.to_page.is_empty() {
+            return;
+        }
+        for m in self.to_page.drain(..) {
+            // A page that went away is noticed on the receiving side.
+            if tx.feed(Message::Text(m.to_json().into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = tx.flush().await;
+    }
+
+    /// Closes the peer connection, then the case with the outcome, after every queued agent job
+    /// has been recorded.
+    async fn finish(&mut self) {
+        self.closer.close().await;
+        let outcome = self
+            .outcome
+            .clone()
+            .unwrap_or_else(|| "connection dropped".into());
+        let stats = self.audio.stats();
+        if let Some(agent) = self.agent_tx.take() {
+            let _ = agent
+                .send(AgentJob::Note(
+                    "call_ended",
+                    json!({"outcome": outcome, "latency_ms": self.latencies,
+                           "rtp_packets_in": stats.rtp_packets_in, "frames_sent": stats.frames_sent,
+                           "frames_concealed": stats.frames_concealed}),
+                ))
+                .await;
+            drop(agent);
+        }
+        if let Some(task) = self.agent_task.take()
+            && tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the agent task did not finish in time");
+        }
+        if let Some(conv) = &self.conversation
+            && let Err(e) = self.deps.engine.finish_call(conv, &outcome).await
+        {
+            tracing::warn!(error = %e, "could not close the case");
+        }
+        tracing::info!(outcome = %outcome, "call ended");
+    }
+}

@@ -12,3 +12,4 @@ mod replay;
 mod router;
 mod scenarios;
 mod twilio;
+mod webrtc;

@@ -184,7 +184,7 @@ async fn call(p: P) -> (Seen, u64) {
                     let reply = match (p, event) {
                         (P::Telnyx | P::Exotel, "media") => {
                             let n = unb64(v["media"]["payload"].as_str().unwrap()).len();
-                            if p == P::Exotel && (n % 320 != 0 || n < 3200) {
+                            if p == P::Exotel && (!n.is_multiple_of(320) || n < 3200) {
                                 seen.bad_sizes.push(n);
                             }
                             audio(n, &mut seen);

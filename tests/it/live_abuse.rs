@@ -503,11 +503,20 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
         "/config/switchboard.toml"
     ))
     .unwrap()
-    .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{port}\""))
-    .replace("data_dir = \"data\"", &format!("data_dir = {:?}", dir.path().join("db")))
+    .replace(
+        "listen = \"127.0.0.1:8080\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", dir.path().join("db")),
+    )
     .replace(
         "models_dir = \"models\"",
-        &format!("models_dir = {:?}", concat!(env!("CARGO_MANIFEST_DIR"), "/models")),
+        &format!(
+            "models_dir = {:?}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models")
+        ),
     )
     .replace("drain_secs = 30", "drain_secs = 3");
     let cfg_path = dir.path().join("switchboard.toml");
@@ -525,7 +534,10 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     let base = format!("127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..300 {
-        if reqwest::get(format!("http://{base}/healthz")).await.is_ok_and(|r| r.status() == 200) {
+        if reqwest::get(format!("http://{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             up = true;
             break;
         }
@@ -544,14 +556,22 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     assert!(sent.success());
     let t0 = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let health = reqwest::get(format!("http://{base}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{base}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 503, "draining");
     let err = tokio_tungstenite::connect_async(format!("ws://{base}/twilio/media"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("503"), "no new calls while draining: {err}");
+    assert!(
+        err.to_string().contains("503"),
+        "no new calls while draining: {err}"
+    );
     let log = call.await.unwrap().unwrap();
-    assert!(log.closed_by_server.is_some(), "the call was ended by the gateway");
+    assert!(
+        log.closed_by_server.is_some(),
+        "the call was ended by the gateway"
+    );
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("the gateway exits after draining")
@@ -566,7 +586,8 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     let logs = store.query_logs(&LogQuery::default()).unwrap();
     let session = &logs[0].session_id;
     let rec = match store.load_session(session, 0).unwrap() {
-        switchboard::store::SessionLookup::Active(r) | switchboard::store::SessionLookup::Expired(r) => r,
+        switchboard::store::SessionLookup::Active(r)
+        | switchboard::store::SessionLookup::Expired(r) => r,
         switchboard::store::SessionLookup::Missing => panic!("session lost"),
     };
     let case = store.get_case(&rec.case_id).unwrap().unwrap();

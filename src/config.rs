@@ -53,6 +53,10 @@ pub struct Config {
     #[serde(default)]
     pub twilio: TwilioConfig,
     #[serde(default)]
+    pub telnyx: TelnyxConfig,
+    #[serde(default)]
+    pub plivo: PlivoConfig,
+    #[serde(default)]
     pub webrtc: WebRtcConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
@@ -131,16 +135,68 @@ impl Default for TwilioConfig {
 impl TwilioConfig {
     /// Applies `TWILIO_AUTH_TOKEN` and `TWILIO_ACCOUNT_SID` when set.
     pub fn with_env(mut self) -> Self {
-        if let Ok(t) = std::env::var("TWILIO_AUTH_TOKEN")
-            && !t.trim().is_empty()
-        {
-            self.auth_token = t.trim().to_string();
+        env_override("TWILIO_AUTH_TOKEN", &mut self.auth_token);
+        env_override("TWILIO_ACCOUNT_SID", &mut self.account_sid);
+        self
+    }
+}
+
+/// Telnyx call control (hang-up, transfer). `TELNYX_API_KEY` overrides the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelnyxConfig {
+    /// Bearer API key; empty = calls are ended by closing the media stream only.
+    pub api_key: String,
+    pub api_base: String,
+}
+
+impl Default for TelnyxConfig {
+    fn default() -> Self {
+        Self {
+            api_key: String::new(),
+            api_base: "https://api.telnyx.com".into(),
         }
-        if let Ok(t) = std::env::var("TWILIO_ACCOUNT_SID")
-            && !t.trim().is_empty()
-        {
-            self.account_sid = t.trim().to_string();
+    }
+}
+
+/// Plivo's REST API (hang-up). `PLIVO_AUTH_ID` / `PLIVO_AUTH_TOKEN` override the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlivoConfig {
+    pub auth_id: String,
+    pub auth_token: String,
+    pub api_base: String,
+}
+
+impl Default for PlivoConfig {
+    fn default() -> Self {
+        Self {
+            auth_id: String::new(),
+            auth_token: String::new(),
+            api_base: "https://api.plivo.com".into(),
         }
+    }
+}
+
+fn env_override(var: &str, into: &mut String) {
+    if let Ok(v) = std::env::var(var)
+        && !v.trim().is_empty()
+    {
+        *into = v.trim().to_string();
+    }
+}
+
+impl TelnyxConfig {
+    pub fn with_env(mut self) -> Self {
+        env_override("TELNYX_API_KEY", &mut self.api_key);
+        self
+    }
+}
+
+impl PlivoConfig {
+    pub fn with_env(mut self) -> Self {
+        env_override("PLIVO_AUTH_ID", &mut self.auth_id);
+        env_override("PLIVO_AUTH_TOKEN", &mut self.auth_token);
         self
     }
 }

@@ -390,14 +390,13 @@ fn no_speech() -> Response {
     .into_response()
 }
 
-fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, Response> {
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_INPUT",
             format!("form body: {e}"),
         )
-        .into_response()
     })
 }
 
@@ -413,7 +412,7 @@ async fn twilio_voice(
     };
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
         tracing::warn!(path = %uri.path(), "Twilio webhook with a bad signature refused");
@@ -463,7 +462,7 @@ async fn twilio_status(
     };
     let form = match parse_form(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
         tracing::warn!(path = %uri.path(), "Twilio status callback with a bad signature refused");
@@ -501,9 +500,9 @@ fn media_socket(
     s: &AppState,
     ws: WebSocketUpgrade,
     provider: Provider,
-) -> Result<(Arc<LiveDeps>, WebSocketUpgrade, Admission), Response> {
+) -> Result<(Arc<LiveDeps>, WebSocketUpgrade, Admission), Box<Response>> {
     let Some(live) = s.live.clone() else {
-        return Err(no_speech());
+        return Err(Box::new(no_speech()));
     };
     let admission = live.registry.admit();
     if matches!(admission, Admission::Draining) {
@@ -511,12 +510,14 @@ fn media_socket(
             provider = live::channel(provider),
             "call refused: shutting down or flooded"
         );
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "not taking calls now",
-        )
-        .into_response());
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "not taking calls now",
+            )
+            .into_response(),
+        ));
     }
     Ok((live, ws, admission))
 }
@@ -547,35 +548,35 @@ async fn twilio_media(
     }
     match media_socket(&s, ws, Provider::Twilio) {
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Twilio),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn telnyx_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     match media_socket(&s, ws, Provider::Telnyx) {
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Telnyx),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn plivo_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     match media_socket(&s, ws, Provider::Plivo) {
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Plivo),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn exotel_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     match media_socket(&s, ws, Provider::Exotel) {
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Exotel),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn vonage_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     match media_socket(&s, ws, Provider::Vonage) {
         Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Vonage),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

@@ -22,6 +22,9 @@ pub struct LoadOptions {
     pub ramp_ms: u64,
     /// The gateway's media WebSocket (ws://host:port/twilio/media).
     pub url: String,
+    /// The gateway's `speech.call.barge_in_ms`: how long a caller must talk over the bot before
+    /// it stops; reported apart from the gateway's own reaction time.
+    pub barge_in_ms: u64,
 }
 
 /// One row of the report.
@@ -145,7 +148,10 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
         row.wall_s = wall.as_secs_f64();
         row.cpu_pct = 100.0 * (cpu1 - cpu0).as_secs_f64() / wall.as_secs_f64();
         row.rss_mb = rss;
-        eprintln!("{}", format_rows(std::slice::from_ref(&row)));
+        eprintln!(
+            "{}",
+            format_rows(std::slice::from_ref(&row), opts.barge_in_ms)
+        );
         rows.push(row);
         // Let the gateway close the last calls' records before the next run.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -172,18 +178,24 @@ fn add(row: &mut Row, log: &CallLog) {
     row.gap_ms += log.gaps.iter().map(|g| g.1).sum::<u64>();
 }
 
-/// The report table (Markdown).
-pub fn format_rows(rows: &[Row]) -> String {
+/// The report table (Markdown). `barge_in_ms` is the configured confirmation window, which
+/// the "reaction" column takes out of onset → clear.
+pub fn format_rows(rows: &[Row], barge_in_ms: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
+        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | of which reaction after the {barge_in_ms} ms window p50 / p95 | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for r in rows {
+        let reaction: Vec<u64> = r
+            .clears
+            .iter()
+            .map(|c| c.saturating_sub(barge_in_ms))
+            .collect();
         let _ = writeln!(
             s,
-            "| {} | {}/{} | {} / {} / {} | {} / {} | {} ({} ms) | {:.0} | {:.0} |",
+            "| {} | {}/{} | {} / {} / {} | {} / {} | {} / {} | {} ({} ms) | {:.0} | {:.0} |",
             r.calls,
             r.completed,
             r.calls,
@@ -192,6 +204,8 @@ pub fn format_rows(rows: &[Row]) -> String {
             r.responses.iter().max().copied().unwrap_or(0),
             percentile(&r.clears, 50.0),
             percentile(&r.clears, 95.0),
+            percentile(&reaction, 50.0),
+            percentile(&reaction, 95.0),
             r.gaps,
             r.gap_ms,
             r.cpu_pct,

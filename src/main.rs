@@ -441,6 +441,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
         calls,
         ramp_ms,
         url: format!("ws://{addr}/twilio/media"),
+        barge_in_ms: u64::from(cfg.speech.call.barge_in_ms),
     };
     eprintln!(
         "gateway on {addr}: ASR {} ({} worker(s) x {} thread(s)), {} core(s)",
@@ -456,7 +457,10 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     let rows = switchboard::loadtest::run(&opts, &fixtures).await;
     server.abort();
     let _ = std::fs::remove_dir_all(&scratch);
-    println!("{}", switchboard::loadtest::format_rows(&rows?));
+    println!(
+        "{}",
+        switchboard::loadtest::format_rows(&rows?, u64::from(cfg.speech.call.barge_in_ms))
+    );
     Ok(())
 }
 

@@ -286,10 +286,12 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                         let at = Instant::now();
                         if let Step::Say(audio) = &step {
                             speech_end = voiced_end(audio);
+                            // Speech starts at the first audible frame, not the file's lead-in.
+                            let onset = ms(at) + voiced_start(audio) as u64 / 8;
                             let speaking = play.play_end > at;
-                            log.speech.push((ms(at), 0));
+                            log.speech.push((onset, 0));
                             if speaking {
-                                log.barge_ins.push(ms(at));
+                                log.barge_ins.push(onset);
                             }
                         }
                         cur = Some((step, 0, at));
@@ -307,10 +309,11 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
                             *pos += n;
                             // Speech ends at the last audible sample, not at the file's
                             // trailing silence.
-                            if *pos >= speech_end && log.speech.last().is_some_and(|s| s.1 == 0) {
-                                if let Some(last) = log.speech.last_mut() {
-                                    last.1 = ms(Instant::now()) + 20;
-                                }
+                            if *pos >= speech_end
+                                && let Some(last) = log.speech.last_mut()
+                                && last.1 == 0
+                            {
+                                last.1 = ms(Instant::now()) + 20;
                             }
                             if *pos >= audio.len() {
                                 finished = true;
@@ -370,6 +373,18 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
     }
     log.duration_ms = ms(now);
     Ok(log)
+}
+
+/// Where the speech in μ-law `audio` starts: the first 20 ms frame louder than -40 dBFS.
+pub fn voiced_start(audio: &[u8]) -> usize {
+    let mut pcm = [0f32; FRAME];
+    for (i, chunk) in audio.chunks(FRAME).enumerate() {
+        let n = crate::audio::g711::decode_ulaw_into(chunk, &mut pcm[..chunk.len()]);
+        if pcm[..n].iter().map(|x| x * x).sum::<f32>() / n.max(1) as f32 > 1e-4 {
+            return i * FRAME;
+        }
+    }
+    audio.len()
 }
 
 /// Where the speech in μ-law `audio` ends: just past the last 20 ms frame louder than -40 dBFS.
@@ -433,6 +448,7 @@ mod tests {
         }
         crate::audio::g711::encode_ulaw_from(&loud, &mut a[480..800]);
         assert_eq!(voiced_end(&a), 800);
+        assert_eq!(voiced_start(&a), 480);
         assert_eq!(voiced_end(&[ULAW_SILENCE; 320]), 0);
     }
 

@@ -17,11 +17,11 @@ use crate::agent::master::CallAction;
 use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
 use crate::call::{Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
-use crate::config::{CallsConfig, Config, TwilioConfig};
+use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig};
 use crate::runtime::calls::{Admission, CallRegistry, Slot};
 use crate::runtime::speech::Speech;
 use crate::transport::wire::{Frame, Wire};
-use crate::transport::{Encoding, Inbound, ProtocolError, Provider, twilio};
+use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx, twilio};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -39,6 +39,8 @@ pub struct LiveDeps {
     pub call: CallConfig,
     pub calls: CallsConfig,
     pub twilio: TwilioConfig,
+    pub telnyx: TelnyxConfig,
+    pub plivo: PlivoConfig,
     /// For provider REST calls (hang-up, transfer).
     pub http: reqwest::Client,
     pub registry: Arc<CallRegistry>,
@@ -54,6 +56,8 @@ impl LiveDeps {
             call: cfg.speech.call.clone(),
             calls: cfg.calls.clone(),
             twilio: cfg.twilio.clone().with_env(),
+            telnyx: cfg.telnyx.clone().with_env(),
+            plivo: cfg.plivo.clone().with_env(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
@@ -634,50 +638,95 @@ impl CallRun {
         Ok(())
     }
 
-    /// Hangs up or transfers through the provider's REST API (Twilio). Other providers end the
-    /// stream by closing the socket.
+    /// Hangs up or transfers through the provider's REST API: Twilio (hang-up, transfer),
+    /// Telnyx (hang-up, transfer), Plivo (hang-up). Without credentials, or for Exotel and
+    /// Vonage, the call ends by closing the media stream.
     async fn provider_end(&self, action: &EndAction) {
-        if self.wire.provider() != Provider::Twilio {
-            tracing::info!(
-                ?action,
-                "closing the media stream (REST call control is wired for Twilio only)"
-            );
-            return;
-        }
-        let tw = &self.deps.twilio;
-        if tw.account_sid.is_empty() || tw.auth_token.is_empty() {
+        let http = &self.deps.http;
+        let req = match self.wire.provider() {
+            Provider::Twilio => {
+                let tw = &self.deps.twilio;
+                if tw.account_sid.is_empty() || tw.auth_token.is_empty() {
+                    None
+                } else {
+                    let form = match action {
+                        EndAction::Hangup => twilio::hangup_form(),
+                        EndAction::Transfer { to } => twilio::transfer_form(to),
+                    };
+                    Some(
+                        http.post(twilio::call_url(
+                            &tw.api_base,
+                            &tw.account_sid,
+                            &self.call_id,
+                        ))
+                        .basic_auth(&tw.account_sid, Some(&tw.auth_token))
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(serde_urlencoded::to_string(&form).unwrap_or_default()),
+                    )
+                }
+            }
+            Provider::Telnyx if !self.deps.telnyx.api_key.is_empty() => {
+                let tx = &self.deps.telnyx;
+                let (url, body) = match action {
+                    EndAction::Hangup => {
+                        (telnyx::hangup_url(&tx.api_base, &self.call_id), json!({}))
+                    }
+                    EndAction::Transfer { to } => (
+                        telnyx::transfer_url(&tx.api_base, &self.call_id),
+                        json!({ "to": to }),
+                    ),
+                };
+                Some(
+                    http.post(url)
+                        .bearer_auth(&tx.api_key)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_string()),
+                )
+            }
+            Provider::Plivo if !self.deps.plivo.auth_id.is_empty() => {
+                let pl = &self.deps.plivo;
+                match action {
+                    EndAction::Hangup => Some(
+                        http.delete(plivo::hangup_url(&pl.api_base, &pl.auth_id, &self.call_id))
+                            .basic_auth(&pl.auth_id, Some(&pl.auth_token)),
+                    ),
+                    EndAction::Transfer { .. } => {
+                        tracing::warn!(
+                            ?action,
+                            "transfer is not wired for Plivo: closing the stream"
+                        );
+                        None
+                    }
+                }
+            }
+            p => {
+                tracing::info!(
+                    ?action,
+                    provider = channel(p),
+                    "no REST call control configured: closing the media stream"
+                );
+                return;
+            }
+        };
+        let Some(req) = req else {
             tracing::warn!(
                 ?action,
-                "no Twilio account_sid/auth_token configured: closing the stream instead of a REST call update"
+                "no provider credentials configured: closing the stream instead of a REST call update"
             );
             return;
-        }
-        let url = twilio::call_url(&tw.api_base, &tw.account_sid, &self.call_id);
-        let form = match action {
-            EndAction::Hangup => twilio::hangup_form(),
-            EndAction::Transfer { to } => twilio::transfer_form(to),
         };
-        let res = self
-            .deps
-            .http
-            .post(&url)
-            .basic_auth(&tw.account_sid, Some(&tw.auth_token))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(serde_urlencoded::to_string(&form).unwrap_or_default())
-            .send()
-            .await;
-        match res {
-            Ok(r) if r.status().is_success() => tracing::info!(?action, "Twilio call updated"),
+        match req.send().await {
+            Ok(r) if r.status().is_success() => tracing::info!(?action, "provider call updated"),
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                tracing::info!("Twilio says the call is already gone")
+                tracing::info!("the provider says the call is already gone")
             }
             Ok(r) => {
-                tracing::warn!(status = %r.status(), ?action, "Twilio refused the call update")
+                tracing::warn!(status = %r.status(), ?action, "the provider refused the call update")
             }
-            Err(e) => tracing::warn!(error = %e, ?action, "Twilio call update failed"),
+            Err(e) => tracing::warn!(error = %e, ?action, "provider call update failed"),
         }
     }
 

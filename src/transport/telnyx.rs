@@ -146,6 +146,18 @@ pub fn hangup_url(api_base: &str, call_control_id: &str) -> String {
     )
 }
 
+/// `{api_base}/v2/calls/{call_control_id}/actions/transfer` (POST `{"to": number}`, Bearer).
+pub fn transfer_url(api_base: &str, call_control_id: &str) -> String {
+    build_url(
+        api_base,
+        &[
+            UrlPart::Lit("/v2/calls/"),
+            UrlPart::Seg(call_control_id),
+            UrlPart::Lit("/actions/transfer"),
+        ],
+    )
+}
+
 /// Puts sequence-numbered frames back in order within a bounded window.
 ///
 /// `push` frames as they arrive, then `pop` until `None`. A frame older than the next expected one

@@ -487,3 +487,110 @@ async fn draining_refuses_new_calls_and_ends_the_remaining_ones_at_the_timeout()
     assert_eq!(all[0].resolution.as_deref(), Some("ended at shutdown"));
     assert_eq!(all[0].status, CaseStatus::Closed);
 }
+
+/// The real binary: SIGTERM while a call is up. New calls are refused and the health check
+/// fails while draining; the call is ended at the drain timeout; the process exits 0; the case
+/// in the database file is closed with the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace(
+        "listen = \"127.0.0.1:8080\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", dir.path().join("db")),
+    )
+    .replace(
+        "models_dir = \"models\"",
+        &format!(
+            "models_dir = {:?}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models")
+        ),
+    )
+    .replace("drain_secs = 30", "drain_secs = 3");
+    let cfg_path = dir.path().join("switchboard.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .env_remove("TWILIO_ACCOUNT_SID")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if reqwest::get(format!("http://{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the gateway came up");
+    let url = format!("ws://{base}/twilio/media");
+    let script = Script::new("user_789", vec![Step::Silence(60_000), Step::HangUp]);
+    let call = tokio::spawn(async move { simcall::run(&url, &script).await });
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let pid = child.id().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let t0 = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = reqwest::get(format!("http://{base}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503, "draining");
+    let err = tokio_tungstenite::connect_async(format!("ws://{base}/twilio/media"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("503"),
+        "no new calls while draining: {err}"
+    );
+    let log = call.await.unwrap().unwrap();
+    assert!(
+        log.closed_by_server.is_some(),
+        "the call was ended by the gateway"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("the gateway exits after draining")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "the call was given the drain time: {waited:?}"
+    );
+    let store = switchboard::store::Store::open(&dir.path().join("db/switchboard.db")).unwrap();
+    let logs = store.query_logs(&LogQuery::default()).unwrap();
+    let session = &logs[0].session_id;
+    let rec = match store.load_session(session, 0).unwrap() {
+        switchboard::store::SessionLookup::Active(r)
+        | switchboard::store::SessionLookup::Expired(r) => r,
+        switchboard::store::SessionLookup::Missing => panic!("session lost"),
+    };
+    let case = store.get_case(&rec.case_id).unwrap().unwrap();
+    assert_eq!(case.status, CaseStatus::Closed);
+    assert_eq!(case.resolution.as_deref(), Some("ended at shutdown"));
+}

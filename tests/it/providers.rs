@@ -3,7 +3,7 @@
 //! provider's audio format, echoes marks/checkpoints as played, and gets the answer in the
 //! provider's own message format.
 
-use crate::twilio::{gateway, idle};
+use crate::twilio::{Gateway, gateway, idle};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -24,13 +24,15 @@ enum P {
 }
 
 /// Caller audio (silence, the request, silence) in the provider's inbound format.
-fn caller_audio(p: P) -> (Vec<u8>, usize) {
+fn caller_audio(p: P, fixture: &str) -> (Vec<u8>, usize) {
     let rate = if matches!(p, P::Plivo | P::Vonage) {
         16000
     } else {
         8000
     };
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/scenario1/01.wav");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("audio-fixtures")
+        .join(fixture);
     let speech = read_audio_at(&fixture, ChannelPick::Mix, rate).unwrap();
     let mut pcm = vec![0f32; rate as usize * 4];
     pcm.extend(&speech);
@@ -118,6 +120,20 @@ struct Seen {
 }
 
 async fn call(p: P) -> (Seen, u64) {
+    let (seen, end, gw) = call_saying(p, "scenario1/01.wav").await;
+    // The request was decoded from the provider's format and understood.
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l.log_type == LogType::CallerToAgent
+            && l.message.to_lowercase().contains("reservation")),
+        "{p:?}: the request was transcribed: {:?}",
+        logs.iter().map(|l| &l.message).collect::<Vec<_>>()
+    );
+    (seen, end)
+}
+
+/// A call in which the caller says `fixture` once, 4 s in; returns what the client saw.
+async fn call_saying(p: P, fixture: &str) -> (Seen, u64, Gateway) {
     let gw = gateway(|_| {}).await;
     let path = match p {
         P::Telnyx => "/telnyx/media",
@@ -184,7 +200,7 @@ async fn call(p: P) -> (Seen, u64) {
                     let reply = match (p, event) {
                         (P::Telnyx | P::Exotel, "media") => {
                             let n = unb64(v["media"]["payload"].as_str().unwrap()).len();
-                            if p == P::Exotel && (n % 320 != 0 || n < 3200) {
+                            if p == P::Exotel && (!n.is_multiple_of(320) || n < 3200) {
                                 seen.bad_sizes.push(n);
                             }
                             audio(n, &mut seen);
@@ -228,7 +244,7 @@ async fn call(p: P) -> (Seen, u64) {
     for m in start_messages(p) {
         out_tx.send(m).await.unwrap();
     }
-    let (audio, frame) = caller_audio(p);
+    let (audio, frame) = caller_audio(p, fixture);
     let chunks: Vec<&[u8]> = audio.chunks(frame).collect();
     let speech_end_ms = 4000 + 2600; // the request is about 1.5 s; its end is before this
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -236,23 +252,26 @@ async fn call(p: P) -> (Seen, u64) {
     while i < chunks.len() {
         tick.tick().await;
         // Telnyx frames may arrive out of order: send them in swapped pairs.
+        // (A send fails once the gateway has hung up: the caller stops talking then.)
         if p == P::Telnyx && i + 1 < chunks.len() {
-            out_tx
+            let a = out_tx
                 .send(media_message(p, i as u64 + 2, chunks[i + 1]))
-                .await
-                .unwrap();
-            out_tx
-                .send(media_message(p, i as u64 + 1, chunks[i]))
-                .await
-                .unwrap();
+                .await;
+            let b = out_tx.send(media_message(p, i as u64 + 1, chunks[i])).await;
+            if a.is_err() || b.is_err() {
+                break;
+            }
             tick.tick().await;
             i += 2;
             continue;
         }
-        out_tx
+        if out_tx
             .send(media_message(p, i as u64 + 1, chunks[i]))
             .await
-            .unwrap();
+            .is_err()
+        {
+            break;
+        }
         i += 1;
     }
     let stop = match p {
@@ -261,13 +280,10 @@ async fn call(p: P) -> (Seen, u64) {
         P::Exotel => Some(json!({"event": "stop", "stream_sid": "st-1"})),
         P::Vonage => None, // Vonage just closes the socket
     };
-    match stop {
-        Some(s) => out_tx
-            .send(Message::Text(s.to_string().into()))
-            .await
-            .unwrap(),
-        None => out_tx.send(Message::Close(None)).await.unwrap(),
-    }
+    let _ = match stop {
+        Some(s) => out_tx.send(Message::Text(s.to_string().into())).await,
+        None => out_tx.send(Message::Close(None)).await,
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(out_tx);
     let seen = tokio::time::timeout(Duration::from_secs(10), reader)
@@ -276,19 +292,12 @@ async fn call(p: P) -> (Seen, u64) {
         .unwrap();
     let _ = writer.await;
     idle(&gw).await;
-    // The request was decoded from the provider's format and understood.
     let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    assert!(
-        logs.iter().any(|l| l.log_type == LogType::CallerToAgent
-            && l.message.to_lowercase().contains("reservation")),
-        "{p:?}: the request was transcribed: {:?}",
-        logs.iter().map(|l| &l.message).collect::<Vec<_>>()
-    );
     let conv = gw.engine.conversation(&logs[0].session_id).await.unwrap();
     let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
     assert_eq!(case.channel, format!("{p:?}").to_lowercase());
     assert_eq!(case.status, switchboard::store::CaseStatus::Closed);
-    (seen, speech_end_ms)
+    (seen, speech_end_ms, gw)
 }
 
 fn check(p: P, seen: &Seen, speech_end_ms: u64) {
@@ -355,4 +364,25 @@ async fn exotel_pcm16_call_answered_in_320_byte_multiples() {
 async fn vonage_binary_l16_call_answered_in_640_byte_frames() {
     let (seen, end) = call(P::Vonage).await;
     check(P::Vonage, &seen, end);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
+    // "No, that's all. Thanks." → the bot says goodbye and hangs up.
+    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav").await;
+    let rest = gw.rest.lock().unwrap().clone();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].method, "POST");
+    assert_eq!(rest[0].path, "/v2/calls/v3:call-1/actions/hangup");
+    assert_eq!(rest[0].auth, "Bearer tx-key");
+    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav").await;
+    let rest = gw.rest.lock().unwrap().clone();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].method, "DELETE");
+    assert_eq!(rest[0].path, "/v1/Account/MAtest/Call/call-1/");
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "MAtest:pl-token",
+    );
+    assert_eq!(rest[0].auth, format!("Basic {basic}"));
 }

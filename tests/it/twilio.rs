@@ -5,7 +5,7 @@
 
 use crate::common::{Setup, config, engine_with};
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::any;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +32,7 @@ pub fn ulaw_fixture(rel: &str) -> Vec<u8> {
 /// A REST request the gateway made to the (local) provider API.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub method: String,
     pub path: String,
     pub auth: String,
     pub form: Vec<(String, String)>,
@@ -57,8 +58,9 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let api = axum::Router::new()
         .route(
             "/{*path}",
-            post(
+            any(
                 |State(rec): State<Arc<Mutex<Vec<Recorded>>>>,
+                 method: axum::http::Method,
                  uri: axum::http::Uri,
                  headers: axum::http::HeaderMap,
                  body: axum::body::Bytes| async move {
@@ -70,6 +72,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
                         .unwrap_or("")
                         .to_string();
                     rec.lock().unwrap().push(Recorded {
+                        method: method.to_string(),
                         path: uri.path().to_string(),
                         auth,
                         form,
@@ -89,10 +92,18 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     cfg.twilio.account_sid = "ACtest".into();
     cfg.twilio.auth_token = "secret-token".into();
     cfg.twilio.api_base = format!("http://{api_addr}");
+    cfg.telnyx.api_key = "tx-key".into();
+    cfg.telnyx.api_base = format!("http://{api_addr}");
+    cfg.plivo.auth_id = "MAtest".into();
+    cfg.plivo.auth_token = "pl-token".into();
+    cfg.plivo.api_base = format!("http://{api_addr}");
     tweak(&mut cfg);
     let engine = Arc::new(engine_with(setup, &cfg));
     let mut live = LiveDeps::new(engine.clone(), Speech::load(&cfg).unwrap(), &cfg).unwrap();
-    live.twilio = cfg.twilio.clone(); // the test's values, whatever the environment says
+    // The test's values, whatever the environment says.
+    live.twilio = cfg.twilio.clone();
+    live.telnyx = cfg.telnyx.clone();
+    live.plivo = cfg.plivo.clone();
     let live = Arc::new(live);
     let state = AppState {
         engine: engine.clone(),

@@ -68,7 +68,7 @@ impl LiveDeps {
 }
 
 /// Work for the call's agent task, in order.
-pub(crate) enum AgentJob {
+enum AgentJob {
     Ask {
         turn: TurnId,
         text: String,
@@ -98,6 +98,178 @@ pub(crate) enum Done {
         turn: TurnId,
         what: String,
     },
+}
+
+/// The effects a call's core asks for, run the same way for phone and browser calls: ASR on the
+/// worker pool (a queued transcription of a cancelled turn is dropped), TTS on the blocking pool,
+/// and agent turns, barge-in notes and case events in order on the call's one agent task. Results
+/// come back on the receiver [`Effects::new`] returns, for [`apply_done`].
+pub(crate) struct Effects {
+    deps: Arc<LiveDeps>,
+    done_tx: mpsc::Sender<Done>,
+    agent_tx: Option<mpsc::Sender<AgentJob>>,
+    agent_task: Option<tokio::task::JoinHandle<()>>,
+    asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
+    conversation: Option<String>,
+}
+
+impl Effects {
+    pub(crate) fn new(deps: Arc<LiveDeps>) -> (Effects, mpsc::Receiver<Done>) {
+        let (done_tx, done_rx) = mpsc::channel(32);
+        let fx = Effects {
+            deps,
+            done_tx,
+            agent_tx: None,
+            agent_task: None,
+            asr_task: None,
+            conversation: None,
+        };
+        (fx, done_rx)
+    }
+
+    /// Starts the conversation's agent task (in the current tracing span) and records
+    /// `call_started` with `detail` on the case.
+    pub(crate) fn start_agent(&mut self, conversation: &str, detail: serde_json::Value) {
+        let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
+        self.agent_task = Some(tokio::spawn(
+            agent_worker(
+                self.deps.engine.clone(),
+                conversation.to_string(),
+                agent_rx,
+                self.done_tx.clone(),
+            )
+            .instrument(tracing::Span::current()),
+        ));
+        let _ = agent_tx.try_send(AgentJob::Note("call_started", detail));
+        self.agent_tx = Some(agent_tx);
+        self.conversation = Some(conversation.to_string());
+    }
+
+    /// Performs `o` if it is an effect (bot audio at `rate`); any other output is handed back.
+    pub(crate) async fn run(&mut self, o: Output, rate: u32) -> anyhow::Result<Option<Output>> {
+        match o {
+            Output::Transcribe { turn, audio } => {
+                let speech = self.deps.speech.clone();
+                let done = self.done_tx.clone();
+                let task = tokio::spawn(async move {
+                    let msg = match speech.transcribe(audio).await {
+                        Ok(t) => Done::Transcript { turn, text: t.text },
+                        Err(e) => Done::Failed {
+                            turn,
+                            what: format!("ASR failed: {e}"),
+                        },
+                    };
+                    let _ = done.send(msg).await;
+                });
+                self.asr_task = Some((turn, task));
+            }
+            Output::Synthesize { turn, text } => {
+                let speech = self.deps.speech.clone();
+                let done = self.done_tx.clone();
+                tokio::spawn(async move {
+                    let msg = match speech.synthesize(&text, rate).await {
+                        Ok(audio) => Done::Audio { turn, audio },
+                        Err(e) => Done::Failed {
+                            turn,
+                            what: format!("TTS failed: {e}"),
+                        },
+                    };
+                    let _ = done.send(msg).await;
+                });
+            }
+            Output::AskAgent { turn, text } => self.agent(AgentJob::Ask { turn, text }).await?,
+            Output::Interrupted { heard, .. } => self.agent(AgentJob::Heard(heard)).await?,
+            Output::CancelTurn { turn } => {
+                // Aborting the waiter makes the pool skip the job if it is still queued.
+                if let Some((t, task)) = self.asr_task.take() {
+                    if t == turn {
+                        task.abort();
+                    } else {
+                        self.asr_task = Some((t, task));
+                    }
+                }
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    async fn agent(&self, job: AgentJob) -> anyhow::Result<()> {
+        if let Some(agent) = &self.agent_tx
+            && agent.send(job).await.is_err()
+        {
+            anyhow::bail!("agent worker stopped");
+        }
+        Ok(())
+    }
+
+    /// Records a call event on the case. Best-effort: a full queue must not stall the audio path.
+    pub(crate) fn note(&self, action: &'static str, detail: serde_json::Value) {
+        if let Some(agent) = &self.agent_tx
+            && agent.try_send(AgentJob::Note(action, detail)).is_err()
+        {
+            tracing::warn!(action, "call event not recorded: agent queue full");
+        }
+    }
+
+    /// Records `call_ended` (`outcome` plus `detail`'s fields), waits for every queued agent job,
+    /// then closes the case with the outcome.
+    pub(crate) async fn finish(&mut self, outcome: &str, mut detail: serde_json::Value) {
+        if let Some(agent) = self.agent_tx.take() {
+            detail["outcome"] = json!(outcome);
+            let _ = agent.send(AgentJob::Note("call_ended", detail)).await;
+        }
+        if let Some(task) = self.agent_task.take()
+            && tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the agent task did not finish in time");
+        }
+        if let Some(conv) = &self.conversation
+            && let Err(e) = self.deps.engine.finish_call(conv, outcome).await
+        {
+            tracing::warn!(error = %e, "could not close the case");
+        }
+        tracing::info!(outcome = %outcome, "call ended");
+    }
+}
+
+/// Gives an effect's result to the core.
+pub(crate) fn apply_done(call: &mut Call, now: u64, d: Done) {
+    match d {
+        Done::Transcript { turn, text } => call.handle(now, Input::Transcript { turn, text }),
+        Done::Reply { turn, text, end } => call.handle(now, Input::AgentReply { turn, text, end }),
+        Done::Audio { turn, audio } => {
+            call.handle(
+                now,
+                Input::TtsAudio {
+                    turn,
+                    samples: &audio,
+                },
+            );
+            call.handle(now, Input::TtsDone { turn });
+        }
+        Done::Failed { turn, what } => {
+            tracing::warn!(turn, "{what}");
+            call.handle(
+                now,
+                Input::Transcript {
+                    turn,
+                    text: String::new(),
+                },
+            );
+        }
+    }
+}
+
+/// The case outcome of a call the bot ended.
+pub(crate) fn end_outcome(action: &EndAction, busy: bool) -> String {
+    match action {
+        EndAction::Hangup if busy => "busy: over the call cap".to_string(),
+        EndAction::Hangup => "bot hung up".to_string(),
+        EndAction::Transfer { to } => format!("transferred to {to}"),
+    }
 }
 
 /// The channel name a provider's calls are recorded under.
@@ -149,10 +321,7 @@ struct CallRun {
     span: tracing::Span,
     call: Option<Call>,
     call_id: String,
-    conversation: Option<String>,
-    agent_tx: Option<mpsc::Sender<AgentJob>>,
-    agent_task: Option<tokio::task::JoinHandle<()>>,
-    done_tx: mpsc::Sender<Done>,
+    fx: Effects,
     done_rx: mpsc::Receiver<Done>,
     started: Instant,
     end: Option<EndAction>,
@@ -171,8 +340,6 @@ struct CallRun {
     bad_frames: u32,
     early_media: u32,
     speech_end_ms: Option<u64>,
-    /// The transcription in flight, by turn: aborted when its turn is cancelled.
-    asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
 }
 
 impl CallRun {
@@ -183,7 +350,7 @@ impl CallRun {
         busy: bool,
         span: tracing::Span,
     ) -> Self {
-        let (done_tx, done_rx) = mpsc::channel(32);
+        let (fx, done_rx) = Effects::new(deps.clone());
         CallRun {
             wire: Wire::new(provider),
             slot,
@@ -191,10 +358,7 @@ impl CallRun {
             span,
             call: None,
             call_id: String::new(),
-            conversation: None,
-            agent_tx: None,
-            agent_task: None,
-            done_tx,
+            fx,
             done_rx,
             started: Instant::now(),
             end: None,
@@ -209,7 +373,6 @@ impl CallRun {
             bad_frames: 0,
             early_media: 0,
             speech_end_ms: None,
-            asr_task: None,
             deps,
         }
     }
@@ -364,24 +527,12 @@ impl CallRun {
                 let conv = greeting.conversation_id.clone();
                 tracing::info!(conversation = %conv, caller = %caller, "call started");
                 self.slot.bind(&self.call_id, &conv);
-                let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
-                self.agent_task = Some(tokio::spawn(
-                    agent_worker(
-                        self.deps.engine.clone(),
-                        conv.clone(),
-                        agent_rx,
-                        self.done_tx.clone(),
-                    )
-                    .instrument(self.span.clone()),
-                ));
-                let _ = agent_tx.try_send(AgentJob::Note(
-                    "call_started",
+                self.fx.start_agent(
+                    &conv,
                     json!({"provider": channel, "call_id": self.call_id, "stream_id": stream_id,
                            "format": format!("{:?}/{}", format.encoding, format.sample_rate),
                            "params": params}),
-                ));
-                self.agent_tx = Some(agent_tx);
-                self.conversation = Some(conv);
+                );
                 call.handle(
                     now,
                     Input::AgentReply {
@@ -462,32 +613,8 @@ impl CallRun {
 
     fn done(&mut self, d: Done) {
         let now = self.now();
-        let Some(call) = &mut self.call else { return };
-        match d {
-            Done::Transcript { turn, text } => call.handle(now, Input::Transcript { turn, text }),
-            Done::Reply { turn, text, end } => {
-                call.handle(now, Input::AgentReply { turn, text, end })
-            }
-            Done::Audio { turn, audio } => {
-                call.handle(
-                    now,
-                    Input::TtsAudio {
-                        turn,
-                        samples: &audio,
-                    },
-                );
-                call.handle(now, Input::TtsDone { turn });
-            }
-            Done::Failed { turn, what } => {
-                tracing::warn!(turn, "{what}");
-                call.handle(
-                    now,
-                    Input::Transcript {
-                        turn,
-                        text: String::new(),
-                    },
-                );
-            }
+        if let Some(call) = &mut self.call {
+            apply_done(call, now, d);
         }
     }
 
@@ -497,6 +624,9 @@ impl CallRun {
             return Ok(());
         };
         while let Some(o) = call.poll() {
+            let Some(o) = self.fx.run(o, self.wire.out_rate()).await? else {
+                continue;
+            };
             match o {
                 Output::SendAudio { samples } => {
                     let samples = samples.min(self.out_pcm.len());
@@ -516,52 +646,6 @@ impl CallRun {
                     self.wire.clear(&mut self.frames);
                     self.local_marks.clear();
                     self.play_end_ms = now;
-                }
-                Output::Transcribe { turn, audio } => {
-                    let speech = self.deps.speech.clone();
-                    let done = self.done_tx.clone();
-                    self.asr_task = Some((
-                        turn,
-                        tokio::spawn(async move {
-                            let msg = match speech.transcribe(audio).await {
-                                Ok(t) => Done::Transcript { turn, text: t.text },
-                                Err(e) => Done::Failed {
-                                    turn,
-                                    what: format!("ASR failed: {e}"),
-                                },
-                            };
-                            let _ = done.send(msg).await;
-                        }),
-                    ));
-                }
-                Output::AskAgent { turn, text } => {
-                    if let Some(agent) = &self.agent_tx
-                        && agent.send(AgentJob::Ask { turn, text }).await.is_err()
-                    {
-                        anyhow::bail!("agent worker stopped");
-                    }
-                }
-                Output::Synthesize { turn, text } => {
-                    let speech = self.deps.speech.clone();
-                    let done = self.done_tx.clone();
-                    let rate = self.wire.out_rate();
-                    tokio::spawn(async move {
-                        let msg = match speech.synthesize(&text, rate).await {
-                            Ok(audio) => Done::Audio { turn, audio },
-                            Err(e) => Done::Failed {
-                                turn,
-                                what: format!("TTS failed: {e}"),
-                            },
-                        };
-                        let _ = done.send(msg).await;
-                    });
-                }
-                Output::Interrupted { heard, .. } => {
-                    if let Some(agent) = &self.agent_tx
-                        && agent.send(AgentJob::Heard(heard)).await.is_err()
-                    {
-                        anyhow::bail!("agent worker stopped");
-                    }
                 }
                 Output::Event(e) => {
                     let note = match e.kind {
@@ -589,32 +673,17 @@ impl CallRun {
                         }
                         _ => None,
                     };
-                    if let (Some((action, detail)), Some(agent)) = (note, &self.agent_tx) {
-                        // Notes are best-effort: a full queue must not stall the audio path.
-                        if agent.try_send(AgentJob::Note(action, detail)).is_err() {
-                            tracing::warn!(action, "call event not recorded: agent queue full");
-                        }
-                    }
-                }
-                Output::CancelTurn { turn } => {
-                    // A queued transcription of a cancelled turn is skipped by the pool.
-                    if let Some((t, task)) = self.asr_task.take() {
-                        if t == turn {
-                            task.abort();
-                        } else {
-                            self.asr_task = Some((t, task));
-                        }
+                    if let Some((action, detail)) = note {
+                        self.fx.note(action, detail);
                     }
                 }
                 Output::End(action) => {
                     tracing::info!(?action, "the bot ends the call");
-                    self.outcome = Some(match &action {
-                        EndAction::Hangup if self.busy => "busy: over the call cap".to_string(),
-                        EndAction::Hangup => "bot hung up".to_string(),
-                        EndAction::Transfer { to } => format!("transferred to {to}"),
-                    });
+                    self.outcome = Some(end_outcome(&action, self.busy));
                     self.end = Some(action);
                 }
+                // Effects were run above.
+                _ => {}
             }
         }
         Ok(())
@@ -736,33 +805,13 @@ impl CallRun {
             .outcome
             .clone()
             .unwrap_or_else(|| "connection dropped".into());
-        if let Some(agent) = self.agent_tx.take() {
-            let _ = agent
-                .send(AgentJob::Note(
-                    "call_ended",
-                    json!({"outcome": outcome, "bad_frames": self.bad_frames, "media_before_start": self.early_media}),
-                ))
-                .await;
-            drop(agent);
-        }
-        if let Some(task) = self.agent_task.take()
-            && tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-        {
-            tracing::warn!("the agent task did not finish in time");
-        }
-        if let Some(conv) = &self.conversation
-            && let Err(e) = self.deps.engine.finish_call(conv, &outcome).await
-        {
-            tracing::warn!(error = %e, "could not close the case");
-        }
-        tracing::info!(outcome = %outcome, "call ended");
+        let detail = json!({"bad_frames": self.bad_frames, "media_before_start": self.early_media});
+        self.fx.finish(&outcome, detail).await;
     }
 }
 
 /// One conversation answers one turn at a time: agent requests and call events are queued here.
-pub(crate) async fn agent_worker(
+async fn agent_worker(
     engine: Arc<Engine>,
     conversation: String,
     mut rx: mpsc::Receiver<AgentJob>,

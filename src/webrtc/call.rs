@@ -17,7 +17,7 @@
 use crate::agent::engine::Engine;
 use crate::call::{Call, EndAction, EventKind, Input, Output, TurnId};
 use crate::runtime::calls::{Admission, Slot};
-use crate::runtime::live::{AgentJob, Done, LiveDeps, agent_worker};
+use crate::runtime::live::{Done, Effects, LiveDeps, apply_done, end_outcome};
 use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
 use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
 use axum::extract::ws::{Message, WebSocket};
@@ -174,10 +174,7 @@ struct RtcRun {
     call: Option<Call>,
     call_id: String,
     caller: String,
-    conversation: Option<String>,
-    agent_tx: Option<mpsc::Sender<AgentJob>>,
-    agent_task: Option<tokio::task::JoinHandle<()>>,
-    done_tx: mpsc::Sender<Done>,
+    fx: Effects,
     done_rx: mpsc::Receiver<Done>,
     started: Instant,
     outcome: Option<String>,
@@ -202,7 +199,6 @@ struct RtcRun {
     speech_end: Option<(u64, u64)>,
     latency_pending: Option<(TurnId, u64, u64)>,
     latencies: Vec<u64>,
-    asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
 }
 
 impl RtcRun {
@@ -215,7 +211,7 @@ impl RtcRun {
         audio: AudioSender,
         closer: CallCloser,
     ) -> Self {
-        let (done_tx, done_rx) = mpsc::channel(32);
+        let (fx, done_rx) = Effects::new(deps.clone());
         RtcRun {
             deps,
             slot,
@@ -223,10 +219,7 @@ impl RtcRun {
             call: None,
             call_id,
             caller,
-            conversation: None,
-            agent_tx: None,
-            agent_task: None,
-            done_tx,
+            fx,
             done_rx,
             started: Instant::now(),
             outcome: None,
@@ -247,7 +240,6 @@ impl RtcRun {
             speech_end: None,
             latency_pending: None,
             latencies: Vec::new(),
-            asr_task: None,
         }
     }
 
@@ -380,18 +372,11 @@ impl RtcRun {
         let conv = greeting.conversation_id.clone();
         tracing::info!(conversation = %conv, caller = %self.caller, "call started");
         self.slot.bind(&self.call_id, &conv);
-        let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
-        self.agent_task = Some(tokio::spawn(
-            agent_worker(engine.clone(), conv.clone(), agent_rx, self.done_tx.clone())
-                .instrument(tracing::Span::current()),
-        ));
-        let _ = agent_tx.try_send(AgentJob::Note(
-            "call_started",
+        self.fx.start_agent(
+            &conv,
             json!({"provider": CHANNEL, "call_id": self.call_id, "format": "opus/48000 → pcm/16000",
                    "template": engine.template.name}),
-        ));
-        self.agent_tx = Some(agent_tx);
-        self.conversation = Some(conv);
+        );
         self.set_state(AgentState::Listening);
         let now = self.now();
         call.handle(
@@ -476,32 +461,8 @@ impl RtcRun {
 
     fn done(&mut self, d: Done) {
         let now = self.now();
-        let Some(call) = &mut self.call else { return };
-        match d {
-            Done::Transcript { turn, text } => call.handle(now, Input::Transcript { turn, text }),
-            Done::Reply { turn, text, end } => {
-                call.handle(now, Input::AgentReply { turn, text, end })
-            }
-            Done::Audio { turn, audio } => {
-                call.handle(
-                    now,
-                    Input::TtsAudio {
-                        turn,
-                        samples: &audio,
-                    },
-                );
-                call.handle(now, Input::TtsDone { turn });
-            }
-            Done::Failed { turn, what } => {
-                tracing::warn!(turn, "{what}");
-                call.handle(
-                    now,
-                    Input::Transcript {
-                        turn,
-                        text: String::new(),
-                    },
-                );
-            }
+        if let Some(call) = &mut self.call {
+            apply_done(call, now, d);
         }
     }
 
@@ -518,6 +479,9 @@ impl RtcRun {
         };
         let mut events = Vec::new();
         while let Some(o) = call.poll() {
+            let Some(o) = self.fx.run(o, OUT_RATE).await? else {
+                continue;
+            };
             match o {
                 Output::SendAudio { samples } => {
                     let samples = samples.min(self.out_pcm.len());
@@ -538,75 +502,18 @@ impl RtcRun {
                     self.queued_total = self.sent_total;
                     self.latency_pending = None;
                 }
-                Output::Transcribe { turn, audio } => {
-                    let speech = self.deps.speech.clone();
-                    let done = self.done_tx.clone();
-                    self.asr_task = Some((
-                        turn,
-                        tokio::spawn(async move {
-                            let msg = match speech.transcribe(audio).await {
-                                Ok(t) => Done::Transcript { turn, text: t.text },
-                                Err(e) => Done::Failed {
-                                    turn,
-                                    what: format!("ASR failed: {e}"),
-                                },
-                            };
-                            let _ = done.send(msg).await;
-                        }),
-                    ));
-                }
-                Output::AskAgent { turn, text } => {
-                    if let Some(agent) = &self.agent_tx
-                        && agent.send(AgentJob::Ask { turn, text }).await.is_err()
-                    {
-                        anyhow::bail!("agent worker stopped");
-                    }
-                }
-                Output::Synthesize { turn, text } => {
-                    let speech = self.deps.speech.clone();
-                    let done = self.done_tx.clone();
-                    tokio::spawn(async move {
-                        let msg = match speech.synthesize(&text, OUT_RATE).await {
-                            Ok(audio) => Done::Audio { turn, audio },
-                            Err(e) => Done::Failed {
-                                turn,
-                                what: format!("TTS failed: {e}"),
-                            },
-                        };
-                        let _ = done.send(msg).await;
-                    });
-                }
-                Output::Interrupted { heard, .. } => {
-                    if let Some(agent) = &self.agent_tx
-                        && agent.send(AgentJob::Heard(heard)).await.is_err()
-                    {
-                        anyhow::bail!("agent worker stopped");
-                    }
-                }
                 Output::Event(e) => events.push(e),
-                Output::CancelTurn { turn } => {
-                    if let Some((t, task)) = self.asr_task.take() {
-                        if t == turn {
-                            task.abort();
-                        } else {
-                            self.asr_task = Some((t, task));
-                        }
-                    }
-                }
                 Output::End(action) => {
                     tracing::info!(?action, "the bot ends the call");
-                    let (reason, outcome) = match &action {
-                        EndAction::Hangup if self.busy => {
-                            (EndReason::Busy, "busy: over the call cap".to_string())
-                        }
-                        EndAction::Hangup => (EndReason::Hangup, "bot hung up".to_string()),
-                        EndAction::Transfer { to } => {
-                            (EndReason::Transfer, format!("transferred to {to}"))
-                        }
+                    self.reason = match &action {
+                        EndAction::Hangup if self.busy => EndReason::Busy,
+                        EndAction::Hangup => EndReason::Hangup,
+                        EndAction::Transfer { .. } => EndReason::Transfer,
                     };
-                    self.reason = reason;
-                    self.outcome = Some(outcome);
+                    self.outcome = Some(end_outcome(&action, self.busy));
                 }
+                // Effects were run above.
+                _ => {}
             }
         }
         for e in events {
@@ -668,11 +575,8 @@ impl RtcRun {
             EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
             _ => None,
         };
-        if let (Some((action, detail)), Some(agent)) = (note, &self.agent_tx) {
-            // Notes are best-effort: a full queue must not stall the audio path.
-            if agent.try_send(AgentJob::Note(action, detail)).is_err() {
-                tracing::warn!(action, "call event not recorded: agent queue full");
-            }
+        if let Some((action, detail)) = note {
+            self.fx.note(action, detail);
         }
     }
 
@@ -698,29 +602,8 @@ impl RtcRun {
             .clone()
             .unwrap_or_else(|| "connection dropped".into());
         let stats = self.audio.stats();
-        if let Some(agent) = self.agent_tx.take() {
-            let _ = agent
-                .send(AgentJob::Note(
-                    "call_ended",
-                    json!({"outcome": outcome, "latency_ms": self.latencies,
-                           "rtp_packets_in": stats.rtp_packets_in, "frames_sent": stats.frames_sent,
-                           "frames_concealed": stats.frames_concealed}),
-                ))
-                .await;
-            drop(agent);
-        }
-        if let Some(task) = self.agent_task.take()
-            && tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-        {
-            tracing::warn!("the agent task did not finish in time");
-        }
-        if let Some(conv) = &self.conversation
-            && let Err(e) = self.deps.engine.finish_call(conv, &outcome).await
-        {
-            tracing::warn!(error = %e, "could not close the case");
-        }
-        tracing::info!(outcome = %outcome, "call ended");
+        let detail = json!({"latency_ms": self.latencies, "rtp_packets_in": stats.rtp_packets_in,
+                            "frames_sent": stats.frames_sent, "frames_concealed": stats.frames_concealed});
+        self.fx.finish(&outcome, detail).await;
     }
 }

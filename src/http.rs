@@ -47,10 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/voice", post(twilio_voice))
         .route("/twilio/media", get(twilio_media))
         .route("/twilio/status", post(twilio_status))
-        .route("/telnyx/media", get(telnyx_media))
-        .route("/plivo/media", get(plivo_media))
-        .route("/exotel/media", get(exotel_media))
-        .route("/vonage/media", get(vonage_media))
+        .route("/telnyx/media", get(unsigned_media(Provider::Telnyx)))
+        .route("/plivo/media", get(unsigned_media(Provider::Plivo)))
+        .route("/exotel/media", get(unsigned_media(Provider::Exotel)))
+        .route("/vonage/media", get(unsigned_media(Provider::Vonage)))
         .route("/softphone", get(softphone_page))
         .route("/softphone/softphone.css", get(softphone_css))
         .route("/softphone/softphone.js", get(softphone_js))
@@ -496,13 +496,9 @@ async fn twilio_status(
 }
 
 /// Accepts a provider's media WebSocket: admission control, then the call's task.
-fn media_socket(
-    s: &AppState,
-    ws: WebSocketUpgrade,
-    provider: Provider,
-) -> Result<(Arc<LiveDeps>, WebSocketUpgrade, Admission), Box<Response>> {
+fn media_socket(s: &AppState, ws: WebSocketUpgrade, provider: Provider) -> Response {
     let Some(live) = s.live.clone() else {
-        return Err(Box::new(no_speech()));
+        return no_speech();
     };
     let admission = live.registry.admit();
     if matches!(admission, Admission::Draining) {
@@ -510,27 +506,23 @@ fn media_socket(
             provider = live::channel(provider),
             "call refused: shutting down or flooded"
         );
-        return Err(Box::new(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "not taking calls now",
-            )
-            .into_response(),
-        ));
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "not taking calls now",
+        )
+        .into_response();
     }
-    Ok((live, ws, admission))
-}
-
-fn upgrade(
-    live: Arc<LiveDeps>,
-    ws: WebSocketUpgrade,
-    admission: Admission,
-    provider: Provider,
-) -> Response {
     ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
         .on_upgrade(move |socket| live::serve_call(socket, live, provider, admission))
+}
+
+/// The media WebSocket of a provider whose stream carries no request signature.
+fn unsigned_media(
+    provider: Provider,
+) -> impl Fn(State<AppState>, WebSocketUpgrade) -> std::future::Ready<Response> + Clone {
+    move |State(s), ws| std::future::ready(media_socket(&s, ws, provider))
 }
 
 /// Twilio's bidirectional Media Streams WebSocket.
@@ -546,38 +538,7 @@ async fn twilio_media(
         tracing::warn!("Twilio media WebSocket with a bad signature refused");
         return forbidden();
     }
-    match media_socket(&s, ws, Provider::Twilio) {
-        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Twilio),
-        Err(r) => *r,
-    }
-}
-
-async fn telnyx_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    match media_socket(&s, ws, Provider::Telnyx) {
-        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Telnyx),
-        Err(r) => *r,
-    }
-}
-
-async fn plivo_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    match media_socket(&s, ws, Provider::Plivo) {
-        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Plivo),
-        Err(r) => *r,
-    }
-}
-
-async fn exotel_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    match media_socket(&s, ws, Provider::Exotel) {
-        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Exotel),
-        Err(r) => *r,
-    }
-}
-
-async fn vonage_media(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    match media_socket(&s, ws, Provider::Vonage) {
-        Ok((live, ws, adm)) => upgrade(live, ws, adm, Provider::Vonage),
-        Err(r) => *r,
-    }
+    media_socket(&s, ws, Provider::Twilio)
 }
 
 /// The softphone's files are built into the binary; the page loads nothing from elsewhere.

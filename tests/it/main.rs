@@ -1,6 +1,7 @@
 //! One integration-test binary (modules instead of one binary per file).
 
 mod asr;
+mod cdp;
 mod cli;
 mod common;
 mod engine_api;
@@ -11,5 +12,6 @@ mod reliability;
 mod replay;
 mod router;
 mod scenarios;
+mod softphone;
 mod twilio;
 mod webrtc;

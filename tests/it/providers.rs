@@ -120,7 +120,7 @@ struct Seen {
 }
 
 async fn call(p: P) -> (Seen, u64) {
-    let (seen, end, gw) = call_saying(p, "scenario1/01.wav").await;
+    let (seen, end, gw) = call_saying(p, "scenario1/01.wav", false).await;
     // The request was decoded from the provider's format and understood.
     let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
     assert!(
@@ -133,7 +133,9 @@ async fn call(p: P) -> (Seen, u64) {
 }
 
 /// A call in which the caller says `fixture` once, 4 s in; returns what the client saw.
-async fn call_saying(p: P, fixture: &str) -> (Seen, u64, Gateway) {
+/// The caller stays silent for 7 s after it, then hangs up; with `until_bot_hangs_up` it
+/// stays on the line (silent) until the gateway closes the stream, for at most 40 s.
+async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u64, Gateway) {
     let gw = gateway(|_| {}).await;
     let path = match p {
         P::Telnyx => "/telnyx/media",
@@ -274,6 +276,18 @@ async fn call_saying(p: P, fixture: &str) -> (Seen, u64, Gateway) {
         }
         i += 1;
     }
+    if until_bot_hangs_up {
+        // Silence until the gateway hangs up, however slow a shared machine makes the bot.
+        let silence = *chunks.last().unwrap();
+        let mut n = chunks.len() as u64;
+        while !reader.is_finished() && t0.elapsed() < Duration::from_secs(40) {
+            tick.tick().await;
+            n += 1;
+            if out_tx.send(media_message(p, n, silence)).await.is_err() {
+                break;
+            }
+        }
+    }
     let stop = match p {
         P::Telnyx => Some(json!({"event": "stop", "stream_id": "st-1"})),
         P::Plivo => Some(json!({"event": "stop", "streamId": "st-1"})),
@@ -366,18 +380,26 @@ async fn vonage_binary_l16_call_answered_in_640_byte_frames() {
     check(P::Vonage, &seen, end);
 }
 
+/// The call's log, to explain a failure.
+async fn said(gw: &Gateway) -> Vec<String> {
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    logs.iter()
+        .map(|l| format!("{:?}: {}", l.log_type, l.message))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
     // "No, that's all. Thanks." → the bot says goodbye and hangs up.
-    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav").await;
+    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav", true).await;
     let rest = gw.rest.lock().unwrap().clone();
-    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "POST");
     assert_eq!(rest[0].path, "/v2/calls/v3:call-1/actions/hangup");
     assert_eq!(rest[0].auth, "Bearer tx-key");
-    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav").await;
+    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav", true).await;
     let rest = gw.rest.lock().unwrap().clone();
-    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "DELETE");
     assert_eq!(rest[0].path, "/v1/Account/MAtest/Call/call-1/");
     let basic = base64::Engine::encode(

@@ -22,9 +22,10 @@ pub struct LoadOptions {
     pub ramp_ms: u64,
     /// The gateway's media WebSocket (ws://host:port/twilio/media).
     pub url: String,
-    /// The gateway's `speech.call.barge_in_ms`: how long a caller must talk over the bot before
-    /// it stops; reported apart from the gateway's own reaction time.
-    pub barge_in_ms: u64,
+    /// How long a caller must talk over the bot before it stops (the gateway's
+    /// `speech.call.hush_ms`, or `barge_in_ms` when that is 0); reported apart from the
+    /// gateway's own reaction time.
+    pub clear_window_ms: u64,
 }
 
 /// One row of the report.
@@ -150,7 +151,7 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
         row.rss_mb = rss;
         eprintln!(
             "{}",
-            format_rows(std::slice::from_ref(&row), opts.barge_in_ms)
+            format_rows(std::slice::from_ref(&row), opts.clear_window_ms)
         );
         rows.push(row);
         // Let the gateway close the last calls' records before the next run.
@@ -178,20 +179,20 @@ fn add(row: &mut Row, log: &CallLog) {
     row.gap_ms += log.gaps.iter().map(|g| g.1).sum::<u64>();
 }
 
-/// The report table (Markdown). `barge_in_ms` is the configured confirmation window, which
-/// the "reaction" column takes out of onset → clear.
-pub fn format_rows(rows: &[Row], barge_in_ms: u64) -> String {
+/// The report table (Markdown). `window_ms` is the configured time sound must last over the bot
+/// before it stops, which the "reaction" column takes out of onset → clear.
+pub fn format_rows(rows: &[Row], window_ms: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | of which reaction after the {barge_in_ms} ms window p50 / p95 | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
+        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | of which reaction after the {window_ms} ms window p50 / p95 | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for r in rows {
         let reaction: Vec<u64> = r
             .clears
             .iter()
-            .map(|c| c.saturating_sub(barge_in_ms))
+            .map(|c| c.saturating_sub(window_ms))
             .collect();
         let _ = writeln!(
             s,

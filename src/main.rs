@@ -437,11 +437,17 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, http::router(state)).await });
+    let call_cfg = &cfg.speech.call;
+    let clear_window_ms = u64::from(if call_cfg.hush_ms > 0 {
+        call_cfg.hush_ms
+    } else {
+        call_cfg.barge_in_ms
+    });
     let opts = switchboard::loadtest::LoadOptions {
         calls,
         ramp_ms,
         url: format!("ws://{addr}/twilio/media"),
-        barge_in_ms: u64::from(cfg.speech.call.barge_in_ms),
+        clear_window_ms,
     };
     eprintln!(
         "gateway on {addr}: ASR {} ({} worker(s) x {} thread(s)), {} core(s)",
@@ -459,7 +465,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     let _ = std::fs::remove_dir_all(&scratch);
     println!(
         "{}",
-        switchboard::loadtest::format_rows(&rows?, u64::from(cfg.speech.call.barge_in_ms))
+        switchboard::loadtest::format_rows(&rows?, clear_window_ms)
     );
     Ok(())
 }

@@ -11,11 +11,21 @@
 //! moves to the next turn; results tagged with an older turn are dropped on arrival, which makes
 //! cancellation race-free. Hang-up is never dropped.
 //!
-//! Barge-in: caller speech lasting `barge_in_ms` while the bot is talking → `Clear`, the queued
-//! audio is dropped, the turn is cancelled, and `Interrupted { heard }` carries the part of the
-//! reply the caller heard — up to the last playout mark echoed before the interruption (marks are
-//! placed every `mark_every_ms` of audio), mapped onto the reply's words. Marks echoed after a
-//! `Clear` are counted as not heard.
+//! Talking over the bot, in two steps:
+//! - **Pause** (`hush_ms`, default 150): as soon as sound over the bot has lasted `hush_ms` — before
+//!   the detector has even confirmed it as speech — the bot's audio stops: `Clear`, and nothing more
+//!   is sent. The caller stops hearing the bot within a few frames of talking over it.
+//! - **Barge-in** (`barge_in_ms`, default 300): speech that goes on this long interrupts the reply:
+//!   the queued audio is dropped, the turn is cancelled, and `Interrupted { heard }` carries the
+//!   part of the reply the caller heard — up to the last playout mark echoed before the pause
+//!   (marks are placed every `mark_every_ms` of audio), mapped onto the reply's words.
+//! - **Resume**: sound that ends sooner (a cough, a bump, "mhm": silent for `turn.pause_ms`, or
+//!   rejected by the detector) was not an interruption: the reply plays on from the last mark the
+//!   caller heard (so up to `mark_every_ms` is repeated; nothing is skipped).
+//!
+//! To make that possible the playout queue keeps the audio the caller has not yet heard, not just
+//! what is not yet sent. Marks carry an epoch that each pause advances: marks echoed after a
+//! `Clear` (Twilio echoes the cleared ones) are counted as not heard.
 //!
 //! The audio path allocates nothing per frame: the playout queue and the detector's buffers are
 //! sized at construction; only a finished utterance is copied out (once per turn).
@@ -35,6 +45,9 @@ pub struct CallConfig {
     pub turn: TurnConfig,
     /// Caller speech must last this long over the bot to interrupt it ("mhm" is shorter).
     pub barge_in_ms: u32,
+    /// Sound over the bot lasting this long pauses the bot's audio at once (`Clear`); it
+    /// resumes if the sound ends before `barge_in_ms`. 0 = no pause, `Clear` at barge-in only.
+    pub hush_ms: u32,
     /// A playout mark after every this much audio: what was heard is known to within it.
     pub mark_every_ms: u32,
     /// Audio is sent at most this far ahead of real time (a bounded lead, not a sleep per frame).
@@ -55,6 +68,7 @@ impl Default for CallConfig {
         Self {
             turn: TurnConfig::default(),
             barge_in_ms: 300,
+            hush_ms: 150,
             mark_every_ms: 100,
             lead_ms: 200,
             out_rate: 8000,
@@ -187,6 +201,16 @@ pub enum EventKind {
     BotAudioEnd {
         turn: TurnId,
     },
+    /// Sound over the bot: its audio stopped (`Clear`) until the sound proves an interruption.
+    BotPaused {
+        turn: TurnId,
+    },
+    /// The sound over the bot ended without interrupting it: playout goes on from `from_ms` into
+    /// the reply (the last mark the caller heard).
+    BotResumed {
+        turn: TurnId,
+        from_ms: u64,
+    },
     BargeIn {
         turn: TurnId,
         heard: String,
@@ -205,11 +229,15 @@ struct Playout {
     /// Samples synthesised so far / in total once `done`.
     synthesised: u64,
     done: bool,
-    /// Samples handed to the transport.
+    /// Samples handed to the transport (since the last pause: rewound to `heard` by a pause).
     sent: u64,
     /// Sample offset up to which the caller has heard (last echoed mark).
     heard: u64,
     next_mark_at: u64,
+    /// Paused by sound over the bot: nothing is sent until it resumes or is interrupted.
+    paused: bool,
+    /// Advanced by every pause; marks of an older epoch were cleared, not heard.
+    epoch: u8,
     started_ms: Option<u64>,
     end: Option<EndAction>,
     ended: bool,
@@ -220,10 +248,15 @@ pub struct Call {
     detector: TurnDetector,
     events_buf: Vec<TurnEvent>,
     outputs: VecDeque<Output>,
-    /// Bot audio waiting to be sent (bounded, preallocated).
+    /// The reply's audio from `base` (the caller has heard everything before it) on: sent but
+    /// not yet heard (`taken` samples), then waiting to be sent (bounded, preallocated).
     queue: VecDeque<f32>,
     queue_cap: usize,
-    /// Queued samples already announced by `SendAudio` but not yet taken by the driver.
+    /// Reply sample offset of `queue[0]`.
+    base: u64,
+    /// Samples at the front of `queue` the driver has taken (sent, not yet heard).
+    taken: usize,
+    /// Queued samples after `taken` announced by `SendAudio` but not yet taken by the driver.
     announced: usize,
     turn: TurnId,
     playout: Option<Playout>,
@@ -257,6 +290,8 @@ impl Call {
             outputs: VecDeque::with_capacity(64),
             queue: VecDeque::with_capacity(queue_cap),
             queue_cap,
+            base: 0,
+            taken: 0,
             announced: 0,
             turn: 0,
             playout: None,
@@ -295,12 +330,27 @@ impl Call {
 
     /// Copies the next queued bot samples into `out` (after `Output::SendAudio`).
     pub fn take_audio(&mut self, out: &mut [f32]) -> usize {
-        let n = out.len().min(self.announced).min(self.queue.len());
-        self.announced -= n;
-        for (dst, src) in out.iter_mut().zip(self.queue.drain(..n)) {
-            *dst = src;
+        let n = out
+            .len()
+            .min(self.announced)
+            .min(self.queue.len() - self.taken);
+        for (dst, src) in out
+            .iter_mut()
+            .zip(self.queue.range(self.taken..self.taken + n))
+        {
+            *dst = *src;
         }
+        self.taken += n;
+        self.announced -= n;
         n
+    }
+
+    /// Empties the playout queue (a new reply, an interruption, the end of the call).
+    fn reset_queue(&mut self) {
+        self.queue.clear();
+        self.base = 0;
+        self.taken = 0;
+        self.announced = 0;
     }
 
     pub fn handle(&mut self, now_ms: u64, input: Input<'_>) {
@@ -339,8 +389,7 @@ impl Call {
                     turn,
                     text: text.clone(),
                 });
-                self.queue.clear();
-                self.announced = 0;
+                self.reset_queue();
                 self.playout = Some(Playout {
                     turn,
                     text: text.clone(),
@@ -349,6 +398,8 @@ impl Call {
                     sent: 0,
                     heard: 0,
                     next_mark_at: 0,
+                    paused: false,
+                    epoch: 0,
                     started_ms: None,
                     end,
                     ended: false,
@@ -381,13 +432,18 @@ impl Call {
                 self.check_finished();
             }
             Input::MarkPlayed { id } => {
-                let (turn, offset) = split_mark(id);
+                let (turn, epoch, offset) = split_mark(id);
                 if let Some(p) = self
                     .playout
                     .as_mut()
-                    .filter(|p| p.turn == turn && turn == self.turn)
+                    .filter(|p| p.turn == turn && turn == self.turn && p.epoch == epoch)
                 {
                     p.heard = p.heard.max(offset);
+                    // Heard audio is never replayed: drop it from the queue.
+                    let done = (p.heard.saturating_sub(self.base) as usize).min(self.taken);
+                    self.queue.drain(..done);
+                    self.base += done as u64;
+                    self.taken -= done;
                 }
                 self.check_finished();
             }
@@ -492,6 +548,7 @@ impl Call {
             }
         }
         self.quick_stop();
+        self.pause_or_resume();
         if let Some(start) = self.overlap_start
             && self.bot_speaking()
             && self.detector.state() == TurnState::Speaking
@@ -545,6 +602,60 @@ impl Call {
         self.commit(t);
     }
 
+    /// Pauses the bot's audio once sound over it has lasted `hush_ms`; resumes it when that
+    /// sound is gone without having become a barge-in (see the module docs).
+    fn pause_or_resume(&mut self) {
+        let hush = self.cfg.hush_ms as u64 * CALLER_RATE as u64 / 1000;
+        let position = self.detector.position();
+        let onset = self.detector.sound_onset();
+        let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
+            return;
+        };
+        if !p.paused {
+            if hush > 0
+                && p.started_ms.is_some()
+                && onset.is_some_and(|at| position.saturating_sub(at) >= hush)
+            {
+                // Rewind to what the caller has heard; the rest is sent again on resume.
+                p.paused = true;
+                p.epoch = p.epoch.wrapping_add(1);
+                p.sent = self.base;
+                p.next_mark_at = self.base;
+                let turn = p.turn;
+                self.taken = 0;
+                self.announced = 0;
+                self.drop_pending_audio();
+                self.outputs.push_back(Output::Clear);
+                self.event(EventKind::BotPaused { turn });
+            }
+            return;
+        }
+        // Silent for `pause_ms` (Stopping past the pause) or the sound was rejected (Quiet).
+        let pause = self.detector.config().pause_ms as u64 * CALLER_RATE as u64 / 1000;
+        let gone = match self.detector.state() {
+            TurnState::Quiet => true,
+            TurnState::Stopping => {
+                pause > 0 && position.saturating_sub(self.detector.silence_start()) >= pause
+            }
+            TurnState::Starting | TurnState::Speaking => false,
+        };
+        if gone {
+            p.paused = false;
+            // Pacing restarts as if the heard part had just played.
+            let rate = self.cfg.out_rate as u64;
+            p.started_ms = Some(self.now_ms.saturating_sub(p.sent * 1000 / rate));
+            let (turn, from_ms) = (p.turn, p.sent * 1000 / rate);
+            self.event(EventKind::BotResumed { turn, from_ms });
+            self.pace();
+        }
+    }
+
+    /// Drops `SendAudio`/`Mark` outputs not yet polled: their audio is no longer to be sent.
+    fn drop_pending_audio(&mut self) {
+        self.outputs
+            .retain(|o| !matches!(o, Output::SendAudio { .. } | Output::Mark { .. }));
+    }
+
     fn barge_in(&mut self) {
         let Some(p) = self.playout.as_mut() else {
             return;
@@ -559,11 +670,14 @@ impl Call {
             },
         );
         let turn = p.turn;
+        let already_cleared = p.paused;
         p.ended = true;
         p.end = None;
-        self.queue.clear();
-        self.announced = 0;
-        self.outputs.push_back(Output::Clear);
+        self.reset_queue();
+        if !already_cleared {
+            self.drop_pending_audio();
+            self.outputs.push_back(Output::Clear);
+        }
         self.outputs.push_back(Output::CancelTurn { turn });
         self.outputs.push_back(Output::Interrupted {
             turn,
@@ -580,23 +694,24 @@ impl Call {
         let frame = rate / 50;
         let mark_every = (self.cfg.mark_every_ms as u64 * rate / 1000).max(1);
         let now = self.now_ms;
-        let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
+        let Some(p) = self.playout.as_mut().filter(|p| !p.ended && !p.paused) else {
             return;
         };
-        if self.queue.len() == self.announced {
+        if self.queue.len() == self.taken + self.announced {
             return;
         }
+        let first = p.started_ms.is_none();
         let started = *p.started_ms.get_or_insert(now);
-        if p.sent == 0 {
+        if first {
             let turn = p.turn;
             self.outputs.push_back(Output::Event(CallEvent {
                 t_ms: now,
                 kind: EventKind::BotAudioStart { turn },
             }));
         }
-        let allowed = (now - started + self.cfg.lead_ms as u64) * rate / 1000;
+        let allowed = (now.saturating_sub(started) + self.cfg.lead_ms as u64) * rate / 1000;
         while p.sent < allowed {
-            let queued = (self.queue.len() - self.announced) as u64;
+            let queued = (self.queue.len() - self.taken - self.announced) as u64;
             // Whole frames while synthesis is still producing; the tail once it is done.
             let n = if queued >= frame {
                 frame
@@ -616,7 +731,7 @@ impl Call {
             if p.sent >= p.next_mark_at + mark_every || (p.done && p.sent == p.synthesised) {
                 p.next_mark_at = p.sent;
                 self.outputs.push_back(Output::Mark {
-                    id: mark_id(p.turn, p.sent),
+                    id: mark_id(p.turn, p.epoch, p.sent),
                 });
             }
         }
@@ -690,8 +805,7 @@ impl Call {
     }
 
     fn finish_call(&mut self) {
-        self.queue.clear();
-        self.announced = 0;
+        self.reset_queue();
         self.event(EventKind::CallEnd);
         self.ended = true;
     }
@@ -704,7 +818,6 @@ impl Call {
     }
 }
 
-/// Marks carry the turn in the high half and the reply's sample offset in the low half.
 /// Whether a transcript reads as a finished sentence: it ends with `.`, `?` or `!` (whisper
 /// punctuates) and not on a word that promises more ("and", "um", "the", "my", ...).
 pub fn reads_finished(text: &str) -> bool {
@@ -725,12 +838,15 @@ pub fn reads_finished(text: &str) -> bool {
     !last.is_empty() && !GOES_ON.contains(&last.as_str())
 }
 
-pub fn mark_id(turn: TurnId, offset: u64) -> u64 {
-    (turn << 32) | (offset & 0xFFFF_FFFF)
+/// A mark's id: the turn in the top 24 bits, the pause epoch in the next 8, and the reply's
+/// sample offset in the low 32.
+pub fn mark_id(turn: TurnId, epoch: u8, offset: u64) -> u64 {
+    ((turn & 0xFF_FFFF) << 40) | ((epoch as u64) << 32) | (offset & 0xFFFF_FFFF)
 }
 
-pub fn split_mark(id: u64) -> (TurnId, u64) {
-    (id >> 32, id & 0xFFFF_FFFF)
+/// `(turn, epoch, offset)` of a mark id.
+pub fn split_mark(id: u64) -> (TurnId, u8, u64) {
+    (id >> 40, (id >> 32) as u8, id & 0xFFFF_FFFF)
 }
 
 /// The words of `text` a listener heard after `heard` of `total` samples: speech time is taken

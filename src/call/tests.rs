@@ -26,6 +26,7 @@ struct World {
     timeline: Vec<String>,
     interrupted: Vec<String>,
     ended: Option<EndAction>,
+    clears: usize,
     /// What the fake ASR hears for each turn, in order (then "caller turn N").
     transcripts: Vec<&'static str>,
 }
@@ -43,6 +44,7 @@ impl World {
             timeline: vec![],
             interrupted: vec![],
             ended: None,
+            clears: 0,
             transcripts: vec![],
         }
     }
@@ -70,6 +72,7 @@ impl World {
                 }
                 Output::Mark { id } => self.marks.push((id, self.received)),
                 Output::Clear => {
+                    self.clears += 1;
                     self.received = self.played;
                     for (id, _) in std::mem::take(&mut self.marks) {
                         self.call.handle(self.now, Input::MarkPlayed { id });
@@ -165,6 +168,8 @@ fn describe(k: &EventKind) -> String {
         EventKind::BotReply { turn, text } => format!("bot reply {turn}: {text}"),
         EventKind::BotAudioStart { turn } => format!("bot audio start {turn}"),
         EventKind::BotAudioEnd { turn } => format!("bot audio end {turn}"),
+        EventKind::BotPaused { turn } => format!("bot paused {turn}"),
+        EventKind::BotResumed { turn, from_ms } => format!("bot resumed {turn} from {from_ms} ms"),
         EventKind::BargeIn { turn, heard } => format!("barge-in {turn}: heard {heard:?}"),
         EventKind::Dtmf { digit } => format!("dtmf {digit}"),
         EventKind::HangUp => "hang-up".into(),
@@ -335,6 +340,78 @@ fn a_short_backchannel_does_not_interrupt() {
     assert!(w.interrupted.is_empty());
 }
 
+/// The time (ms) of the first timeline line containing `what`.
+fn at(t: &str, what: &str) -> u64 {
+    t.lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what:?} in\n{t}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
+    let reply = "I have confirmed your reservation for December first through December fifth, check in is at three.";
+    let mut w = World::new(vec![reply]);
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1500)));
+    let onset = w.now; // the caller talks over the bot from here
+    w.play(&speech_like(ms(1200), -20.0, 9));
+    w.play(&silence(ms(1500)));
+    let t = w.timeline.join("\n");
+    let paused = at(&t, "bot paused 1");
+    // Paused (with Clear) 150 ms into the speech, to the frame; the barge-in is confirmed later.
+    assert!(
+        (onset + 150..=onset + 180).contains(&paused),
+        "onset {onset}, paused {paused}\n{t}"
+    );
+    let barge = at(&t, "barge-in 1");
+    assert!(barge >= onset + 300 && barge > paused, "{t}");
+    assert!(!t.contains("bot resumed"), "{t}");
+    // Nothing was played after the pause; exactly one Clear (the barge-in does not clear twice).
+    assert!(w.received * 1000 / 8000 <= paused, "{t}");
+    assert_eq!(w.clears, 1, "{t}");
+}
+
+#[test]
+fn a_cough_pauses_the_bot_and_it_resumes_from_what_the_caller_heard() {
+    let reply = "I have confirmed your reservation for December first through December fifth.";
+    let mut w = World::new(vec![reply]);
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(240), -20.0, 5)); // a cough, or "mhm"
+    w.play(&silence(ms(8000)));
+    let t = w.timeline.join("\n");
+    let (paused, resumed) = (at(&t, "bot paused 1"), at(&t, "bot resumed 1"));
+    assert!(resumed > paused, "{t}");
+    assert!(!t.contains("barge-in"), "{t}");
+    assert!(t.contains("backchannel") || t.contains("noise"), "{t}");
+    assert!(t.contains("bot audio end 1"), "{t}");
+    assert!(w.interrupted.is_empty());
+    // It resumed from the last mark heard before the pause: at most one mark interval (100 ms)
+    // before the pause is repeated, and nothing is skipped — the whole reply was played.
+    let line = t.lines().find(|l| l.contains("bot resumed 1")).unwrap();
+    let from_ms: u64 = line.split(' ').nth(5).unwrap().parse().unwrap();
+    let into = paused - at(&t, "bot audio start 1");
+    assert!(
+        from_ms <= into && from_ms + 140 >= into,
+        "paused {into} ms into the reply\n{t}"
+    );
+    let reply_len = tts_samples(reply) as u64;
+    let repeated = w.played.saturating_sub(reply_len);
+    assert!(
+        w.played >= reply_len && repeated <= 800 + 320,
+        "played {} of a {reply_len}-sample reply\n{t}",
+        w.played
+    );
+    assert_eq!(w.clears, 1, "{t}");
+}
+
 #[test]
 fn stale_results_are_dropped() {
     let mut c = Call::new(CallConfig::default());
@@ -459,6 +536,11 @@ fn heard_words_maps_samples_to_whole_words() {
     assert_eq!(heard_words("one two three four", 20, 100), "one");
     assert_eq!(heard_words("one two three four", 15, 100), "");
     assert_eq!(heard_words("", 10, 100), "");
-    assert_eq!(mark_id(3, 1234), (3 << 32) | 1234);
-    assert_eq!(split_mark(mark_id(3, 1234)), (3, 1234));
+    assert_eq!(mark_id(3, 0, 1234), (3 << 40) | 1234);
+    assert_eq!(split_mark(mark_id(3, 0, 1234)), (3, 0, 1234));
+    assert_eq!(
+        split_mark(mark_id(7, 255, 0xFFFF_FFFF)),
+        (7, 255, 0xFFFF_FFFF)
+    );
+    assert_ne!(mark_id(3, 1, 1234), mark_id(3, 2, 1234));
 }

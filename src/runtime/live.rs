@@ -663,8 +663,16 @@ impl CallRun {
                             }
                             None
                         }
+                        EventKind::BotPaused { turn } => {
+                            tracing::info!(turn, "sound over the bot: playback paused");
+                            None
+                        }
+                        EventKind::BotResumed { turn, from_ms } => {
+                            tracing::info!(turn, from_ms, "not an interruption: playback resumed");
+                            None
+                        }
                         EventKind::BargeIn { turn, heard } => {
-                            tracing::info!(turn, heard = %heard, "barge-in: playback cleared");
+                            tracing::info!(turn, heard = %heard, "barge-in: the reply is interrupted");
                             Some(("barge_in", json!({"turn": turn, "heard": heard})))
                         }
                         EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),

@@ -428,6 +428,21 @@ impl TurnDetector {
         Some((start, end))
     }
 
+    /// The onset (first speech-like frame) of the speech under way, confirmed (`Speaking`) or
+    /// not yet (`Starting`); `None` when there is no sound right now (`Quiet`, `Stopping`).
+    /// Lets a caller act on likely speech before `SpeechStart` (pausing the bot's audio).
+    pub fn sound_onset(&self) -> Option<u64> {
+        match self.state {
+            TurnState::Starting | TurnState::Speaking => Some(self.onset),
+            TurnState::Quiet | TurnState::Stopping => None,
+        }
+    }
+
+    /// Where the current pause began (the end of the speech so far); meaningful in `Stopping`.
+    pub fn silence_start(&self) -> u64 {
+        self.silence_start
+    }
+
     /// True in `Speaking` only: a confirmed utterance with sound right now. `Starting`
     /// (unconfirmed) and `Stopping` (a pause) are excluded; use this for barge-in decisions.
     pub fn is_speaking(&self) -> bool {

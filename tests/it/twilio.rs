@@ -279,6 +279,8 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
         .await
         .unwrap();
     assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+    // The caller never talks over the bot: its audio is never stopped.
+    assert!(log.clears.is_empty(), "clears at {:?} ms", log.clears);
     // The bot's audio as the caller heard it, transcribed with the project's whisper. espeak-ng
     // band-limited to 4 kHz needs the full 30 s encoder context (the live path's short context,
     // tuned for callers, hears only "your"), and even then mishears some words ("Deluxe Suite"
@@ -289,7 +291,7 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
     check_cfg.speech.asr.beam_size = 5;
     let checker = Speech::load(&check_cfg).unwrap();
     let heard = heard_text(&checker, &log).await;
-    eprintln!("heard: {heard:#?}");
+    eprintln!("heard: {heard:#?}; gaps in the bot's audio: {:?}", log.gaps);
     assert_eq!(
         heard.len(),
         4,
@@ -301,8 +303,12 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
         "{heard:?}"
     );
     assert!(lower[1].contains("full name"), "{heard:?}");
+    // espeak-ng's rendering of a sentence varies by ~10 ms with what the process synthesised
+    // before (so with which tests ran alongside), and tiny.en then hears "December 1st" as
+    // "December 1," or drops it; the check-out date and both times survive every rendering seen.
+    // The exact sentence, first date included, is checked in the log below.
     assert!(
-        ["december 1st", "december 5th", "3 p.m.", " 11 "]
+        ["december 5th", "3 p.m.", " 11 "]
             .iter()
             .all(|f| lower[2].contains(f)),
         "the confirmation carries the dates and times: {heard:?}"

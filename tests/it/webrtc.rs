@@ -189,7 +189,12 @@ async fn a_browser_call_hears_the_greeting_and_an_answer_and_closes_a_webrtc_cas
         "webrtc: caller's last word → first bot audio packet {ms} ms (turn end → packet {} ms)",
         latency["turn_end_ms"]
     );
-    assert!(ms < 3000, "{latency}");
+    // Consistent, not fast (speed is measured by `switchboard load`, not asserted here): the
+    // caller's last word comes before the end-of-turn decision.
+    assert!(
+        latency["turn_end_ms"].as_u64().is_some_and(|t| t <= ms),
+        "{latency}"
+    );
     let before = client.audible_frames.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(

@@ -16,7 +16,7 @@ use crate::agent::engine::Engine;
 use crate::agent::master::CallAction;
 use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
-use crate::call::{Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
+use crate::call::{CALLER_RATE, Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
 use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig};
 use crate::runtime::calls::{Admission, CallRegistry, Slot};
 use crate::runtime::speech::Speech;
@@ -152,8 +152,18 @@ impl Effects {
                 let speech = self.deps.speech.clone();
                 let done = self.done_tx.clone();
                 let task = tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
                     let msg = match speech.transcribe(audio).await {
-                        Ok(t) => Done::Transcript { turn, text: t.text },
+                        Ok(t) => {
+                            tracing::debug!(
+                                turn,
+                                audio_ms,
+                                ms = started.elapsed().as_millis() as u64,
+                                "transcribed"
+                            );
+                            Done::Transcript { turn, text: t.text }
+                        }
                         Err(e) => Done::Failed {
                             turn,
                             what: format!("ASR failed: {e}"),
@@ -648,6 +658,7 @@ impl CallRun {
                     self.play_end_ms = now;
                 }
                 Output::Event(e) => {
+                    tracing::debug!(t_ms = e.t_ms, event = ?e.kind, "call event");
                     let note = match e.kind {
                         EventKind::CallerSpeechEnd { .. } => {
                             self.speech_end_ms = Some(e.t_ms);

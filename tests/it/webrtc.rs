@@ -227,6 +227,134 @@ async fn a_browser_call_hears_the_greeting_and_an_answer_and_closes_a_webrtc_cas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_over_the_bot_stops_its_audio_and_keeps_what_the_browser_heard() {
+    let _serial = SERIAL.lock().await;
+    let gw = gateway(|_| {}).await;
+    let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
+    sig.wait("speaking", Duration::from_secs(10), |v| {
+        v["type"] == "agent_state" && v["state"] == "speaking"
+    })
+    .await;
+    let greeting = sig
+        .wait("the greeting's caption", Duration::from_secs(5), |v| {
+            v["type"] == "caption" && v["who"] == "bot"
+        })
+        .await;
+    let greeting = greeting["text"].as_str().unwrap().to_string();
+    // Wait until the greeting is audible, then talk over it.
+    let t0 = Instant::now();
+    while client.audible_frames.load(Ordering::Relaxed) < 25 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the greeting never became audible"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.play(fixture16k("scenario1/01.wav")).await.unwrap();
+    let interrupted = sig
+        .wait("interrupted", Duration::from_secs(10), is("interrupted"))
+        .await;
+    assert_eq!(interrupted["turn"], 0, "{interrupted}");
+    let heard = interrupted["heard"].as_str().unwrap();
+    // The caller heard the greeting's start (it was audible), not all of it.
+    assert!(
+        !heard.is_empty() && heard.len() < greeting.len() && greeting.starts_with(heard),
+        "heard {heard:?} of {greeting:?}"
+    );
+    // The gateway stopped sending at once: while the caller is still talking, nothing audible
+    // arrives (the answer comes only after the caller's request is over).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = client.audible_frames.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        client.audible_frames.load(Ordering::Relaxed),
+        after,
+        "bot audio went on after the barge-in"
+    );
+    // The request is then answered as usual.
+    sig.wait("the bot's answer", Duration::from_secs(15), |v| {
+        v["type"] == "caption" && v["who"] == "bot" && v["turn"].as_u64() > Some(0)
+    })
+    .await;
+    sig.send(json!({"type": "hangup"})).await;
+    sig.wait("ended", Duration::from_secs(5), is("ended")).await;
+    client.close().await.unwrap();
+    idle(&gw).await;
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let conv = gw
+        .engine
+        .conversation(&logs.first().unwrap().session_id)
+        .await
+        .unwrap();
+    let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
+    let barge = case
+        .audit
+        .iter()
+        .find(|a| a.action == "barge_in")
+        .expect("the barge-in is on the case");
+    assert!(
+        barge.detail.to_string().contains(heard),
+        "{:?}",
+        barge.detail
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_hangs_up_a_browser_call_and_its_peer_connection_is_freed() {
+    let _serial = SERIAL.lock().await;
+    let gw = gateway(|_| {}).await;
+    let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
+    let (i, _) = sig
+        .wait_from(0, "speaking", Duration::from_secs(10), |v| {
+            v["type"] == "agent_state" && v["state"] == "speaking"
+        })
+        .await;
+    sig.wait_from(i, "the greeting's end", Duration::from_secs(20), |v| {
+        v["type"] == "agent_state" && v["state"] == "listening"
+    })
+    .await;
+    // "No, that's all. Thanks." → the bot says goodbye, and ends the call once it has played.
+    client.play(fixture16k("scenario1/03.wav")).await.unwrap();
+    let ended = sig
+        .wait("ended", Duration::from_secs(30), is("ended"))
+        .await;
+    assert_eq!(ended["reason"], "hangup", "{ended}");
+    assert_eq!(ended["detail"], "bot hung up", "{ended}");
+    let farewell = sig
+        .of_type("caption")
+        .into_iter()
+        .rfind(|c| c["who"] == "bot")
+        .cloned()
+        .unwrap();
+    assert!(
+        farewell["text"].as_str().unwrap().contains("Goodbye"),
+        "{farewell}"
+    );
+    client.close().await.unwrap();
+    idle(&gw).await;
+    let t0 = Instant::now();
+    while peer::live_peer_connections() > 0 || peer::live_call_tasks() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{} peer connections and {} call tasks still alive",
+            peer::live_peer_connections(),
+            peer::live_call_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let conv = gw
+        .engine
+        .conversation(&logs.first().unwrap().session_id)
+        .await
+        .unwrap();
+    let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
+    assert_eq!(case.channel, "webrtc");
+    assert_eq!(case.status, CaseStatus::Closed);
+    assert_eq!(case.resolution.as_deref(), Some("bot hung up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_browser_calls_in_a_row_leave_nothing_behind() {
     let _serial = SERIAL.lock().await;
     let gw = gateway(|_| {}).await;

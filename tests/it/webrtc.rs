@@ -3,7 +3,7 @@
 //! caller fixture as its microphone (Opus, 20 ms, real time) — against the gateway's real
 //! router, whisper and espeak-ng.
 
-use crate::twilio::{gateway, idle};
+use crate::twilio::{Gateway, gateway, idle};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
-use switchboard::store::{CaseStatus, LogQuery};
+use switchboard::store::{Case, CaseStatus, LogQuery};
 use switchboard::webrtc::client::OfferClient;
 use switchboard::webrtc::peer;
 use tokio_tungstenite::tungstenite::Message;
@@ -120,6 +120,45 @@ async fn dial(url: &str) -> (Signal, OfferClient) {
     (sig, client)
 }
 
+/// Waits until the greeting has played: the bot spoke, then listens.
+async fn greeting_played(sig: &mut Signal) {
+    let (i, _) = sig
+        .wait_from(0, "speaking", Duration::from_secs(10), |v| {
+            v["type"] == "agent_state" && v["state"] == "speaking"
+        })
+        .await;
+    sig.wait_from(i, "the greeting's end", Duration::from_secs(20), |v| {
+        v["type"] == "agent_state" && v["state"] == "listening"
+    })
+    .await;
+}
+
+/// The case of the gateway's only call.
+async fn the_case(gw: &Gateway) -> Case {
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let conv = gw
+        .engine
+        .conversation(&logs.first().expect("the call was logged").session_id)
+        .await
+        .unwrap();
+    gw.engine.case(&conv.case_id).await.unwrap().unwrap()
+}
+
+/// Waits (up to 5 s) until no peer connection or call task is alive: webrtc-rs frees a closed
+/// connection asynchronously (its driver task ends on close).
+async fn all_freed(when: &str) {
+    let t0 = Instant::now();
+    while peer::live_peer_connections() > 0 || peer::live_call_tasks() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{when}: {} peer connections and {} call tasks still alive",
+            peer::live_peer_connections(),
+            peer::live_call_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -137,15 +176,7 @@ async fn a_browser_call_hears_the_greeting_and_an_answer_and_closes_a_webrtc_cas
     let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
 
     // The greeting plays: the bot speaks, then listens.
-    let (i, _) = sig
-        .wait_from(0, "speaking", Duration::from_secs(10), |v| {
-            v["type"] == "agent_state" && v["state"] == "speaking"
-        })
-        .await;
-    sig.wait_from(i, "the greeting's end", Duration::from_secs(20), |v| {
-        v["type"] == "agent_state" && v["state"] == "listening"
-    })
-    .await;
+    greeting_played(&mut sig).await;
     let greeting_frames = client.audible_frames.load(Ordering::Relaxed);
     assert!(
         greeting_frames >= 50,
@@ -211,13 +242,7 @@ async fn a_browser_call_hears_the_greeting_and_an_answer_and_closes_a_webrtc_cas
     idle(&gw).await;
     assert!(sig.of_type("error").is_empty(), "{:?}", sig.got);
 
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let conv = gw
-        .engine
-        .conversation(&logs.first().unwrap().session_id)
-        .await
-        .unwrap();
-    let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
+    let case = the_case(&gw).await;
     assert_eq!(case.channel, "webrtc");
     assert_eq!(case.status, CaseStatus::Closed);
     assert_eq!(case.resolution.as_deref(), Some("caller hung up"));
@@ -280,13 +305,7 @@ async fn talking_over_the_bot_stops_its_audio_and_keeps_what_the_browser_heard()
     sig.wait("ended", Duration::from_secs(5), is("ended")).await;
     client.close().await.unwrap();
     idle(&gw).await;
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let conv = gw
-        .engine
-        .conversation(&logs.first().unwrap().session_id)
-        .await
-        .unwrap();
-    let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
+    let case = the_case(&gw).await;
     let barge = case
         .audit
         .iter()
@@ -304,15 +323,7 @@ async fn the_bot_hangs_up_a_browser_call_and_its_peer_connection_is_freed() {
     let _serial = SERIAL.lock().await;
     let gw = gateway(|_| {}).await;
     let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
-    let (i, _) = sig
-        .wait_from(0, "speaking", Duration::from_secs(10), |v| {
-            v["type"] == "agent_state" && v["state"] == "speaking"
-        })
-        .await;
-    sig.wait_from(i, "the greeting's end", Duration::from_secs(20), |v| {
-        v["type"] == "agent_state" && v["state"] == "listening"
-    })
-    .await;
+    greeting_played(&mut sig).await;
     // "No, that's all. Thanks." → the bot says goodbye, and ends the call once it has played.
     client.play(fixture16k("scenario1/03.wav")).await.unwrap();
     let ended = sig
@@ -332,23 +343,8 @@ async fn the_bot_hangs_up_a_browser_call_and_its_peer_connection_is_freed() {
     );
     client.close().await.unwrap();
     idle(&gw).await;
-    let t0 = Instant::now();
-    while peer::live_peer_connections() > 0 || peer::live_call_tasks() > 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "{} peer connections and {} call tasks still alive",
-            peer::live_peer_connections(),
-            peer::live_call_tasks()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let conv = gw
-        .engine
-        .conversation(&logs.first().unwrap().session_id)
-        .await
-        .unwrap();
-    let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
+    all_freed("after the bot's hang-up").await;
+    let case = the_case(&gw).await;
     assert_eq!(case.channel, "webrtc");
     assert_eq!(case.status, CaseStatus::Closed);
     assert_eq!(case.resolution.as_deref(), Some("bot hung up"));
@@ -376,17 +372,7 @@ async fn fifty_browser_calls_in_a_row_leave_nothing_behind() {
         sig.wait("ended", Duration::from_secs(5), is("ended")).await;
         client.close().await.unwrap();
         idle(&gw).await;
-        // webrtc-rs frees a closed connection asynchronously (its driver task ends on close).
-        let t0 = Instant::now();
-        while peer::live_peer_connections() > 0 || peer::live_call_tasks() > 0 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "call {i}: {} peer connections and {} call tasks still alive",
-                peer::live_peer_connections(),
-                peer::live_call_tasks()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        all_freed(&format!("call {i}")).await;
         rss.push(rss_kib());
         if i == 1 || i % 10 == 0 {
             println!(

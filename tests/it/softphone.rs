@@ -219,6 +219,23 @@ async fn chromium_calls_from_the_softphone_page_hears_the_bot_and_hangs_up() {
         png.starts_with(b"\x89PNG") && png.len() > 20_000,
         "a real screenshot"
     );
+    // The transcript reads in order: the "Connected" divider comes before the greeting, even when
+    // the greeting's caption reached the page before the browser reported the connection.
+    let order = page
+        .eval(
+            "(() => { const li = [...document.querySelectorAll('#captions > li')]; \
+             const c = li.findIndex(x => x.classList.contains('event') && x.textContent.includes('Connected')); \
+             const b = li.findIndex(x => x.classList.contains('caption')); \
+             return [c, b]; })()",
+        )
+        .await
+        .unwrap();
+    assert!(
+        order[0]
+            .as_i64()
+            .is_some_and(|c| c >= 0 && Some(c) < order[1].as_i64()),
+        "the Connected divider and the first caption: {order}"
+    );
     let inbound = page.eval("window.softphone.inboundAudio()").await.unwrap();
     let packets = inbound["packetsReceived"].as_f64().unwrap_or(0.0);
     let energy = inbound["totalAudioEnergy"].as_f64().unwrap_or(0.0);

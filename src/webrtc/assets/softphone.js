@@ -299,7 +299,11 @@
       if (sp.state !== 'connected') {
         c.connectedAt = Date.now();
         setState('connected');
-        addEvent('Connected');
+        // The gateway starts the call (and its greeting's caption) as soon as media reaches it,
+        // which can be a moment before the browser reports the connection: keep the divider
+        // above any caption that already arrived.
+        var first = sp.captions.length ? sp.captions[0].node : null;
+        addEvent('Connected', false, first && first.parentNode === ui.captions ? first : null);
         startClock(c);
         startNetStats(c);
       } else {
@@ -608,10 +612,11 @@
     if (stick) follow(node);
   }
 
-  function addEvent(text, bad) {
+  function addEvent(text, bad, before) {
     var li = el('li', 'event' + (bad ? ' bad' : ''));
     li.appendChild(el('span', null, text));
-    append(li);
+    if (before) ui.captions.insertBefore(li, before);
+    else append(li);
   }
 
   function addCaption(who, text, turn) {

@@ -361,7 +361,9 @@ impl Call {
         match input {
             Input::CallerAudio(samples) => self.caller_audio(samples),
             Input::Transcript { turn, text } => {
-                if turn != self.turn {
+                // A tentative turn dropped because the caller went on keeps its id until the
+                // utterance ends, so its late transcript would otherwise look current.
+                if turn != self.turn || turn == self.dropped {
                     return;
                 }
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {

@@ -273,6 +273,70 @@ fn speech_after_a_pause_drops_the_tentative_transcript() {
 }
 
 #[test]
+fn a_transcript_arriving_after_its_tentative_turn_was_dropped_is_ignored() {
+    // The pause's transcription is slower than the caller: "Sure, it's" ... 200 ms ... "A B C
+    // one two three". Its transcript ("Sure, it's safe.") arrives after the caller went on, for
+    // a turn id that is still the current one; it must not reach the agent.
+    let mut c = Call::new(CallConfig::default());
+    c.handle(
+        0,
+        Input::AgentReply {
+            turn: 0,
+            text: "Hi.".into(),
+            end: None,
+        },
+    );
+    let now = std::cell::Cell::new(0);
+    let mut outs = vec![];
+    let feed = |c: &mut Call, audio: &[f32], outs: &mut Vec<Output>| {
+        for chunk in audio.chunks(FRAME) {
+            now.set(now.get() + 20);
+            c.handle(now.get(), Input::CallerAudio(chunk));
+            c.handle(now.get(), Input::Tick);
+            while let Some(o) = c.poll() {
+                outs.push(o);
+            }
+        }
+    };
+    feed(&mut c, &silence(ms(4000)), &mut outs);
+    feed(&mut c, &speech_like(ms(1200), -20.0, 7), &mut outs);
+    feed(&mut c, &silence(ms(300)), &mut outs);
+    let pending = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Transcribe { turn, .. } => Some(*turn),
+            _ => None,
+        })
+        .expect("the pause is transcribed early");
+    outs.clear();
+    feed(&mut c, &speech_like(ms(600), -20.0, 8), &mut outs);
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Event(e)
+            if e.kind == EventKind::TentativeDropped { turn: pending })),
+        "{outs:?}"
+    );
+    outs.clear();
+    c.handle(
+        now.get(),
+        Input::Transcript {
+            turn: pending,
+            text: "Sure, it's safe.".into(),
+        },
+    );
+    while let Some(o) = c.poll() {
+        outs.push(o);
+    }
+    assert!(outs.is_empty(), "the stale transcript was acted on: {outs:?}");
+    // The whole utterance is still transcribed, under a new turn, once it is over.
+    feed(&mut c, &silence(ms(2000)), &mut outs);
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Transcribe { turn, .. } if *turn > pending)),
+        "{outs:?}"
+    );
+}
+
+#[test]
 fn transcripts_that_promise_more_do_not_end_the_turn_early() {
     assert!(reads_finished("Confirm my reservation."));
     assert!(reads_finished("What's my bill this month?"));

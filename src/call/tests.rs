@@ -326,7 +326,10 @@ fn a_transcript_arriving_after_its_tentative_turn_was_dropped_is_ignored() {
     while let Some(o) = c.poll() {
         outs.push(o);
     }
-    assert!(outs.is_empty(), "the stale transcript was acted on: {outs:?}");
+    assert!(
+        outs.is_empty(),
+        "the stale transcript was acted on: {outs:?}"
+    );
     // The whole utterance is still transcribed, under a new turn, once it is over.
     feed(&mut c, &silence(ms(2000)), &mut outs);
     assert!(

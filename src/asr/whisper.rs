@@ -20,8 +20,13 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub struct AsrConfig {
     /// Threads per decode (FACTS §3: 1 → 2 threads halves the time).
     pub threads: u32,
-    /// Lower bound of the encoder context; shorter contexts make clips under ~3.5 s loop.
+    /// Lower bound of the encoder context of the first, fast pass. Short contexts make some
+    /// short clips loop ("No, goodbye. Goodbye. Goodbye. …"); such a pass is detected and
+    /// decoded again with `retry_audio_ctx_floor`.
     pub audio_ctx_floor: u32,
+    /// Encoder context floor of the second pass, for clips whose first pass looped (FACTS §3:
+    /// 768 removed the loops). At or below `audio_ctx_floor`: no second pass.
+    pub retry_audio_ctx_floor: u32,
     /// Beam width; 0 = greedy (0.36 s/clip, WER 9.4 %) vs beam 5 (0.43 s, 5.2 %) on tiny.en.
     pub beam_size: u32,
     /// Segments whisper itself rates more likely silence than this are dropped.
@@ -34,7 +39,8 @@ impl Default for AsrConfig {
     fn default() -> Self {
         Self {
             threads: 2,
-            audio_ctx_floor: 768,
+            audio_ctx_floor: 384,
+            retry_audio_ctx_floor: 768,
             beam_size: 0,
             no_speech_threshold: 0.6,
             min_rms_dbfs: -50.0,
@@ -64,6 +70,8 @@ pub struct Transcript {
     pub no_speech_prob: f32,
     pub audio_ms: u64,
     pub decode_ms: u64,
+    /// 1, or 2 when the fast first pass looped and was decoded again.
+    pub passes: u8,
 }
 
 /// The loaded model, shared by all workers.
@@ -109,6 +117,7 @@ impl Whisper {
             .map_err(|e| AsrError::Decode(e.to_string()))?;
         Ok(Transcriber {
             state,
+            eot: self.ctx.token_eot(),
             cfg: self.cfg.clone(),
         })
     }
@@ -120,6 +129,8 @@ impl Whisper {
 
 pub struct Transcriber {
     state: WhisperState,
+    /// Token ids from here up are special (end of text, timestamps, …), not text.
+    eot: i32,
     cfg: AsrConfig,
 }
 
@@ -136,6 +147,7 @@ impl Transcriber {
                 no_speech_prob: 1.0,
                 audio_ms,
                 decode_ms: 0,
+                passes: 0,
             });
         }
         // whisper needs at least one second of audio; pad short clips with silence.
@@ -150,6 +162,48 @@ impl Transcriber {
         } else {
             audio
         };
+        let first = self.cfg.audio_ctx_floor;
+        let retry = self.cfg.retry_audio_ctx_floor;
+        let guarded = retry > first;
+        let cap = guarded.then(|| token_cap(input.len()));
+        let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap)?;
+        let mut passes = 1;
+        if guarded && looped(&raw, n_tokens, cap) {
+            tracing::debug!(audio_ms, first_pass = %raw, "whisper looped; decoding again");
+            (raw, no_speech, _) = self.decode(input, retry, None)?;
+            passes = 2;
+        }
+        let suppressed =
+            hallucination(&raw, no_speech, self.cfg.no_speech_threshold).or_else(|| {
+                // whisper's own no-speech probability is unreliable on noise (it said "You" with
+                // p = 0.00006 on white line noise): steady audio is not speech, whatever it wrote.
+                (modulation_db(audio) < MIN_SPEECH_MODULATION_DB).then_some("steady noise")
+            });
+        Ok(Transcript {
+            text: if suppressed.is_some() {
+                String::new()
+            } else {
+                raw.clone()
+            },
+            raw,
+            suppressed,
+            no_speech_prob: no_speech,
+            audio_ms,
+            decode_ms: started.elapsed().as_millis() as u64,
+            passes,
+        })
+    }
+
+    /// One whisper pass with the encoder context floor `floor`, stopping after `max_tokens`
+    /// tokens if given (the first, guarded pass, which also gets no temperature fallback: a loop
+    /// is handled by the second pass instead). Returns the trimmed text, whisper's no-speech
+    /// probability and the number of text tokens.
+    fn decode(
+        &mut self,
+        input: &[f32],
+        floor: u32,
+        max_tokens: Option<u32>,
+    ) -> Result<(String, f32, usize), AsrError> {
         let strategy = if self.cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: self.cfg.beam_size as i32,
@@ -171,38 +225,57 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        params.set_audio_ctx(audio_ctx_for(input.len(), self.cfg.audio_ctx_floor));
+        params.set_audio_ctx(audio_ctx_for(input.len(), floor));
+        if let Some(n) = max_tokens {
+            params.set_max_tokens(n as i32);
+            params.set_temperature_inc(0.0);
+        }
         self.state
             .full(params, input)
             .map_err(|e| AsrError::Decode(e.to_string()))?;
+        let eot = self.eot;
         let mut raw = String::new();
         let mut no_speech: f32 = 0.0;
+        let mut tokens = 0;
         for seg in self.state.as_iter() {
             if let Ok(s) = seg.to_str_lossy() {
                 raw.push_str(&s);
             }
             no_speech = no_speech.max(seg.no_speech_probability());
+            tokens += (0..seg.n_tokens())
+                .filter_map(|i| seg.get_token(i))
+                .filter(|t| t.token_id() < eot)
+                .count();
         }
-        let raw = raw.trim().to_string();
-        let suppressed =
-            hallucination(&raw, no_speech, self.cfg.no_speech_threshold).or_else(|| {
-                // whisper's own no-speech probability is unreliable on noise (it said "You" with
-                // p = 0.00006 on white line noise): steady audio is not speech, whatever it wrote.
-                (modulation_db(audio) < MIN_SPEECH_MODULATION_DB).then_some("steady noise")
-            });
-        Ok(Transcript {
-            text: if suppressed.is_some() {
-                String::new()
-            } else {
-                raw.clone()
-            },
-            raw,
-            suppressed,
-            no_speech_prob: no_speech,
-            audio_ms,
-            decode_ms: started.elapsed().as_millis() as u64,
-        })
+        Ok((raw.trim().to_string(), no_speech, tokens))
     }
+}
+
+/// The most text tokens a first pass may produce for `samples` of audio: generous for fast
+/// speech (read digits run at about 5 tokens a second), far below a loop's output.
+pub fn token_cap(samples: usize) -> u32 {
+    let secs = samples as f64 / SAMPLE_RATE as f64;
+    10 + (7.0 * secs).ceil() as u32
+}
+
+/// Whether a first pass looks like whisper's short-context loop: it ran into its token cap, or
+/// its text repeats a phrase of two or more words back to back ("Go forward 10 meters. Go
+/// forward 10 meters."). A caller who really repeats himself only costs a second pass.
+pub fn looped(text: &str, tokens: usize, cap: Option<u32>) -> bool {
+    if cap.is_some_and(|c| tokens >= c as usize) {
+        return true;
+    }
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    (2..=words.len() / 2)
+        .any(|n| (0..=words.len() - 2 * n).any(|at| words[at..at + n] == words[at + n..at + 2 * n]))
+        || repeats(&words)
 }
 
 /// Encoder context for a clip: ~50 frames per second of audio, never below the floor
@@ -321,6 +394,31 @@ mod tests {
         assert_eq!(audio_ctx_for(16_000, 768), 768, "1 s clip: the floor");
         assert_eq!(audio_ctx_for(16_000 * 20, 768), 1032);
         assert_eq!(audio_ctx_for(16_000 * 60, 768), 1500);
+    }
+
+    #[test]
+    fn a_looping_first_pass_is_recognised() {
+        let cap = token_cap(16_000 * 13 / 10);
+        assert_eq!(cap, 20, "1.3 s of audio");
+        assert!(looped(
+            "No, goodbye. Goodbye. Goodbye. Goodbye.",
+            20,
+            Some(cap)
+        ));
+        assert!(looped(
+            "Go forward 10 meters. Go forward 10 meters.",
+            12,
+            Some(cap)
+        ));
+        assert!(looped("Ten of clubs ten of clubs", 8, None));
+        assert!(!looped("No, goodbye.", 4, Some(cap)));
+        assert!(!looped("No, no, no.", 6, Some(cap)), "one-word emphasis");
+        assert!(!looped(
+            "Sure, it's ABC 1, 2, 3 and the name is John Doe.",
+            19,
+            Some(token_cap(16_000 * 37 / 10))
+        ));
+        assert!(!looped("", 0, Some(cap)));
     }
 
     #[test]

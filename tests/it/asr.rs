@@ -18,15 +18,7 @@ struct Clip {
 }
 
 pub fn whisper_tiny() -> Whisper {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let path = switchboard::models::verify(&dir, "whisper-tiny.en").unwrap_or_else(|e| {
-        panic!("{e} (the test command runs `switchboard models install` first)")
-    });
-    Whisper::load(
-        &path.join(switchboard::asr::catalog::GGML_FILE),
-        AsrConfig::default(),
-    )
-    .expect("whisper loads")
+    Whisper::load(&whisper_tiny_path(), AsrConfig::default()).expect("whisper loads")
 }
 
 /// 16 kHz → 8 kHz μ-law → 16 kHz, as a phone call carries it.
@@ -259,4 +251,41 @@ fn whisper_understands_the_bots_own_voice() {
             direct.text
         );
     }
+}
+
+/// The fast first pass (encoder context floor 384) loops on some short clips: "No. Goodbye."
+/// (1.3 s) comes out as "No, goodbye. Goodbye. Goodbye. …" up to its token cap. Such a clip is
+/// decoded again at the safe floor and the agent gets the words once.
+#[test]
+fn a_looping_fast_pass_is_decoded_again_at_the_safe_context() {
+    use switchboard::asr::whisper::looped;
+    use switchboard::audio::decode::{ChannelPick, read_audio_at};
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/bargein/bye.wav");
+    let audio = read_audio_at(&clip, ChannelPick::Mix, 16_000).unwrap();
+    let path = whisper_tiny_path();
+    let defaults = AsrConfig::default();
+    assert!(defaults.retry_audio_ctx_floor > defaults.audio_ctx_floor);
+
+    let whisper = Whisper::load(&path, defaults).unwrap();
+    let mut asr = whisper.transcriber().unwrap();
+    let t = asr.transcribe(&audio).unwrap();
+    assert_eq!(t.passes, 2, "the first pass looped: {t:?}");
+    assert_eq!(normalize(&t.text), ["no", "goodbye"], "{t:?}");
+    assert!(!looped(&t.raw, 0, None), "{t:?}");
+    // A clip the fast pass gets right is decoded once.
+    let clip = clip.with_file_name("answer.wav");
+    let audio = read_audio_at(&clip, ChannelPick::Mix, 16_000).unwrap();
+    let t = asr.transcribe(&audio).unwrap();
+    assert_eq!(t.passes, 1, "{t:?}");
+    assert_eq!(normalize(&t.text), ["the", "business", "one"], "{t:?}");
+}
+
+/// `whisper_tiny()`'s model file.
+fn whisper_tiny_path() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    switchboard::models::verify(&dir, "whisper-tiny.en")
+        .unwrap_or_else(|e| {
+            panic!("{e} (the test command runs `switchboard models install` first)")
+        })
+        .join(switchboard::asr::catalog::GGML_FILE)
 }

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use super::{
-    CowStr, Encoding, FixedChunker, Inbound, MediaBody, MediaFormat, Named, ProtocolError,
-    check_size, clear_json, dtmf_event, encoding_from_name, mark_event, mark_json, media_event,
+    CowStr, Encoding, FixedChunker, FormatRules, Inbound, MediaBody, Named, ProtocolError,
+    StartFormat, check_size, clear_json, dtmf_event, mark_event, mark_json, media_event,
     media_json, opt_u64,
 };
 
@@ -44,16 +44,15 @@ struct Start {
     #[serde(default)]
     custom_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
-    media_format: Option<Format>,
+    media_format: Option<StartFormat>,
 }
 
-#[derive(Deserialize)]
-struct Format {
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    sample_rate: Option<u64>,
-}
+const FORMAT: FormatRules = FormatRules {
+    encoding: "start.media_format.encoding",
+    sample_rate: "start.media_format.sample_rate",
+    channels: "start.media_format.channels",
+    fallback: Some(Encoding::L16),
+};
 
 /// Parses one text frame from Exotel.
 pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
@@ -70,28 +69,11 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let call_id = start
                 .call_sid
                 .ok_or(ProtocolError::MissingField("start.call_sid"))?;
-            let (encoding, rate) = match start.media_format {
-                Some(f) => (
-                    f.encoding
-                        .as_deref()
-                        .and_then(encoding_from_name)
-                        .unwrap_or(Encoding::L16),
-                    f.sample_rate,
-                ),
-                None => (Encoding::L16, None),
-            };
-            let sample_rate = u32::try_from(rate.unwrap_or(8000))
-                .ok()
-                .filter(|r| *r > 0)
-                .ok_or(ProtocolError::BadField("start.media_format.sample_rate"))?;
+            let format = start.media_format.unwrap_or_default().resolve(&FORMAT)?;
             Ok(Inbound::Start {
                 stream_id,
                 call_id,
-                format: MediaFormat {
-                    encoding,
-                    sample_rate,
-                    channels: 1,
-                },
+                format,
                 params: super::params_from_object(start.custom_parameters.as_ref()),
             })
         }
@@ -135,6 +117,7 @@ pub fn chunker(chunk_bytes: usize, encoding: Encoding) -> FixedChunker {
 mod tests {
     use super::*;
     use crate::transport::MAX_MESSAGE_BYTES;
+    use crate::transport::MediaFormat;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 

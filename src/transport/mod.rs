@@ -422,6 +422,58 @@ pub(crate) fn params_from_object(
     .unwrap_or_default()
 }
 
+/// The media format object of a JSON `start` event (`mediaFormat` or `media_format`; the rate as
+/// `sampleRate` or `sample_rate`), resolved by [`StartFormat::resolve`].
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct StartFormat {
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default, alias = "sampleRate", deserialize_with = "opt_u64")]
+    sample_rate: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    channels: Option<u64>,
+}
+
+/// How one provider names the format's fields in errors, and what it means by an encoding it
+/// does not name.
+pub(crate) struct FormatRules {
+    pub encoding: &'static str,
+    pub sample_rate: &'static str,
+    pub channels: &'static str,
+    /// `Some`: a missing or unrecognised encoding is this one (Exotel streams are PCM16 unless
+    /// they say μ-law). `None`: missing is an error, unrecognised is unsupported.
+    pub fallback: Option<Encoding>,
+}
+
+impl StartFormat {
+    /// The stream's format: the rate defaults to 8 kHz and the channels to 1; zero is an error.
+    pub(crate) fn resolve(self, rules: &FormatRules) -> Result<MediaFormat, ProtocolError> {
+        let encoding = match (self.encoding, rules.fallback) {
+            (Some(name), None) => {
+                encoding_from_name(&name).ok_or(ProtocolError::UnsupportedEncoding(name))?
+            }
+            (None, None) => return Err(ProtocolError::MissingField(rules.encoding)),
+            (name, Some(fallback)) => name
+                .as_deref()
+                .and_then(encoding_from_name)
+                .unwrap_or(fallback),
+        };
+        let sample_rate = u32::try_from(self.sample_rate.unwrap_or(8000))
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or(ProtocolError::BadField(rules.sample_rate))?;
+        let channels = u16::try_from(self.channels.unwrap_or(1))
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or(ProtocolError::BadField(rules.channels))?;
+        Ok(MediaFormat {
+            encoding,
+            sample_rate,
+            channels,
+        })
+    }
+}
+
 /// Borrowed-or-owned string for zero-copy JSON field access.
 pub(crate) type CowStr<'a> = Cow<'a, str>;
 
@@ -541,6 +593,65 @@ mod tests {
         assert_eq!(detect(&json!({"event":"start","start":{}})), None);
         assert_eq!(detect(&json!([1, 2])), None);
         assert_eq!(detect(&json!({"start":{"streamSid":1,"callSid":2}})), None);
+    }
+
+    #[test]
+    fn a_start_format_resolves_with_defaults_and_rejects_zero() {
+        const STRICT: FormatRules = FormatRules {
+            encoding: "enc",
+            sample_rate: "rate",
+            channels: "ch",
+            fallback: None,
+        };
+        const LENIENT: FormatRules = FormatRules {
+            fallback: Some(Encoding::L16),
+            ..STRICT
+        };
+        let f = |v: serde_json::Value| serde_json::from_value::<StartFormat>(v).unwrap();
+        assert_eq!(
+            f(json!({"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}))
+                .resolve(&STRICT)
+                .unwrap(),
+            MediaFormat::MULAW_8K
+        );
+        let l16 = f(json!({"encoding":"L16","sample_rate":"16000"}))
+            .resolve(&STRICT)
+            .unwrap();
+        assert_eq!(
+            (l16.encoding, l16.sample_rate, l16.channels),
+            (Encoding::L16, 16_000, 1)
+        );
+        assert!(matches!(
+            f(json!({"encoding":"PCMA","sampleRate":0})).resolve(&STRICT),
+            Err(ProtocolError::BadField("rate"))
+        ));
+        assert!(matches!(
+            f(json!({"encoding":"PCMA","channels":0})).resolve(&STRICT),
+            Err(ProtocolError::BadField("ch"))
+        ));
+        assert!(matches!(
+            f(json!({"encoding":"PCMA","sampleRate":5_000_000_000u64})).resolve(&STRICT),
+            Err(ProtocolError::BadField("rate"))
+        ));
+        assert!(matches!(
+            f(json!({})).resolve(&STRICT),
+            Err(ProtocolError::MissingField("enc"))
+        ));
+        assert!(matches!(
+            f(json!({"encoding":"opus"})).resolve(&STRICT),
+            Err(ProtocolError::UnsupportedEncoding(n)) if n == "opus"
+        ));
+        // Exotel: "base64" (or nothing) is its PCM16; μ-law only when named.
+        for v in [json!({}), json!({"encoding":"base64"})] {
+            assert_eq!(f(v).resolve(&LENIENT).unwrap().encoding, Encoding::L16);
+        }
+        assert_eq!(
+            f(json!({"encoding":"ulaw"}))
+                .resolve(&LENIENT)
+                .unwrap()
+                .encoding,
+            Encoding::Mulaw
+        );
     }
 
     #[test]

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    CowStr, Encoding, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url,
-    check_size, dtmf_event, encode_b64_into, encoding_from_name, media_event, opt_u64,
-    push_json_str,
+    CowStr, Encoding, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart,
+    build_url, check_size, dtmf_event, encode_b64_into, media_event, opt_u64, push_json_str,
 };
 
 /// `contentType` for μ-law audio.
@@ -47,16 +46,15 @@ struct Start {
     #[serde(rename = "callId", default)]
     call_id: Option<String>,
     #[serde(rename = "mediaFormat", default)]
-    media_format: Option<Format>,
+    media_format: Option<StartFormat>,
 }
 
-#[derive(Deserialize)]
-struct Format {
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(rename = "sampleRate", default, deserialize_with = "opt_u64")]
-    sample_rate: Option<u64>,
-}
+const FORMAT: FormatRules = FormatRules {
+    encoding: "start.mediaFormat.encoding",
+    sample_rate: "start.mediaFormat.sampleRate",
+    channels: "start.mediaFormat.channels",
+    fallback: None,
+};
 
 fn extra_params(v: Option<serde_json::Value>) -> BTreeMap<String, String> {
     match v {
@@ -87,26 +85,14 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let call_id = start
                 .call_id
                 .ok_or(ProtocolError::MissingField("start.callId"))?;
-            let fmt = start
+            let format = start
                 .media_format
-                .ok_or(ProtocolError::MissingField("start.mediaFormat"))?;
-            let enc_name = fmt
-                .encoding
-                .ok_or(ProtocolError::MissingField("start.mediaFormat.encoding"))?;
-            let encoding = encoding_from_name(&enc_name)
-                .ok_or(ProtocolError::UnsupportedEncoding(enc_name))?;
-            let sample_rate = u32::try_from(fmt.sample_rate.unwrap_or(8000))
-                .ok()
-                .filter(|r| *r > 0)
-                .ok_or(ProtocolError::BadField("start.mediaFormat.sampleRate"))?;
+                .ok_or(ProtocolError::MissingField("start.mediaFormat"))?
+                .resolve(&FORMAT)?;
             Ok(Inbound::Start {
                 stream_id,
                 call_id,
-                format: MediaFormat {
-                    encoding,
-                    sample_rate,
-                    channels: 1,
-                },
+                format,
                 params: extra_params(msg.extra_headers),
             })
         }
@@ -181,6 +167,7 @@ pub fn hangup_url(api_base: &str, auth_id: &str, call_id: &str) -> String {
 mod tests {
     use super::*;
     use crate::transport::MAX_MESSAGE_BYTES;
+    use crate::transport::MediaFormat;
     use serde_json::{Value, json};
 
     fn v(s: &str) -> Value {

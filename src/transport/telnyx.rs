@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    CowStr, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url, check_size,
-    clear_json, dtmf_event, encoding_from_name, mark_event, mark_json, media_event, media_json,
-    opt_u64,
+    CowStr, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart, build_url,
+    check_size, clear_json, dtmf_event, mark_event, mark_json, media_event, media_json, opt_u64,
 };
 
 #[derive(Deserialize)]
@@ -45,18 +44,15 @@ struct Start {
     #[serde(default)]
     custom_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
-    media_format: Option<Format>,
+    media_format: Option<StartFormat>,
 }
 
-#[derive(Deserialize)]
-struct Format {
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    sample_rate: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    channels: Option<u64>,
-}
+const FORMAT: FormatRules = FormatRules {
+    encoding: "start.media_format.encoding",
+    sample_rate: "start.media_format.sample_rate",
+    channels: "start.media_format.channels",
+    fallback: None,
+};
 
 /// Parses one text frame from Telnyx. `media` frames whose `track` is `outbound` (our own audio,
 /// when both tracks are streamed) are [`Inbound::Ignored`]; an `error` event becomes
@@ -74,22 +70,10 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let call_id = start
                 .call_control_id
                 .ok_or(ProtocolError::MissingField("start.call_control_id"))?;
-            let fmt = start
+            let format = start
                 .media_format
-                .ok_or(ProtocolError::MissingField("start.media_format"))?;
-            let enc_name = fmt
-                .encoding
-                .ok_or(ProtocolError::MissingField("start.media_format.encoding"))?;
-            let encoding = encoding_from_name(&enc_name)
-                .ok_or(ProtocolError::UnsupportedEncoding(enc_name))?;
-            let sample_rate = u32::try_from(fmt.sample_rate.unwrap_or(8000))
-                .ok()
-                .filter(|r| *r > 0)
-                .ok_or(ProtocolError::BadField("start.media_format.sample_rate"))?;
-            let channels = u16::try_from(fmt.channels.unwrap_or(1))
-                .ok()
-                .filter(|c| *c > 0)
-                .ok_or(ProtocolError::BadField("start.media_format.channels"))?;
+                .ok_or(ProtocolError::MissingField("start.media_format"))?
+                .resolve(&FORMAT)?;
             let mut params: BTreeMap<String, String> =
                 super::params_from_object(start.custom_parameters.as_ref());
             if let Some(cs) = start.client_state {
@@ -98,11 +82,7 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             Ok(Inbound::Start {
                 stream_id,
                 call_id,
-                format: MediaFormat {
-                    encoding,
-                    sample_rate,
-                    channels,
-                },
+                format,
                 params,
             })
         }
@@ -244,6 +224,7 @@ impl<T> Reorder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::MediaFormat;
     use crate::transport::{Encoding, MAX_MESSAGE_BYTES};
     use serde_json::{Value, json};
 

@@ -10,9 +10,9 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 use super::{
-    CowStr, Inbound, MediaBody, MediaFormat, Named, ProtocolError, UrlPart, build_url, check_size,
-    clear_json, dtmf_event, encode_b64_into, encoding_from_name, mark_event, mark_json,
-    media_event, media_json, opt_u64, push_xml_escaped,
+    CowStr, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart, build_url,
+    check_size, clear_json, dtmf_event, encode_b64_into, mark_event, mark_json, media_event,
+    media_json, opt_u64, push_xml_escaped,
 };
 
 #[derive(Deserialize)]
@@ -42,18 +42,15 @@ struct Start {
     #[serde(rename = "customParameters", default)]
     custom_parameters: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(rename = "mediaFormat", default)]
-    media_format: Option<Format>,
+    media_format: Option<StartFormat>,
 }
 
-#[derive(Deserialize)]
-struct Format {
-    #[serde(default)]
-    encoding: Option<String>,
-    #[serde(rename = "sampleRate", default, deserialize_with = "opt_u64")]
-    sample_rate: Option<u64>,
-    #[serde(default, deserialize_with = "opt_u64")]
-    channels: Option<u64>,
-}
+const FORMAT: FormatRules = FormatRules {
+    encoding: "start.mediaFormat.encoding",
+    sample_rate: "start.mediaFormat.sampleRate",
+    channels: "start.mediaFormat.channels",
+    fallback: None,
+};
 
 /// Parses one text frame from Twilio.
 ///
@@ -73,29 +70,14 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let call_id = start
                 .call_sid
                 .ok_or(ProtocolError::MissingField("start.callSid"))?;
-            let fmt = start
+            let format = start
                 .media_format
-                .ok_or(ProtocolError::MissingField("start.mediaFormat"))?;
-            let enc_name = fmt
-                .encoding
-                .ok_or(ProtocolError::MissingField("start.mediaFormat.encoding"))?;
-            let encoding = encoding_from_name(&enc_name)
-                .ok_or(ProtocolError::UnsupportedEncoding(enc_name))?;
-            let sample_rate = u32::try_from(fmt.sample_rate.unwrap_or(8000))
-                .map_err(|_| ProtocolError::BadField("start.mediaFormat.sampleRate"))?;
-            let channels = u16::try_from(fmt.channels.unwrap_or(1))
-                .map_err(|_| ProtocolError::BadField("start.mediaFormat.channels"))?;
-            if sample_rate == 0 || channels == 0 {
-                return Err(ProtocolError::BadField("start.mediaFormat"));
-            }
+                .ok_or(ProtocolError::MissingField("start.mediaFormat"))?
+                .resolve(&FORMAT)?;
             Ok(Inbound::Start {
                 stream_id,
                 call_id,
-                format: MediaFormat {
-                    encoding,
-                    sample_rate,
-                    channels,
-                },
+                format,
                 params: super::params_from_object(start.custom_parameters.as_ref()),
             })
         }
@@ -255,6 +237,7 @@ pub fn call_url(api_base: &str, account_sid: &str, call_sid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::MediaFormat;
     use crate::transport::{Encoding, MAX_MESSAGE_BYTES};
     use serde_json::{Value, json};
     use std::collections::BTreeMap;

@@ -7,11 +7,15 @@
 
 use std::collections::BTreeMap;
 
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::{
     CowStr, Encoding, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart,
     build_url, check_size, dtmf_event, encode_b64_into, media_event, opt_u64, push_json_str,
+    push_xml_escaped,
 };
 
 /// `contentType` for μ-law audio.
@@ -148,9 +152,10 @@ pub fn checkpoint(stream_id: &str, name: &str, out: &mut String) {
     out.push('}');
 }
 
-/// `{api_base}/v1/Account/{auth_id}/Call/{call_id}/` (DELETE, HTTP Basic `auth_id:auth_token`);
-/// `api_base` is normally `https://api.plivo.com`.
-pub fn hangup_url(api_base: &str, auth_id: &str, call_id: &str) -> String {
+/// `{api_base}/v1/Account/{auth_id}/Call/{call_id}/`, HTTP Basic `auth_id:auth_token`: DELETE
+/// hangs the call up, POST with [`transfer_form`] transfers it. `api_base` is normally
+/// `https://api.plivo.com`.
+pub fn call_url(api_base: &str, auth_id: &str, call_id: &str) -> String {
     build_url(
         api_base,
         &[
@@ -161,6 +166,62 @@ pub fn hangup_url(api_base: &str, auth_id: &str, call_id: &str) -> String {
             UrlPart::Lit("/"),
         ],
     )
+}
+
+/// The JSON body of Plivo's transfer request (POST to [`call_url`]): the caller's leg fetches its
+/// next instructions (Plivo XML) from `xml_url` with GET. Plivo has no transfer-to-number call:
+/// `xml_url` serves [`dial_xml`].
+pub fn transfer_body(xml_url: &str) -> String {
+    serde_json::json!({"legs": "aleg", "aleg_url": xml_url, "aleg_method": "GET"}).to_string()
+}
+
+/// Plivo XML dialling `to`: a phone number, or a SIP endpoint (`sip:…`) as `<User>`.
+pub fn dial_xml(to: &str) -> String {
+    let (tag, end) = if to.starts_with("sip:") {
+        ("<User>", "</User>")
+    } else {
+        ("<Number>", "</Number>")
+    };
+    let mut out = String::with_capacity(96 + to.len());
+    out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial>"#);
+    out.push_str(tag);
+    push_xml_escaped(&mut out, to);
+    out.push_str(end);
+    out.push_str("</Dial></Response>");
+    out
+}
+
+/// The signature that makes a transfer URL ours: hex HMAC-SHA256 of the destination, keyed with
+/// the account's auth token. The gateway serves [`dial_xml`] only for a destination it signed, so
+/// its transfer endpoint cannot be used to dial anywhere else.
+pub fn transfer_signature(auth_token: &str, to: &str) -> String {
+    use std::fmt::Write as _;
+    let mut mac = Hmac::<Sha256>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(to.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in mac.finalize().into_bytes() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Whether `sig` is [`transfer_signature`] of `to` (compared in constant time).
+pub fn verify_transfer_signature(auth_token: &str, to: &str, sig: &str) -> bool {
+    !auth_token.is_empty()
+        && bool::from(
+            transfer_signature(auth_token, to)
+                .as_bytes()
+                .ct_eq(sig.trim().as_bytes()),
+        )
+}
+
+/// `{base}/plivo/transfer?to=…&sig=…`: where Plivo fetches the XML of a transfer to `to`.
+pub fn transfer_xml_url(base: &str, auth_token: &str, to: &str) -> String {
+    let sig = transfer_signature(auth_token, to);
+    let query =
+        serde_urlencoded::to_string([("to", to), ("sig", sig.as_str())]).unwrap_or_default();
+    format!("{}/plivo/transfer?{query}", base.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -272,8 +333,43 @@ mod tests {
         assert_eq!(content_type(Encoding::L16), Some(CONTENT_L16));
         assert_eq!(content_type(Encoding::Alaw), None);
         assert_eq!(
-            hangup_url("https://api.plivo.com", "MA1", "c-1"),
+            call_url("https://api.plivo.com", "MA1", "c-1"),
             "https://api.plivo.com/v1/Account/MA1/Call/c-1/"
+        );
+    }
+
+    #[test]
+    fn a_transfer_dials_only_what_the_gateway_signed() {
+        assert_eq!(
+            dial_xml("+15005550006"),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial><Number>+15005550006</Number></Dial></Response>"#
+        );
+        assert!(
+            dial_xml("sip:desk@pbx.example.com").contains("<User>sip:desk@pbx.example.com</User>")
+        );
+        assert!(dial_xml("+1</Number><Hangup/>").contains("+1&lt;/Number&gt;&lt;Hangup/&gt;"));
+        let url = transfer_xml_url("https://gw.example.com/", "tok", "+15005550006");
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "https://gw.example.com/plivo/transfer");
+        let q: BTreeMap<String, String> = serde_urlencoded::from_str(query).unwrap();
+        assert_eq!(q["to"], "+15005550006");
+        assert_eq!(q["sig"].len(), 64);
+        assert!(verify_transfer_signature("tok", "+15005550006", &q["sig"]));
+        assert!(!verify_transfer_signature("tok", "+15005550007", &q["sig"]));
+        assert!(!verify_transfer_signature(
+            "other",
+            "+15005550006",
+            &q["sig"]
+        ));
+        assert!(!verify_transfer_signature(
+            "",
+            "+15005550006",
+            &transfer_signature("", "+15005550006")
+        ));
+        assert!(!verify_transfer_signature("tok", "+15005550006", ""));
+        assert_eq!(
+            v(&transfer_body("https://x/y?a=1&b=2")),
+            json!({"legs": "aleg", "aleg_url": "https://x/y?a=1&b=2", "aleg_method": "GET"})
         );
     }
 }

@@ -8,7 +8,7 @@ use crate::agent::remote::RemoteAgent;
 use crate::runtime::calls::Admission;
 use crate::runtime::live::{self, LiveDeps};
 use crate::store::{LogQuery, LogType};
-use crate::transport::{Provider, twilio};
+use crate::transport::{Provider, plivo, twilio};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/status", post(twilio_status))
         .route("/telnyx/media", get(unsigned_media(Provider::Telnyx)))
         .route("/plivo/media", get(unsigned_media(Provider::Plivo)))
+        .route("/plivo/transfer", get(plivo_transfer).post(plivo_transfer))
         .route("/exotel/media", get(unsigned_media(Provider::Exotel)))
         .route("/vonage/media", get(unsigned_media(Provider::Vonage)))
         .route("/softphone", get(softphone_page))
@@ -423,15 +424,9 @@ async fn twilio_voice(
         let twiml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>We cannot take your call right now. Please call again shortly.</Say><Hangup/></Response>"#;
         return ([(CONTENT_TYPE, "text/xml")], twiml).into_response();
     }
-    let base = match &s.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => match headers.get(HOST).and_then(|h| h.to_str().ok()) {
-            Some(h) => format!("https://{h}"),
-            None => {
-                return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
-                    .into_response();
-            }
-        },
+    let Some(base) = public_base(&s, &headers) else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
+            .into_response();
     };
     let ws = format!(
         "{}/twilio/media",
@@ -495,8 +490,26 @@ async fn twilio_status(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Accepts a provider's media WebSocket: admission control, then the call's task.
-fn media_socket(s: &AppState, ws: WebSocketUpgrade, provider: Provider) -> Response {
+/// The gateway's public base URL (no trailing slash): `public_url` from config, else
+/// `https://` and the request's Host.
+fn public_base(s: &AppState, headers: &HeaderMap) -> Option<String> {
+    match &s.public_url {
+        Some(u) => Some(u.trim_end_matches('/').to_string()),
+        None => headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| format!("https://{h}")),
+    }
+}
+
+/// Accepts a provider's media WebSocket: admission control, then the call's task. `base` is the
+/// public URL the provider reached us at, for callbacks the call may need (Plivo's transfer).
+fn media_socket(
+    s: &AppState,
+    ws: WebSocketUpgrade,
+    provider: Provider,
+    base: Option<String>,
+) -> Response {
     let Some(live) = s.live.clone() else {
         return no_speech();
     };
@@ -515,14 +528,47 @@ fn media_socket(s: &AppState, ws: WebSocketUpgrade, provider: Provider) -> Respo
     }
     ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
-        .on_upgrade(move |socket| live::serve_call(socket, live, provider, admission))
+        .on_upgrade(move |socket| live::serve_call(socket, live, provider, admission, base))
 }
 
 /// The media WebSocket of a provider whose stream carries no request signature.
 fn unsigned_media(
     provider: Provider,
-) -> impl Fn(State<AppState>, WebSocketUpgrade) -> std::future::Ready<Response> + Clone {
-    move |State(s), ws| std::future::ready(media_socket(&s, ws, provider))
+) -> impl Fn(State<AppState>, HeaderMap, WebSocketUpgrade) -> std::future::Ready<Response> + Clone {
+    move |State(s), headers, ws| {
+        let base = public_base(&s, &headers);
+        std::future::ready(media_socket(&s, ws, provider, base))
+    }
+}
+
+#[derive(Deserialize)]
+struct TransferQuery {
+    to: String,
+    sig: String,
+}
+
+/// Where Plivo fetches the instructions of a call the gateway transfers (`aleg_url`): Plivo XML
+/// dialling the destination, for a destination this gateway signed with the account's token.
+async fn plivo_transfer(
+    State(s): State<AppState>,
+    query: Result<Query<TransferQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let token = s.live.as_ref().map_or("", |l| l.plivo.auth_token.as_str());
+    match query {
+        Ok(Query(q)) if plivo::verify_transfer_signature(token, &q.to, &q.sig) => {
+            tracing::info!(to = %q.to, "Plivo fetched a transfer's XML");
+            ([(CONTENT_TYPE, "application/xml")], plivo::dial_xml(&q.to)).into_response()
+        }
+        _ => {
+            tracing::warn!("Plivo transfer URL without a valid signature refused");
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "BAD_SIGNATURE",
+                "this transfer URL was not signed by this gateway",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Twilio's bidirectional Media Streams WebSocket.
@@ -538,7 +584,8 @@ async fn twilio_media(
         tracing::warn!("Twilio media WebSocket with a bad signature refused");
         return forbidden();
     }
-    media_socket(&s, ws, Provider::Twilio)
+    let base = public_base(&s, &headers);
+    media_socket(&s, ws, Provider::Twilio, base)
 }
 
 /// The softphone's files are built into the binary; the page loads nothing from elsewhere.

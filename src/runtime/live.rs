@@ -300,6 +300,7 @@ pub async fn serve_call(
     deps: Arc<LiveDeps>,
     provider: Provider,
     admission: Admission,
+    base_url: Option<String>,
 ) {
     let (slot, busy) = match admission {
         Admission::Admitted(s) => (s, false),
@@ -312,6 +313,7 @@ pub async fn serve_call(
         id = tracing::field::Empty
     );
     let mut run = CallRun::new(deps, provider, slot, busy, span.clone());
+    run.base_url = base_url;
     async move {
         if let Err(e) = run.run(socket).await {
             tracing::warn!(error = %e, "call ended with an error");
@@ -325,6 +327,9 @@ pub async fn serve_call(
 
 struct CallRun {
     deps: Arc<LiveDeps>,
+    /// The gateway's public base URL as the provider reached it (Plivo fetches a transfer's XML
+    /// from there).
+    base_url: Option<String>,
     wire: Wire,
     slot: Slot,
     busy: bool,
@@ -384,6 +389,7 @@ impl CallRun {
             early_media: 0,
             speech_end_ms: None,
             deps,
+            base_url: None,
         }
     }
 
@@ -726,8 +732,8 @@ impl CallRun {
         Ok(())
     }
 
-    /// Hangs up or transfers through the provider's REST API: Twilio (hang-up, transfer),
-    /// Telnyx (hang-up, transfer), Plivo (hang-up). Without credentials, or for Exotel and
+    /// Hangs up or transfers through the provider's REST API: Twilio, Telnyx and Plivo (hang-up,
+    /// transfer). Without credentials, or for Exotel and
     /// Vonage, the call ends by closing the media stream.
     async fn provider_end(&self, action: &EndAction) {
         let http = &self.deps.http;
@@ -776,15 +782,25 @@ impl CallRun {
             }
             Provider::Plivo if !self.deps.plivo.auth_id.is_empty() => {
                 let pl = &self.deps.plivo;
-                match action {
-                    EndAction::Hangup => Some(
-                        http.delete(plivo::hangup_url(&pl.api_base, &pl.auth_id, &self.call_id))
+                let url = plivo::call_url(&pl.api_base, &pl.auth_id, &self.call_id);
+                match (action, &self.base_url) {
+                    (EndAction::Hangup, _) => Some(
+                        http.delete(url)
                             .basic_auth(&pl.auth_id, Some(&pl.auth_token)),
                     ),
-                    EndAction::Transfer { .. } => {
+                    (EndAction::Transfer { to }, Some(base)) => {
+                        let xml_url = plivo::transfer_xml_url(base, &pl.auth_token, to);
+                        Some(
+                            http.post(url)
+                                .basic_auth(&pl.auth_id, Some(&pl.auth_token))
+                                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                                .body(plivo::transfer_body(&xml_url)),
+                        )
+                    }
+                    (EndAction::Transfer { .. }, None) => {
                         tracing::warn!(
                             ?action,
-                            "transfer is not wired for Plivo: closing the stream"
+                            "no public URL (config public_url, or a Host header) for Plivo to fetch the transfer from: closing the stream"
                         );
                         None
                     }

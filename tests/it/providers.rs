@@ -7,6 +7,8 @@ use crate::twilio::{Gateway, gateway, idle};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::audio::g711::{encode_alaw_from, encode_l16le_from};
@@ -109,6 +111,17 @@ fn media_message(p: P, n: u64, chunk: &[u8]) -> Message {
     }
 }
 
+fn dtmf_message(p: P, digit: char) -> Message {
+    let d = digit.to_string();
+    let v = match p {
+        P::Telnyx => json!({"event": "dtmf", "stream_id": "st-1", "dtmf": {"digit": d}}),
+        P::Plivo => json!({"event": "dtmf", "streamId": "st-1", "dtmf": {"digit": d}}),
+        P::Exotel => json!({"event": "dtmf", "stream_sid": "st-1", "dtmf": {"digit": d}}),
+        P::Vonage => json!({"event": "websocket:dtmf", "digit": d}),
+    };
+    Message::Text(v.to_string().into())
+}
+
 /// What the client saw of the bot.
 #[derive(Default, Debug)]
 struct Seen {
@@ -136,6 +149,16 @@ async fn call(p: P) -> (Seen, u64) {
 /// The caller stays silent for 7 s after it, then hangs up; with `until_bot_hangs_up` it
 /// stays on the line (silent) until the gateway closes the stream, for at most 40 s.
 async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u64, Gateway) {
+    call_with(p, fixture, None, until_bot_hangs_up).await
+}
+
+/// [`call_saying`], and then, once the bot has been quiet for 1.5 s, the caller presses `digit`.
+async fn call_with(
+    p: P,
+    fixture: &str,
+    digit: Option<char>,
+    until_bot_hangs_up: bool,
+) -> (Seen, u64, Gateway) {
     let gw = gateway(|_| {}).await;
     let path = match p {
         P::Telnyx => "/telnyx/media",
@@ -158,6 +181,9 @@ async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u6
     });
     let t0 = Instant::now();
     let echo = out_tx.clone();
+    // When the last bot audio arrived (ms since t0).
+    let last_audio = Arc::new(AtomicU64::new(0));
+    let last_audio_w = last_audio.clone();
     let reader = tokio::spawn(async move {
         let mut seen = Seen::default();
         // Playout clock: audio plays in real time; a mark echoes once what preceded it has played.
@@ -172,6 +198,7 @@ async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u6
             let at = (now - t0).as_millis() as u64;
             let mut audio = |n: usize, seen: &mut Seen| {
                 seen.audio.push((at, n));
+                last_audio_w.store(at, Ordering::Relaxed);
                 play_end = play_end.max(now)
                     + Duration::from_micros((n as f64 / out_rate_bytes_per_ms * 1000.0) as u64);
             };
@@ -276,10 +303,23 @@ async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u6
         }
         i += 1;
     }
+    let silence = *chunks.last().unwrap();
+    let mut n = chunks.len() as u64;
+    if let Some(d) = digit {
+        // Silence until the bot has finished its answer (1.5 s without audio).
+        while t0.elapsed() < Duration::from_secs(40)
+            && (t0.elapsed().as_millis() as u64) < last_audio.load(Ordering::Relaxed) + 1500
+        {
+            tick.tick().await;
+            n += 1;
+            if out_tx.send(media_message(p, n, silence)).await.is_err() {
+                break;
+            }
+        }
+        let _ = out_tx.send(dtmf_message(p, d)).await;
+    }
     if until_bot_hangs_up {
         // Silence until the gateway hangs up, however slow a shared machine makes the bot.
-        let silence = *chunks.last().unwrap();
-        let mut n = chunks.len() as u64;
         while !reader.is_finished() && t0.elapsed() < Duration::from_secs(40) {
             tick.tick().await;
             n += 1;
@@ -310,7 +350,12 @@ async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u6
     let conv = gw.engine.conversation(&logs[0].session_id).await.unwrap();
     let case = gw.engine.case(&conv.case_id).await.unwrap().unwrap();
     assert_eq!(case.channel, format!("{p:?}").to_lowercase());
-    assert_eq!(case.status, switchboard::store::CaseStatus::Closed);
+    let expected = if digit == Some('0') {
+        switchboard::store::CaseStatus::Escalated
+    } else {
+        switchboard::store::CaseStatus::Closed
+    };
+    assert_eq!(case.status, expected);
     (seen, speech_end_ms, gw)
 }
 
@@ -407,4 +452,58 @@ async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
         "MAtest:pl-token",
     );
     assert_eq!(rest[0].auth, format!("Basic {basic}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_and_plivo_calls_are_transferred_through_their_rest_apis() {
+    // "Confirm my reservation.", then keypad 0: a person.
+    let (_, _, gw) = call_with(P::Telnyx, "scenario1/01.wav", Some('0'), true).await;
+    let rest = gw.rest.lock().unwrap().clone();
+    assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
+    assert_eq!(rest[0].method, "POST");
+    assert_eq!(rest[0].path, "/v2/calls/v3:call-1/actions/transfer");
+    assert_eq!(rest[0].auth, "Bearer tx-key");
+    assert_eq!(
+        serde_json::from_str::<Value>(&rest[0].body).unwrap(),
+        json!({"to": "+15005550006"})
+    );
+
+    let (_, _, gw) = call_with(P::Plivo, "scenario1/01.wav", Some('0'), true).await;
+    let rest = gw.rest.lock().unwrap().clone();
+    assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
+    assert_eq!(rest[0].method, "POST");
+    assert_eq!(rest[0].path, "/v1/Account/MAtest/Call/call-1/");
+    let body: Value = serde_json::from_str(&rest[0].body).unwrap();
+    assert_eq!(body["legs"], "aleg");
+    assert_eq!(body["aleg_method"], "GET");
+    // Plivo then fetches the call's next instructions from the gateway. With no public_url
+    // configured, the URL is built from the Host the stream came in on; the test gateway speaks
+    // plain HTTP (TLS would end at a proxy in front of it).
+    let aleg_url = body["aleg_url"].as_str().unwrap();
+    let prefix = format!("https://{}/plivo/transfer?", gw.addr);
+    assert!(aleg_url.starts_with(&prefix), "{aleg_url}");
+    let fetch = |url: String| async move {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let plain = aleg_url.replacen("https://", "http://", 1);
+    let (status, xml) = fetch(plain.clone()).await;
+    assert_eq!(status, 200, "{xml}");
+    assert_eq!(
+        xml,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial><Number>+15005550006</Number></Dial></Response>"#
+    );
+    // Only destinations the gateway signed are dialled.
+    let forged = plain.replace("to=%2B15005550006", "to=%2B19995550100");
+    assert_ne!(forged, plain);
+    assert_eq!(fetch(forged).await.0, 403);
+    assert_eq!(
+        fetch(format!(
+            "http://{}/plivo/transfer?to=%2B15005550006",
+            gw.addr
+        ))
+        .await
+        .0,
+        403
+    );
 }

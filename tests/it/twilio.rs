@@ -36,6 +36,7 @@ pub struct Recorded {
     pub path: String,
     pub auth: String,
     pub form: Vec<(String, String)>,
+    pub body: String,
 }
 
 pub struct Gateway {
@@ -76,6 +77,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
                         path: uri.path().to_string(),
                         auth,
                         form,
+                        body: String::from_utf8_lossy(&body).into_owned(),
                     });
                     axum::Json(serde_json::json!({"status": "completed"}))
                 },

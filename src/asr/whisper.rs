@@ -164,11 +164,12 @@ impl Transcriber {
         };
         let first = self.cfg.audio_ctx_floor;
         let retry = self.cfg.retry_audio_ctx_floor;
-        let guarded = retry > first;
-        let cap = guarded.then(|| token_cap(input.len()));
+        let cap = (retry > first).then(|| token_cap(input.len()));
         let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap)?;
         let mut passes = 1;
-        if guarded && looped(&raw, n_tokens, cap) {
+        if let Some(cap) = cap
+            && looped(&raw, n_tokens, cap)
+        {
             tracing::debug!(audio_ms, first_pass = %raw, "whisper looped; decoding again");
             (raw, no_speech, _) = self.decode(input, retry, None)?;
             passes = 2;
@@ -261,21 +262,23 @@ pub fn token_cap(samples: usize) -> u32 {
 /// Whether a first pass looks like whisper's short-context loop: it ran into its token cap, or
 /// its text repeats a phrase of two or more words back to back ("Go forward 10 meters. Go
 /// forward 10 meters."). A caller who really repeats himself only costs a second pass.
-pub fn looped(text: &str, tokens: usize, cap: Option<u32>) -> bool {
-    if cap.is_some_and(|c| tokens >= c as usize) {
+pub fn looped(text: &str, tokens: usize, cap: u32) -> bool {
+    if tokens >= cap as usize {
         return true;
     }
-    let words: Vec<String> = text
-        .split_whitespace()
+    let words = words(text);
+    repeated(&words, 2..=words.len() / 2, 2) || repeats(&words)
+}
+
+/// The words of `text`, lowercased, without punctuation around them.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
         .map(|w| {
             w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
                 .to_lowercase()
         })
         .filter(|w| !w.is_empty())
-        .collect();
-    (2..=words.len() / 2)
-        .any(|n| (0..=words.len() - 2 * n).any(|at| words[at..at + n] == words[at + n..at + 2 * n]))
-        || repeats(&words)
+        .collect()
 }
 
 /// Encoder context for a clip: ~50 frames per second of audio, never below the floor
@@ -338,14 +341,7 @@ const MIN_SPEECH_MODULATION_DB: f32 = 3.0;
 /// Why `text` should not reach the agent, if it should not.
 pub fn hallucination(text: &str, no_speech_prob: f32, threshold: f32) -> Option<&'static str> {
     let t = text.trim();
-    let words: Vec<String> = t
-        .split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words = words(t);
     if words.is_empty() {
         return Some("empty");
     }
@@ -367,22 +363,19 @@ pub fn hallucination(text: &str, no_speech_prob: f32, threshold: f32) -> Option<
 
 /// A phrase of 1–6 words repeated three or more times in a row ("ten of clubs. ten of clubs. …").
 fn repeats(words: &[String]) -> bool {
-    for n in 1..=6 {
-        if words.len() < n * 3 {
-            break;
-        }
-        for start in 0..=words.len() - n * 3 {
+    repeated(words, 1..=6, 3)
+}
+
+/// Whether some phrase of a length in `lens` (words) stands `times` times back to back.
+fn repeated(words: &[String], lens: std::ops::RangeInclusive<usize>, times: usize) -> bool {
+    lens.take_while(|n| words.len() >= n * times).any(|n| {
+        (0..=words.len() - n * times).any(|start| {
             let p = &words[start..start + n];
-            if (1..3).all(|k| &words[start + k * n..start + (k + 1) * n] == p) {
-                // "no no no" style single-word emphasis is human; loops are longer.
-                if n == 1 && words.len() <= 4 {
-                    continue;
-                }
-                return true;
-            }
-        }
-    }
-    false
+            // "no no no" style single-word emphasis is human; loops are longer.
+            (n > 1 || words.len() > 4)
+                && (1..times).all(|k| &words[start + k * n..start + (k + 1) * n] == p)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -400,25 +393,21 @@ mod tests {
     fn a_looping_first_pass_is_recognised() {
         let cap = token_cap(16_000 * 13 / 10);
         assert_eq!(cap, 20, "1.3 s of audio");
-        assert!(looped(
-            "No, goodbye. Goodbye. Goodbye. Goodbye.",
-            20,
-            Some(cap)
-        ));
+        assert!(looped("No, goodbye. Goodbye. Goodbye. Goodbye.", 20, cap));
         assert!(looped(
             "Go forward 10 meters. Go forward 10 meters.",
             12,
-            Some(cap)
+            cap
         ));
-        assert!(looped("Ten of clubs ten of clubs", 8, None));
-        assert!(!looped("No, goodbye.", 4, Some(cap)));
-        assert!(!looped("No, no, no.", 6, Some(cap)), "one-word emphasis");
+        assert!(looped("Ten of clubs ten of clubs", 8, 100));
+        assert!(!looped("No, goodbye.", 4, cap));
+        assert!(!looped("No, no, no.", 6, cap), "one-word emphasis");
         assert!(!looped(
             "Sure, it's ABC 1, 2, 3 and the name is John Doe.",
             19,
-            Some(token_cap(16_000 * 37 / 10))
+            token_cap(16_000 * 37 / 10)
         ));
-        assert!(!looped("", 0, Some(cap)));
+        assert!(!looped("", 0, cap));
     }
 
     #[test]

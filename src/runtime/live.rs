@@ -160,6 +160,8 @@ impl Effects {
                                 turn,
                                 audio_ms,
                                 ms = started.elapsed().as_millis() as u64,
+                                decode_ms = t.decode_ms,
+                                passes = t.passes,
                                 "transcribed"
                             );
                             Done::Transcript { turn, text: t.text }

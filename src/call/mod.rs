@@ -268,8 +268,9 @@ pub struct Call {
     now_ms: u64,
     /// A turn transcribed at a pause, not yet over.
     tentative: Option<Tentative>,
-    /// The last tentative turn dropped (already cancelled).
-    dropped: TurnId,
+    /// A fresh turn id taken when a tentative turn was dropped: nothing was asked under it, and
+    /// the next utterance to pause or end uses it, if the turn has not moved on since (DTMF).
+    reserved: Option<TurnId>,
 }
 
 /// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
@@ -301,7 +302,7 @@ impl Call {
             ended: false,
             now_ms: 0,
             tentative: None,
-            dropped: 0,
+            reserved: None,
             cfg,
         }
     }
@@ -361,9 +362,7 @@ impl Call {
         match input {
             Input::CallerAudio(samples) => self.caller_audio(samples),
             Input::Transcript { turn, text } => {
-                // A tentative turn dropped because the caller went on keeps its id until the
-                // utterance ends, so its late transcript would otherwise look current.
-                if turn != self.turn || turn == self.dropped {
+                if turn != self.turn {
                     return;
                 }
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
@@ -499,11 +498,7 @@ impl Call {
                         self.event(EventKind::Backchannel { duration_ms });
                         continue;
                     }
-                    let stale = self.turn;
-                    self.turn += 1;
-                    if stale > 0 && stale != self.dropped {
-                        self.outputs.push_back(Output::CancelTurn { turn: stale });
-                    }
+                    self.next_turn();
                     self.outputs.push_back(Output::Transcribe {
                         turn: self.turn,
                         audio: self.detector.utterance().to_vec(),
@@ -521,11 +516,7 @@ impl Call {
                     if self.bot_speaking() || self.tentative.is_some() {
                         continue;
                     }
-                    let stale = self.turn;
-                    self.turn += 1;
-                    if stale > 0 && stale != self.dropped {
-                        self.outputs.push_back(Output::CancelTurn { turn: stale });
-                    }
+                    self.next_turn();
                     self.event(EventKind::Tentative { turn: self.turn });
                     self.outputs.push_back(Output::Transcribe {
                         turn: self.turn,
@@ -540,10 +531,12 @@ impl Call {
                 }
                 TurnEvent::Resume => {
                     if let Some(t) = self.tentative.take() {
-                        // The turn goes on: its early transcript is stale. A new turn id is
-                        // taken when the utterance ends.
+                        // The turn goes on: its early transcript, still on its way, is stale.
+                        // The turn moves on now (so that transcript is dropped on arrival like
+                        // any stale result); the utterance takes the new id when it pauses or ends.
                         self.outputs.push_back(Output::CancelTurn { turn: t.turn });
-                        self.dropped = t.turn;
+                        self.turn += 1;
+                        self.reserved = Some(self.turn);
                         self.event(EventKind::TentativeDropped { turn: t.turn });
                     }
                 }
@@ -559,6 +552,19 @@ impl Call {
         {
             self.overlap_start = None;
             self.barge_in();
+        }
+    }
+
+    /// Moves to a new turn for the utterance that just paused or ended (the reserved one if any),
+    /// cancelling whatever the previous turn still has in flight.
+    fn next_turn(&mut self) {
+        if self.reserved.take() == Some(self.turn) {
+            return;
+        }
+        let stale = self.turn;
+        self.turn += 1;
+        if stale > 0 {
+            self.outputs.push_back(Output::CancelTurn { turn: stale });
         }
     }
 

@@ -29,6 +29,8 @@ struct World {
     clears: usize,
     /// What the fake ASR hears for each turn, in order (then "caller turn N").
     transcripts: Vec<&'static str>,
+    /// A slow ASR: transcriptions are not answered until [`World::answer`].
+    hold_asr: bool,
 }
 
 impl World {
@@ -46,6 +48,7 @@ impl World {
             ended: None,
             clears: 0,
             transcripts: vec![],
+            hold_asr: false,
         }
     }
 
@@ -80,6 +83,11 @@ impl World {
                 }
                 Output::Transcribe { turn, audio } => {
                     assert!(audio.len() > 16_000 / 4, "an utterance with pre-roll");
+                    if self.hold_asr {
+                        self.timeline
+                            .push(format!("{} transcribing {turn}", self.now));
+                        continue;
+                    }
                     let text = if self.transcripts.is_empty() {
                         format!("caller turn {turn}")
                     } else {
@@ -143,6 +151,20 @@ impl World {
         }
         self.call.handle(self.now, Input::CallerAudio(caller));
         self.call.handle(self.now, Input::Tick);
+        self.drain();
+    }
+
+    /// The (held) transcription of `turn` comes back now.
+    fn answer(&mut self, turn: TurnId, text: &str) {
+        self.timeline
+            .push(format!("{} transcribed {turn}: {text}", self.now));
+        self.call.handle(
+            self.now,
+            Input::Transcript {
+                turn,
+                text: text.into(),
+            },
+        );
         self.drain();
     }
 
@@ -274,68 +296,76 @@ fn speech_after_a_pause_drops_the_tentative_transcript() {
 
 #[test]
 fn a_transcript_arriving_after_its_tentative_turn_was_dropped_is_ignored() {
-    // The pause's transcription is slower than the caller: "Sure, it's" ... 200 ms ... "A B C
-    // one two three". Its transcript ("Sure, it's safe.") arrives after the caller went on, for
-    // a turn id that is still the current one; it must not reach the agent.
-    let mut c = Call::new(CallConfig::default());
-    c.handle(
-        0,
-        Input::AgentReply {
-            turn: 0,
-            text: "Hi.".into(),
-            end: None,
-        },
+    // The pause's transcription is slower than the caller: "Sure, it's" ... 300 ms ... "A B C
+    // one two three". Its transcript ("Sure, it's safe.") arrives after the caller went on,
+    // while the turn id is still the current one; it must not reach the agent.
+    let mut w = World::new(vec!["Done."]);
+    w.hold_asr = true;
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(300)));
+    w.play(&speech_like(ms(600), -20.0, 8));
+    w.answer(1, "Sure, it's safe.");
+    w.play(&silence(ms(2000)));
+    w.answer(2, "Sure, it's ABC 1 2 3.");
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribing 1\n\
+         2540 cancel 1\n\
+         2540 tentative 1 dropped\n\
+         3100 transcribed 1: Sure, it's safe.\n\
+         3320 tentative 2\n\
+         3320 transcribing 2\n\
+         3720 caller speech end (2110 ms)\n\
+         5100 transcribed 2: Sure, it's ABC 1 2 3.\n\
+         5100 transcript 2: Sure, it's ABC 1 2 3.\n\
+         5100 agent asked: Sure, it's ABC 1 2 3.\n\
+         5100 bot reply 2: Done.\n\
+         5100 bot audio start 2",
+        "\n{t}"
     );
-    let now = std::cell::Cell::new(0);
-    let mut outs = vec![];
-    let feed = |c: &mut Call, audio: &[f32], outs: &mut Vec<Output>| {
-        for chunk in audio.chunks(FRAME) {
-            now.set(now.get() + 20);
-            c.handle(now.get(), Input::CallerAudio(chunk));
-            c.handle(now.get(), Input::Tick);
-            while let Some(o) = c.poll() {
-                outs.push(o);
-            }
-        }
-    };
-    feed(&mut c, &silence(ms(4000)), &mut outs);
-    feed(&mut c, &speech_like(ms(1200), -20.0, 7), &mut outs);
-    feed(&mut c, &silence(ms(300)), &mut outs);
-    let pending = outs
-        .iter()
-        .find_map(|o| match o {
-            Output::Transcribe { turn, .. } => Some(*turn),
-            _ => None,
-        })
-        .expect("the pause is transcribed early");
-    outs.clear();
-    feed(&mut c, &speech_like(ms(600), -20.0, 8), &mut outs);
-    assert!(
-        outs.iter().any(|o| matches!(o, Output::Event(e)
-            if e.kind == EventKind::TentativeDropped { turn: pending })),
-        "{outs:?}"
-    );
-    outs.clear();
-    c.handle(
-        now.get(),
-        Input::Transcript {
-            turn: pending,
-            text: "Sure, it's safe.".into(),
-        },
-    );
-    while let Some(o) = c.poll() {
-        outs.push(o);
-    }
-    assert!(
-        outs.is_empty(),
-        "the stale transcript was acted on: {outs:?}"
-    );
-    // The whole utterance is still transcribed, under a new turn, once it is over.
-    feed(&mut c, &silence(ms(2000)), &mut outs);
-    assert!(
-        outs.iter()
-            .any(|o| matches!(o, Output::Transcribe { turn, .. } if *turn > pending)),
-        "{outs:?}"
+}
+
+#[test]
+fn a_turn_reserved_after_a_dropped_tentative_is_not_reused_once_dtmf_moved_on() {
+    // The caller goes on after a pause (a fresh turn id is put aside for the utterance), then
+    // presses a key while still talking: the keypad's request takes a turn of its own, and the
+    // utterance, when it pauses, must not share it. (The keypad request gets an empty reply, so
+    // the bot stays quiet and the caller's speech is a turn, not a backchannel.)
+    let mut w = World::new(vec!["", "Done."]);
+    w.hold_asr = true;
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(300)));
+    w.play(&speech_like(ms(300), -20.0, 8));
+    w.call.handle(w.now, Input::Dtmf('5'));
+    w.call.handle(w.now, Input::Dtmf('#'));
+    w.drain();
+    w.play(&speech_like(ms(300), -20.0, 9));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribing 1\n\
+         2540 cancel 1\n\
+         2540 tentative 1 dropped\n\
+         2800 dtmf 5\n\
+         2800 dtmf #\n\
+         2800 cancel 2\n\
+         2800 transcript 3: 5\n\
+         2800 agent asked: 5\n\
+         2800 bot reply 3: \n\
+         2800 bot audio end 3\n\
+         3320 cancel 3\n\
+         3320 tentative 4\n\
+         3320 transcribing 4\n\
+         3720 caller speech end (2110 ms)",
+        "\n{t}"
     );
 }
 

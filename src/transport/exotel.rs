@@ -47,11 +47,10 @@ struct Start {
     media_format: Option<StartFormat>,
 }
 
+/// Exotel's streams are PCM16 unless `start.media_format.encoding` names μ-law.
 const FORMAT: FormatRules = FormatRules {
-    encoding: "start.media_format.encoding",
-    sample_rate: "start.media_format.sample_rate",
-    channels: "start.media_format.channels",
     fallback: Some(Encoding::L16),
+    ..FormatRules::SNAKE
 };
 
 /// Parses one text frame from Exotel.

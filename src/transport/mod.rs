@@ -445,6 +445,23 @@ pub(crate) struct FormatRules {
     pub fallback: Option<Encoding>,
 }
 
+impl FormatRules {
+    /// `start.mediaFormat` with `sampleRate` (Twilio, Plivo); a missing encoding is an error.
+    pub(crate) const CAMEL: FormatRules = FormatRules {
+        encoding: "start.mediaFormat.encoding",
+        sample_rate: "start.mediaFormat.sampleRate",
+        channels: "start.mediaFormat.channels",
+        fallback: None,
+    };
+    /// `start.media_format` with `sample_rate` (Telnyx, Exotel); a missing encoding is an error.
+    pub(crate) const SNAKE: FormatRules = FormatRules {
+        encoding: "start.media_format.encoding",
+        sample_rate: "start.media_format.sample_rate",
+        channels: "start.media_format.channels",
+        fallback: None,
+    };
+}
+
 impl StartFormat {
     /// The stream's format: the rate defaults to 8 kHz and the channels to 1; zero is an error.
     pub(crate) fn resolve(self, rules: &FormatRules) -> Result<MediaFormat, ProtocolError> {

@@ -53,13 +53,6 @@ struct Start {
     media_format: Option<StartFormat>,
 }
 
-const FORMAT: FormatRules = FormatRules {
-    encoding: "start.mediaFormat.encoding",
-    sample_rate: "start.mediaFormat.sampleRate",
-    channels: "start.mediaFormat.channels",
-    fallback: None,
-};
-
 fn extra_params(v: Option<serde_json::Value>) -> BTreeMap<String, String> {
     match v {
         Some(serde_json::Value::Object(m)) => super::params_from_object(Some(&m)),
@@ -92,7 +85,7 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let format = start
                 .media_format
                 .ok_or(ProtocolError::MissingField("start.mediaFormat"))?
-                .resolve(&FORMAT)?;
+                .resolve(&FormatRules::CAMEL)?;
             Ok(Inbound::Start {
                 stream_id,
                 call_id,

@@ -47,13 +47,6 @@ struct Start {
     media_format: Option<StartFormat>,
 }
 
-const FORMAT: FormatRules = FormatRules {
-    encoding: "start.media_format.encoding",
-    sample_rate: "start.media_format.sample_rate",
-    channels: "start.media_format.channels",
-    fallback: None,
-};
-
 /// Parses one text frame from Telnyx. `media` frames whose `track` is `outbound` (our own audio,
 /// when both tracks are streamed) are [`Inbound::Ignored`]; an `error` event becomes
 /// [`ProtocolError::Provider`].
@@ -73,7 +66,7 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let format = start
                 .media_format
                 .ok_or(ProtocolError::MissingField("start.media_format"))?
-                .resolve(&FORMAT)?;
+                .resolve(&FormatRules::SNAKE)?;
             let mut params: BTreeMap<String, String> =
                 super::params_from_object(start.custom_parameters.as_ref());
             if let Some(cs) = start.client_state {

@@ -45,13 +45,6 @@ struct Start {
     media_format: Option<StartFormat>,
 }
 
-const FORMAT: FormatRules = FormatRules {
-    encoding: "start.mediaFormat.encoding",
-    sample_rate: "start.mediaFormat.sampleRate",
-    channels: "start.mediaFormat.channels",
-    fallback: None,
-};
-
 /// Parses one text frame from Twilio.
 ///
 /// `Media::seq` is `media.chunk` (falling back to `sequenceNumber`); `timestamp_ms` is `media.timestamp`
@@ -73,7 +66,7 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
             let format = start
                 .media_format
                 .ok_or(ProtocolError::MissingField("start.mediaFormat"))?
-                .resolve(&FORMAT)?;
+                .resolve(&FormatRules::CAMEL)?;
             Ok(Inbound::Start {
                 stream_id,
                 call_id,

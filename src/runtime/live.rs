@@ -314,8 +314,7 @@ pub async fn serve_call(
         provider = channel(provider),
         id = tracing::field::Empty
     );
-    let mut run = CallRun::new(deps, provider, slot, busy, span.clone());
-    run.base_url = base_url;
+    let mut run = CallRun::new(deps, provider, slot, busy, span.clone(), base_url);
     async move {
         if let Err(e) = run.run(socket).await {
             tracing::warn!(error = %e, "call ended with an error");
@@ -366,6 +365,7 @@ impl CallRun {
         slot: Slot,
         busy: bool,
         span: tracing::Span,
+        base_url: Option<String>,
     ) -> Self {
         let (fx, done_rx) = Effects::new(deps.clone());
         CallRun {
@@ -391,7 +391,7 @@ impl CallRun {
             early_media: 0,
             speech_end_ms: None,
             deps,
-            base_url: None,
+            base_url,
         }
     }
 
@@ -735,8 +735,8 @@ impl CallRun {
     }
 
     /// Hangs up or transfers through the provider's REST API: Twilio, Telnyx and Plivo (hang-up,
-    /// transfer). Without credentials, or for Exotel and
-    /// Vonage, the call ends by closing the media stream.
+    /// transfer). Without credentials, or for Exotel and Vonage, the call ends by closing the
+    /// media stream.
     async fn provider_end(&self, action: &EndAction) {
         let http = &self.deps.http;
         let req = match self.wire.provider() {

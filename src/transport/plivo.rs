@@ -146,7 +146,7 @@ pub fn checkpoint(stream_id: &str, name: &str, out: &mut String) {
 }
 
 /// `{api_base}/v1/Account/{auth_id}/Call/{call_id}/`, HTTP Basic `auth_id:auth_token`: DELETE
-/// hangs the call up, POST with [`transfer_form`] transfers it. `api_base` is normally
+/// hangs the call up, POST with [`transfer_body`] transfers it. `api_base` is normally
 /// `https://api.plivo.com`.
 pub fn call_url(api_base: &str, auth_id: &str, call_id: &str) -> String {
     build_url(
@@ -188,15 +188,10 @@ pub fn dial_xml(to: &str) -> String {
 /// the account's auth token. The gateway serves [`dial_xml`] only for a destination it signed, so
 /// its transfer endpoint cannot be used to dial anywhere else.
 pub fn transfer_signature(auth_token: &str, to: &str) -> String {
-    use std::fmt::Write as _;
     let mut mac = Hmac::<Sha256>::new_from_slice(auth_token.as_bytes())
         .expect("HMAC takes a key of any length");
     mac.update(to.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in mac.finalize().into_bytes() {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Whether `sig` is [`transfer_signature`] of `to` (compared in constant time).

@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod registry;
 pub mod reliability;
 pub mod remote;
+pub mod resolve;
 pub mod router;
 pub mod slots;
 pub mod speech;

@@ -1,0 +1,326 @@
+//! Resolving what a caller said against the systems of record.
+//!
+//! A spoken code reaches the agent through speech recognition: "A B C one two three" may arrive
+//! as "a BC123", "ABC 1, 2, 3" or "ABC 1 2 4" (a misheard digit); a name as "Jondo", "Jon Doe" or
+//! "Doe, John". The slot extractor proposes readings of the code (best first); this module
+//! decides which record, if any, the caller most plausibly means, and how sure that is:
+//!
+//! - **Act**: a reading equals a record's code and the caller is verified for that record (the
+//!   name matches it exactly, or the line the call comes from owns it).
+//! - **Confirm**: the record is the only plausible one, but either the code was not heard
+//!   exactly (a small, letter/digit-confusion-weighted edit distance) or the name only sounds
+//!   like the record's (phonetic or string similarity). The master reads the record back and
+//!   asks before acting.
+//! - **NotFound**: nothing plausible, several records equally plausible, or a code that matches
+//!   but a name that does not: a wrong code never reveals someone else's record.
+//!
+//! Pure functions; `strsim`'s Levenshtein similarity and `rphonetic`'s Double Metaphone for names.
+
+use rphonetic::DoubleMetaphone;
+
+/// Letters and digits that sound alike over a telephone line: a substitution inside one group
+/// costs half an edit. The "E-set" rhymes (B C D E G P T V Z and "three"), "eight" with A H J K,
+/// M/N, F/S/X ("ef", "es", "ex", "six"), I/Y/five, O/zero/four ("oh", "for"), Q/U/W/two
+/// ("queue", "you", "two"), one/nine.
+const CONFUSABLE: &[&str] = &[
+    "BCDEGPTVZ3",
+    "AHJK8",
+    "MN",
+    "FSX6",
+    "IY5",
+    "O04",
+    "QUW2",
+    "19",
+];
+
+/// The largest weighted distance at which a record is still offered for confirmation.
+pub const MAX_CODE_DISTANCE: f32 = 1.0;
+/// Normalised Levenshtein similarity at or above which two names (or name words) of four letters
+/// or more count as the same name ("Smyth"/"Smith" 0.8, "Clark"/"Clarke" 0.83).
+const NAME_SIMILARITY: f64 = 0.75;
+
+fn confusable(a: char, b: char) -> bool {
+    CONFUSABLE.iter().any(|g| g.contains(a) && g.contains(b))
+}
+
+/// Weighted edit distance between two codes (case-insensitive): insertions and deletions cost
+/// 1, a substitution 1, or 0.5 between characters that sound alike on the phone.
+pub fn code_distance(said: &str, record: &str) -> f32 {
+    let a: Vec<char> = said.chars().map(|c| c.to_ascii_uppercase()).collect();
+    let b: Vec<char> = record.chars().map(|c| c.to_ascii_uppercase()).collect();
+    let mut prev: Vec<f32> = (0..=b.len()).map(|j| j as f32).collect();
+    let mut cur = vec![0.0f32; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = (i + 1) as f32;
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = if ca == cb {
+                0.0
+            } else if confusable(ca, cb) {
+                0.5
+            } else {
+                1.0
+            };
+            cur[j + 1] = (prev[j] + sub).min(prev[j + 1] + 1.0).min(cur[j] + 1.0);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// How well a name the caller said matches a record's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NameMatch {
+    None,
+    /// Some of the record's name words, each the same or sounding the same ("Jane" for "Jane
+    /// Smith"): enough to offer a confirmation when the code is exact, never alone.
+    Partial,
+    /// Sounds like the record's name or nearly spelled like it ("Jondo", "Jon Doe", "Jane Smyth").
+    Close,
+    /// The same words, in any order, ignoring case and punctuation ("Doe, John").
+    Exact,
+}
+
+fn name_words(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_alphabetic() && c != '\'')
+        .map(|w| w.replace('\'', "").to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn sounds_alike(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    if a.chars().count().min(b.chars().count()) >= 4
+        && strsim::normalized_levenshtein(a, b) >= NAME_SIMILARITY
+    {
+        return true;
+    }
+    let metaphone = DoubleMetaphone::new(Some(6));
+    let ea = metaphone.double_metaphone(a);
+    let eb = metaphone.double_metaphone(b);
+    let codes_a = [ea.primary(), ea.alternate()];
+    let codes_b = [eb.primary(), eb.alternate()];
+    codes_a
+        .iter()
+        .any(|x| !x.is_empty() && codes_b.iter().any(|y| x == y))
+}
+
+/// Compares a spoken name with a record's name.
+pub fn name_match(said: &str, record: &str) -> NameMatch {
+    let s = name_words(said);
+    let r = name_words(record);
+    if s.is_empty() || r.is_empty() {
+        return NameMatch::None;
+    }
+    let mut ss = s.clone();
+    let mut rs = r.clone();
+    ss.sort();
+    rs.sort();
+    if ss == rs {
+        return NameMatch::Exact;
+    }
+    // Run together or split differently ("Jondo" / "John Doe"): compare the whole names.
+    let (sj, rj) = (s.concat(), r.concat());
+    let mut r_rev = r.clone();
+    r_rev.reverse();
+    if sounds_alike(&sj, &rj) || sounds_alike(&sj, &r_rev.concat()) {
+        return NameMatch::Close;
+    }
+    // Word by word, each said word matching a distinct record word.
+    let mut used = vec![false; r.len()];
+    let mut matched = 0;
+    for w in &s {
+        if let Some(k) = (0..r.len()).find(|&k| !used[k] && sounds_alike(w, &r[k])) {
+            used[k] = true;
+            matched += 1;
+        }
+    }
+    if matched == s.len() && matched == r.len() {
+        NameMatch::Close
+    } else if matched == s.len() {
+        NameMatch::Partial
+    } else {
+        NameMatch::None
+    }
+}
+
+/// A record as the resolver sees it.
+pub trait Identified {
+    fn code(&self) -> &str;
+    fn holder(&self) -> &str;
+    /// The caller's line is the record's own (the phone line identifies its caller).
+    fn owned_by(&self, caller_id: &str) -> bool;
+}
+
+/// What the caller most plausibly means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution<'a, R> {
+    /// Exact code and a verified caller: act at once.
+    Act(&'a R),
+    /// The only plausible record, not heard exactly: read it back and ask.
+    Confirm(&'a R),
+    /// Nothing plausible, or a tie.
+    NotFound,
+}
+
+/// Picks the record meant by `readings` (code readings, best first) and `name` among
+/// `records`, for the caller on `caller_id`.
+pub fn resolve<'a, R: Identified>(
+    readings: &[String],
+    name: Option<&str>,
+    caller_id: &str,
+    records: &'a [R],
+) -> Resolution<'a, R> {
+    let name_of = |r: &R| name.map_or(NameMatch::None, |n| name_match(n, r.holder()));
+    // 1. A reading that is exactly a record's code.
+    let exact: Vec<&R> = records
+        .iter()
+        .filter(|r| readings.iter().any(|c| c.eq_ignore_ascii_case(r.code())))
+        .collect();
+    if !exact.is_empty() {
+        let best = exact.iter().copied().max_by_key(|r| {
+            // Prefer the record the caller is verified for, then the best reading.
+            let rank = readings
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(r.code()))
+                .unwrap_or(usize::MAX);
+            (name_of(r), r.owned_by(caller_id), std::cmp::Reverse(rank))
+        });
+        if let Some(r) = best {
+            return match name_of(r) {
+                NameMatch::Exact => Resolution::Act(r),
+                _ if r.owned_by(caller_id) => Resolution::Act(r),
+                NameMatch::Close | NameMatch::Partial => Resolution::Confirm(r),
+                NameMatch::None => Resolution::NotFound,
+            };
+        }
+    }
+    // 2. The nearest code, if it is near, unique, and the caller is verified for it.
+    let mut scored: Vec<(f32, &R)> = records
+        .iter()
+        .map(|r| {
+            let d = readings
+                .iter()
+                .map(|c| code_distance(c, r.code()))
+                .fold(f32::INFINITY, f32::min);
+            (d, r)
+        })
+        .filter(|(d, _)| *d <= MAX_CODE_DISTANCE)
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    match scored.as_slice() {
+        [] => Resolution::NotFound,
+        [(d0, _), (d1, _), ..] if d1 <= d0 => Resolution::NotFound,
+        [(_, r), ..] => match name_of(r) {
+            NameMatch::Exact | NameMatch::Close => Resolution::Confirm(r),
+            _ if r.owned_by(caller_id) => Resolution::Confirm(r),
+            _ => Resolution::NotFound,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Rec(&'static str, &'static str, &'static str);
+    impl Identified for Rec {
+        fn code(&self) -> &str {
+            self.0
+        }
+        fn holder(&self) -> &str {
+            self.1
+        }
+        fn owned_by(&self, caller_id: &str) -> bool {
+            self.2 == caller_id
+        }
+    }
+
+    fn records() -> Vec<Rec> {
+        vec![
+            Rec("ABC123", "John Doe", "user_789"),
+            Rec("ABC124", "Mark Stone", "user_433"),
+            Rec("DEF456", "Jane Smith", "user_402"),
+            Rec("KLM482", "Priya Patel", "user_417"),
+        ]
+    }
+
+    fn r(codes: &[&str]) -> Vec<String> {
+        codes.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn distance_weighs_sound_alike_characters_half() {
+        assert_eq!(code_distance("ABC123", "ABC123"), 0.0);
+        assert_eq!(code_distance("ABD123", "ABC123"), 0.5);
+        assert_eq!(code_distance("ABC125", "ABC123"), 1.0);
+        assert_eq!(code_distance("BC123", "ABC123"), 1.0);
+        assert_eq!(code_distance("KLN482", "KLM482"), 0.5);
+        assert!(code_distance("XYZ789", "ABC123") > 5.0);
+    }
+
+    #[test]
+    fn names_match_exactly_closely_partly_or_not() {
+        assert_eq!(name_match("John Doe", "John Doe"), NameMatch::Exact);
+        assert_eq!(name_match("doe, john", "John Doe"), NameMatch::Exact);
+        assert_eq!(name_match("Jondo", "John Doe"), NameMatch::Close);
+        assert_eq!(name_match("Jon Doe", "John Doe"), NameMatch::Close);
+        assert_eq!(name_match("Jane Smyth", "Jane Smith"), NameMatch::Close);
+        assert_eq!(name_match("Pria Patel", "Priya Patel"), NameMatch::Close);
+        assert_eq!(name_match("Jane", "Jane Smith"), NameMatch::Partial);
+        assert_eq!(name_match("Jane Roe", "Jane Smith"), NameMatch::None);
+        assert_eq!(name_match("Mark Stone", "John Doe"), NameMatch::None);
+        assert_eq!(name_match("", "John Doe"), NameMatch::None);
+    }
+
+    #[test]
+    fn exact_code_and_name_act_at_once() {
+        let recs = records();
+        let got = resolve(&r(&["ABC123"]), Some("John Doe"), "user_000", &recs);
+        assert_eq!(got, Resolution::Act(&recs[0]));
+        // Another reading of the code ("a BC123" → ABC123) is as good as the first.
+        let got = resolve(
+            &r(&["BC1234", "ABC123"]),
+            Some("John Doe"),
+            "user_000",
+            &recs,
+        );
+        assert_eq!(got, Resolution::Act(&recs[0]));
+        // The owner's own line needs no name.
+        let got = resolve(&r(&["ABC123"]), None, "user_789", &recs);
+        assert_eq!(got, Resolution::Act(&recs[0]));
+    }
+
+    #[test]
+    fn near_matches_are_confirmed_first() {
+        let recs = records();
+        let got = resolve(&r(&["ABC123"]), Some("Jondo"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[0]));
+        let got = resolve(&r(&["KLN482"]), Some("Priya Patel"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[3]));
+        let got = resolve(&r(&["DEF456"]), Some("Jane"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[2]));
+    }
+
+    #[test]
+    fn a_wrong_code_or_name_reveals_nothing() {
+        let recs = records();
+        // Right code, someone else's name.
+        let got = resolve(&r(&["ABC123"]), Some("Mark Stone"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // Equally near two records (ABC123 and ABC124): a tie is not a match.
+        let got = resolve(&r(&["ABC125"]), Some("John Doe"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // Near a record, but the name is not its holder's.
+        let got = resolve(&r(&["KLN482"]), Some("John Doe"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // Far from everything.
+        let got = resolve(&r(&["QQQ999"]), Some("John Doe"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // A partial name is never enough for a code that was not heard exactly.
+        let got = resolve(&r(&["DEF457"]), Some("Jane"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+    }
+}

@@ -1,0 +1,423 @@
+//! Spoken and written codes ("A B C one two three", "ABC-123") and digit strings.
+
+use super::*;
+
+/// One sub-word of the input, split on any punctuation except apostrophes.
+pub(super) struct Piece {
+    orig: String,
+    lower: String,
+}
+
+pub(super) fn pieces(text: &str) -> Vec<Piece> {
+    let text = normalize_apostrophes(text);
+    let text = X_RAY.replace_all(&text, "xray");
+    let mut out = Vec::new();
+    for word in text.split_whitespace().take(MAX_TOKENS) {
+        for part in word.split(|c: char| !(c.is_alphanumeric() || c == '\'')) {
+            let part = part.trim_matches('\'');
+            if part.is_empty() {
+                continue;
+            }
+            out.push(Piece {
+                orig: part.to_string(),
+                lower: part.to_lowercase(),
+            });
+            if out.len() >= MAX_PIECES {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// "B as in boy", "B for boy", "B like boy" → "B": the example word only repeats the letter.
+pub(super) fn drop_spelling_aids(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut keep = vec![true; pieces.len()];
+    let mut i = 0;
+    while i < pieces.len() {
+        let lower = pieces[i].lower.as_str();
+        let letter = lower
+            .chars()
+            .next()
+            .filter(|c| c.is_ascii_alphabetic() && lower.len() == 1);
+        let word = |k: usize| pieces.get(k).map_or("", |p| p.lower.as_str());
+        let aid_len = match (word(i + 1), word(i + 2)) {
+            ("as", "in" | "for") => 2,
+            ("for" | "like", _) => 1,
+            _ => 0,
+        };
+        let example = word(i + aid_len + 1);
+        if letter.is_some() && aid_len > 0 && example.len() > 1 && example.chars().next() == letter
+        {
+            for k in &mut keep[i + 1..=i + aid_len + 1] {
+                *k = false;
+            }
+            i += aid_len + 2;
+        } else {
+            i += 1;
+        }
+    }
+    pieces
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect()
+}
+
+/// A classified piece on the code/digit path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Slot {
+    /// Not code material; ends a run.
+    Break,
+    /// Code material. `strong`: certainly meant as code (digits, spelled letters, "ABC");
+    /// `spelled`: a single spoken symbol (or a "double"/"triple" group).
+    Unit {
+        s: String,
+        strong: bool,
+        spelled: bool,
+    },
+    /// "oh"/"o": a zero between digits; "o" is otherwise the letter O.
+    Oh { letter: bool, repeated: bool },
+    /// "a"/"i": letters only when spelled next to other single symbols.
+    Article(char),
+    /// A short lowercase word ("abc"): code material only right next to digits.
+    Weak(String),
+}
+
+pub(super) fn unit(s: impl Into<String>, spelled: bool) -> Slot {
+    Slot::Unit {
+        s: s.into(),
+        strong: true,
+        spelled,
+    }
+}
+
+pub(super) fn spoken_digit(l: &str) -> Option<char> {
+    lookup(DIGIT_WORDS, l)
+}
+
+pub(super) fn single_ascii_digit(l: &str) -> Option<char> {
+    let mut chars = l.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_digit() => Some(c),
+        _ => None,
+    }
+}
+
+pub(super) fn letter_word(l: &str) -> Option<char> {
+    lookup(NATO, l)
+}
+
+/// The single symbol a piece stands for, for "double"/"triple".
+pub(super) fn single_symbol(p: &Piece, digits_only: bool) -> Option<char> {
+    if let Some(d) = spoken_digit(&p.lower).or_else(|| single_ascii_digit(&p.lower)) {
+        return Some(d);
+    }
+    if digits_only {
+        return None;
+    }
+    let mut chars = p.lower.chars();
+    if let (Some(c), None) = (chars.next(), chars.next())
+        && c.is_ascii_alphabetic()
+    {
+        return Some(c.to_ascii_uppercase());
+    }
+    letter_word(&p.lower)
+}
+
+pub(super) fn classify_piece(p: &Piece, caps_reliable: bool, digits_only: bool) -> Slot {
+    let l = p.lower.as_str();
+    match l {
+        "oh" => {
+            return Slot::Oh {
+                letter: false,
+                repeated: false,
+            };
+        }
+        "o" => {
+            return Slot::Oh {
+                letter: !digits_only,
+                repeated: false,
+            };
+        }
+        _ => {}
+    }
+    if let Some(d) = spoken_digit(l) {
+        return unit(d.to_string(), true);
+    }
+    if let Some(v) = lookup(TEENS, l) {
+        return unit(v.to_string(), true);
+    }
+    if is_digits(l) {
+        return unit(l, l.len() == 1);
+    }
+    if digits_only {
+        return Slot::Break;
+    }
+    if let Some(c) = letter_word(l) {
+        return unit(c.to_string(), true);
+    }
+    if !p.orig.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Slot::Break;
+    }
+    let upper = p.orig.to_ascii_uppercase();
+    if p.orig.bytes().any(|b| b.is_ascii_digit()) {
+        // Mixed letters and digits ("ABC123", "a1b2"): code material, unless it is an
+        // ordinal or a time ("2nd", "7pm", "1990s").
+        if NUMBER_SUFFIXED.is_match(l) {
+            return Slot::Break;
+        }
+        return unit(upper, false);
+    }
+    if l.len() == 1 {
+        return match upper.chars().next() {
+            Some(c) if l == "a" || l == "i" => Slot::Article(c),
+            Some(c) => unit(c.to_string(), true),
+            None => Slot::Break,
+        };
+    }
+    if l.len() >= 3 && caps_reliable && p.orig.bytes().all(|b| b.is_ascii_uppercase()) {
+        return unit(upper, false);
+    }
+    if (2..=4).contains(&l.len()) && !COMMON.contains(l) {
+        return Slot::Weak(upper);
+    }
+    Slot::Break
+}
+
+pub(super) fn ends_with_digit(s: Option<&Slot>) -> bool {
+    matches!(s, Some(Slot::Unit { s, .. }) if s.chars().last().is_some_and(|c| c.is_ascii_digit()))
+}
+
+pub(super) fn starts_with_digit(s: Option<&Slot>) -> bool {
+    matches!(s, Some(Slot::Unit { s, .. }) if s.chars().next().is_some_and(|c| c.is_ascii_digit()))
+}
+
+/// Classifies pieces into code material. `digits_only` keeps only digit material.
+pub(super) fn resolve_slots(pieces: &[Piece], caps_reliable: bool, digits_only: bool) -> Vec<Slot> {
+    // Pass 1: classify, folding "twenty three" and "double five" into one unit.
+    let mut slots = Vec::with_capacity(pieces.len());
+    let mut i = 0;
+    while i < pieces.len() {
+        let p = &pieces[i];
+        let next = pieces.get(i + 1);
+        if let Some(t) = lookup(TENS, &p.lower) {
+            let tens = t / 10;
+            let u = next
+                .and_then(|n| spoken_digit(&n.lower).or_else(|| single_ascii_digit(&n.lower)))
+                .filter(|&c| c != '0');
+            match u {
+                Some(u) => {
+                    slots.push(unit(format!("{tens}{u}"), true));
+                    i += 2;
+                }
+                None => {
+                    slots.push(unit(format!("{tens}0"), true));
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        let repeat = match p.lower.as_str() {
+            "double" => 2,
+            "triple" => 3,
+            _ => 0,
+        };
+        if repeat > 0 {
+            match next {
+                Some(q)
+                    if repeat == 2 && !digits_only && matches!(q.lower.as_str(), "u" | "you") =>
+                {
+                    slots.push(unit("W", true));
+                    i += 2;
+                }
+                Some(q) if matches!(q.lower.as_str(), "oh" | "o") => {
+                    let letter = !digits_only && q.lower == "o";
+                    slots.extend((0..repeat).map(|_| Slot::Oh {
+                        letter,
+                        repeated: true,
+                    }));
+                    i += 2;
+                }
+                Some(q) => match single_symbol(q, digits_only) {
+                    Some(c) => {
+                        slots.push(unit(c.to_string().repeat(repeat), true));
+                        i += 2;
+                    }
+                    None => {
+                        slots.push(Slot::Break);
+                        i += 1;
+                    }
+                },
+                None => {
+                    slots.push(Slot::Break);
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        slots.push(classify_piece(p, caps_reliable, digits_only));
+        i += 1;
+    }
+
+    // Pass 2: "oh"/"o" between digits is zero; a lone "o" is the letter O.
+    let mut i = 0;
+    while i < slots.len() {
+        if !matches!(slots[i], Slot::Oh { .. }) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while matches!(slots.get(i), Some(Slot::Oh { .. })) {
+            i += 1;
+        }
+        let prev_digit = start > 0 && ends_with_digit(slots.get(start - 1));
+        let next_digit = starts_with_digit(slots.get(i));
+        let repeated = slots[start..i]
+            .iter()
+            .any(|s| matches!(s, Slot::Oh { repeated: true, .. }));
+        let zero = (prev_digit && next_digit) || (repeated && (prev_digit || next_digit));
+        for s in &mut slots[start..i] {
+            let letter = matches!(s, Slot::Oh { letter: true, .. });
+            *s = if zero {
+                unit("0", true)
+            } else if letter {
+                unit("O", true)
+            } else {
+                Slot::Break
+            };
+        }
+    }
+
+    // Pass 3: "a"/"i" count as letters only beside other single spoken symbols ("a b c").
+    let spelled =
+        |s: Option<&Slot>| matches!(s, Some(Slot::Unit { spelled: true, .. } | Slot::Article(_)));
+    let article_ok: Vec<bool> = (0..slots.len())
+        .map(|k| {
+            matches!(slots[k], Slot::Article(_))
+                && ((k > 0 && spelled(slots.get(k - 1))) || spelled(slots.get(k + 1)))
+        })
+        .collect();
+    for (s, ok) in slots.iter_mut().zip(article_ok) {
+        if let Slot::Article(c) = *s {
+            *s = if ok {
+                unit(c.to_string(), true)
+            } else {
+                Slot::Break
+            };
+        }
+    }
+
+    // Pass 4: a short lowercase word ("abc") counts only right next to digits ("abc 123").
+    let has_digit = |s: Option<&Slot>| matches!(s, Some(Slot::Unit { s, .. }) if s.bytes().any(|b| b.is_ascii_digit()));
+    let weak_ok: Vec<bool> = (0..slots.len())
+        .map(|k| {
+            matches!(slots[k], Slot::Weak(_))
+                && ((k > 0 && has_digit(slots.get(k - 1))) || has_digit(slots.get(k + 1)))
+        })
+        .collect();
+    for (s, ok) in slots.iter_mut().zip(weak_ok) {
+        if let Slot::Weak(w) = s {
+            *s = if ok {
+                Slot::Unit {
+                    s: std::mem::take(w),
+                    strong: false,
+                    spelled: false,
+                }
+            } else {
+                Slot::Break
+            };
+        }
+    }
+    slots
+}
+
+/// Spoken alphanumeric code -> canonical uppercase string.
+///
+/// Handles letters spoken singly ("A B C"), the NATO alphabet ("alpha bravo charlie", "x-ray",
+/// "juliett"), digit words ("one two three", "oh"/"o" as 0 between digits, "double five" = 55,
+/// "triple 7", "twenty three" = 23), written forms ("abc 123", "ABC-123", "a.b.c. one-two-three")
+/// and mixtures. Returns the first run of tokens (leftmost start, then longest) that,
+/// concatenated, fully matches `pattern` (anchored or not, it must match the whole candidate).
+///
+/// Ordinary words are never codes: a pure-letter word of 3+ letters counts only when written in
+/// capitals ("ABC") in a transcript that also has lowercase, or as a short uncommon word right
+/// next to digits ("abc 123"); every candidate contains at least one certain code token.
+pub fn extract_code(text: &str, pattern: &Regex) -> Option<String> {
+    let clipped = clip(text);
+    let pieces = drop_spelling_aids(pieces(clipped));
+    // In an all-caps transcript capitals say nothing about intent.
+    let caps_reliable = clipped.chars().any(|c| c.is_ascii_lowercase())
+        || pieces
+            .iter()
+            .filter(|p| p.orig.len() >= 3 && p.orig.bytes().all(|b| b.is_ascii_alphabetic()))
+            .count()
+            <= 2;
+    let slots = resolve_slots(&pieces, caps_reliable, false);
+    if !slots.iter().any(|s| matches!(s, Slot::Unit { .. })) {
+        return None;
+    }
+    let anchored = Regex::new(&format!(r"\A(?:{})\z", pattern.as_str())).ok();
+    let full_match = |s: &str| match &anchored {
+        Some(a) => a.is_match(s),
+        None => pattern
+            .find(s)
+            .is_some_and(|m| m.start() == 0 && m.end() == s.len()),
+    };
+    let is_unit = |s: &Slot| matches!(s, Slot::Unit { .. });
+    let mut i = 0;
+    while i < slots.len() {
+        if !is_unit(&slots[i]) {
+            i += 1;
+            continue;
+        }
+        let run_end = (i..slots.len())
+            .find(|&k| !is_unit(&slots[k]))
+            .unwrap_or(slots.len());
+        for start in i..run_end {
+            let max_end = run_end.min(start + MAX_CODE_UNITS);
+            for end in (start + 1..=max_end).rev() {
+                let run = &slots[start..end];
+                if !run
+                    .iter()
+                    .any(|s| matches!(s, Slot::Unit { strong: true, .. }))
+                {
+                    continue;
+                }
+                let candidate: String = run
+                    .iter()
+                    .filter_map(|s| match s {
+                        Slot::Unit { s, .. } => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if candidate.len() <= MAX_CODE_CHARS && full_match(&candidate) {
+                    return Some(candidate);
+                }
+            }
+        }
+        i = run_end;
+    }
+    None
+}
+
+/// Digits only, spoken or written: "four five six seven" -> "4567", "ending in 4567" -> "4567",
+/// "forty five sixty seven" -> "4567", "double five" -> "55". Returns the longest run (the first
+/// one on ties).
+pub fn extract_digits(text: &str) -> Option<String> {
+    let slots = resolve_slots(&pieces(clip(text)), true, true);
+    let mut best = String::new();
+    let mut current = String::new();
+    for slot in slots.iter().chain(std::iter::once(&Slot::Break)) {
+        match slot {
+            Slot::Unit { s, .. } => current.push_str(s),
+            _ => {
+                if current.len() > best.len() {
+                    best = std::mem::take(&mut current);
+                }
+                current.clear();
+            }
+        }
+    }
+    (!best.is_empty()).then_some(best)
+}

@@ -127,7 +127,7 @@ fn report() {
         let runs: Vec<Duration> = (0..5)
             .map(|_| {
                 let s = Instant::now();
-                black_box(t.transcribe(&audio).expect("decode"));
+                black_box(t.transcribe(&audio, None).expect("decode"));
                 s.elapsed()
             })
             .collect();

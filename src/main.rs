@@ -88,6 +88,9 @@ enum Command {
         file: PathBuf,
         #[arg(long, default_value = "mix")]
         channel: String,
+        /// whisper's initial prompt: text the speech is likely to resemble.
+        #[arg(long)]
+        prompt: Option<String>,
     },
     /// Speak text with the bot's voice into a WAV file.
     Say {
@@ -190,11 +193,15 @@ fn main() -> Result<()> {
             };
             runtime()?.block_on(replay_cmd(cfg, source, caller, realtime, out))
         }
-        Command::Transcribe { file, channel } => {
+        Command::Transcribe {
+            file,
+            channel,
+            prompt,
+        } => {
             let audio = read_audio_at(&file, parse_channel(&channel)?, 16_000)?;
             let dir = models::verify(&cfg.models_dir, &cfg.speech.asr_model)?;
             let model = Whisper::load(&dir.join(GGML_FILE), cfg.speech.asr.clone())?;
-            let t = model.transcriber()?.transcribe(&audio)?;
+            let t = model.transcriber()?.transcribe(&audio, prompt.as_deref())?;
             match t.suppressed {
                 None => println!("{}", t.text),
                 Some(why) => println!("(nothing usable: {why}; whisper said {:?})", t.raw),

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 struct Job {
     audio: Vec<f32>,
+    prompt: Option<Arc<str>>,
     reply: oneshot::Sender<Result<Transcript, AsrError>>,
 }
 
@@ -50,7 +51,7 @@ impl AsrPool {
                                 * (t * 2.0 * std::f32::consts::PI * 4.0).sin().abs()
                         })
                         .collect();
-                    let _ = t.transcribe(&tone);
+                    let _ = t.transcribe(&tone, None);
                     loop {
                         // Only the waiting worker holds the lock; it is released before decoding.
                         let job = {
@@ -62,7 +63,7 @@ impl AsrPool {
                         if job.reply.is_closed() {
                             continue;
                         }
-                        let result = t.transcribe(&job.audio);
+                        let result = t.transcribe(&job.audio, job.prompt.as_deref());
                         // The caller may have gone (stale turn): nothing to do then.
                         let _ = job.reply.send(result);
                     }
@@ -79,11 +80,19 @@ impl AsrPool {
         self.workers
     }
 
-    /// Transcribes one utterance on a worker.
-    pub async fn transcribe(&self, audio: Vec<f32>) -> Result<Transcript, AsrError> {
+    /// Transcribes one utterance on a worker, with whisper's initial `prompt` if given.
+    pub async fn transcribe(
+        &self,
+        audio: Vec<f32>,
+        prompt: Option<Arc<str>>,
+    ) -> Result<Transcript, AsrError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { audio, reply })
+            .send(Job {
+                audio,
+                prompt,
+                reply,
+            })
             .await
             .map_err(|_| AsrError::PoolClosed)?;
         rx.await.map_err(|_| AsrError::PoolClosed)?

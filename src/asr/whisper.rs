@@ -135,8 +135,14 @@ pub struct Transcriber {
 }
 
 impl Transcriber {
-    /// Transcribes one utterance (16 kHz mono). Blocking.
-    pub fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, AsrError> {
+    /// Transcribes one utterance (16 kHz mono). Blocking. `prompt` is whisper's initial prompt:
+    /// text the speech is likely to resemble (the question just asked, the words and formats
+    /// the line expects), which steers spelling of codes and names.
+    pub fn transcribe(
+        &mut self,
+        audio: &[f32],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, AsrError> {
         let audio_ms = audio.len() as u64 * 1000 / SAMPLE_RATE as u64;
         let started = Instant::now();
         if audio.is_empty() || rms_dbfs(audio) < self.cfg.min_rms_dbfs {
@@ -165,13 +171,14 @@ impl Transcriber {
         let first = self.cfg.audio_ctx_floor;
         let retry = self.cfg.retry_audio_ctx_floor;
         let cap = (retry > first).then(|| token_cap(input.len()));
-        let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap)?;
+        let prompt = prompt.map(str::trim).filter(|p| !p.is_empty());
+        let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap, prompt)?;
         let mut passes = 1;
         if let Some(cap) = cap
             && looped(&raw, n_tokens, cap)
         {
             tracing::debug!(audio_ms, first_pass = %raw, "whisper looped; decoding again");
-            (raw, no_speech, _) = self.decode(input, retry, None)?;
+            (raw, no_speech, _) = self.decode(input, retry, None, prompt)?;
             passes = 2;
         }
         let suppressed =
@@ -204,6 +211,7 @@ impl Transcriber {
         input: &[f32],
         floor: u32,
         max_tokens: Option<u32>,
+        prompt: Option<&str>,
     ) -> Result<(String, f32, usize), AsrError> {
         let strategy = if self.cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch {
@@ -227,6 +235,9 @@ impl Transcriber {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_audio_ctx(audio_ctx_for(input.len(), floor));
+        if let Some(p) = prompt {
+            params.set_initial_prompt(p);
+        }
         if let Some(n) = max_tokens {
             params.set_max_tokens(n as i32);
             params.set_temperature_inc(0.0);

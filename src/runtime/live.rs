@@ -154,7 +154,7 @@ impl Effects {
                 let task = tokio::spawn(async move {
                     let started = std::time::Instant::now();
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
-                    let msg = match speech.transcribe(audio).await {
+                    let msg = match speech.transcribe(audio, None).await {
                         Ok(t) => {
                             tracing::debug!(
                                 turn,

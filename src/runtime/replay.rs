@@ -282,7 +282,7 @@ async fn drive(
             Output::Mark { id } => transport.marks.push_back((id, transport.received)),
             Output::Clear => transport.clear(&mut cleared),
             Output::Transcribe { turn, audio } => {
-                let tr = speech.transcribe(audio).await?;
+                let tr = speech.transcribe(audio, None).await?;
                 if let Some(why) = tr.suppressed {
                     timeline.push(
                         json!({"t_ms": t, "kind": "transcript_suppressed", "turn": turn,

@@ -55,8 +55,13 @@ impl Speech {
         })
     }
 
-    pub async fn transcribe(&self, audio: Vec<f32>) -> Result<Transcript> {
-        Ok(self.asr.transcribe(audio).await?)
+    /// Transcribes an utterance on the ASR pool; `prompt` is whisper's initial prompt.
+    pub async fn transcribe(
+        &self,
+        audio: Vec<f32>,
+        prompt: Option<Arc<str>>,
+    ) -> Result<Transcript> {
+        Ok(self.asr.transcribe(audio, prompt).await?)
     }
 
     /// Synthesises `text` (normalised for speech) and returns it at `rate`, off the async workers.

@@ -175,7 +175,10 @@ async fn wer_on_real_speech_through_the_telephone_path_is_at_most_ten_percent() 
     let (mut errors, mut words) = (0, 0);
     let mut report = String::new();
     for clip in clips() {
-        let t = pool.transcribe(telephone(&clip.samples)).await.unwrap();
+        let t = pool
+            .transcribe(telephone(&clip.samples), None)
+            .await
+            .unwrap();
         let reference = normalize(&clip.reference);
         let e = word_errors(&reference, &normalize(&t.text));
         errors += e;
@@ -199,7 +202,7 @@ fn hallucinations_on_silence_and_noise_do_not_reach_the_agent() {
     let model = whisper_tiny();
     let mut t = model.transcriber().unwrap();
     let silence = vec![0.0f32; 16_000 * 3];
-    let out = t.transcribe(&silence).unwrap();
+    let out = t.transcribe(&silence, None).unwrap();
     assert_eq!((out.text.as_str(), out.suppressed), ("", Some("silence")));
     // Line noise at -40 dBFS, loud enough to pass the level gate and reach whisper.
     let mut seed = 0x2545F4914F6CDD1Du64;
@@ -211,7 +214,7 @@ fn hallucinations_on_silence_and_noise_do_not_reach_the_agent() {
             ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.035
         })
         .collect();
-    let out = t.transcribe(&telephone(&noise)).unwrap();
+    let out = t.transcribe(&telephone(&noise), None).unwrap();
     assert_eq!(
         out.text, "",
         "raw {:?} suppressed {:?} no_speech {}",
@@ -241,7 +244,7 @@ fn whisper_understands_the_bots_own_voice() {
     let direct = whisper_tiny()
         .transcriber()
         .unwrap()
-        .transcribe(&x)
+        .transcribe(&x, None)
         .unwrap();
     let words = normalize(&direct.text);
     for w in ["confirmed", "your", "reservation", "december"] {
@@ -268,7 +271,7 @@ fn a_looping_fast_pass_is_decoded_again_at_the_safe_context() {
 
     let whisper = Whisper::load(&path, defaults).unwrap();
     let mut asr = whisper.transcriber().unwrap();
-    let t = asr.transcribe(&audio).unwrap();
+    let t = asr.transcribe(&audio, None).unwrap();
     assert_eq!(t.passes, 2, "the first pass looped: {t:?}");
     assert_eq!(normalize(&t.text), ["no", "goodbye"], "{t:?}");
     // The text repeats no phrase (the token count is not the question here).
@@ -276,7 +279,7 @@ fn a_looping_fast_pass_is_decoded_again_at_the_safe_context() {
     // A clip the fast pass gets right is decoded once.
     let clip = clip.with_file_name("answer.wav");
     let audio = read_audio_at(&clip, ChannelPick::Mix, 16_000).unwrap();
-    let t = asr.transcribe(&audio).unwrap();
+    let t = asr.transcribe(&audio, None).unwrap();
     assert_eq!(t.passes, 1, "{t:?}");
     assert_eq!(normalize(&t.text), ["the", "business", "one"], "{t:?}");
 }

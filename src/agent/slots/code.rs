@@ -421,3 +421,183 @@ pub fn extract_digits(text: &str) -> Option<String> {
     }
     (!best.is_empty()).then_some(best)
 }
+
+/// Words that, next to other code material, stand for a letter or digit they sound like:
+/// whisper writes what it hears ("for" for 4, "see" for C, "are" for R).
+const SOUND_ALIKES: &[(&str, &str)] = &[
+    ("for", "4"),
+    ("fore", "4"),
+    ("to", "2"),
+    ("too", "2"),
+    ("won", "1"),
+    ("ate", "8"),
+    ("see", "C"),
+    ("sea", "C"),
+    ("cee", "C"),
+    ("are", "R"),
+    ("ar", "R"),
+    ("you", "U"),
+    ("why", "Y"),
+    ("be", "B"),
+    ("pea", "P"),
+    ("pee", "P"),
+    ("tea", "T"),
+    ("eye", "I"),
+    ("ex", "X"),
+    ("em", "M"),
+    ("en", "N"),
+    ("el", "L"),
+    ("ell", "L"),
+    ("ay", "A"),
+    ("eh", "A"),
+];
+
+/// Words whisper writes for a spoken "A" at the start of a code ("a BC123", "of BC123").
+const LEADING_A: &[&str] = &["a", "of", "eh", "hey", "ah", "uh", "ay"];
+
+/// Whether a word (punctuation trimmed) is certainly code material: it has a digit, is a single
+/// letter or digit word, a spelled letter, or a short capitalised group ("ABC").
+fn codeish(word: &str) -> bool {
+    let l = word.to_lowercase();
+    word.bytes().any(|b| b.is_ascii_digit())
+        || (word.len() == 1 && word.bytes().all(|b| b.is_ascii_alphabetic()))
+        || spoken_digit(&l).is_some()
+        || letter_word(&l).is_some()
+        || ((2..=4).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_uppercase()))
+}
+
+/// Readings of a code in `text`, best first, each fully matching `pattern`: as written; with a
+/// leading "a"/"of" joined to a code that starts with letters ("a BC123" → ABC123); with words
+/// that sound like a letter or digit beside other code material read as that symbol ("ABC one
+/// two three for" → ABC1234, "see" → C); and with `aliases` (spoken names for a prefix, such as
+/// "british airways" → BA) replaced. Distinct readings only. When none matches, the longest
+/// run of code material with a digit (three symbols or more) is the one reading, for a search of
+/// the nearest record ("say BC 123" → BC123); empty when there is none.
+pub fn code_readings(text: &str, pattern: &Regex, aliases: &[(String, String)]) -> Vec<String> {
+    let clipped = clip(text);
+    let mut base = clipped.to_string();
+    if !aliases.is_empty() {
+        let lower = base.to_lowercase();
+        for (spoken, code) in aliases {
+            let spoken = spoken.to_lowercase();
+            if let Some(at) = lower.find(&spoken)
+                && lower.is_char_boundary(at + spoken.len())
+                && base.is_char_boundary(at)
+                && base.is_char_boundary(at + spoken.len())
+            {
+                base.replace_range(at..at + spoken.len(), &format!(" {code} "));
+                break;
+            }
+        }
+    }
+    let words: Vec<&str> = base.split_whitespace().take(MAX_TOKENS).collect();
+    let core = |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string();
+    // Leading "a": "a BC123" → "ABC123".
+    let mut joined: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    let mut changed_a = false;
+    while i < words.len() {
+        let w = core(words[i]);
+        let next = words.get(i + 1).map(|n| core(n)).unwrap_or_default();
+        let starts_caps = next.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && next.chars().take_while(char::is_ascii_uppercase).count() <= 3
+            && next
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if LEADING_A.contains(&w.to_lowercase().as_str()) && starts_caps && codeish(&next) {
+            joined.push(format!("A{next}"));
+            changed_a = true;
+            i += 2;
+            continue;
+        }
+        joined.push(words[i].to_string());
+        i += 1;
+    }
+    // Sound-alikes beside code material.
+    let alike = |ws: &[String]| -> Option<Vec<String>> {
+        let cores: Vec<String> = ws.iter().map(|w| core(w)).collect();
+        let mut out = ws.to_vec();
+        let mut changed = false;
+        for k in 0..ws.len() {
+            let l = cores[k].to_lowercase();
+            let Some((_, sym)) = SOUND_ALIKES.iter().find(|(w, _)| *w == l) else {
+                continue;
+            };
+            let near = |j: Option<usize>| {
+                j.and_then(|j| cores.get(j)).is_some_and(|c| {
+                    codeish(c) && !SOUND_ALIKES.iter().any(|(w, _)| *w == c.to_lowercase())
+                })
+            };
+            if near(k.checked_sub(1)) || near(Some(k + 1)) {
+                out[k] = (*sym).to_string();
+                changed = true;
+            }
+        }
+        changed.then_some(out)
+    };
+    let original: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    let mut variants: Vec<Vec<String>> = vec![original.clone()];
+    if changed_a {
+        variants.push(joined.clone());
+    }
+    if let Some(v) = alike(&original) {
+        variants.push(v);
+    }
+    if changed_a && let Some(v) = alike(&joined) {
+        variants.push(v);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for v in variants {
+        if let Some(code) = extract_code(&v.join(" "), pattern)
+            && !out.contains(&code)
+        {
+            out.push(code);
+        }
+    }
+    if out.is_empty()
+        && let Some(run) = longest_run(&base)
+    {
+        out.push(run);
+    }
+    out
+}
+
+/// The longest run of code material in `text` that has a digit and three symbols or more.
+fn longest_run(text: &str) -> Option<String> {
+    // Ordinary words written in lower or title case ("John", "say") end a run here.
+    let pieces: Vec<Piece> = drop_spelling_aids(pieces(text))
+        .into_iter()
+        .map(|p| {
+            let word = p.orig.len() >= 3
+                && p.orig.bytes().all(|b| b.is_ascii_alphabetic())
+                && p.orig.bytes().skip(1).all(|b| b.is_ascii_lowercase())
+                && spoken_digit(&p.lower).is_none()
+                && letter_word(&p.lower).is_none()
+                && lookup(TEENS, &p.lower).is_none()
+                && lookup(TENS, &p.lower).is_none();
+            if word {
+                Piece {
+                    orig: ".".into(),
+                    lower: ".".into(),
+                }
+            } else {
+                p
+            }
+        })
+        .collect();
+    let slots = resolve_slots(&pieces, true, false);
+    let mut best = String::new();
+    let mut current = String::new();
+    for slot in slots.iter().chain(std::iter::once(&Slot::Break)) {
+        match slot {
+            Slot::Unit { s, .. } => current.push_str(s),
+            _ => {
+                if current.len() > best.len() && current.bytes().any(|b| b.is_ascii_digit()) {
+                    best = std::mem::take(&mut current);
+                }
+                current.clear();
+            }
+        }
+    }
+    (best.len() >= 3 && best.len() <= MAX_CODE_CHARS).then_some(best)
+}

@@ -39,6 +39,7 @@ mod number;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod urgency;
 
 pub use answer::*;
 pub use code::*;
@@ -46,6 +47,7 @@ pub use date::*;
 pub use name::*;
 pub use number::*;
 use tables::*;
+pub use urgency::*;
 
 // ---------------------------------------------------------------------------------------------
 // Tokenizing

@@ -278,6 +278,7 @@ pub(super) const POLITE: &[&str] = &["please", "thanks", "thank", "you", "bye", 
 
 /// Cues after which a name follows; anything not a common word is accepted as a name.
 pub(super) const STRONG_NAME_CUES: &[&[&str]] = &[
+    &["in", "the", "name", "of"],
     &["under", "the", "name", "of"],
     &["under", "the", "name"],
     &["under", "name"],
@@ -286,6 +287,7 @@ pub(super) const STRONG_NAME_CUES: &[&[&str]] = &[
     &["name's"],
     &["under"],
     &["call", "me"],
+    &["named"],
 ];
 /// Cues that often precede other things ("it's fine"); the name must look like one (capitalised).
 pub(super) const WEAK_NAME_CUES: &[&[&str]] = &[
@@ -296,6 +298,8 @@ pub(super) const WEAK_NAME_CUES: &[&[&str]] = &[
     &["its"],
     &["i'm"],
     &["im"],
+    // "ABC123 for John Doe": only a capitalised name counts ("for next week" does not).
+    &["for"],
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -466,3 +466,89 @@ fn huge_and_odd_input_is_fast_and_safe() {
         started.elapsed()
     );
 }
+
+#[test]
+fn code_readings_follow_whisper_renderings() {
+    let re = pat("^[A-Z0-9]{6}$");
+    let none: Vec<(String, String)> = vec![];
+    let has = |text: &str, code: &str| {
+        let got = code_readings(text, &re, &none);
+        assert!(got.iter().any(|c| c == code), "{text:?} → {got:?}");
+    };
+    // Nothing matches the pattern: the longest run of code material is still offered, for a
+    // search of the nearest record.
+    has("You had to say BC 123 John Doe.", "BC123");
+    has("Sure, it's a BC123.", "ABC123");
+    has("It's of BC123, John Doe", "ABC123");
+    has("ABC 1, 2, 3.", "ABC123");
+    has("A.B.C. one two three", "ABC123");
+    has("It's a BC-1.24.", "ABC124");
+    has("ABC one two three for John Doe", "ABC123");
+    has("it's A B see one two three", "ABC123");
+    has("the code is X, Y, Z, 789", "XYZ789");
+    // Words are not turned into symbols away from code material.
+    assert!(code_readings("I want to see you for dinner", &re, &none).is_empty());
+    let flights = pat("^[A-Z]{2}[0-9]{1,4}$");
+    let aliases = vec![("british airways".to_string(), "BA".to_string())];
+    assert_eq!(
+        code_readings(
+            "Is British Airways one one seven on time?",
+            &flights,
+            &aliases
+        ),
+        ["BA117"]
+    );
+}
+
+#[test]
+fn names_after_the_cues_callers_use() {
+    for (text, name) in [
+        ("confirm reservation ABC123 for John Doe", "John Doe"),
+        ("cancel it, it's under Jane Smith", "Jane Smith"),
+        (
+            "It's in the name of Carlos Diaz. The number is RTW 905.",
+            "Carlos Diaz",
+        ),
+        (
+            "Hi, I'm John Doe, I'd like to cancel my reservation",
+            "John Doe",
+        ),
+        (
+            "Hello, this is Priya Patel, I'm calling about my booking",
+            "Priya Patel",
+        ),
+        ("Yes, confirmation ABC 123 named John Doe", "John Doe"),
+    ] {
+        assert_eq!(extract_name(text).as_deref(), Some(name), "{text}");
+    }
+    for text in [
+        "cancel my reservation for next week",
+        "I'd like a table for two",
+        "what's my bill for November",
+    ] {
+        assert_eq!(extract_name(text), None, "{text}");
+    }
+}
+
+#[test]
+fn urgency_as_callers_say_it() {
+    use Urgency::*;
+    for (text, want) in [
+        ("my wifi is down and it's really urgent", Some(High)),
+        ("can someone come right away?", Some(High)),
+        ("asap please", Some(High)),
+        (
+            "It's not urgent, whenever someone gets a chance.",
+            Some(Low),
+        ),
+        ("no rush", Some(Low)),
+        (
+            "Medium, I guess. It's not a big deal but I'd like it fixed tonight.",
+            Some(Medium),
+        ),
+        ("high priority", Some(High)),
+        ("the shower is broken", None),
+    ] {
+        assert_eq!(extract_urgency(text), want, "{text}");
+    }
+}

@@ -253,6 +253,14 @@ pub struct RouterConfig {
     pub threshold: f32,
     pub temperature: f32,
     pub max_failures: u32,
+    /// A request whose best example similarity is below this (and that no keyword decides) is
+    /// out of scope; so is one whose nearest examples are the template's out-of-scope examples.
+    #[serde(default = "default_scope_threshold")]
+    pub scope_threshold: f32,
+}
+
+fn default_scope_threshold() -> f32 {
+    0.35
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -390,9 +398,20 @@ impl Config {
         Ok(())
     }
 
-    /// The fixed demo date, if configured.
+    /// The date the agents take as "today": `demo.today` if set, else the demo data's own
+    /// calendar (its `today`, so the demo behaves the same on any date), else `None` (the real
+    /// date).
     pub fn fixed_today(&self) -> Option<chrono::NaiveDate> {
-        chrono::NaiveDate::parse_from_str(&self.demo.today, "%Y-%m-%d").ok()
+        let parse = |s: &str| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+        parse(&self.demo.today).or_else(|| {
+            #[derive(Deserialize)]
+            struct Calendar {
+                today: Option<String>,
+            }
+            let text = self.demo_data_text().ok()?;
+            let cal: Calendar = toml::from_str(&text).ok()?;
+            cal.today.as_deref().and_then(parse)
+        })
     }
 
     /// Loads the configured template (a file beside the config, else an embedded one).
@@ -466,18 +485,129 @@ pub struct Template {
     pub farewell: String,
     pub anything_else: String,
     pub human_number: String,
+    /// What the line can do, for "I can help with …" ("reservations, billing and hotel services").
+    pub capabilities: String,
+    /// Words callers and the bot use on this line, for the speech recogniser's prompt.
+    #[serde(default)]
+    pub vocabulary: Vec<String>,
     pub agents: Vec<AgentSpec>,
     pub tasks: BTreeMap<String, TaskSpec>,
+    /// Questions the line answers from its own facts (check-in time, Wi-Fi, address).
+    #[serde(default)]
+    pub faq: Vec<FaqEntry>,
+    /// What callers ask that the line cannot do: examples for the out-of-scope decision.
+    #[serde(default)]
+    pub out_of_scope: OutOfScope,
+    /// Every other sentence the master says, with defaults.
+    #[serde(default)]
+    pub lines: Lines,
+}
+
+/// A question the line answers itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqEntry {
+    pub id: String,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    pub answer: String,
+}
+
+impl FaqEntry {
+    /// The router's name for this entry.
+    pub fn task(&self) -> String {
+        format!("{FAQ_PREFIX}{}", self.id)
+    }
+}
+
+/// Router names of FAQ entries start with this.
+pub const FAQ_PREFIX: &str = "faq_";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutOfScope {
+    #[serde(default)]
+    pub examples: Vec<String>,
+}
+
+/// The master's own sentences. `{fields}` is a spoken list of what is asked, `{phrase}` a task's
+/// phrase, `{capabilities}` the template's, `{topic}` a task's topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lines {
+    pub not_caught: String,
+    pub ask_fields: String,
+    pub still_need: String,
+    pub ask_again: String,
+    pub which_topic: String,
+    pub what_about: String,
+    pub out_of_scope: String,
+    pub confirm_goodbye: String,
+    pub goodbye_declined: String,
+    pub what_else: String,
+    pub dropped: String,
+    pub nothing_to_repeat: String,
+    pub hello: String,
+    pub how_are_you: String,
+    pub thanks: String,
+    pub queued_offer: String,
+    pub match_declined: String,
+    pub hold_for_person: String,
+    pub resume: String,
+    pub could_not: String,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        let s = |x: &str| x.to_string();
+        Lines {
+            not_caught: s("Sorry, I didn't catch that. Could you say it again?"),
+            ask_fields: s(
+                "I'll need a bit more information to {phrase}. Can you please provide {fields}?",
+            ),
+            still_need: s("Thanks. I still need {fields}."),
+            ask_again: s("Sorry, I didn't catch {fields}. Could you say it again?"),
+            which_topic: s("Is this about {a} or {b}?"),
+            what_about: s(
+                "Sorry, I didn't quite get that. Could you tell me what you're calling about?",
+            ),
+            out_of_scope: s(
+                "I'm sorry, I can't help with that on this line. I can help with {capabilities}.",
+            ),
+            confirm_goodbye: s(
+                "Sorry, was that goodbye? If there's something I can help with, just tell me.",
+            ),
+            goodbye_declined: s("Okay. What can I help you with?"),
+            what_else: s("Sure. What else can I help you with?"),
+            dropped: s("Okay, I've dropped that."),
+            nothing_to_repeat: s("How can I help you today?"),
+            hello: s("Hello! How can I help you today?"),
+            how_are_you: s("I'm doing well, thanks for asking. How can I help you today?"),
+            thanks: s("You're welcome."),
+            queued_offer: s("You also asked about {topic}. Shall I {phrase} now?"),
+            match_declined: s("Sorry about that. Could you give me {fields} again?"),
+            hold_for_person: s("Please hold while I connect you with a member of our team."),
+            resume: s("Now, back to your request."),
+            could_not: s("Sorry, I couldn't {phrase} just now."),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentKind {
+    /// Hotel stays or travel bookings: confirm, change, cancel (resolves spoken codes and names).
     Reservations,
     Billing,
     Support,
     Concierge,
     Handoff,
+    /// Flight status.
+    Flights,
+    /// Loyalty points.
+    Loyalty,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -512,6 +642,10 @@ pub struct TaskSpec {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub follow_up: Option<FollowUp>,
+    /// The task changes something (cancels, moves, pays): a correction after it is done is
+    /// confirmed before the task runs again.
+    #[serde(default)]
+    pub writes: bool,
     #[serde(default)]
     pub replies: BTreeMap<String, String>,
 }
@@ -527,6 +661,30 @@ pub struct FieldSpec {
     pub pattern: Option<String>,
     #[serde(default)]
     pub example: Option<String>,
+    /// Spoken names for the start of a code ("british airways" = "BA").
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// `pattern`, compiled once when the template is loaded.
+    #[serde(skip)]
+    pub regex: Option<regex::Regex>,
+}
+
+impl FieldSpec {
+    /// Whether `value` satisfies the field's pattern (no pattern: anything non-empty).
+    pub fn accepts(&self, value: &str) -> bool {
+        !value.trim().is_empty() && self.regex.as_ref().is_none_or(|re| re.is_match(value))
+    }
+
+    /// `aliases` as (spoken, code) pairs, longest first.
+    pub fn alias_pairs(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .aliases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        v
+    }
 }
 
 /// How a field's value is extracted from speech.
@@ -543,6 +701,8 @@ pub enum FieldType {
     Text,
     /// Filled from a clarification's options.
     Choice,
+    /// low | medium | high, from how the caller says it ("really urgent", "no rush").
+    Urgency,
     /// Yes/no confirmation before acting.
     Confirm,
 }
@@ -557,6 +717,7 @@ impl FieldType {
             FieldType::Amount => "amount",
             FieldType::Text => "text",
             FieldType::Choice => "choice",
+            FieldType::Urgency => "urgency",
             FieldType::Confirm => "confirm",
         }
     }
@@ -569,6 +730,7 @@ impl FieldType {
             "amount" | "number" => FieldType::Amount,
             "text" => FieldType::Text,
             "choice" => FieldType::Choice,
+            "urgency" => FieldType::Urgency,
             "confirm" | "boolean" => FieldType::Confirm,
             _ => FieldType::String,
         }
@@ -589,12 +751,45 @@ pub const MASTER_AGENT: &str = "master";
 
 impl Template {
     pub fn parse(text: &str, what: &str) -> Result<Template, ConfigError> {
-        let t: Template = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut t: Template = toml::from_str(text).map_err(|e| ConfigError::Parse {
             what: what.into(),
             message: e.to_string(),
         })?;
         t.validate()?;
+        t.compile()?;
         Ok(t)
+    }
+
+    /// Compiles every field's pattern once.
+    fn compile(&mut self) -> Result<(), ConfigError> {
+        for (name, task) in self.tasks.iter_mut() {
+            for f in task.required.iter_mut().chain(task.optional.iter_mut()) {
+                if let Some(p) = &f.pattern {
+                    f.regex = Some(regex::Regex::new(p).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "task {name} field {}: bad pattern: {e}",
+                            f.field
+                        ))
+                    })?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The field spec of `field` in `task`, required or optional.
+    pub fn field(&self, task: &str, field: &str) -> Option<&FieldSpec> {
+        let t = self.tasks.get(task)?;
+        t.required
+            .iter()
+            .chain(&t.optional)
+            .find(|f| f.field == field)
+    }
+
+    /// The FAQ entry a router name (`faq_<id>`) stands for.
+    pub fn faq(&self, task: &str) -> Option<&FaqEntry> {
+        let id = task.strip_prefix(FAQ_PREFIX)?;
+        self.faq.iter().find(|f| f.id == id)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -628,6 +823,22 @@ impl Template {
                 return Err(ConfigError::Invalid(format!(
                     "task {name}: follow-up task {} is not declared",
                     fu.task
+                )));
+            }
+        }
+        for f in &self.faq {
+            if f.answer.trim().is_empty() || (f.keywords.is_empty() && f.examples.is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "template {}: faq {} needs an answer and keywords or examples",
+                    self.name, f.id
+                )));
+            }
+            if self.tasks.contains_key(&f.task()) {
+                return Err(ConfigError::Invalid(format!(
+                    "template {}: faq {} clashes with task {}",
+                    self.name,
+                    f.id,
+                    f.task()
                 )));
             }
         }

@@ -1,5 +1,5 @@
-//! The in-process sub-agents (seed 000 "Sub-Agents"): reservations, billing, support,
-//! concierge and human handoff. Each is configured from a template's `[[agents]]` entry and the
+//! The in-process sub-agents (seed 000 "Sub-Agents"): reservations (hotel stays or travel
+//! bookings), billing, support, concierge, flight status, loyalty and human handoff. Each is configured from a template's `[[agents]]` entry and the
 //! `[tasks.*]` it declares (required fields with validation patterns), talks to the systems of
 //! record through `DataSource`, and answers strictly in the protocol of `protocol.rs`:
 //! `needs_info` with the fields still missing, a `clarification` when the caller must choose,
@@ -7,12 +7,13 @@
 //! the master owns every word.
 
 use crate::agent::clock::Clock;
-use crate::agent::data::{DataSource, DeferredWrite, Reservation, SourceError};
+use crate::agent::data::{DataSource, DeferredWrite, Flight, Reservation, SourceError};
 use crate::agent::protocol::{
     AgentInput, AgentOutput, ClarOption, Clarification, ClarificationType, ErrorCode,
     RequiredField, Validation,
 };
 use crate::agent::registry::{AgentCard, DispatchError, SubAgent};
+use crate::agent::resolve::{self, Identified, Resolution};
 use crate::agent::speech;
 use crate::config::{AgentKind, AgentSpec, FieldSpec, FieldType, Template};
 use chrono::NaiveDate;
@@ -88,7 +89,13 @@ impl LocalAgent {
                 format!("{} does not do {}", self.card.id, input.task),
             );
         };
-        if let Some(bad) = input.parameters.iter().find(|(_, v)| v.is_array()) {
+        // Lists are only alternative readings of a field ("x_candidates": strings).
+        if let Some(bad) = input.parameters.iter().find(|(k, v)| {
+            v.is_array()
+                && !(k.ends_with(CANDIDATES)
+                    && v.as_array()
+                        .is_some_and(|a| a.len() <= 16 && a.iter().all(Value::is_string)))
+        }) {
             return self.err(
                 input,
                 ErrorCode::InvalidInput,
@@ -100,6 +107,8 @@ impl LocalAgent {
             AgentKind::Billing => self.billing(input, fields),
             AgentKind::Support => self.support(input),
             AgentKind::Concierge => self.concierge(input, fields),
+            AgentKind::Flights => self.flights(input, fields),
+            AgentKind::Loyalty => self.loyalty(input),
             AgentKind::Handoff => Ok(self.ok(
                 input,
                 json!({"transfer_to": self.human_number, "queue_position": 1,
@@ -164,152 +173,233 @@ impl LocalAgent {
 
     // ------------------------------------------------------------------ reservations
 
+    /// Confirm, change or cancel a reservation (or booking). The record is found from what the
+    /// caller said (`agent::resolve`): an exact code with a verified caller acts at once; the
+    /// record the caller most plausibly means, when not heard exactly, is offered for
+    /// confirmation first; anything else is "not found" and reveals nothing.
     fn reservations(
         &self,
         input: &AgentInput,
         fields: &[FieldSpec],
     ) -> Result<AgentOutput, SourceError> {
         let action = input.task.split('_').next().unwrap_or_default();
-        let caller = &input.context.caller_id;
-        if action == "cancel" {
-            return self.cancel(input, fields);
+        if action == "cancel"
+            && let Some(cached) = input.parameters.get("cached_reservation")
+        {
+            return self.cancel_cached(input, cached);
         }
-        let missing = self.missing(input, fields, &[]);
-        if !missing.is_empty() {
-            return Ok(AgentOutput::needs_info(input, missing, self.now()));
-        }
-        let number = input.param("reservation_number").unwrap_or_default();
-        let name = input.param("full_name").unwrap_or_default();
-        let Some(r) = self.data.find_reservation(number)? else {
-            return Ok(not_found(input, self.now()));
+        let Some(code_f) = fields.iter().find(|f| f.field_type == FieldType::String) else {
+            return Ok(self.err(
+                input,
+                ErrorCode::InvalidInput,
+                "the task declares no code field",
+            ));
         };
-        if !same_name(&r.guest_name, name) && r.caller_id != *caller {
-            return Ok(not_found(input, self.now()));
-        }
-        match action {
-            "modify" => {
-                let Some(date) = input.param("new_date").and_then(parse_day) else {
-                    return Ok(AgentOutput::needs_info(
-                        input,
-                        self.missing(input, fields, &[]),
-                        self.now(),
-                    ));
-                };
-                let moved = self.data.move_reservation(&r.number, date)?;
-                Ok(self.ok(input, json!({"reservation": reservation_json(&moved)})))
-            }
-            _ => Ok(self.ok(input, json!({"reservation": reservation_json(&r)}))),
-        }
-    }
-
-    fn cancel(&self, input: &AgentInput, fields: &[FieldSpec]) -> Result<AgentOutput, SourceError> {
-        let caller = &input.context.caller_id;
-        // Cached-data fallback (seed 000 Scenario 3): the master re-sends what it learned earlier
-        // in the session; if the system of record is still down the cancellation is accepted,
-        // queued for replay, and answered from the cached booking.
-        if let Some(cached) = input.parameters.get("cached_reservation") {
-            let number = cached.get("number").and_then(Value::as_str);
-            let fee = cached.get("cancellation_fee").and_then(speech::to_cents);
-            let total = cached.get("total").and_then(speech::to_cents);
-            let (Some(number), Some(fee), Some(total)) = (number, fee, total) else {
-                return Ok(self.err(
-                    input,
-                    ErrorCode::InvalidInput,
-                    "cached_reservation lacks number, total or fee",
-                ));
-            };
-            return match self.data.cancel_reservation(number) {
-                Ok(c) => Ok(self.ok(
-                    input,
-                    cancellation_json(&c.reservation.number, c.fee, c.refund),
-                )),
-                Err(SourceError::Unavailable(_)) => {
-                    self.data.defer_write(DeferredWrite {
-                        kind: "cancel_reservation".into(),
-                        reference: number.to_string(),
-                        at: self.now().to_string(),
-                    })?;
-                    let mut out = self.ok(input, cancellation_json(number, fee, total - fee));
-                    out.metadata.source = Some("cached_data".into());
-                    out.metadata.note =
-                        Some("Used cached data due to external system unavailability".into());
-                    Ok(out)
-                }
-                Err(e) => Err(e),
-            };
-        }
-        let target = if let Some(number) = input.param("reservation_number").filter(|n| {
-            fields
-                .iter()
-                .find(|f| f.field == "reservation_number")
-                .is_none_or(|f| valid(Some(&Value::String((*n).into())), f))
-        }) {
-            let Some(r) = self.data.find_reservation(number)? else {
-                return Ok(not_found(input, self.now()));
-            };
-            let name_ok = input
-                .param("full_name")
-                .is_some_and(|n| same_name(&r.guest_name, n));
-            if r.caller_id != *caller && !name_ok {
-                if input.param("full_name").is_none() {
-                    let missing = self.missing(input, fields, &["reservation_number"]);
+        let name_f = fields.iter().find(|f| f.field_type == FieldType::Name);
+        let identity: Vec<&str> = [
+            Some(code_f.field.as_str()),
+            name_f.map(|f| f.field.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let caller = input.context.caller_id.as_str();
+        let readings = readings(input, &code_f.field);
+        let name = name_f
+            .and_then(|f| input.param(&f.field))
+            .filter(|n| !n.trim().is_empty());
+        let target = if readings.is_empty() {
+            match self.by_timeframe(input, action)? {
+                Some(Ok(r)) => r,
+                Some(Err(out)) => return Ok(out),
+                None => {
+                    let missing = self.missing(input, fields, &[]);
                     return Ok(AgentOutput::needs_info(input, missing, self.now()));
-                }
-                return Ok(not_found(input, self.now()));
-            }
-            r
-        } else if let Some((start, end)) = timeframe(input.parameters.get("timeframe")) {
-            // "Cancel my reservation for next week": the caller's line identifies them.
-            let mine: Vec<Reservation> = self
-                .data
-                .reservations_of(caller)?
-                .into_iter()
-                .filter(|r| {
-                    r.status != "cancelled" && r.arrival().is_some_and(|d| d >= start && d <= end)
-                })
-                .collect();
-            match mine.as_slice() {
-                [one] => one.clone(),
-                [] => {
-                    return Ok(AgentOutput::needs_info(
-                        input,
-                        self.missing(input, fields, &[]),
-                        self.now(),
-                    ));
-                }
-                many => {
-                    let options = many
-                        .iter()
-                        .map(|r| ClarOption {
-                            value: r.number.clone(),
-                            label: format!(
-                                "Reservation {} on {}",
-                                r.number,
-                                r.arrival().map(speech::spoken_date).unwrap_or_default()
-                            ),
-                        })
-                        .collect();
-                    let clar = Clarification {
-                        question: "Which reservation would you like to cancel?".into(),
-                        options,
-                        kind: ClarificationType::SingleChoice,
-                        field: Some("reservation_number".into()),
-                    };
-                    return Ok(AgentOutput::clarify(input, clar, self.now()));
                 }
             }
         } else {
-            return Ok(AgentOutput::needs_info(
+            let records = self.data.reservation_candidates(&readings, name)?;
+            if name.is_none() {
+                // Without a name only the line that owns the record is enough.
+                match records.iter().find(|r| {
+                    r.owned_by(caller) && readings.iter().any(|c| c.eq_ignore_ascii_case(&r.number))
+                }) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let missing = self.missing(input, fields, &[code_f.field.as_str()]);
+                        return Ok(AgentOutput::needs_info(input, missing, self.now()));
+                    }
+                }
+            } else {
+                match resolve::resolve(&readings, name, caller, &records) {
+                    Resolution::Act(r) => r.clone(),
+                    Resolution::Confirm(r) => {
+                        return Ok(self.confirm_match(input, code_f, name_f, r));
+                    }
+                    Resolution::NotFound => return Ok(not_found(input, self.now())),
+                }
+            }
+        };
+        // The record is known; anything else the task needs (a new date).
+        let missing = self.missing(input, fields, &identity);
+        if !missing.is_empty() {
+            return Ok(AgentOutput::needs_info(input, missing, self.now()));
+        }
+        match action {
+            "modify" | "change" => {
+                let Some(date) = fields
+                    .iter()
+                    .find(|f| f.field_type == FieldType::Date)
+                    .and_then(|f| input.param(&f.field))
+                    .and_then(parse_day)
+                else {
+                    return Ok(AgentOutput::needs_info(
+                        input,
+                        self.missing(input, fields, &identity),
+                        self.now(),
+                    ));
+                };
+                let moved = self.data.move_reservation(&target.number, date)?;
+                Ok(self.ok(input, json!({"reservation": self.reservation_json(&moved)})))
+            }
+            "cancel" => {
+                let c = self.data.cancel_reservation(&target.number)?;
+                Ok(self.ok(
+                    input,
+                    cancellation_json(&c.reservation.number, c.fee, c.refund),
+                ))
+            }
+            _ => Ok(self.ok(
                 input,
-                self.missing(input, fields, &[]),
-                self.now(),
+                json!({"reservation": self.reservation_json(&target)}),
+            )),
+        }
+    }
+
+    /// "Did you mean reservation ABC123 under John Doe?": asked before acting on a record that
+    /// was not heard exactly.
+    fn confirm_match(
+        &self,
+        input: &AgentInput,
+        code_f: &FieldSpec,
+        name_f: Option<&FieldSpec>,
+        r: &Reservation,
+    ) -> AgentOutput {
+        let mut matched = Map::new();
+        matched.insert(code_f.field.clone(), json!(r.number));
+        if let Some(f) = name_f {
+            matched.insert(f.field.clone(), json!(r.guest_name));
+        }
+        let clar = Clarification {
+            question: format!("Did you mean {} under {}?", r.number, r.guest_name),
+            options: vec![ClarOption {
+                value: r.number.clone(),
+                label: format!("{} under {}", r.number, r.guest_name),
+            }],
+            kind: ClarificationType::Confirmation,
+            field: Some(code_f.field.clone()),
+        };
+        AgentOutput::clarify(input, clar, self.now()).with_data(json!({"match": matched}))
+    }
+
+    /// "Cancel my reservation for next week": the caller's line identifies them. `None` when
+    /// no timeframe was given (or the task is not a cancellation).
+    #[allow(clippy::type_complexity)]
+    fn by_timeframe(
+        &self,
+        input: &AgentInput,
+        action: &str,
+    ) -> Result<Option<Result<Reservation, AgentOutput>>, SourceError> {
+        let Some((start, end)) = timeframe(input.parameters.get("timeframe")) else {
+            return Ok(None);
+        };
+        if action != "cancel" {
+            return Ok(None);
+        }
+        let mine: Vec<Reservation> = self
+            .data
+            .reservations_of(&input.context.caller_id)?
+            .into_iter()
+            .filter(|r| {
+                r.status != "cancelled" && r.arrival().is_some_and(|d| d >= start && d <= end)
+            })
+            .collect();
+        Ok(match mine.as_slice() {
+            [one] => Some(Ok(one.clone())),
+            [] => None,
+            many => {
+                let options = many
+                    .iter()
+                    .map(|r| ClarOption {
+                        value: r.number.clone(),
+                        label: format!(
+                            "Reservation {} on {}",
+                            r.number,
+                            r.arrival().map(speech::spoken_date).unwrap_or_default()
+                        ),
+                    })
+                    .collect();
+                let clar = Clarification {
+                    question: "Which reservation would you like to cancel?".into(),
+                    options,
+                    kind: ClarificationType::SingleChoice,
+                    field: Some("reservation_number".into()),
+                };
+                Some(Err(AgentOutput::clarify(input, clar, self.now())))
+            }
+        })
+    }
+
+    /// Cached-data fallback (seed 000 Scenario 3): the master re-sends what it learned earlier
+    /// in the session; if the system of record is still down the cancellation is accepted,
+    /// queued for replay, and answered from the cached booking.
+    fn cancel_cached(
+        &self,
+        input: &AgentInput,
+        cached: &Value,
+    ) -> Result<AgentOutput, SourceError> {
+        let number = cached.get("number").and_then(Value::as_str);
+        let fee = cached.get("cancellation_fee").and_then(speech::to_cents);
+        let total = cached.get("total").and_then(speech::to_cents);
+        let (Some(number), Some(fee), Some(total)) = (number, fee, total) else {
+            return Ok(self.err(
+                input,
+                ErrorCode::InvalidInput,
+                "cached_reservation lacks number, total or fee",
             ));
         };
-        let c = self.data.cancel_reservation(&target.number)?;
-        Ok(self.ok(
-            input,
-            cancellation_json(&c.reservation.number, c.fee, c.refund),
-        ))
+        match self.data.cancel_reservation(number) {
+            Ok(c) => Ok(self.ok(
+                input,
+                cancellation_json(&c.reservation.number, c.fee, c.refund),
+            )),
+            Err(SourceError::Unavailable(_)) => {
+                self.data.defer_write(DeferredWrite {
+                    kind: "cancel_reservation".into(),
+                    reference: number.to_string(),
+                    at: self.now().to_string(),
+                })?;
+                let mut out = self.ok(input, cancellation_json(number, fee, total - fee));
+                out.metadata.source = Some("cached_data".into());
+                out.metadata.note =
+                    Some("Used cached data due to external system unavailability".into());
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A reservation as its task's replies see it; a booking also gets its flight's route.
+    fn reservation_json(&self, r: &Reservation) -> Value {
+        let mut v = reservation_json(r);
+        if let Some(number) = &r.flight
+            && let Ok(flights) = self.data.flights()
+            && let Some(f) = flights.iter().find(|f| &f.number == number)
+        {
+            v["origin"] = json!(f.origin);
+            v["destination"] = json!(f.destination);
+        }
+        v
     }
 
     // ------------------------------------------------------------------ billing
@@ -341,10 +431,10 @@ impl LocalAgent {
                 }
                 [one] => one.clone(),
                 many => {
-                    let verb = if input.task == "make_payment" {
-                        "Which account would you like to pay?"
-                    } else {
-                        "Which account would you like to see the bill for?"
+                    let verb = match input.task.as_str() {
+                        "make_payment" => "Which account would you like to pay?",
+                        "dispute_charge" => "Which account is the charge on?",
+                        _ => "Which account would you like to see the bill for?",
                     };
                     let clar = Clarification {
                         question: verb.into(),
@@ -362,6 +452,22 @@ impl LocalAgent {
                 }
             },
         };
+        if input.task == "dispute_charge" {
+            let description = input
+                .param("description")
+                .map(str::to_string)
+                .unwrap_or_else(|| "charge disputed by the caller".into());
+            let ticket = self.data.create_ticket(
+                &input.context.caller_id,
+                "high",
+                &format!("billing dispute on {}: {description}", account.id),
+            )?;
+            return Ok(self.ok(
+                input,
+                json!({"ticket_id": ticket, "account_id": account.id,
+                       "account_label": speech::speakable_label(&account.label())}),
+            ));
+        }
         if input.task == "make_payment" {
             let mut params = input.parameters.clone();
             params.insert("account_id".into(), json!(account.id));
@@ -484,12 +590,98 @@ impl LocalAgent {
         }
         let asked = input.param("service").unwrap_or_default();
         let service = service_name(asked);
-        let room = input.param("room_number").unwrap_or_default();
-        let eta = self.data.request_service(room, &service)?;
-        Ok(self.ok(
-            input,
-            json!({"service": service, "room_number": room, "eta_minutes": eta}),
-        ))
+        // Where it goes: the room (hotel) or the booking (travel), the task's other field.
+        let target_field = fields
+            .iter()
+            .find(|f| f.field != "service")
+            .map(|f| f.field.as_str())
+            .unwrap_or("room_number");
+        let target = input.param(target_field).unwrap_or_default();
+        let eta = self.data.request_service(target, &service)?;
+        let mut data = json!({"service": service, "eta_minutes": eta});
+        data[target_field] = json!(target);
+        Ok(self.ok(input, data))
+    }
+
+    // ------------------------------------------------------------------ flights
+
+    /// Today's status of a flight: the one named, or the nearest flight number when it was not
+    /// heard exactly and only one is near (the reply names the route, so the caller hears which).
+    fn flights(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+    ) -> Result<AgentOutput, SourceError> {
+        let field = fields
+            .iter()
+            .find(|f| f.field_type == FieldType::String)
+            .map(|f| f.field.as_str())
+            .unwrap_or("flight_number");
+        let readings = readings(input, field);
+        if readings.is_empty() {
+            let missing = self.missing(input, fields, &[]);
+            return Ok(AgentOutput::needs_info(input, missing, self.now()));
+        }
+        let board = self.data.flights()?;
+        let exact = board
+            .iter()
+            .find(|f| readings.iter().any(|r| r.eq_ignore_ascii_case(&f.number)));
+        let flight = exact.or_else(|| {
+            let mut near: Vec<(f32, &Flight)> = board
+                .iter()
+                .map(|f| {
+                    let d = readings
+                        .iter()
+                        .map(|r| resolve::code_distance(r, &f.number))
+                        .fold(f32::INFINITY, f32::min);
+                    (d, f)
+                })
+                .filter(|(d, _)| *d <= resolve::MAX_CODE_DISTANCE)
+                .collect();
+            near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            match near.as_slice() {
+                [(d0, f), rest @ ..] if rest.first().is_none_or(|(d1, _)| d1 > d0) => Some(*f),
+                _ => None,
+            }
+        });
+        let Some(f) = flight else {
+            return Ok(self.err(
+                input,
+                ErrorCode::FlightNotFound,
+                format!("no flight {} today", readings[0]),
+            ));
+        };
+        let expected = shift_minutes(&f.departs, i64::from(f.delay_minutes));
+        let mut data = json!({"flight": {
+            "number": f.number, "origin": f.origin, "destination": f.destination,
+            "departs": f.departs, "arrives": f.arrives, "arrived": f.arrives, "expected": expected,
+            "status": f.status, "delay_minutes": f.delay_minutes, "gate": f.gate,
+        }});
+        if f.status != "on_time" {
+            data["variant"] = json!(f.status);
+        }
+        Ok(self.ok(input, data))
+    }
+
+    // ------------------------------------------------------------------ loyalty
+
+    /// A member's points: by the membership number given, else by the caller's line.
+    fn loyalty(&self, input: &AgentInput) -> Result<AgentOutput, SourceError> {
+        let member = match input.param("member_number") {
+            Some(n) => self.data.member(n)?,
+            None => self.data.member_of(&input.context.caller_id)?,
+        };
+        match member {
+            Some(m) => Ok(self.ok(
+                input,
+                json!({"member": {"points": m.points, "tier": m.tier, "member_number": m.member_number}}),
+            )),
+            None => Ok(self.err(
+                input,
+                ErrorCode::MemberNotFound,
+                "no loyalty account for this caller",
+            )),
+        }
     }
 }
 
@@ -523,6 +715,8 @@ pub fn kind_name(kind: &AgentKind) -> &'static str {
         AgentKind::Support => "support",
         AgentKind::Concierge => "concierge",
         AgentKind::Handoff => "handoff",
+        AgentKind::Flights => "flights",
+        AgentKind::Loyalty => "loyalty",
     }
 }
 
@@ -532,16 +726,7 @@ pub fn valid(value: Option<&Value>, field: &FieldSpec) -> bool {
     match field.field_type {
         FieldType::Confirm => v.as_bool() == Some(true),
         FieldType::Amount => speech::to_cents(v).is_some_and(|c| c > 0),
-        _ => {
-            let Some(s) = v.as_str() else { return false };
-            if s.trim().is_empty() {
-                return false;
-            }
-            match &field.pattern {
-                Some(p) => regex::Regex::new(p).is_ok_and(|re| re.is_match(s)),
-                None => true,
-            }
-        }
+        _ => v.as_str().is_some_and(|s| field.accepts(s)),
     }
 }
 
@@ -554,16 +739,6 @@ fn not_found(input: &AgentInput, now: i64) -> AgentOutput {
                "suggestions": ["Verify the reservation number", "Check if the name matches exactly"]}),
         now,
     )
-}
-
-fn same_name(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    !b.trim().is_empty() && norm(a) == norm(b)
 }
 
 fn parse_day(s: &str) -> Option<NaiveDate> {
@@ -589,11 +764,50 @@ fn reservation_json(r: &Reservation) -> Value {
         "status": r.status,
         "guest_name": r.guest_name,
         "room_type": r.room_type,
+        "flight": r.flight,
         "check_in": r.check_in,
         "check_out": r.check_out,
+        "departs": r.check_in,
+        "arrives": r.check_out,
         "total": r.total as f64 / 100.0,
         "cancellation_fee": r.cancellation_fee as f64 / 100.0,
+        "change_fee": r.change_fee as f64 / 100.0,
     })
+}
+
+/// Suffix of a parameter holding alternative readings of a field (strings, best first).
+pub const CANDIDATES: &str = "_candidates";
+
+/// Readings of a code field: the value, then its `_candidates`, distinct, upper case.
+fn readings(input: &AgentInput, field: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let first = input.param(field).map(str::to_string);
+    let rest = input
+        .parameters
+        .get(&format!("{field}{CANDIDATES}"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string);
+    for r in first.into_iter().chain(rest) {
+        let r = r.trim().to_ascii_uppercase();
+        if !r.is_empty() && r.len() <= 32 && !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// An RFC 3339 time moved by `minutes`, in the same format (unchanged if it does not parse).
+fn shift_minutes(ts: &str, minutes: i64) -> String {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| {
+            (t.with_timezone(&chrono::Utc) + chrono::Duration::minutes(minutes))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ts.to_string())
 }
 
 fn cancellation_json(number: &str, fee: i64, refund: i64) -> Value {

@@ -1,6 +1,7 @@
-//! The systems of record the sub-agents talk to (reservations, accounts, bills, tickets), behind
-//! the `DataSource` trait so a real database or API can replace the demo. `DemoData` is seeded
-//! from `config/demo_data.toml` with seed 000's worked examples, and can be told to fail
+//! The systems of record the sub-agents talk to (reservations or bookings, accounts, bills,
+//! tickets, flights, loyalty accounts), behind the `DataSource` trait so a real database or API
+//! can replace the demo. `DemoData` is seeded from one app variant's section of
+//! `config/demo_data.toml` (seed 000's worked examples and more), and can be told to fail
 //! (`demo.reservation_system`) to exercise retries and the cached-data fallback.
 
 use crate::config::SystemMode;
@@ -17,12 +18,18 @@ pub enum SourceError {
     Rejected(String),
 }
 
+/// A hotel stay or a travel booking (then `check_in`/`check_out` are departure and arrival).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Reservation {
     pub number: String,
     pub caller_id: String,
     pub guest_name: String,
-    pub room_type: String,
+    #[serde(default)]
+    pub room_type: Option<String>,
+    /// The booked flight (travel).
+    #[serde(default)]
+    pub flight: Option<String>,
     pub check_in: String,
     pub check_out: String,
     pub status: String,
@@ -31,6 +38,47 @@ pub struct Reservation {
     pub total: i64,
     #[serde(with = "cents_str")]
     pub cancellation_fee: i64,
+    #[serde(default, with = "cents_str")]
+    pub change_fee: i64,
+}
+
+impl crate::agent::resolve::Identified for Reservation {
+    fn code(&self) -> &str {
+        &self.number
+    }
+    fn holder(&self) -> &str {
+        &self.guest_name
+    }
+    fn owned_by(&self, caller_id: &str) -> bool {
+        self.caller_id == caller_id
+    }
+}
+
+/// A flight on the demo's "today".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flight {
+    pub number: String,
+    pub origin: String,
+    pub destination: String,
+    pub departs: String,
+    pub arrives: String,
+    /// on_time | delayed | cancelled | boarding | landed
+    pub status: String,
+    #[serde(default)]
+    pub delay_minutes: u32,
+    pub gate: String,
+}
+
+/// A loyalty-programme member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub caller_id: String,
+    pub member_number: String,
+    pub name: String,
+    pub points: u64,
+    pub tier: String,
 }
 
 impl Reservation {
@@ -92,6 +140,14 @@ pub struct DeferredWrite {
 
 pub trait DataSource: Send + Sync {
     fn find_reservation(&self, number: &str) -> Result<Option<Reservation>, SourceError>;
+    /// Reservations a caller may mean by these code readings (best first) and name: every one
+    /// that could be near (the demo returns all; a real system would search by similarity).
+    /// The agent decides which, if any, is meant (`agent::resolve`).
+    fn reservation_candidates(
+        &self,
+        readings: &[String],
+        name: Option<&str>,
+    ) -> Result<Vec<Reservation>, SourceError>;
     fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError>;
     fn cancel_reservation(&self, number: &str) -> Result<Cancellation, SourceError>;
     fn move_reservation(
@@ -110,18 +166,39 @@ pub trait DataSource: Send + Sync {
     ) -> Result<String, SourceError>;
     fn request_service(&self, room: &str, service: &str) -> Result<u32, SourceError>;
     fn recommendations(&self) -> Result<Vec<String>, SourceError>;
+    /// Today's flights (status board).
+    fn flights(&self) -> Result<Vec<Flight>, SourceError>;
+    fn member_of(&self, caller_id: &str) -> Result<Option<Member>, SourceError>;
+    fn member(&self, member_number: &str) -> Result<Option<Member>, SourceError>;
     /// Accept a write for later replay when the system of record is down (cached-data fallback).
     fn defer_write(&self, write: DeferredWrite) -> Result<(), SourceError>;
 }
 
-#[derive(Debug, Deserialize)]
+/// One app variant's systems of record.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DemoFile {
+    #[serde(default)]
     reservations: Vec<Reservation>,
+    #[serde(default)]
     accounts: Vec<Account>,
+    #[serde(default)]
     bills: Vec<Bill>,
     #[serde(default)]
     recommendations: Vec<String>,
+    #[serde(default)]
+    flights: Vec<Flight>,
+    #[serde(default)]
+    loyalty: Vec<Member>,
+}
+
+/// The whole demo data file: its calendar and one section per app variant.
+#[derive(Debug, Deserialize)]
+struct DemoSections {
+    #[serde(default)]
+    today: Option<String>,
+    #[serde(flatten)]
+    variants: std::collections::BTreeMap<String, DemoFile>,
 }
 
 /// In-memory demo systems of record.
@@ -147,9 +224,17 @@ impl DemoFileState {
 }
 
 impl DemoData {
-    pub fn from_toml(text: &str, mode: SystemMode) -> Result<DemoData, String> {
-        let file: DemoFile =
+    /// The records of app variant `variant` (a `[variant]` section of the file; a variant
+    /// without one has no records).
+    pub fn from_toml(text: &str, variant: &str, mode: SystemMode) -> Result<DemoData, String> {
+        let mut sections: DemoSections =
             toml::from_str(text).map_err(|e| format!("demo data is not valid: {e}"))?;
+        if let Some(t) = &sections.today
+            && NaiveDate::parse_from_str(t, "%Y-%m-%d").is_err()
+        {
+            return Err(format!("demo data: today {t:?} is not YYYY-MM-DD"));
+        }
+        let file = sections.variants.remove(variant).unwrap_or_default();
         let d = DemoData {
             state: Mutex::new(DemoFileState {
                 file,
@@ -211,6 +296,15 @@ impl DataSource for DemoData {
             .iter()
             .find(|r| r.number == number)
             .cloned())
+    }
+
+    fn reservation_candidates(
+        &self,
+        _readings: &[String],
+        _name: Option<&str>,
+    ) -> Result<Vec<Reservation>, SourceError> {
+        self.reservations_read()?;
+        Ok(self.lock().file.reservations.clone())
     }
 
     fn reservations_of(&self, caller_id: &str) -> Result<Vec<Reservation>, SourceError> {
@@ -322,6 +416,30 @@ impl DataSource for DemoData {
         })
     }
 
+    fn flights(&self) -> Result<Vec<Flight>, SourceError> {
+        Ok(self.lock().file.flights.clone())
+    }
+
+    fn member_of(&self, caller_id: &str) -> Result<Option<Member>, SourceError> {
+        Ok(self
+            .lock()
+            .file
+            .loyalty
+            .iter()
+            .find(|m| m.caller_id == caller_id)
+            .cloned())
+    }
+
+    fn member(&self, member_number: &str) -> Result<Option<Member>, SourceError> {
+        Ok(self
+            .lock()
+            .file
+            .loyalty
+            .iter()
+            .find(|m| m.member_number == member_number)
+            .cloned())
+    }
+
     fn defer_write(&self, write: DeferredWrite) -> Result<(), SourceError> {
         self.lock().deferred.push(write);
         Ok(())
@@ -355,7 +473,12 @@ mod tests {
     use crate::config::Config;
 
     fn demo(mode: SystemMode) -> DemoData {
-        DemoData::from_toml(&Config::embedded().unwrap().demo_data_text().unwrap(), mode).unwrap()
+        DemoData::from_toml(
+            &Config::embedded().unwrap().demo_data_text().unwrap(),
+            "hospitality",
+            mode,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -363,8 +486,8 @@ mod tests {
         let d = demo(SystemMode::Up);
         let r = d.find_reservation("ABC123").unwrap().unwrap();
         assert_eq!(
-            (r.guest_name.as_str(), r.room_type.as_str()),
-            ("John Doe", "Deluxe Suite")
+            (r.guest_name.as_str(), r.room_type.as_deref()),
+            ("John Doe", Some("Deluxe Suite"))
         );
         assert_eq!(r.arrival(), NaiveDate::from_ymd_opt(2025, 12, 1));
         let accts = d.accounts_of("user_789").unwrap();
@@ -383,6 +506,31 @@ mod tests {
         );
         let c = d.cancel_reservation("ABC123").unwrap();
         assert_eq!((c.fee, c.refund), (2500, 47500));
+        // This month's bill exists on the demo's own calendar.
+        assert!(d.bill("acc_456", "2025-11").unwrap().is_some());
+    }
+
+    #[test]
+    fn each_variant_has_its_own_records() {
+        let text = Config::embedded().unwrap().demo_data_text().unwrap();
+        let travel = DemoData::from_toml(&text, "travel", SystemMode::Up).unwrap();
+        assert!(travel.find_reservation("ABC123").unwrap().is_none());
+        let b = travel.find_reservation("JKT482").unwrap().unwrap();
+        assert_eq!(b.flight.as_deref(), Some("BA117"));
+        assert!(
+            travel
+                .flights()
+                .unwrap()
+                .iter()
+                .any(|f| f.number == "UA456")
+        );
+        assert_eq!(
+            travel.member_of("user_789").unwrap().map(|m| m.points),
+            Some(42_350)
+        );
+        let hotel = DemoData::from_toml(&text, "hospitality", SystemMode::Up).unwrap();
+        assert!(hotel.find_reservation("JKT482").unwrap().is_none());
+        assert!(hotel.flights().unwrap().is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::agent::agents::LocalAgent;
 use crate::agent::clock::Clock;
 use crate::agent::data::{DataSource, DemoData};
 use crate::agent::embed::Embedder;
-use crate::agent::master::{Conversation, Master, Turn};
+use crate::agent::master::{Conversation, Heard, Master, Turn};
 use crate::agent::registry::{Dispatcher, Registry};
 use crate::agent::router::Router;
 use crate::config::{Config, MASTER_AGENT, Template};
@@ -69,7 +69,8 @@ impl Engine {
             .demo_data_text()
             .map_err(|e| EngineError::Setup(e.to_string()))?;
         let demo = Arc::new(
-            DemoData::from_toml(&text, cfg.demo.reservation_system).map_err(EngineError::Setup)?,
+            DemoData::from_toml(&text, &template.name, cfg.demo.reservation_system)
+                .map_err(EngineError::Setup)?,
         );
         let registry = Arc::new(Registry::new(&cfg.reliability));
         let data: Arc<dyn DataSource> = demo.clone();
@@ -141,6 +142,12 @@ impl Engine {
 
     /// One caller utterance in, the bot's reply out.
     pub async fn say(&self, id: &str, text: &str) -> Result<Turn, EngineError> {
+        self.hear(id, Heard::text(text)).await
+    }
+
+    /// One caller utterance, with what the audio path knows of it (how long it was spoken).
+    pub async fn hear(&self, id: &str, heard: Heard<'_>) -> Result<Turn, EngineError> {
+        let text = heard.text;
         if text.chars().count() > MAX_TEXT_CHARS {
             return Err(EngineError::InvalidInput(format!(
                 "text is longer than {MAX_TEXT_CHARS} characters"
@@ -149,14 +156,14 @@ impl Engine {
         let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
         let started = tokio::time::Instant::now();
-        let turn = self.master.turn(&mut conv, text).await;
+        let turn = self.master.turn(&mut conv, heard).await;
         self.persist(&mut conv, &turn).await?;
         tracing::info!(
             conversation = %id,
             intent = turn.intent.as_deref().unwrap_or("-"),
             agent = turn.agent.as_deref().unwrap_or("-"),
-            status = %turn.status,
-            fallback = turn.fallback.as_deref().unwrap_or("-"),
+            status = turn.status.as_str(),
+            fallback = turn.fallback.map_or("-", |f| f.as_str()),
             ms = started.elapsed().as_millis() as u64,
             "turn"
         );

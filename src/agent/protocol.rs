@@ -28,6 +28,8 @@ pub enum ErrorCode {
     ReservationNotFound,
     AccountNotFound,
     BillNotFound,
+    FlightNotFound,
+    MemberNotFound,
     UnknownTask,
     AgentUnavailable,
     DelegationDepthExceeded,
@@ -67,6 +69,8 @@ impl ErrorCode {
             ErrorCode::ReservationNotFound => "RESERVATION_NOT_FOUND",
             ErrorCode::AccountNotFound => "ACCOUNT_NOT_FOUND",
             ErrorCode::BillNotFound => "BILL_NOT_FOUND",
+            ErrorCode::FlightNotFound => "FLIGHT_NOT_FOUND",
+            ErrorCode::MemberNotFound => "MEMBER_NOT_FOUND",
             ErrorCode::UnknownTask => "UNKNOWN_TASK",
             ErrorCode::AgentUnavailable => "AGENT_UNAVAILABLE",
             ErrorCode::DelegationDepthExceeded => "DELEGATION_DEPTH_EXCEEDED",
@@ -220,6 +224,10 @@ pub enum ClarificationType {
     SingleChoice,
     MultipleChoice,
     Text,
+    /// "Did you mean this one?": the single option is the record the agent found most plausible
+    /// for what the caller said but did not hear exactly; `data.match` holds its identifying
+    /// fields. A yes fills them; the master phrases the question from its template.
+    Confirmation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,11 +8,19 @@
 //!   clearly one task wins rather than an absolute similarity (which for real paraphrases
 //!   ranges 0.2–0.75 and makes a poor cutoff; FACTS §11).
 //!
+//! Besides the template's tasks the router knows its FAQ entries (`faq_<id>`, answered by the
+//! master from the template) and an `out_of_scope` class made of the template's examples of what
+//! the line cannot do. Each decision also carries the best raw cosine similarity, on which the
+//! master's out-of-scope threshold is calibrated (see `config/switchboard.toml`).
+//!
 //! The router only ranks tasks the caller may be routed to (`allowed`: capable, healthy agents).
 
 use crate::agent::embed::{Embedder, cosine};
 use crate::agent::slots;
 use crate::config::Template;
+
+/// The router's name for "none of the line's tasks" (the template's out-of-scope examples).
+pub const OUT_OF_SCOPE: &str = "out_of_scope";
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -38,6 +46,8 @@ pub struct RouteDecision {
     /// Tasks ranked best first, with their confidence.
     pub ranked: Vec<Scored>,
     pub path: RoutePath,
+    /// The best example's cosine similarity (semantic path; 1 on the keyword path).
+    pub similarity: f32,
 }
 
 impl RouteDecision {
@@ -47,6 +57,7 @@ impl RouteDecision {
             confidence: 0.0,
             ranked: vec![],
             path: RoutePath::None,
+            similarity: 0.0,
         }
     }
 }
@@ -83,6 +94,12 @@ impl Router {
                     .iter()
                     .map(move |k| (slots::tokens(k), task.clone()))
             })
+            .chain(
+                template
+                    .faq
+                    .iter()
+                    .flat_map(|f| f.keywords.iter().map(move |k| (slots::tokens(k), f.task()))),
+            )
             .filter(|(k, _)| !k.is_empty())
             .collect();
         // Longest phrases first: "cancel my reservation" beats "my reservation".
@@ -97,6 +114,17 @@ impl Router {
             let refs: Vec<&str> = spec.examples.iter().map(String::as_str).collect();
             router.add_examples(task, &refs)?;
         }
+        for f in &template.faq {
+            let refs: Vec<&str> = f.examples.iter().map(String::as_str).collect();
+            router.add_examples(&f.task(), &refs)?;
+        }
+        let refs: Vec<&str> = template
+            .out_of_scope
+            .examples
+            .iter()
+            .map(String::as_str)
+            .collect();
+        router.add_examples(OUT_OF_SCOPE, &refs)?;
         Ok(router)
     }
 
@@ -145,23 +173,24 @@ impl Router {
         }
     }
 
-    /// Semantic ranking of the allowed tasks (empty without an embedder).
+    /// Semantic ranking of the allowed tasks (empty without an embedder), and the best raw
+    /// cosine similarity.
     pub fn rank_semantic(
         &self,
         text: &str,
         allowed: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Scored>, RouterError> {
+    ) -> Result<(Vec<Scored>, f32), RouterError> {
         let Some(e) = &self.embedder else {
-            return Ok(vec![]);
+            return Ok((vec![], 0.0));
         };
         if text.trim().is_empty() {
-            return Ok(vec![]);
+            return Ok((vec![], 0.0));
         }
         let v = e
             .embed(&[text])
             .map_err(|err| RouterError(err.to_string()))?;
         let Some(v) = v.into_iter().next() else {
-            return Ok(vec![]);
+            return Ok((vec![], 0.0));
         };
         let ex = self.examples.read().unwrap_or_else(|p| p.into_inner());
         let mut best: BTreeMap<&str, f32> = BTreeMap::new();
@@ -186,7 +215,7 @@ impl Router {
             })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.cmp(&b.task)));
-        Ok(ranked)
+        Ok((ranked, max.max(0.0)))
     }
 
     /// Keyword path first; the semantic path when no keyword decides.
@@ -204,9 +233,10 @@ impl Router {
                 task: Some(task),
                 confidence: 1.0,
                 path: RoutePath::Keyword,
+                similarity: 1.0,
             });
         }
-        let ranked = self.rank_semantic(text, allowed)?;
+        let (ranked, similarity) = self.rank_semantic(text, allowed)?;
         let Some(top) = ranked.first() else {
             return Ok(RouteDecision::none());
         };
@@ -215,6 +245,7 @@ impl Router {
             confidence: top.score,
             path: RoutePath::Semantic,
             ranked,
+            similarity,
         })
     }
 }

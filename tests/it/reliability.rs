@@ -285,14 +285,14 @@ async fn timeout_then_degraded_answer_within_the_turn_budget() {
             .collect::<Vec<_>>(),
         ["timeout", "timeout"]
     );
-    assert_eq!(t.fallback.as_deref(), Some("degraded"));
+    assert_eq!(t.fallback.map(|f| f.as_str()), Some("degraded"));
     assert!(
         t.reply
             .contains("I can't reach our reservation system right now"),
         "{}",
         t.reply
     );
-    assert_eq!(t.status, "fallback");
+    assert_eq!(t.status.as_str(), "fallback");
 }
 
 #[tokio::test(start_paused = true)]
@@ -313,8 +313,14 @@ async fn alternative_agent_takes_over_when_the_primary_fails() {
         id: "reservation_backup".into(),
         ..spec
     };
-    let data: Arc<dyn DataSource> =
-        Arc::new(DemoData::from_toml(&cfg.demo_data_text().unwrap(), SystemMode::Up).unwrap());
+    let data: Arc<dyn DataSource> = Arc::new(
+        DemoData::from_toml(
+            &cfg.demo_data_text().unwrap(),
+            "hospitality",
+            SystemMode::Up,
+        )
+        .unwrap(),
+    );
     let clock = Arc::new(VirtualClock::new(
         0,
         chrono::NaiveDate::from_ymd_opt(2025, 11, 24).unwrap(),
@@ -347,7 +353,7 @@ async fn alternative_agent_takes_over_when_the_primary_fails() {
             ("reservation_backup", "success")
         ]
     );
-    assert_eq!(t.fallback.as_deref(), Some("alternative_agent"));
+    assert_eq!(t.fallback.map(|f| f.as_str()), Some("alternative_agent"));
     assert_eq!(t.agent.as_deref(), Some("reservation_backup"));
     assert!(t.reply.contains("Deluxe Suite"), "{}", t.reply);
 }
@@ -369,7 +375,7 @@ async fn malformed_sub_agent_output_is_invalid_output_and_goes_to_a_human() {
         .unwrap();
     assert_eq!(t.attempts[0].outcome, "invalid_output");
     assert_eq!(t.attempts[0].error_code.as_deref(), Some("INVALID_OUTPUT"));
-    assert_eq!(t.status, "escalated");
+    assert_eq!(t.status.as_str(), "escalated");
     assert!(matches!(
         t.action,
         Some(switchboard::agent::master::CallAction::Transfer { .. })

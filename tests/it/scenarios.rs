@@ -71,7 +71,7 @@ async fn run(file: &str) {
             assert_eq!(turn.agent.as_deref(), Some(x.as_str()), "agent\n{ctx}");
         }
         if let Some(x) = &t.status {
-            assert_eq!(&turn.status, x, "status\n{ctx}");
+            assert_eq!(turn.status.as_str(), x, "status\n{ctx}");
         }
         if let Some(x) = &t.attempts {
             let got: Vec<&str> = turn.attempts.iter().map(|a| a.outcome.as_str()).collect();
@@ -97,7 +97,7 @@ async fn run(file: &str) {
         }
         if let Some(x) = &t.fallback {
             assert_eq!(
-                turn.fallback.as_deref(),
+                turn.fallback.map(|f| f.as_str()),
                 Some(x.as_str()),
                 "fallback\n{ctx}"
             );

@@ -397,7 +397,7 @@ async fn talking_over_the_bot_gets_clear_and_silence_and_the_history_keeps_what_
         .iter()
         .find(|u| u.interrupted)
         .expect("the interrupted reply is flagged");
-    assert_eq!(cut.role, "agent");
+    assert_eq!(cut.role, switchboard::agent::master::Role::Agent);
     eprintln!("heard before the barge-in: {:?}", cut.content);
     assert!(
         cut.content.starts_with("Which account") && !cut.content.contains("business"),

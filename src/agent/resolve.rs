@@ -11,8 +11,9 @@
 //!   exactly (a small, letter/digit-confusion-weighted edit distance) or the name only sounds
 //!   like the record's (phonetic or string similarity). The master reads the record back and
 //!   asks before acting.
-//! - **NotFound**: nothing plausible, several records equally plausible, or a code that matches
-//!   but a name that does not: a wrong code never reveals someone else's record.
+//! - **NotFound**: nothing plausible, or several records equally plausible. Only records the
+//!   caller is verified for (by name or by line) are ever read back: a code that matches
+//!   someone else's record reveals nothing.
 //!
 //! Pure functions; `strsim`'s Levenshtein similarity and `rphonetic`'s Double Metaphone for names.
 
@@ -188,17 +189,22 @@ pub fn resolve<'a, R: Identified>(
             (name_of(r), r.owned_by(caller_id), std::cmp::Reverse(rank))
         });
         if let Some(r) = best {
-            return match name_of(r) {
-                NameMatch::Exact => Resolution::Act(r),
-                _ if r.owned_by(caller_id) => Resolution::Act(r),
-                NameMatch::Close | NameMatch::Partial => Resolution::Confirm(r),
-                NameMatch::None => Resolution::NotFound,
-            };
+            match name_of(r) {
+                NameMatch::Exact => return Resolution::Act(r),
+                _ if r.owned_by(caller_id) => return Resolution::Act(r),
+                NameMatch::Close | NameMatch::Partial => return Resolution::Confirm(r),
+                // Someone else's code: perhaps a near code is the caller's own.
+                NameMatch::None => {}
+            }
         }
     }
-    // 2. The nearest code, if it is near, unique, and the caller is verified for it.
+    // 2. Among the records the caller is verified for (the name matches, or the line owns
+    //    them), the nearest code, if it is near and unique.
     let mut scored: Vec<(f32, &R)> = records
         .iter()
+        .filter(|r| {
+            matches!(name_of(r), NameMatch::Exact | NameMatch::Close) || r.owned_by(caller_id)
+        })
         .map(|r| {
             let d = readings
                 .iter()
@@ -212,11 +218,7 @@ pub fn resolve<'a, R: Identified>(
     match scored.as_slice() {
         [] => Resolution::NotFound,
         [(d0, _), (d1, _), ..] if d1 <= d0 => Resolution::NotFound,
-        [(_, r), ..] => match name_of(r) {
-            NameMatch::Exact | NameMatch::Close => Resolution::Confirm(r),
-            _ if r.owned_by(caller_id) => Resolution::Confirm(r),
-            _ => Resolution::NotFound,
-        },
+        [(_, r), ..] => Resolution::Confirm(r),
     }
 }
 
@@ -304,14 +306,33 @@ mod tests {
         assert_eq!(got, Resolution::Confirm(&recs[2]));
     }
 
+    fn two_of_mine() -> Vec<Rec> {
+        vec![
+            Rec("ABC123", "John Doe", "user_789"),
+            Rec("ABC124", "John Doe", "user_789"),
+        ]
+    }
+
+    #[test]
+    fn a_near_code_is_offered_only_for_the_callers_own_record() {
+        let recs = records();
+        // "ABC125, John Doe": ABC124 is as near, but only ABC123 is John Doe's.
+        let got = resolve(&r(&["ABC125"]), Some("John Doe"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[0]));
+        // John Doe's code with Mark Stone's name: Mark Stone's own ABC124 is one digit away.
+        let got = resolve(&r(&["ABC123"]), Some("Mark Stone"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[1]));
+    }
+
     #[test]
     fn a_wrong_code_or_name_reveals_nothing() {
         let recs = records();
-        // Right code, someone else's name.
-        let got = resolve(&r(&["ABC123"]), Some("Mark Stone"), "user_000", &recs);
+        // Right code, someone else's name (and no record of that name near it).
+        let got = resolve(&r(&["DEF456"]), Some("Mark Stone"), "user_000", &recs);
         assert_eq!(got, Resolution::NotFound);
-        // Equally near two records (ABC123 and ABC124): a tie is not a match.
-        let got = resolve(&r(&["ABC125"]), Some("John Doe"), "user_000", &recs);
+        // Equally near two of the caller's records: a tie is not a match.
+        let mine = two_of_mine();
+        let got = resolve(&r(&["ABC125"]), None, "user_789", &mine);
         assert_eq!(got, Resolution::NotFound);
         // Near a record, but the name is not its holder's.
         let got = resolve(&r(&["KLN482"]), Some("John Doe"), "user_000", &recs);

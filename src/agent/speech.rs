@@ -72,8 +72,38 @@ fn apply(v: &Value, filter: Option<&str>) -> String {
             .unwrap_or_default(),
         Some("items") => items(v),
         Some("for") => as_text(v).map(|s| format!(" for {s}")).unwrap_or_default(),
+        Some("a") => as_text(v).map(|s| with_article(&s)).unwrap_or_default(),
+        Some("number") => match v {
+            Value::Number(n) => n
+                .as_u64()
+                .map(group_thousands)
+                .unwrap_or_else(|| n.to_string()),
+            _ => as_text(v).unwrap_or_default(),
+        },
         _ => as_text(v).unwrap_or_default(),
     }
+}
+
+/// "a Deluxe Suite", "an Ocean View Suite".
+fn with_article(noun: &str) -> String {
+    let vowel = noun
+        .chars()
+        .next()
+        .is_some_and(|c| matches!(c.to_ascii_lowercase(), 'a' | 'e' | 'i' | 'o' | 'u'));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
+}
+
+/// 42350 → "42,350".
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -106,16 +136,7 @@ pub fn to_cents(v: &Value) -> Option<i64> {
 pub fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let c = cents.unsigned_abs();
-    let dollars = c / 100;
-    let mut grouped = String::new();
-    let digits = dollars.to_string();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}${grouped}.{:02}", c % 100)
+    format!("{sign}${}.{:02}", group_thousands(c / 100), c % 100)
 }
 
 fn parse_date(s: &str) -> Option<NaiveDate> {

@@ -9,6 +9,7 @@ mod http_api;
 mod live_abuse;
 mod providers;
 mod reliability;
+mod repair;
 mod replay;
 mod router;
 mod scenarios;

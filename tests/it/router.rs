@@ -116,3 +116,159 @@ fn travel_template_routes_to_its_own_tasks() {
         .unwrap();
     assert_eq!(d.task.as_deref(), Some("cancel_booking"), "{d:?}");
 }
+
+/// One row of `tests/data/scope.tsv`: in-scope requests, FAQ questions and off-topic requests
+/// written as callers say them (a fifth held out: never used to choose the threshold).
+struct ScopeRow {
+    split: String,
+    template: String,
+    label: String,
+    text: String,
+}
+
+fn scope_rows() -> Vec<ScopeRow> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scope.tsv");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            ScopeRow {
+                split: c[1].into(),
+                template: c[2].into(),
+                label: c[3].into(),
+                text: c[4].into(),
+            }
+        })
+        .collect()
+}
+
+/// What the master decides for `text`: "out" (out of scope), "faq" or "in", at `threshold`.
+fn scope_of(
+    r: &Router,
+    d: &switchboard::agent::router::RouteDecision,
+    threshold: f32,
+) -> &'static str {
+    let _ = r;
+    let out = d.path == RoutePath::Semantic
+        && (d.task.as_deref() == Some(switchboard::agent::router::OUT_OF_SCOPE)
+            || d.similarity < threshold);
+    if out || d.path == RoutePath::None {
+        "out"
+    } else if d.task.as_deref().is_some_and(|t| t.starts_with("faq_")) {
+        "faq"
+    } else {
+        "in"
+    }
+}
+
+/// Precision and recall of "out of scope", and accuracy of in-scope / FAQ / out labels.
+struct ScopeScore {
+    n: usize,
+    tp: usize,
+    fp: usize,
+    fn_: usize,
+    correct: usize,
+}
+
+impl ScopeScore {
+    fn precision(&self) -> f64 {
+        self.tp as f64 / (self.tp + self.fp).max(1) as f64
+    }
+    fn recall(&self) -> f64 {
+        self.tp as f64 / (self.tp + self.fn_).max(1) as f64
+    }
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.n.max(1) as f64
+    }
+}
+
+fn score(
+    rows: &[(&ScopeRow, switchboard::agent::router::RouteDecision)],
+    r: &Router,
+    t: f32,
+) -> ScopeScore {
+    let mut s = ScopeScore {
+        n: 0,
+        tp: 0,
+        fp: 0,
+        fn_: 0,
+        correct: 0,
+    };
+    for (row, d) in rows {
+        let got = scope_of(r, d, t);
+        s.n += 1;
+        s.correct += usize::from(got == row.label);
+        match (got == "out", row.label == "out") {
+            (true, true) => s.tp += 1,
+            (true, false) => s.fp += 1,
+            (false, true) => s.fn_ += 1,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// The out-of-scope decision, measured: the threshold (`router.scope_threshold` = 0.35) was
+/// chosen on the dev split, favouring precision (a real request taken for off-topic costs more
+/// than an off-topic one answered); the held-out split is reported beside it. Measured at 0.35:
+/// held-out precision 0.90 / 1.00, recall 0.82 / 0.73 (hospitality / travel). Asserts they stay
+/// near there.
+#[test]
+fn out_of_scope_is_calibrated_on_callers_phrasings() {
+    let cfg = config(&Setup::default());
+    let threshold = cfg.router.scope_threshold;
+    let mut report = String::new();
+    let mut held = vec![];
+    for template in ["hospitality", "travel"] {
+        let r = router(template);
+        let t = cfg.load_template_named(template).unwrap();
+        let mut names: Vec<String> = t.tasks.keys().cloned().collect();
+        names.extend(t.faq.iter().map(|f| f.task()));
+        names.push(switchboard::agent::router::OUT_OF_SCOPE.into());
+        let allowed = |x: &str| names.iter().any(|n| n == x);
+        let rows = scope_rows();
+        let decided: Vec<(&ScopeRow, switchboard::agent::router::RouteDecision)> = rows
+            .iter()
+            .filter(|row| row.template == template)
+            .map(|row| (row, r.route(&row.text, &allowed).unwrap()))
+            .collect();
+        for split in ["dev", "heldout"] {
+            let part: Vec<_> = decided
+                .iter()
+                .filter(|(row, _)| row.split == split)
+                .map(|(row, d)| (*row, d.clone()))
+                .collect();
+            let s = score(&part, &r, threshold);
+            report.push_str(&format!(
+                "{template} {split:7} n={:3}  out-of-scope precision {:.2} recall {:.2}  label accuracy {:.2}\n",
+                s.n,
+                s.precision(),
+                s.recall(),
+                s.accuracy()
+            ));
+            if split == "dev" {
+                for sweep in [0.25, 0.30, 0.35, 0.40, 0.45] {
+                    let s = score(&part, &r, sweep);
+                    report.push_str(&format!(
+                        "    dev at {sweep:.2}: precision {:.2} recall {:.2} accuracy {:.2}\n",
+                        s.precision(),
+                        s.recall(),
+                        s.accuracy()
+                    ));
+                }
+            } else {
+                held.push(s);
+            }
+        }
+    }
+    println!("out of scope at threshold {threshold}:\n{report}");
+    for s in &held {
+        assert!(
+            s.precision() >= 0.85 && s.recall() >= 0.7 && s.accuracy() >= 0.8,
+            "held-out out-of-scope figures fell:\n{report}"
+        );
+    }
+}

@@ -19,8 +19,9 @@ pub enum Act {
 
 /// Hesitations and politeness around an act ("um, sorry, what?").
 const FILLERS: &[&str] = &[
-    "um", "uh", "er", "erm", "hmm", "oh", "ah", "please", "i'm", "im", "so", "just", "can", "you",
-    "could", "would", "hey", "okay", "ok", "well", "a", "the", "sir", "ma'am",
+    "um", "uh", "er", "erm", "hmm", "oh", "ah", "ugh", "please", "i'm", "im", "so", "just", "can",
+    "you", "wait", "actually", "no", "let's", "lets", "there", "could", "would", "hey", "okay",
+    "ok", "well", "a", "the", "sir", "ma'am",
 ];
 
 const REPEAT: &[&[&str]] = &[
@@ -45,6 +46,10 @@ const REPEAT: &[&[&str]] = &[
     &["i", "missed", "that"],
     &["one", "more", "time"],
     &["excuse", "me"],
+    &["huh"],
+    &["cut", "out"],
+    &["breaking", "up"],
+    &["didn't", "hear"],
 ];
 
 const DROP: &[&[&str]] = &[
@@ -59,6 +64,12 @@ const DROP: &[&[&str]] = &[
     &["don't", "bother"],
     &["leave", "it"],
     &["i", "changed", "my", "mind"],
+    &["don't", "worry", "about", "it"],
+    &["drop", "it"],
+    &["skip", "it"],
+    &["forget", "the", "whole", "thing"],
+    &["doesn't", "matter"],
+    &["don't", "want", "to", "do", "that"],
 ];
 
 const HELLO: &[&[&str]] = &[
@@ -112,9 +123,19 @@ pub fn classify(text: &str) -> Option<Act> {
     if core.is_empty() {
         return None;
     }
-    if is(REPEAT) {
+    // A repeat or drop phrase with little else around it ("Huh? You cut out there.").
+    let around = |table: &[&[&str]]| {
+        table.iter().any(|p| {
+            let p: Vec<&str> = p.iter().copied().filter(|t| !FILLERS.contains(t)).collect();
+            (p.len() >= 2 || matches!(p.first(), Some(&"huh" | &"pardon")))
+                && p.len() <= core.len()
+                && (0..=core.len() - p.len()).any(|i| core[i..i + p.len()] == p[..])
+                && core.len() - p.len() <= 3
+        })
+    };
+    if is(REPEAT) || around(REPEAT) {
         Some(Act::Repeat)
-    } else if is(DROP) {
+    } else if is(DROP) || around(DROP) {
         Some(Act::Drop)
     } else if HOW_ARE_YOU.iter().any(|p| same(p, &without_hello)) {
         Some(Act::HowAreYou)
@@ -236,17 +257,50 @@ pub fn corrects(text: &str) -> bool {
     .any(|p| has(p))
 }
 
-/// Cues of a change of mind about the task ("actually, cancel it instead", "rather").
+/// Cues of a change of mind about the task ("actually, cancel it instead", "on second thought",
+/// "let's not", "I've changed my mind").
 pub fn changes_mind(text: &str) -> bool {
     let toks = slots::tokens(text);
+    let has = |p: &[&str]| {
+        toks.windows(p.len())
+            .any(|w| w.iter().zip(p).all(|(a, b)| a == b))
+    };
     toks.iter()
-        .any(|t| matches!(t.as_str(), "instead" | "actually" | "rather"))
-        || toks.windows(2).any(|w| w[0] == "change" && w[1] == "of")
+        .any(|t| matches!(t.as_str(), "instead" | "actually" | "rather" | "forget"))
+        || [
+            &["change", "of"][..],
+            &["changed", "my", "mind"],
+            &["second", "thought"],
+            &["you", "know", "what"],
+            &["let's", "not"],
+            &["don't", "bother"],
+            &["not", "bother"],
+        ]
+        .iter()
+        .any(|p| has(p))
+}
+
+/// Words that may open a clause without carrying it ("and oh, how much …", "then I need …").
+const CLAUSE_OPENERS: &[&str] = &[
+    "and", "also", "then", "oh", "um", "uh", "so", "well", "plus", "but", "first", "second",
+];
+
+/// Words that start a request ("and what's my bill", "and can you …").
+const REQUEST_STARTS: &[&str] = &[
+    "what", "what's", "whats", "how", "can", "could", "would", "i", "i'd", "i'm", "when", "is",
+    "please", "tell", "find", "give", "check", "make", "confirm", "cancel", "book", "pay", "where",
+    "do", "does", "will",
+];
+
+fn bare(w: &str) -> String {
+    w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_lowercase()
 }
 
 /// Clauses of an utterance that may each be a request: "confirm my reservation and what's my
-/// bill?" → two. Splits on sentence ends and on "and also", "and what", "also", "then"; never
-/// inside short clauses (a name like "John and Jane").
+/// bill?" → two. Splits at sentence ends, before "and" (or "and also", "and oh", …) when a
+/// request follows, before "also"/"plus", and before "then" after a comma; never inside short
+/// clauses (a name like "John and Jane").
 pub fn request_clauses(text: &str) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     let mut current: Vec<&str> = vec![];
@@ -261,36 +315,27 @@ pub fn request_clauses(text: &str) -> Vec<String> {
         cur.clear();
     };
     for (i, w) in words.iter().enumerate() {
-        let lower = w
-            .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-            .to_lowercase();
-        let next = words
-            .get(i + 1)
-            .map(|n| {
-                n.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-                    .to_lowercase()
-            })
-            .unwrap_or_default();
-        let splits_before = (lower == "and"
-            && matches!(
-                next.as_str(),
-                "also"
-                    | "what"
-                    | "what's"
-                    | "whats"
-                    | "how"
-                    | "can"
-                    | "could"
-                    | "i"
-                    | "i'd"
-                    | "i'm"
-                    | "then"
-                    | "when"
-                    | "is"
-                    | "please"
-            ))
-            || lower == "also"
-            || lower == "plus";
+        let lower = bare(w);
+        let splits_before = match lower.as_str() {
+            "and" => {
+                let mut k = i + 1;
+                let mut skipped = false;
+                while words
+                    .get(k)
+                    .is_some_and(|n| CLAUSE_OPENERS.contains(&bare(n).as_str()))
+                {
+                    skipped = true;
+                    k += 1;
+                }
+                skipped
+                    || words
+                        .get(k)
+                        .is_some_and(|n| REQUEST_STARTS.contains(&bare(n).as_str()))
+            }
+            "also" | "plus" => true,
+            "then" => i > 0 && words[i - 1].ends_with(','),
+            _ => false,
+        };
         if splits_before && current.len() >= 3 {
             flush(&mut current, &mut out);
         }
@@ -301,6 +346,58 @@ pub fn request_clauses(text: &str) -> Vec<String> {
     }
     flush(&mut current, &mut out);
     out
+}
+
+/// A request as the router should read it: without its opening "and oh, then", without the
+/// codes and the name spelled in it, and without a short aside about urgency ("No rush, but …"),
+/// none of which says what is asked.
+pub fn routing_text(clause: &str) -> String {
+    let name_words: Vec<String> = slots::extract_name(clause)
+        .map(|n| n.split_whitespace().map(|w| w.to_lowercase()).collect())
+        .unwrap_or_default();
+    let parts: Vec<&str> = clause
+        .split([',', ';', '.', '!'])
+        .filter(|p| {
+            let aside = p.split_whitespace().count() <= 4 && slots::extract_urgency(p).is_some();
+            !p.trim().is_empty() && !aside
+        })
+        .collect();
+    let joined = parts.join(",");
+    let words: Vec<&str> = joined.split_whitespace().collect();
+    let start = words
+        .iter()
+        .position(|w| !CLAUSE_OPENERS.contains(&bare(w).as_str()))
+        .unwrap_or(words.len());
+    let kept: Vec<&str> = words[start..]
+        .iter()
+        .filter(|w| {
+            let b = bare(w);
+            let letter = w.trim_matches(|c: char| !c.is_alphanumeric());
+            !(b.chars().any(|c| c.is_ascii_digit())
+                || (b.chars().count() == 1 && !matches!(letter, "a" | "I"))
+                || name_words.contains(&b)
+                || matches!(
+                    b.as_str(),
+                    "one"
+                        | "two"
+                        | "three"
+                        | "four"
+                        | "five"
+                        | "six"
+                        | "seven"
+                        | "eight"
+                        | "nine"
+                        | "zero"
+                        | "oh"
+                ))
+        })
+        .copied()
+        .collect();
+    if kept.is_empty() {
+        clause.to_string()
+    } else {
+        kept.join(" ")
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +483,26 @@ mod tests {
         assert_eq!(
             request_clauses("It's under John and Jane Doe"),
             ["It's under John and Jane Doe"]
+        );
+        assert_eq!(
+            request_clauses("Confirm it, ABC123, John Doe, and oh, how much is my bill?").len(),
+            2
+        );
+        assert_eq!(
+            request_clauses("make sure it's good, then I need my bill for this month.").len(),
+            2
+        );
+        assert_eq!(
+            routing_text("and oh, is reservation A B C one two three still on"),
+            "is reservation still on"
+        );
+        assert_eq!(
+            routing_text("No rush, but the lamp by the bed is out."),
+            "the lamp by the bed is out"
+        );
+        assert_eq!(
+            routing_text("make sure reservation ABC123 for John Doe is good"),
+            "make sure reservation for is good"
         );
     }
 }

@@ -6,7 +6,6 @@ use super::extract::identifies;
 use super::render::{fill, options_sentence};
 use super::state::{CallAction, DoneTask, Fallback, Pending, TurnStatus};
 use super::{Ctx, END_CALL, Master};
-use crate::agent::agents::CANDIDATES;
 use crate::agent::protocol::{
     AgentOutput, ClarificationType, ErrorCode, ErrorInfo, RequiredField, Status, Validation,
 };
@@ -24,7 +23,7 @@ impl Master {
         cx: &mut Ctx<'_>,
         task: &str,
         agent: Option<String>,
-        params: Map<String, Value>,
+        mut params: Map<String, Value>,
     ) {
         let candidates = self.dispatcher.registry.candidates(task);
         let primary = agent
@@ -38,12 +37,27 @@ impl Master {
         };
         let id = primary.card().id.clone();
         cx.turn.agent = Some(id.clone());
-        let input = self.input(cx, task, &id, params.clone());
-        let d = self
-            .dispatcher
-            .delegate(primary, input, 0, cx.deadline)
-            .await;
-        self.record_attempts(cx, &d.attempts);
+        let mut d;
+        let mut asked_again = false;
+        loop {
+            let input = self.input(cx, task, &id, params.clone());
+            d = self
+                .dispatcher
+                .delegate(primary.clone(), input, 0, cx.deadline)
+                .await;
+            self.record_attempts(cx, &d.attempts);
+            // A choice the caller already made in the words that started this ("how much do I
+            // owe on the business account?"): answered at once instead of asked.
+            if !asked_again
+                && let Ok(out) = &d.result
+                && let Some((field, value)) = self.already_chosen(cx, task, out, &params)
+            {
+                params.insert(field, Value::from(value));
+                asked_again = true;
+                continue;
+            }
+            break;
+        }
         match d.result {
             Ok(out)
                 if !(out.status == Status::Error
@@ -63,6 +77,35 @@ impl Master {
             }
             Err(e) => self.fallback(cx, task, Some(id), params, e).await,
         }
+    }
+
+    /// The option of a sub-agent's choice question that the caller's words this turn already
+    /// name, with the field it fills.
+    fn already_chosen(
+        &self,
+        cx: &Ctx<'_>,
+        task: &str,
+        out: &AgentOutput,
+        params: &Map<String, Value>,
+    ) -> Option<(String, String)> {
+        let clar = out.clarification.as_ref()?;
+        if clar.kind == ClarificationType::Confirmation {
+            return None;
+        }
+        let field = clar.field.clone()?;
+        if params.contains_key(&field) {
+            return None;
+        }
+        if self
+            .template
+            .field(task, &field)
+            .is_some_and(|f| f.field_type == FieldType::Urgency)
+        {
+            let u = crate::agent::slots::extract_urgency(&cx.said)?;
+            return Some((field, u.as_str().to_string()));
+        }
+        let i = super::render::match_option_words(&cx.said, &clar.options)?;
+        Some((field, clar.options[i].value.clone()))
     }
 
     /// Seed 000 fallback chain: cached data → alternative agent → degraded answer → human.
@@ -367,10 +410,10 @@ impl Master {
                                     .collect()
                             })
                             .unwrap_or_default();
-                        let mut p = params.clone();
+                        // The old values stay in the request: "the name is actually Jane"
+                        // retries with the code already given.
+                        let p = params.clone();
                         for f in &fields {
-                            p.remove(&f.field);
-                            p.remove(&format!("{}{CANDIDATES}", f.field));
                             cx.conv.slots.remove(&f.field);
                         }
                         cx.conv.pending = if fields.is_empty() {

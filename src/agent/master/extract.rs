@@ -160,7 +160,9 @@ pub fn extract_into(
     true
 }
 
-/// Slot values the caller already said in a request for `task` (names only after a cue).
+/// Slot values the caller already said in a request for `task`. A name counts after a cue
+/// ("for John Doe", "under", "this is"), or on its own beside the code it goes with
+/// ("ABC123, John Doe") — never guessed from a request alone.
 pub fn for_task(
     template: &Template,
     task: &str,
@@ -171,13 +173,35 @@ pub fn for_task(
     let Some(spec) = template.tasks.get(task) else {
         return params;
     };
-    for f in spec.required.iter().chain(&spec.optional) {
-        if matches!(f.field_type, FieldType::Choice | FieldType::Confirm) {
+    let fields: Vec<&FieldSpec> = spec.required.iter().chain(&spec.optional).collect();
+    for f in &fields {
+        if matches!(
+            f.field_type,
+            FieldType::Choice | FieldType::Confirm | FieldType::Name
+        ) {
             continue;
         }
         extract_into(&Field::of_spec(f), text, today, Names::Cued, &mut params);
     }
+    let with_code = fields
+        .iter()
+        .any(|f| f.field_type == FieldType::String && params.contains_key(&f.field));
+    let names = if with_code { Names::Bare } else { Names::Cued };
+    for f in fields.iter().filter(|f| f.field_type == FieldType::Name) {
+        extract_into(&Field::of_spec(f), text, today, names, &mut params);
+    }
     params
+}
+
+/// A partial code said as a correction, put in place of the matching end of the old code
+/// ("124" over "ABC123" → "ABC124"), if the result fits the field.
+pub fn splice(old: &str, part: &str, f: &FieldSpec) -> Option<String> {
+    if part.len() >= old.len() || !old.is_char_boundary(old.len() - part.len()) {
+        return None;
+    }
+    let tail = format!("{}{part}", &old[..old.len() - part.len()]);
+    let head = format!("{part}{}", old.get(part.len()..)?);
+    [tail, head].into_iter().find(|c| f.accepts(c))
 }
 
 /// Whether `field` identifies a record (a code or a name): kept for later tasks.

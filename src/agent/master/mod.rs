@@ -82,6 +82,8 @@ pub(super) struct Ctx<'a> {
     conv: &'a mut Conversation,
     turn: Turn,
     deadline: Instant,
+    /// The caller's words this turn.
+    said: String,
 }
 
 /// The common part of a pending question: which agent asked, for which task, with what so far.
@@ -106,6 +108,7 @@ impl Master {
     pub async fn turn(&self, conv: &mut Conversation, heard: Heard<'_>) -> Turn {
         let mut cx = self.ctx(conv);
         let text = heard.text.trim().to_string();
+        cx.said = text.clone();
         let now = self.clock.now_ms();
         cx.conv.history.push(Utterance {
             role: Role::Caller,
@@ -160,6 +163,7 @@ impl Master {
             conv,
             turn,
             deadline: Instant::now() + self.turn_budget,
+            said: String::new(),
         }
     }
 
@@ -273,7 +277,7 @@ impl Master {
             self.set_case(cx, CaseStatus::InProgress, "caller answered");
         }
         match std::mem::take(&mut cx.conv.pending) {
-            Pending::None => self.new_request(cx, text).await,
+            Pending::None => self.new_request(cx, text, acts::corrects(text)).await,
             Pending::Slots {
                 task,
                 agent,
@@ -348,7 +352,7 @@ impl Master {
                         } else {
                             rest
                         };
-                        self.new_request(cx, &rest).await
+                        self.new_request(cx, &rest, acts::corrects(text)).await
                     }
                 }
             }
@@ -364,26 +368,24 @@ impl Master {
                         cx.turn.status = TurnStatus::Answered;
                     }
                 } else {
-                    self.new_request(cx, &rest).await
+                    // "No, sorry, the name is John Doe": a correction, not a goodbye.
+                    self.new_request(cx, &rest, no || acts::corrects(text))
+                        .await
                 }
             }
-            Pending::ConfirmEnd => match slots::extract_yes_no(text) {
-                Some(true) => self.end_call(cx),
-                Some(false) if acts::only_closing(&acts::strip_opening(text).1) => {
+            Pending::ConfirmEnd => {
+                let (no, rest) = acts::strip_opening(text);
+                if !rest.is_empty() && !acts::only_closing(&rest) {
+                    // Not an answer but a request ("Hi, I'd like to confirm my reservation").
+                    self.new_request(cx, &rest, false).await
+                } else if no {
                     let line = self.template.lines.goodbye_declined.clone();
                     self.say(cx, &line, None);
                     cx.turn.status = TurnStatus::Answered;
+                } else {
+                    self.end_call(cx)
                 }
-                _ => {
-                    let (_, rest) = acts::strip_opening(text);
-                    let rest = if rest.is_empty() {
-                        text.to_string()
-                    } else {
-                        rest
-                    };
-                    self.new_request(cx, &rest).await
-                }
-            },
+            }
         }
         false
     }
@@ -487,14 +489,16 @@ impl Master {
         }
     }
 
-    async fn new_request(&self, cx: &mut Ctx<'_>, text: &str) {
+    /// A request, not an answer to a pending question. `correcting`: the caller's words
+    /// suggest a correction ("no", "I said", "actually").
+    async fn new_request(&self, cx: &mut Ctx<'_>, text: &str, correcting: bool) {
         let all = self.routable();
         let keyword = self
             .router
             .route_keywords(text, &|t| all.iter().any(|x| x == t));
         // A correction of the task just done: "no, the name is Jane Smith", "I said ABC124".
         if keyword.is_none()
-            && acts::corrects(text)
+            && correcting
             && let Some(done) = cx.conv.last_task.clone()
         {
             let mut params = done.params.clone();
@@ -507,7 +511,7 @@ impl Master {
         if clauses.len() >= 2 {
             let mut found: Vec<(String, String)> = vec![];
             for c in &clauses {
-                let d = self.route(c, None).await;
+                let d = self.route(&acts::routing_text(c), None).await;
                 if let Some(t) = d.task.clone()
                     && self.is_task(&t)
                     && t != END_CALL
@@ -536,7 +540,7 @@ impl Master {
                 return self.start_task(cx, &first, params).await;
             }
         }
-        let decision = self.route(text, None).await;
+        let decision = self.route(&acts::routing_text(text), None).await;
         cx.turn.intent = decision.task.clone();
         cx.turn.confidence = Some(decision.confidence);
         cx.turn.audit.push((
@@ -676,7 +680,7 @@ impl Master {
                     return self.escalate(cx, "could not understand the request").await;
                 }
                 // Maybe the caller simply said something new.
-                self.new_request(cx, text).await
+                self.new_request(cx, text, false).await
             }
         }
     }
@@ -751,22 +755,46 @@ impl Master {
             return 0;
         };
         let today = self.clock.today();
-        spec.required
-            .iter()
-            .chain(&spec.optional)
-            .filter(|f| identifies(f.field_type))
-            .filter(|f| extract::extract_into(&Field::of_spec(f), text, today, Names::Bare, params))
-            .count()
+        let mut got = 0;
+        for f in spec.required.iter().chain(&spec.optional) {
+            if !identifies(f.field_type) {
+                continue;
+            }
+            let old = params
+                .get(&f.field)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if !extract::extract_into(&Field::of_spec(f), text, today, Names::Bare, params) {
+                continue;
+            }
+            got += 1;
+            // "It's one two four, not one two three": part of the code, the rest as before.
+            if let (Some(old), Some(new)) = (old, params.get(&f.field).and_then(Value::as_str))
+                && !f.accepts(new)
+                && let Some(spliced) = extract::splice(&old, new, f)
+            {
+                params.insert(f.field.clone(), Value::from(spliced));
+                params.remove(&format!("{}{CANDIDATES}", f.field));
+            }
+        }
+        got
+    }
+
+    /// Another task named by its keywords while `current` waits for an answer.
+    fn switch_keyword(&self, text: &str, current: &str) -> Option<String> {
+        let allowed = |t: &str| t != current && self.is_task(t) && self.task_available(t);
+        self.router.route_keywords(text, &allowed)
     }
 
     /// Another task the caller turned to while a question was pending: one named by a keyword,
-    /// or — with "actually", "instead", "rather" — the one the router is confident of.
-    async fn switch_target(&self, text: &str, current: &str) -> Option<String> {
+    /// or the one the router is confident of when the caller signals a change of mind ("actually",
+    /// "instead", "on second thought") or said nothing that answers the question (`unanswered`).
+    async fn switch_target(&self, text: &str, current: &str, unanswered: bool) -> Option<String> {
         let allowed = |t: &str| t != current && self.is_task(t) && self.task_available(t);
-        if let Some(t) = self.router.route_keywords(text, &allowed) {
+        if let Some(t) = self.switch_keyword(text, current) {
             return Some(t);
         }
-        if !acts::changes_mind(text) {
+        if !(unanswered || acts::changes_mind(text)) {
             return None;
         }
         let tasks: Vec<String> = self
@@ -821,7 +849,8 @@ impl Master {
             asks,
         } = asked;
         cx.turn.intent = Some(task.clone());
-        if let Some(other) = self.switch_target(text, &task).await {
+        // Another task named by its keywords: the caller changed their mind.
+        if let Some(other) = self.switch_keyword(text, &task) {
             return self.switch_task(cx, &other, &params, text).await;
         }
         let today = self.clock.today();
@@ -865,6 +894,12 @@ impl Master {
         }
         if got == 0 {
             got += self.extract_identity(&task, text, &mut params);
+        }
+        // "Actually, cancel it instead" (with or without the details): another task.
+        if (got == 0 || acts::changes_mind(text))
+            && let Some(other) = self.switch_target(text, &task, got == 0).await
+        {
+            return self.switch_task(cx, &other, &params, text).await;
         }
         if got == 0 {
             if asks >= 2 {
@@ -922,7 +957,7 @@ impl Master {
                 self.dispatch(cx, &task, Some(agent), params).await
             }
             None => {
-                if let Some(other) = self.switch_target(text, &task).await {
+                if let Some(other) = self.switch_target(text, &task, true).await {
                     return self.switch_task(cx, &other, &params, text).await;
                 }
                 if asks >= 2 {
@@ -959,7 +994,7 @@ impl Master {
             ..
         } = asked;
         cx.turn.intent = Some(task.clone());
-        if let Some(other) = self.switch_target(text, &task).await {
+        if let Some(other) = self.switch_target(text, &task, false).await {
             // "Yes — and actually, cancel it": the match is confirmed for the new task.
             if slots::extract_yes_no(text) == Some(true) {
                 params.extend(matched);

@@ -73,6 +73,30 @@ pub fn match_option(text: &str, options: &[ClarOption]) -> Option<usize> {
     if options.is_empty() {
         return None;
     }
+    if let Some(i) = match_option_words(text, options) {
+        return Some(i);
+    }
+    if let Some(digits) = slots::extract_digits(text) {
+        let hits: Vec<usize> = options
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.label.contains(&digits) || o.value.contains(&digits))
+            .map(|(i, _)| i)
+            .collect();
+        if hits.len() == 1 {
+            return Some(hits[0]);
+        }
+    }
+    match slots::extract_ordinal(text)? {
+        Ordinal::Nth(n) if n >= 1 && n <= options.len() => Some(n - 1),
+        Ordinal::Last => Some(options.len() - 1),
+        _ => None,
+    }
+}
+
+/// The option the caller names by the words that set it apart from the others ("the personal
+/// one", "business"), if exactly one.
+pub fn match_option_words(text: &str, options: &[ClarOption]) -> Option<usize> {
     let toks = slots::tokens(text);
     // Distinctive words first: "the business one" is not an ordinal.
     let label_words: Vec<Vec<String>> = options
@@ -105,22 +129,7 @@ pub fn match_option(text: &str, options: &[ClarOption]) -> Option<usize> {
     if best > 0 && scores.iter().filter(|s| **s == best).count() == 1 {
         return scores.iter().position(|s| *s == best);
     }
-    if let Some(digits) = slots::extract_digits(text) {
-        let hits: Vec<usize> = options
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.label.contains(&digits) || o.value.contains(&digits))
-            .map(|(i, _)| i)
-            .collect();
-        if hits.len() == 1 {
-            return Some(hits[0]);
-        }
-    }
-    match slots::extract_ordinal(text)? {
-        Ordinal::Nth(n) if n >= 1 && n <= options.len() => Some(n - 1),
-        Ordinal::Last => Some(options.len() - 1),
-        _ => None,
-    }
+    None
 }
 
 #[cfg(test)]

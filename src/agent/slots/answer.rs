@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// A position in a list the agent read out: "the second one" → `Nth(2)`, "the last one" → `Last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ordinal {
     /// 1-based.

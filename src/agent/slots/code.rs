@@ -26,6 +26,19 @@ pub(super) fn pieces(text: &str) -> Vec<Piece> {
                 return out;
             }
         }
+        // A sentence ends a code ("the last digit is a four. A B C one two four"), but the
+        // period of a spelled initial does not ("A.B.C. one two three").
+        let core = word.trim_end_matches(|c: char| !c.is_alphanumeric());
+        if word.len() > core.len()
+            && word[core.len()..].contains(['.', '?', '!'])
+            && core.chars().filter(|c| c.is_alphanumeric()).count() > 1
+            && !core.contains('.')
+        {
+            out.push(Piece {
+                orig: ".".into(),
+                lower: ".".into(),
+            });
+        }
     }
     out
 }

@@ -64,8 +64,6 @@ impl YearMonth {
     }
 }
 
-/// A position in a list the agent read out: "the second one" → `Nth(2)`, "the last one" → `Last`.
-
 pub(super) fn shift(date: NaiveDate, days: i64) -> Option<NaiveDate> {
     if days >= 0 {
         date.checked_add_days(Days::new(days.unsigned_abs()))

@@ -178,6 +178,26 @@ pub fn extract_name(text: &str) -> Option<String> {
             }
         }
     }
+    // "It's in Jane Smith's name": the words before a possessive "name".
+    for i in 0..toks.len() {
+        if toks.get(i + 1).is_some_and(|t| t.lower == "name")
+            && let Some(last) = toks[i].core.strip_suffix("'s")
+        {
+            let mut words = vec![title_case(last)];
+            let mut k = i;
+            while k > 0 && words.len() < 4 {
+                let t = &toks[k - 1];
+                if t.ends_clause || !is_name_word(t, NameMode::Weak, mixed_case, false) {
+                    break;
+                }
+                words.insert(0, title_case(&t.core));
+                k -= 1;
+            }
+            if words.len() >= 2 && is_name_word(&toks[i], NameMode::Weak, mixed_case, false) {
+                return Some(words.join(" "));
+            }
+        }
+    }
     // No cue: the utterance itself must be just a name ("John Doe", "Sure, John Doe, thanks").
     let mut k = 0;
     while toks

@@ -250,8 +250,9 @@ pub(super) static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 });
 
 /// Hesitations skipped between a name cue and the name ("my name is, uh, John").
-pub(super) const NAME_FILLERS: &[&str] =
-    &["uh", "um", "umm", "uhh", "er", "erm", "ah", "hmm", "well"];
+pub(super) const NAME_FILLERS: &[&str] = &[
+    "uh", "um", "umm", "uhh", "er", "erm", "ah", "hmm", "well", "actually", "really", "just",
+];
 /// Titles skipped before a name ("I am Dr. Smith" → "Smith").
 pub(super) const NAME_TITLES: &[&str] = &[
     "mr",
@@ -300,6 +301,8 @@ pub(super) const WEAK_NAME_CUES: &[&[&str]] = &[
     &["im"],
     // "ABC123 for John Doe": only a capitalised name counts ("for next week" does not).
     &["for"],
+    &["should", "say"],
+    &["should", "be"],
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -664,6 +664,10 @@ pub struct FieldSpec {
     /// Spoken names for the start of a code ("british airways" = "BA").
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// The value names a record the agent must find first ("reservation": a reservation or
+    /// booking), so a service is never attached to a code nobody holds.
+    #[serde(default)]
+    pub record: Option<String>,
     /// `pattern`, compiled once when the template is loaded.
     #[serde(skip)]
     pub regex: Option<regex::Regex>,

@@ -29,6 +29,7 @@ pub mod asr;
 pub mod audio;
 pub mod call;
 pub mod config;
+pub mod corpus;
 pub mod http;
 pub mod loadtest;
 pub mod models;

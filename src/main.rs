@@ -119,6 +119,37 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// The caller corpus: transcribe its audio, score the engine on it.
+    Corpus {
+        #[command(subcommand)]
+        action: CorpusAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CorpusAction {
+    /// Transcribe every utterance of the spec (audio from audio-fixtures/callers/generate.sh),
+    /// plain and with the prompt the engine sets at that point of the conversation.
+    Transcribe {
+        #[arg(long, default_value = "audio-fixtures/callers/utterances.tsv")]
+        spec: PathBuf,
+        /// Where generate.sh wrote <id>.wav.
+        #[arg(long)]
+        audio: PathBuf,
+        #[arg(long, default_value = "tests/data/callers.tsv")]
+        out: PathBuf,
+    },
+    /// Intent and slot accuracy of the engine on the transcripts, per split.
+    Score {
+        #[arg(long, default_value = "audio-fixtures/callers/utterances.tsv")]
+        spec: PathBuf,
+        #[arg(long, default_value = "tests/data/callers.tsv")]
+        transcripts: PathBuf,
+        /// Print each failed utterance of the dev split (never the held-out one's) for this
+        /// transcript: text, plain or prompted.
+        #[arg(long)]
+        failures: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +191,7 @@ fn main() -> Result<()> {
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Models { action } => models_cmd(&cfg, action),
+        Command::Corpus { action } => runtime()?.block_on(corpus_cmd(cfg, action)),
         Command::Serve { listen } => {
             if let Some(l) = listen {
                 cfg.listen = l;
@@ -337,8 +369,96 @@ fn models_cmd(cfg: &Config, action: ModelsAction) -> Result<()> {
     }
 }
 
+/// An engine per template for the corpus, on an in-memory store and the demo's calendar.
+fn corpus_engines(
+    cfg: &Config,
+    spec: &[switchboard::corpus::Utterance],
+) -> Result<std::collections::BTreeMap<String, Arc<Engine>>> {
+    let mut engines = std::collections::BTreeMap::new();
+    for u in spec {
+        if engines.contains_key(&u.template) {
+            continue;
+        }
+        let mut c = cfg.clone();
+        c.template = u.template.clone();
+        let e = build_engine_on(&c, Store::open_in_memory()?)?;
+        engines.insert(u.template.clone(), e);
+    }
+    Ok(engines)
+}
+
+async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
+    use switchboard::corpus::{self, Score, Transcript, Variant};
+    match action {
+        CorpusAction::Transcribe { spec, audio, out } => {
+            let spec = corpus::load_spec(&spec).map_err(anyhow::Error::msg)?;
+            let engines = corpus_engines(&cfg, &spec)?;
+            let dir = models::verify(&cfg.models_dir, &cfg.speech.asr_model)?;
+            let model = Whisper::load(&dir.join(GGML_FILE), cfg.speech.asr.clone())?;
+            let mut t = model.transcriber()?;
+            let mut all = std::collections::BTreeMap::new();
+            for (i, u) in spec.iter().enumerate() {
+                let file = audio.join(format!("{}.wav", u.id));
+                let pcm = read_audio_at(&file, ChannelPick::Mix, 16_000)
+                    .with_context(|| format!("{} (run audio-fixtures/callers/generate.sh first)", file.display()))?;
+                let (_, last) = corpus::set_up(&engines[&u.template], u).await?;
+                let plain = t.transcribe(&pcm, None)?.text;
+                let prompted = t.transcribe(&pcm, Some(&last.asr_prompt))?.text;
+                eprintln!("[{:3}/{}] {} {:?} → {:?}", i + 1, spec.len(), u.id, plain, prompted);
+                all.insert(
+                    u.id.clone(),
+                    Transcript {
+                        plain,
+                        prompted,
+                        prompt: last.asr_prompt,
+                    },
+                );
+            }
+            corpus::write_transcripts(&out, &all)?;
+            println!("wrote {} transcripts to {}", all.len(), out.display());
+            Ok(())
+        }
+        CorpusAction::Score {
+            spec,
+            transcripts,
+            failures,
+        } => {
+            let spec = corpus::load_spec(&spec).map_err(anyhow::Error::msg)?;
+            let ts = corpus::load_transcripts(&transcripts).map_err(anyhow::Error::msg)?;
+            let engines = corpus_engines(&cfg, &spec)?;
+            for variant in [Variant::Text, Variant::Plain, Variant::Prompted] {
+                for split in ["dev", "heldout"] {
+                    let mut score = Score::default();
+                    for u in spec.iter().filter(|u| u.split == split) {
+                        let Some(heard) = variant.pick(u, ts.get(&u.id)) else {
+                            continue;
+                        };
+                        let o = corpus::play(&engines[&u.template], u, heard).await?;
+                        if failures.as_deref() == Some(variant.key())
+                            && split == "dev"
+                            && (!o.intent_ok || o.slots_ok == Some(false))
+                        {
+                            println!("{}", o.detail);
+                        }
+                        score.add(&o);
+                    }
+                    println!("{:15} {split:7} {}", variant.name(), score.line());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Opens the store, loads the router's model (refusing to start without it) and builds the engine.
 fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
+    let store = Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    build_engine_on(cfg, store)
+}
+
+/// Loads the router's model (refusing to start without it) and builds the engine on `store`.
+fn build_engine_on(cfg: &Config, store: Store) -> Result<Arc<Engine>> {
     let embedder: Option<Arc<dyn Embedder>> = match cfg.router.mode {
         RouterMode::Keyword => None,
         RouterMode::Semantic => {
@@ -353,8 +473,6 @@ fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
             ))
         }
     };
-    let store = Store::open(&cfg.db_path())
-        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let clock = Arc::new(SystemClock {
         fixed_today: cfg.fixed_today(),
     });

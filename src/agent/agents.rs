@@ -596,7 +596,28 @@ impl LocalAgent {
             .find(|f| f.field != "service")
             .map(|f| f.field.as_str())
             .unwrap_or("room_number");
-        let target = input.param(target_field).unwrap_or_default();
+        let mut target = input.param(target_field).unwrap_or_default().to_string();
+        // A booking the service goes on must exist: exactly as said, or the caller's own near it
+        // (confirmed first); never attached to a code nobody holds.
+        if let Some(spec) = fields.iter().find(|f| f.field == target_field)
+            && spec.record.as_deref() == Some("reservation")
+        {
+            let readings = readings(input, target_field);
+            let records = self.data.reservation_candidates(&readings, None)?;
+            let exact = records
+                .iter()
+                .find(|r| readings.iter().any(|c| c.eq_ignore_ascii_case(&r.number)));
+            match exact {
+                Some(r) => target = r.number.clone(),
+                None => match resolve::resolve(&readings, None, &input.context.caller_id, &records) {
+                    Resolution::Confirm(r) | Resolution::Act(r) => {
+                        return Ok(self.confirm_match(input, spec, None, r));
+                    }
+                    Resolution::NotFound => return Ok(not_found(input, self.now())),
+                },
+            }
+        }
+        let target = target.as_str();
         let eta = self.data.request_service(target, &service)?;
         let mut data = json!({"service": service, "eta_minutes": eta});
         data[target_field] = json!(target);

@@ -72,8 +72,8 @@ pub fn code_distance(said: &str, record: &str) -> f32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NameMatch {
     None,
-    /// Some of the record's name words, each the same or sounding the same ("Jane" for "Jane
-    /// Smith"): enough to offer a confirmation when the code is exact, never alone.
+    /// Some of the record's name words, the same or sounding the same ("Jane" or "Jane Royal"
+    /// for "Jane Roe"): enough to offer a confirmation when the code is exact, never alone.
     Partial,
     /// Sounds like the record's name or nearly spelled like it ("Jondo", "Jon Doe", "Jane Smyth").
     Close,
@@ -139,7 +139,9 @@ pub fn name_match(said: &str, record: &str) -> NameMatch {
     }
     if matched == s.len() && matched == r.len() {
         NameMatch::Close
-    } else if matched == s.len() {
+    } else if matched > 0 && s.len() <= r.len() + 1 {
+        // Part of the name ("Jane", "Jane Royal" for Jane Roe): enough, with the exact code,
+        // to read the record back and ask.
         NameMatch::Partial
     } else {
         NameMatch::None
@@ -272,7 +274,8 @@ mod tests {
         assert_eq!(name_match("Jane Smyth", "Jane Smith"), NameMatch::Close);
         assert_eq!(name_match("Pria Patel", "Priya Patel"), NameMatch::Close);
         assert_eq!(name_match("Jane", "Jane Smith"), NameMatch::Partial);
-        assert_eq!(name_match("Jane Roe", "Jane Smith"), NameMatch::None);
+        assert_eq!(name_match("Jane Royal", "Jane Roe"), NameMatch::Partial);
+        assert_eq!(name_match("Mark Jones", "Jane Smith"), NameMatch::None);
         assert_eq!(name_match("Mark Stone", "John Doe"), NameMatch::None);
         assert_eq!(name_match("", "John Doe"), NameMatch::None);
     }

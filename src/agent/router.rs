@@ -92,13 +92,13 @@ impl Router {
             .flat_map(|(task, spec)| {
                 spec.keywords
                     .iter()
-                    .map(move |k| (slots::tokens(k), task.clone()))
+                    .map(move |k| (keyword_tokens(k), task.clone()))
             })
             .chain(
                 template
                     .faq
                     .iter()
-                    .flat_map(|f| f.keywords.iter().map(move |k| (slots::tokens(k), f.task()))),
+                    .flat_map(|f| f.keywords.iter().map(move |k| (keyword_tokens(k), f.task()))),
             )
             .filter(|(k, _)| !k.is_empty())
             .collect();
@@ -154,7 +154,7 @@ impl Router {
     /// The keyword fast path alone: the task named by the longest matching phrase, if only one
     /// task has a phrase of that length in the utterance.
     pub fn route_keywords(&self, text: &str, allowed: &dyn Fn(&str) -> bool) -> Option<String> {
-        let toks = slots::tokens(text);
+        let toks = keyword_tokens(text);
         let mut best: Option<(usize, &str)> = None;
         let mut tie = false;
         for (phrase, task) in &self.keywords {
@@ -248,6 +248,20 @@ impl Router {
             similarity,
         })
     }
+}
+
+/// Words for keyword matching: hyphenated words split, so "bye-bye" and "check-in" match
+/// "bye bye" and "check in" either way they are written.
+fn keyword_tokens(text: &str) -> Vec<String> {
+    slots::tokens(text)
+        .iter()
+        .flat_map(|t| {
+            t.split('-')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn contains_phrase(toks: &[String], phrase: &[String]) -> bool {

@@ -66,15 +66,31 @@ impl<'a> Field<'a> {
     }
 }
 
-/// A name said alone or beside other details: "ABC123, John Doe", "John Doe and it's ABC123".
+/// A name said alone or beside other details: "ABC123, John Doe", "John Doe and it's ABC123",
+/// "ABC123. Doe, John." (surname first).
 fn name_in(text: &str) -> Option<String> {
-    slots::extract_name(text).or_else(|| {
-        text.split([',', ';', '.'])
-            .flat_map(|part| part.split(" and "))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .find_map(slots::extract_name)
-    })
+    let parts: Vec<&str> = text
+        .split([',', ';', '.'])
+        .flat_map(|part| part.split(" and "))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    slots::extract_name(text)
+        .or_else(|| parts.iter().copied().find_map(slots::extract_name))
+        .or_else(|| {
+            // Two one-word parts that together are a name ("Doe, John").
+            parts
+                .windows(2)
+                .find_map(|w| slots::extract_name(&format!("{} {}", w[0], w[1])))
+        })
+        .or_else(|| {
+            // A name at the end of a part ("it's BC 123 John Doe").
+            parts.iter().find_map(|p| {
+                let words: Vec<&str> = p.split_whitespace().collect();
+                (1..words.len().saturating_sub(1))
+                    .find_map(|k| slots::extract_name(&words[k..].join(" ")))
+            })
+        })
 }
 
 /// The words the caller used for a date ("next week"), for replies.

@@ -62,6 +62,10 @@ pub(crate) fn is_call(channel: &str) -> bool {
     VOICE_CHANNELS.contains(&channel)
 }
 
+/// How much more similar than the out-of-scope threshold a clause must be to count as a
+/// request of its own.
+const CLAUSE_MARGIN: f32 = 0.15;
+
 /// A goodbye this short, alone, is not trusted: whisper writes "Bye." for half a second of "Hi,".
 const MIN_GOODBYE_MS: u64 = 1000;
 
@@ -507,22 +511,42 @@ impl Master {
             }
         }
         // Two requests in one breath: the first is handled, the second offered afterwards.
+        // Requests on one topic ("this is Mark Stone, reservation ABC124. I need to move my
+        // arrival") are one request with its details.
         let clauses = acts::request_clauses(text);
         if clauses.len() >= 2 {
             let mut found: Vec<(String, String)> = vec![];
             for c in &clauses {
                 let d = self.route(&acts::routing_text(c), None).await;
+                let topic = |t: &str| self.template.tasks.get(t).map(|s| s.topic.as_str());
+                // A clause is a request of its own only when it clearly says one ("This is room
+                // 2305." does not).
+                let clear = d.path == RoutePath::Keyword
+                    || (d.confidence >= self.router_cfg.threshold
+                        && d.similarity >= self.router_cfg.scope_threshold + CLAUSE_MARGIN);
                 if let Some(t) = d.task.clone()
                     && self.is_task(&t)
                     && t != END_CALL
                     && self.in_scope(&d)
-                    && d.confidence >= self.router_cfg.threshold
-                    && !found.iter().any(|(x, _)| *x == t)
+                    && clear
+                    && !found.iter().any(|(x, _)| topic(x) == topic(&t))
                 {
                     found.push((t, c.clone()));
                 }
             }
-            if let [(first, first_text), (second, second_text), ..] = found.as_slice() {
+            // One clear request among details ("This is Mark Stone, reservation ABC124. I need
+            // to push my arrival"): that one, with the details of the whole utterance.
+            if let [(only, _)] = found.as_slice() {
+                cx.turn.intent = Some(only.clone());
+                cx.turn.confidence = Some(1.0);
+                cx.conv.misunderstood = 0;
+                let only = only.clone();
+                let params = self.params_for(cx, &only, text, Map::new());
+                return self.start_task(cx, &only, params).await;
+            }
+            if let [(first, _), (second, second_text), ..] = found.as_slice() {
+                // The first request's details are everywhere but in the second's clause.
+                let first_text = text.replacen(second_text.as_str(), " ", 1);
                 let today = self.clock.today();
                 cx.conv.queued = Some(Queued {
                     task: second.clone(),
@@ -535,7 +559,7 @@ impl Master {
                     json!({"task": first, "queued": second, "path": "clauses"}),
                 ));
                 cx.conv.misunderstood = 0;
-                let params = self.params_for(cx, first, first_text, Map::new());
+                let params = self.params_for(cx, first, &first_text, Map::new());
                 let first = first.clone();
                 return self.start_task(cx, &first, params).await;
             }
@@ -786,12 +810,14 @@ impl Master {
         self.router.route_keywords(text, &allowed)
     }
 
-    /// Another task the caller turned to while a question was pending: one named by a keyword,
-    /// or the one the router is confident of when the caller signals a change of mind ("actually",
-    /// "instead", "on second thought") or said nothing that answers the question (`unanswered`).
+    /// Another task the caller turned to while a question about `current` was pending. When
+    /// the words answer nothing that was asked (`unanswered`): a task named by its keywords, or
+    /// the one the router is confident of. When they do answer it, only a change of mind
+    /// ("actually", "instead", "on second thought") where the router prefers another task to
+    /// the current one ("…, and we'd like to come on the twelfth instead" stays a change of date).
     async fn switch_target(&self, text: &str, current: &str, unanswered: bool) -> Option<String> {
-        let allowed = |t: &str| t != current && self.is_task(t) && self.task_available(t);
-        if let Some(t) = self.switch_keyword(text, current) {
+        let usable = |t: &str| self.is_task(t) && self.task_available(t);
+        if unanswered && let Some(t) = self.switch_keyword(text, current) {
             return Some(t);
         }
         if !(unanswered || acts::changes_mind(text)) {
@@ -801,12 +827,12 @@ impl Master {
             .template
             .tasks
             .keys()
-            .filter(|t| allowed(t))
+            .filter(|t| usable(t) && (!unanswered || t.as_str() != current))
             .cloned()
             .collect();
-        let d = self.route(text, Some(tasks)).await;
+        let d = self.route(&acts::routing_text(text), Some(tasks)).await;
         let sure = d.confidence >= self.router_cfg.threshold && self.in_scope(&d);
-        d.task.filter(|_| sure)
+        d.task.filter(|t| sure && t != current)
     }
 
     /// Switches from `from_params`' task to `task`, keeping the values both tasks take.
@@ -849,10 +875,6 @@ impl Master {
             asks,
         } = asked;
         cx.turn.intent = Some(task.clone());
-        // Another task named by its keywords: the caller changed their mind.
-        if let Some(other) = self.switch_keyword(text, &task) {
-            return self.switch_task(cx, &other, &params, text).await;
-        }
         let today = self.clock.today();
         // A yes/no confirmation is answered before anything else.
         if let Some(confirm) = fields
@@ -864,7 +886,7 @@ impl Master {
                     params.insert(confirm.field.clone(), Value::Bool(true));
                     return self.dispatch(cx, &task, Some(agent), params).await;
                 }
-                Some(false) => {
+                Some(false) if self.switch_keyword(text, &task).is_none() => {
                     let declined = self
                         .template
                         .tasks
@@ -878,10 +900,11 @@ impl Master {
                     cx.conv.pending = Pending::AnythingElse;
                     return;
                 }
-                None => {}
+                _ => {}
             }
         }
         // What was asked, and any other value of the task the caller gave (a correction).
+        let before = params.clone();
         let mut got = 0;
         for f in &fields {
             let field = Field::of_required(&self.template, &task, f);
@@ -895,10 +918,16 @@ impl Master {
         if got == 0 {
             got += self.extract_identity(&task, text, &mut params);
         }
-        // "Actually, cancel it instead" (with or without the details): another task.
-        if (got == 0 || acts::changes_mind(text))
-            && let Some(other) = self.switch_target(text, &task, got == 0).await
-        {
+        // "Actually, cancel it instead": another task. With the details asked for in the same
+        // breath, only a task named by its keywords ("…, and cancel my reservation").
+        let switch = if got == 0 {
+            self.switch_target(text, &task, true).await
+        } else if acts::changes_mind(text) {
+            self.switch_keyword(text, &task)
+        } else {
+            None
+        };
+        if let Some(other) = switch {
             return self.switch_task(cx, &other, &params, text).await;
         }
         if got == 0 {
@@ -915,13 +944,52 @@ impl Master {
             cx.conv.pending = Pending::Slots {
                 task,
                 agent,
-                params,
+                params: before,
                 fields,
                 asks: asks + 1,
             };
             return;
         }
+        self.add_said(&task, text, &mut params);
         self.dispatch(cx, &task, Some(agent), params).await
+    }
+
+    /// Values of `task` the caller volunteered beside the answer ("the personal one, and it's
+    /// a hundred dollars"), and what they added to a description the task keeps.
+    fn add_said(&self, task: &str, text: &str, params: &mut Map<String, Value>) {
+        let said = extract::for_task(&self.template, task, text, self.clock.today());
+        let Some(spec) = self.template.tasks.get(task) else {
+            return;
+        };
+        let toks = slots::tokens(text);
+        let money = text.contains('$')
+            || toks
+                .iter()
+                .any(|t| matches!(t.as_str(), "dollar" | "dollars" | "bucks" | "cents"));
+        for f in spec.required.iter().chain(&spec.optional) {
+            let Some(v) = said.get(&f.field) else {
+                continue;
+            };
+            // "The personal one" is not an amount of one dollar.
+            if f.field_type == FieldType::Amount && !money {
+                continue;
+            }
+            match (f.field_type, params.get(&f.field)) {
+                (FieldType::Text, Some(Value::String(old)))
+                    if !old.contains(text.trim()) && slots::tokens(text).len() > 3 =>
+                {
+                    params.insert(f.field.clone(), Value::from(format!("{old} {}", text.trim())));
+                }
+                (_, None) => {
+                    params.insert(f.field.clone(), v.clone());
+                    let key = format!("{}{CANDIDATES}", f.field);
+                    if let Some(c) = said.get(&key) {
+                        params.insert(key, c.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     async fn answer_clarify(
@@ -951,6 +1019,7 @@ impl Master {
         match chosen {
             Some(value) => {
                 params.insert(field, Value::from(value.clone()));
+                self.add_said(&task, text, &mut params);
                 cx.turn
                     .audit
                     .push(("clarified".into(), json!({"task": task, "choice": value})));

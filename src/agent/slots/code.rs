@@ -6,6 +6,8 @@ use super::*;
 pub(super) struct Piece {
     orig: String,
     lower: String,
+    /// The word this piece ends had punctuation after it ("oh," "oh.").
+    trail: bool,
 }
 
 pub(super) fn pieces(text: &str) -> Vec<Piece> {
@@ -13,14 +15,17 @@ pub(super) fn pieces(text: &str) -> Vec<Piece> {
     let text = X_RAY.replace_all(&text, "xray");
     let mut out = Vec::new();
     for word in text.split_whitespace().take(MAX_TOKENS) {
-        for part in word.split(|c: char| !(c.is_alphanumeric() || c == '\'')) {
-            let part = part.trim_matches('\'');
-            if part.is_empty() {
-                continue;
-            }
+        let trails = word.ends_with(|c: char| !c.is_alphanumeric() && c != '\'');
+        let parts: Vec<&str> = word
+            .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .map(|p| p.trim_matches('\''))
+            .filter(|p| !p.is_empty())
+            .collect();
+        for (k, part) in parts.iter().enumerate() {
             out.push(Piece {
                 orig: part.to_string(),
                 lower: part.to_lowercase(),
+                trail: trails && k + 1 == parts.len(),
             });
             if out.len() >= MAX_PIECES {
                 return out;
@@ -37,6 +42,7 @@ pub(super) fn pieces(text: &str) -> Vec<Piece> {
             out.push(Piece {
                 orig: ".".into(),
                 lower: ".".into(),
+                trail: false,
             });
         }
     }
@@ -90,7 +96,12 @@ pub(super) enum Slot {
         spelled: bool,
     },
     /// "oh"/"o": a zero between digits; "o" is otherwise the letter O.
-    Oh { letter: bool, repeated: bool },
+    Oh {
+        letter: bool,
+        repeated: bool,
+        /// Punctuation follows: the end of a spoken number ("nine oh.").
+        trail: bool,
+    },
     /// "a"/"i": letters only when spelled next to other single symbols.
     Article(char),
     /// A short lowercase word ("abc"): code material only right next to digits.
@@ -145,12 +156,14 @@ pub(super) fn classify_piece(p: &Piece, caps_reliable: bool, digits_only: bool) 
             return Slot::Oh {
                 letter: false,
                 repeated: false,
+                trail: p.trail,
             };
         }
         "o" => {
             return Slot::Oh {
                 letter: !digits_only,
                 repeated: false,
+                trail: p.trail,
             };
         }
         _ => {}
@@ -231,6 +244,16 @@ pub(super) fn resolve_slots(pieces: &[Piece], caps_reliable: bool, digits_only: 
             }
             continue;
         }
+        // "four hundred" → 400, "twenty three hundred" → 2300.
+        if p.lower == "hundred"
+            && let Some(Slot::Unit { s, .. }) = slots.last_mut()
+            && (1..=2).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit())
+        {
+            s.push_str("00");
+            i += 1;
+            continue;
+        }
         let repeat = match p.lower.as_str() {
             "double" => 2,
             "triple" => 3,
@@ -246,9 +269,11 @@ pub(super) fn resolve_slots(pieces: &[Piece], caps_reliable: bool, digits_only: 
                 }
                 Some(q) if matches!(q.lower.as_str(), "oh" | "o") => {
                     let letter = !digits_only && q.lower == "o";
+                    let trail = q.trail;
                     slots.extend((0..repeat).map(|_| Slot::Oh {
                         letter,
                         repeated: true,
+                        trail,
                     }));
                     i += 2;
                 }
@@ -289,7 +314,10 @@ pub(super) fn resolve_slots(pieces: &[Piece], caps_reliable: bool, digits_only: 
         let repeated = slots[start..i]
             .iter()
             .any(|s| matches!(s, Slot::Oh { repeated: true, .. }));
-        let zero = (prev_digit && next_digit) || (repeated && (prev_digit || next_digit));
+        // "two four six eight one oh." / "five five oh, please": the number ends with it.
+        let ends = matches!(slots[i - 1], Slot::Oh { trail: true, .. })
+            || (i == slots.len() && matches!(slots[i - 1], Slot::Oh { letter: false, .. }));
+        let zero = (prev_digit && (next_digit || ends)) || (repeated && (prev_digit || next_digit));
         for s in &mut slots[start..i] {
             let letter = matches!(s, Slot::Oh { letter: true, .. });
             *s = if zero {
@@ -592,6 +620,7 @@ fn longest_run(text: &str) -> Option<String> {
                 Piece {
                     orig: ".".into(),
                     lower: ".".into(),
+                    trail: false,
                 }
             } else {
                 p

@@ -341,12 +341,26 @@ pub fn extract_date(text: &str, today: NaiveDate) -> Option<DateSpec> {
     relative_date(&toks, today).or_else(|| day_of_month(&toks, today).map(DateSpec::Day))
 }
 
-/// "on the fifth" / "on the 5th": the next such day of the month, today included.
+/// "on the fifth" / "to the 5th" / "the fourteenth": the next such day of the month, today
+/// included.
 pub(super) fn day_of_month(toks: &[String], today: NaiveDate) -> Option<NaiveDate> {
-    let day = (2..toks.len()).find_map(|i| {
-        (toks[i - 2] == "on" && toks[i - 1] == "the")
-            .then(|| day_at(toks, i, false))
-            .flatten()
+    // "on the fifth", "to the twenty first", "but the 14th": "the" and a day of the month,
+    // unless a list item follows ("the first one", "the second account", "the third time").
+    let day = (1..toks.len()).find_map(|i| {
+        if toks[i - 1] != "the" {
+            return None;
+        }
+        day_at(toks, i, false)
+            .filter(|(_, used)| {
+                !matches!(
+                    toks.get(i + used).map(String::as_str),
+                    Some(
+                        "one" | "ones" | "option" | "account" | "time" | "floor" | "thing"
+                            | "person" | "name" | "reservation" | "booking" | "step" | "item"
+                            | "room" | "flight" | "choice" | "of"
+                    )
+                )
+            })
             .map(|(d, _)| d)
     })?;
     let mut ym = YearMonth::of(today);

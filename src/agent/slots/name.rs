@@ -178,6 +178,20 @@ pub fn extract_name(text: &str) -> Option<String> {
             }
         }
     }
+    // "Tom Becker here, …": a name that introduces the caller.
+    let mut k = 0;
+    while toks
+        .get(k)
+        .is_some_and(|t| BARE_LEADING.contains(&t.lower.as_str()))
+    {
+        k += 1;
+    }
+    if let Some((words, end)) = collect_name(&toks, k, NameMode::Weak, mixed_case)
+        && toks.get(end).is_some_and(|t| t.lower == "here")
+        && words.len() >= 2
+    {
+        return Some(words.join(" "));
+    }
     // "It's in Jane Smith's name": the words before a possessive "name".
     for i in 0..toks.len() {
         if toks.get(i + 1).is_some_and(|t| t.lower == "name")

@@ -289,6 +289,11 @@ pub(super) const STRONG_NAME_CUES: &[&[&str]] = &[
     &["under"],
     &["call", "me"],
     &["named"],
+    &["passenger", "is"],
+    &["passenger's", "name", "is"],
+    &["guest", "is"],
+    &["traveller", "is"],
+    &["traveler", "is"],
 ];
 /// Cues that often precede other things ("it's fine"); the name must look like one (capitalised).
 pub(super) const WEAK_NAME_CUES: &[&[&str]] = &[
@@ -303,6 +308,8 @@ pub(super) const WEAK_NAME_CUES: &[&[&str]] = &[
     &["for"],
     &["should", "say"],
     &["should", "be"],
+    // "name John Doe" (whisper dropped the "is").
+    &["name"],
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,381 @@
+//! Callers the project never heard, as a measurement: a corpus of caller utterances
+//! (`audio-fixtures/callers/utterances.tsv`: what was said, by which synthetic voice, at what
+//! tempo, pitch and line noise, in which conversation, meaning which intent and slot values),
+//! their transcripts by the project's own ASR (`tests/data/callers.tsv`: plain, and with the
+//! initial prompt the engine sets for that point of the conversation), and the score of the
+//! conversation engine on them: intent accuracy, slot accuracy (the intended record acted on,
+//! every said value taken) and actions taken on a wrong record. A fifth of the corpus is held out
+//! and never tuned on; scores are reported for both splits.
+//!
+//! `switchboard corpus transcribe` makes the transcripts from generated audio
+//! (`audio-fixtures/callers/generate.sh`); `switchboard corpus score` and the integration test
+//! `corpus` score them.
+
+use crate::agent::engine::{Engine, EngineError};
+use crate::agent::master::{Pending, Turn, TurnStatus};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One caller utterance of the corpus.
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    pub id: String,
+    /// `dev` or `heldout`.
+    pub split: String,
+    pub template: String,
+    pub caller: String,
+    /// What the caller said earlier in the call (text), before this utterance.
+    pub context: Vec<String>,
+    pub text: String,
+    pub intent: String,
+    /// Expected slot values (see the spec's header).
+    pub slots: BTreeMap<String, String>,
+    pub voice: String,
+}
+
+fn split_tsv(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+/// Reads the corpus spec (tab-separated, with a header).
+pub fn load_spec(path: &Path) -> Result<Vec<Utterance>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows = split_tsv(&text);
+    let Some((head, body)) = rows.split_first() else {
+        return Err(format!("{}: empty", path.display()));
+    };
+    let col = |name: &str| {
+        head.iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("{}: no column {name}", path.display()))
+    };
+    let (id, split, template, caller, context, said, intent, slots, voice) = (
+        col("id")?,
+        col("split")?,
+        col("template")?,
+        col("caller")?,
+        col("context")?,
+        col("text")?,
+        col("intent")?,
+        col("slots")?,
+        col("voice")?,
+    );
+    body.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let get = |k: usize| {
+                r.get(k)
+                    .cloned()
+                    .ok_or_else(|| format!("{} line {}: too few columns", path.display(), i + 2))
+            };
+            Ok(Utterance {
+                id: get(id)?,
+                split: get(split)?,
+                template: get(template)?,
+                caller: get(caller)?,
+                context: get(context)?
+                    .split(" | ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                text: get(said)?,
+                intent: get(intent)?,
+                slots: get(slots)?
+                    .split(';')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect(),
+                voice: get(voice)?,
+            })
+        })
+        .collect()
+}
+
+/// What the ASR wrote for one utterance.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub plain: String,
+    pub prompted: String,
+    pub prompt: String,
+}
+
+/// Reads `tests/data/callers.tsv`: id, plain, prompted, prompt.
+pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(split_tsv(&text)
+        .into_iter()
+        .skip(1)
+        .filter(|r| r.len() >= 3)
+        .map(|r| {
+            (
+                r[0].clone(),
+                Transcript {
+                    plain: r[1].clone(),
+                    prompted: r[2].clone(),
+                    prompt: r.get(3).cloned().unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Writes the transcripts file (tabs and newlines inside a transcript become spaces).
+pub fn write_transcripts(path: &Path, t: &BTreeMap<String, Transcript>) -> std::io::Result<()> {
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let mut out = String::from("id\tplain\tprompted\tprompt\n");
+    for (id, x) in t {
+        let _ = writeln!(
+            out,
+            "{id}\t{}\t{}\t{}",
+            clean(&x.plain),
+            clean(&x.prompted),
+            clean(&x.prompt)
+        );
+    }
+    std::fs::write(path, out)
+}
+
+/// Starts a conversation for `u` and says its context; returns the conversation id and the
+/// last turn (whose `asr_prompt` is the prompt for `u`'s words).
+pub async fn set_up(engine: &Engine, u: &Utterance) -> Result<(String, Turn), EngineError> {
+    let greeting = engine.start(&u.caller, "corpus").await?;
+    let id = greeting.conversation_id.clone();
+    let mut last = greeting;
+    for line in &u.context {
+        last = engine.say(&id, line).await?;
+    }
+    Ok((id, last))
+}
+
+/// How the engine did on one utterance.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub intent_ok: bool,
+    /// `None` when the utterance carries no slot values.
+    pub slots_ok: Option<bool>,
+    /// An action (a successful task) on a record other than the intended one.
+    pub wrong_record: bool,
+    pub detail: String,
+}
+
+/// The code field of a slot map (reservation_number, booking_reference, flight_number, …).
+const CODE_FIELDS: &[&str] = &["reservation_number", "booking_reference"];
+
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+        Value::Object(m) => match (m.get("start"), m.get("end")) {
+            (Some(Value::String(a)), Some(Value::String(b))) => format!("{a}..{b}"),
+            _ => v.to_string(),
+        },
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn slot_matches(key: &str, got: &str, want: &str) -> bool {
+    match key {
+        // Keywords the extracted value should contain.
+        "service" | "description" => got.to_lowercase().contains(&want.to_lowercase()),
+        "full_name" => got.eq_ignore_ascii_case(want),
+        "timeframe" => got == want || got.split("..").next() == Some(want),
+        _ => got == want,
+    }
+}
+
+/// Plays `heard` (what the ASR wrote for `u`) into a conversation set up for `u`, as a careful
+/// caller would go on: a read-back of the intended record is confirmed, any other is declined.
+pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome, EngineError> {
+    let (id, _) = set_up(engine, u).await?;
+    let mut detail = format!(
+        "{} [{}] {:?}\n  context: {:?}\n  expected: {} {:?}\n  heard: {heard:?}\n",
+        u.id, u.voice, u.text, u.context, u.intent, u.slots
+    );
+    let mut turn = engine.say(&id, heard).await?;
+    let _ = writeln!(
+        detail,
+        "  bot [{} {}]: {}",
+        turn.intent.as_deref().unwrap_or("-"),
+        turn.status.as_str(),
+        turn.reply
+    );
+    let intent = turn.intent.clone().unwrap_or_default();
+    let want_code = CODE_FIELDS.iter().find_map(|k| u.slots.get(*k).map(|v| (*k, v)));
+    let mut attempts = turn.attempts.clone();
+    if turn.status == TurnStatus::Confirming {
+        let conv = engine.conversation(&id).await?;
+        if let Pending::ConfirmMatch { matched, .. } = &conv.pending {
+            let right = matched.iter().all(|(k, v)| {
+                u.slots
+                    .get(k)
+                    .is_none_or(|want| slot_matches(k, &param_text(v), want))
+            });
+            let answer = if right { "Yes, that's right." } else { "No." };
+            turn = engine.say(&id, answer).await?;
+            let _ = writeln!(
+                detail,
+                "  caller: {answer}\n  bot [{}]: {}",
+                turn.status.as_str(),
+                turn.reply
+            );
+            attempts.extend(turn.attempts.clone());
+        }
+    }
+    let mut params = attempts
+        .last()
+        .map(|a| a.parameters.clone())
+        .unwrap_or(Value::Null);
+    // What the agent made of a free-text request ("a club sandwich" → room service) is in its
+    // answer.
+    if let (Some(Value::Object(data)), Value::Object(p)) = (
+        attempts
+            .last()
+            .and_then(|a| a.output.as_ref())
+            .map(|o| o.data.clone()),
+        &mut params,
+    ) {
+        if let Some(service) = data.get("service") {
+            p.insert("service".into(), service.clone());
+        }
+        // The flight the agent found for a number heard inexactly.
+        if let Some(n) = data.get("flight").and_then(|f| f.get("number")) {
+            p.insert("flight_number".into(), n.clone());
+        }
+    }
+    // Only values the intended task takes can be asked of it.
+    let fields: Vec<String> = engine
+        .template
+        .tasks
+        .get(&u.intent)
+        .map(|t| {
+            t.required
+                .iter()
+                .chain(&t.optional)
+                .map(|f| f.field.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: BTreeMap<&String, &String> = u
+        .slots
+        .iter()
+        .filter(|(k, _)| fields.contains(k))
+        .collect();
+    let succeeded = turn.status == TurnStatus::Success;
+    let wrong_record = match want_code {
+        Some((k, want)) => attempts.iter().any(|a| {
+            a.outcome == "success"
+                && a.parameters
+                    .get(k)
+                    .is_some_and(|v| !slot_matches(k, &param_text(v), want))
+        }),
+        None => false,
+    };
+    let slots_ok = (!expected.is_empty()).then(|| {
+        let values = expected.iter().all(|(k, want)| {
+            slot_matches(k, &param_text(params.get(k).unwrap_or(&Value::Null)), want)
+        });
+        // A code with a name must reach the record itself, not just be heard.
+        let resolved = want_code.is_none() || !u.slots.contains_key("full_name") || succeeded;
+        values && resolved && !wrong_record
+    });
+    if slots_ok == Some(false) {
+        let _ = writeln!(detail, "  params: {params}");
+    }
+    if wrong_record {
+        let _ = writeln!(detail, "  ACTED ON A WRONG RECORD");
+    }
+    Ok(Outcome {
+        intent_ok: intent == u.intent,
+        slots_ok,
+        wrong_record,
+        detail,
+    })
+}
+
+/// Totals for a set of utterances.
+#[derive(Debug, Clone, Default)]
+pub struct Score {
+    pub n: usize,
+    pub intent_ok: usize,
+    pub slot_n: usize,
+    pub slot_ok: usize,
+    pub wrong_record: usize,
+}
+
+impl Score {
+    pub fn add(&mut self, o: &Outcome) {
+        self.n += 1;
+        self.intent_ok += usize::from(o.intent_ok);
+        if let Some(ok) = o.slots_ok {
+            self.slot_n += 1;
+            self.slot_ok += usize::from(ok);
+        }
+        self.wrong_record += usize::from(o.wrong_record);
+    }
+
+    pub fn intent_accuracy(&self) -> f64 {
+        self.intent_ok as f64 / self.n.max(1) as f64
+    }
+
+    pub fn slot_accuracy(&self) -> f64 {
+        self.slot_ok as f64 / self.slot_n.max(1) as f64
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "intent {}/{} = {:.1} %, slots {}/{} = {:.1} %, actions on a wrong record {}",
+            self.intent_ok,
+            self.n,
+            100.0 * self.intent_accuracy(),
+            self.slot_ok,
+            self.slot_n,
+            100.0 * self.slot_accuracy(),
+            self.wrong_record
+        )
+    }
+}
+
+/// Which transcript of an utterance is played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// What the caller said, as written (an upper bound: a perfect recogniser).
+    Text,
+    /// whisper without a prompt.
+    Plain,
+    /// whisper with the engine's prompt (the live path).
+    Prompted,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Text => "spoken text",
+            Variant::Plain => "ASR, no prompt",
+            Variant::Prompted => "ASR, prompted",
+        }
+    }
+
+    /// The name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Variant::Text => "text",
+            Variant::Plain => "plain",
+            Variant::Prompted => "prompted",
+        }
+    }
+
+    pub fn pick<'a>(self, u: &'a Utterance, t: Option<&'a Transcript>) -> Option<&'a str> {
+        match self {
+            Variant::Text => Some(&u.text),
+            Variant::Plain => t.map(|t| t.plain.as_str()),
+            Variant::Prompted => t.map(|t| t.prompted.as_str()),
+        }
+    }
+}

@@ -138,6 +138,8 @@ pub enum Output {
     AskAgent {
         turn: TurnId,
         text: String,
+        /// How long the caller spoke (none for keypad input).
+        speech_ms: Option<u64>,
     },
     Synthesize {
         turn: TurnId,
@@ -271,6 +273,8 @@ pub struct Call {
     /// A fresh turn id taken when a tentative turn was dropped: nothing was asked under it, and
     /// the next utterance to pause or end uses it, if the turn has not moved on since (DTMF).
     reserved: Option<TurnId>,
+    /// How long the utterance being transcribed was spoken.
+    speech_ms: Option<u64>,
 }
 
 /// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
@@ -303,6 +307,7 @@ impl Call {
             now_ms: 0,
             tentative: None,
             reserved: None,
+            speech_ms: None,
             cfg,
         }
     }
@@ -379,7 +384,11 @@ impl Call {
                         turn,
                         text: text.clone(),
                     });
-                    self.outputs.push_back(Output::AskAgent { turn, text });
+                    self.outputs.push_back(Output::AskAgent {
+                        turn,
+                        text,
+                        speech_ms: self.speech_ms,
+                    });
                 }
             }
             Input::AgentReply { turn, text, end } => {
@@ -499,6 +508,7 @@ impl Call {
                         continue;
                     }
                     self.next_turn();
+                    self.speech_ms = Some(duration_ms);
                     self.outputs.push_back(Output::Transcribe {
                         turn: self.turn,
                         audio: self.detector.utterance().to_vec(),
@@ -579,8 +589,12 @@ impl Call {
                 turn: t.turn,
                 text: text.clone(),
             });
-            self.outputs
-                .push_back(Output::AskAgent { turn: t.turn, text });
+            let speech_ms = Some((t.end - t.start) * 1000 / CALLER_RATE as u64);
+            self.outputs.push_back(Output::AskAgent {
+                turn: t.turn,
+                text,
+                speech_ms,
+            });
         }
     }
 
@@ -809,6 +823,7 @@ impl Call {
         self.outputs.push_back(Output::AskAgent {
             turn: self.turn,
             text,
+            speech_ms: None,
         });
     }
 

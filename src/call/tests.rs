@@ -97,7 +97,7 @@ impl World {
                         .push(format!("{} transcribed {turn}: {text}", self.now));
                     self.call.handle(self.now, Input::Transcript { turn, text });
                 }
-                Output::AskAgent { turn, text } => {
+                Output::AskAgent { turn, text, .. } => {
                     let reply = if self.replies.is_empty() {
                         "Goodbye."
                     } else {

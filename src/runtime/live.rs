@@ -13,7 +13,7 @@
 //! the outcome, and its admission slot is given back.
 
 use crate::agent::engine::Engine;
-use crate::agent::master::CallAction;
+use crate::agent::master::{CallAction, Heard};
 use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
 use crate::call::{CALLER_RATE, Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
@@ -72,6 +72,7 @@ enum AgentJob {
     Ask {
         turn: TurnId,
         text: String,
+        speech_ms: Option<u64>,
     },
     /// Barge-in: only this much of the last reply was heard.
     Heard(String),
@@ -111,6 +112,17 @@ pub(crate) struct Effects {
     agent_task: Option<tokio::task::JoinHandle<()>>,
     asr_task: Option<(TurnId, tokio::task::JoinHandle<()>)>,
     conversation: Option<String>,
+    /// whisper's prompt for the caller's next words, set by the agent after each reply.
+    prompt: Prompt,
+}
+
+/// The recogniser's prompt shared between a call's agent task (which sets it from each reply)
+/// and its transcriptions (which read it). Held only to clone or replace the `Arc`.
+type Prompt = Arc<std::sync::Mutex<Option<Arc<str>>>>;
+
+fn set_prompt(prompt: &Prompt, text: &str) {
+    let p = (!text.is_empty()).then(|| Arc::<str>::from(text));
+    *prompt.lock().unwrap_or_else(|e| e.into_inner()) = p;
 }
 
 impl Effects {
@@ -123,13 +135,21 @@ impl Effects {
             agent_task: None,
             asr_task: None,
             conversation: None,
+            prompt: Prompt::default(),
         };
         (fx, done_rx)
     }
 
     /// Starts the conversation's agent task (in the current tracing span) and records
-    /// `call_started` with `detail` on the case.
-    pub(crate) fn start_agent(&mut self, conversation: &str, detail: serde_json::Value) {
+    /// `call_started` with `detail` on the case. `prompt` is the recogniser's prompt the
+    /// greeting left for the caller's first words.
+    pub(crate) fn start_agent(
+        &mut self,
+        conversation: &str,
+        prompt: &str,
+        detail: serde_json::Value,
+    ) {
+        set_prompt(&self.prompt, prompt);
         let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
         self.agent_task = Some(tokio::spawn(
             agent_worker(
@@ -137,6 +157,7 @@ impl Effects {
                 conversation.to_string(),
                 agent_rx,
                 self.done_tx.clone(),
+                self.prompt.clone(),
             )
             .instrument(tracing::Span::current()),
         ));
@@ -151,10 +172,11 @@ impl Effects {
             Output::Transcribe { turn, audio } => {
                 let speech = self.deps.speech.clone();
                 let done = self.done_tx.clone();
+                let prompt = self.prompt.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let task = tokio::spawn(async move {
                     let started = std::time::Instant::now();
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
-                    let msg = match speech.transcribe(audio, None).await {
+                    let msg = match speech.transcribe(audio, prompt).await {
                         Ok(t) => {
                             tracing::debug!(
                                 turn,
@@ -189,7 +211,18 @@ impl Effects {
                     let _ = done.send(msg).await;
                 });
             }
-            Output::AskAgent { turn, text } => self.agent(AgentJob::Ask { turn, text }).await?,
+            Output::AskAgent {
+                turn,
+                text,
+                speech_ms,
+            } => {
+                self.agent(AgentJob::Ask {
+                    turn,
+                    text,
+                    speech_ms,
+                })
+                .await?
+            }
             Output::Interrupted { heard, .. } => self.agent(AgentJob::Heard(heard)).await?,
             Output::CancelTurn { turn } => {
                 // Aborting the waiter makes the pool skip the job if it is still queued.
@@ -547,6 +580,7 @@ impl CallRun {
                 self.slot.bind(&self.call_id, &conv);
                 self.fx.start_agent(
                     &conv,
+                    &greeting.asr_prompt,
                     json!({"provider": channel, "call_id": self.call_id, "stream_id": stream_id,
                            "format": format!("{:?}/{}", format.encoding, format.sample_rate),
                            "params": params}),
@@ -853,10 +887,15 @@ async fn agent_worker(
     conversation: String,
     mut rx: mpsc::Receiver<AgentJob>,
     done: mpsc::Sender<Done>,
+    prompt: Prompt,
 ) {
     while let Some(job) = rx.recv().await {
-        let (turn, text) = match job {
-            AgentJob::Ask { turn, text } => (turn, text),
+        let (turn, text, speech_ms) = match job {
+            AgentJob::Ask {
+                turn,
+                text,
+                speech_ms,
+            } => (turn, text, speech_ms),
             AgentJob::Heard(heard) => {
                 if let Err(e) = engine.interrupted(&conversation, &heard).await {
                     tracing::warn!(error = %e, "could not record the interruption");
@@ -870,15 +909,22 @@ async fn agent_worker(
                 continue;
             }
         };
-        let msg = match engine.say(&conversation, &text).await {
-            Ok(t) => Done::Reply {
-                turn,
-                text: t.reply,
-                end: t.action.map(|a| match a {
-                    CallAction::Hangup => EndAction::Hangup,
-                    CallAction::Transfer { to } => EndAction::Transfer { to },
-                }),
-            },
+        let heard = Heard {
+            text: &text,
+            speech_ms,
+        };
+        let msg = match engine.hear(&conversation, heard).await {
+            Ok(t) => {
+                set_prompt(&prompt, &t.asr_prompt);
+                Done::Reply {
+                    turn,
+                    text: t.reply,
+                    end: t.action.map(|a| match a {
+                        CallAction::Hangup => EndAction::Hangup,
+                        CallAction::Transfer { to } => EndAction::Transfer { to },
+                    }),
+                }
+            }
             Err(e) => Done::Failed {
                 turn,
                 what: format!("agent failed: {e}"),

@@ -12,12 +12,13 @@
 //! With `realtime`, steps are paced by the wall clock and processing time is real.
 
 use crate::agent::engine::Engine;
-use crate::agent::master::CallAction;
+use crate::agent::master::{CallAction, Heard};
 use crate::call::{Call, CallConfig, EndAction, Input, Output};
 use crate::runtime::speech::Speech;
 use anyhow::Result;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 const STEP_MS: u64 = 20;
@@ -120,6 +121,10 @@ pub async fn replay(
 
     let greeting = engine.start(caller_id, "replay").await?;
     let conversation_id = greeting.conversation_id.clone();
+    let mut conv = Conv {
+        id: conversation_id.clone(),
+        prompt: prompt_of(&greeting.asr_prompt),
+    };
     let (track, mut script) = match source {
         CallerSource::Track(t) => (t, None),
         CallerSource::Script { clips, pause_ms } => (
@@ -157,7 +162,7 @@ pub async fn replay(
             &mut call,
             engine,
             speech,
-            &conversation_id,
+            &mut conv,
             t,
             &mut transport,
             &mut audio_buf,
@@ -213,6 +218,13 @@ pub async fn replay(
     let bot =
         crate::audio::resample::resample_whole(&transport.heard, out_rate as u32, IN_RATE as u32)?;
     let case_id = greeting.case_id.clone();
+    // The call is over: its case is closed with how it ended, as a live call's is.
+    let outcome = match &ended {
+        Some(EndAction::Hangup) => "bot hung up".to_string(),
+        Some(EndAction::Transfer { to }) => format!("transferred to {to}"),
+        None => "caller hung up".to_string(),
+    };
+    engine.finish_call(&conversation_id, &outcome).await?;
     Ok(ReplayResult {
         timeline,
         caller: caller_track,
@@ -257,13 +269,23 @@ fn script_frame(s: &mut Script, t: u64, frame: &mut [f32], bot_speaking: bool) -
     !s.clips.is_empty() || s.current.is_some()
 }
 
+/// The replayed call's conversation and the recogniser's prompt its last reply left.
+struct Conv {
+    id: String,
+    prompt: Option<Arc<str>>,
+}
+
+fn prompt_of(text: &str) -> Option<Arc<str>> {
+    (!text.is_empty()).then(|| Arc::from(text))
+}
+
 /// Runs the core's outputs to quiescence, performing the effects they ask for.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     call: &mut Call,
     engine: &Engine,
     speech: &Speech,
-    conversation_id: &str,
+    conv: &mut Conv,
     t: u64,
     transport: &mut Transport,
     audio_buf: &mut [f32],
@@ -282,7 +304,7 @@ async fn drive(
             Output::Mark { id } => transport.marks.push_back((id, transport.received)),
             Output::Clear => transport.clear(&mut cleared),
             Output::Transcribe { turn, audio } => {
-                let tr = speech.transcribe(audio, None).await?;
+                let tr = speech.transcribe(audio, conv.prompt.clone()).await?;
                 if let Some(why) = tr.suppressed {
                     timeline.push(
                         json!({"t_ms": t, "kind": "transcript_suppressed", "turn": turn,
@@ -297,8 +319,17 @@ async fn drive(
                     },
                 );
             }
-            Output::AskAgent { turn, text } => {
-                let reply = engine.say(conversation_id, &text).await?;
+            Output::AskAgent {
+                turn,
+                text,
+                speech_ms,
+            } => {
+                let heard = Heard {
+                    text: &text,
+                    speech_ms,
+                };
+                let reply = engine.hear(&conv.id, heard).await?;
+                conv.prompt = prompt_of(&reply.asr_prompt);
                 timeline.push(
                     json!({"t_ms": t, "kind": "intent", "turn": turn, "intent": reply.intent,
                     "agent": reply.agent, "status": reply.status, "fallback": reply.fallback}),
@@ -329,7 +360,7 @@ async fn drive(
             }
             Output::CancelTurn { .. } => {}
             Output::Interrupted { heard, .. } => {
-                engine.interrupted(conversation_id, &heard).await?
+                engine.interrupted(&conv.id, &heard).await?
             }
             Output::Event(e) => {
                 if let (crate::call::EventKind::BotAudioEnd { .. }, Some(s)) =

@@ -374,6 +374,7 @@ impl RtcRun {
         self.slot.bind(&self.call_id, &conv);
         self.fx.start_agent(
             &conv,
+            &greeting.asr_prompt,
             json!({"provider": CHANNEL, "call_id": self.call_id, "format": "opus/48000 → pcm/16000",
                    "template": engine.template.name}),
         );

@@ -342,3 +342,151 @@ async fn history_is_capped() {
         switchboard::agent::master::Role::Agent
     );
 }
+
+/// "Hi," said alone before a pause reaches whisper as half a second that it writes "Bye.": a
+/// goodbye as the first words of a call, or as a lone sub-second clip, is confirmed, not obeyed.
+#[tokio::test(start_paused = true)]
+async fn an_implausible_goodbye_is_confirmed_and_a_real_one_ends_the_call() {
+    use switchboard::agent::master::Heard;
+    let e = engine(Setup::default());
+    let c = e.start("user_789", "twilio").await.unwrap();
+    let id = &c.conversation_id;
+    let short = |text| Heard {
+        text,
+        speech_ms: Some(480),
+    };
+    let t = e.hear(id, short("Bye.")).await.unwrap();
+    assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
+    assert!(!t.ended && t.action.is_none());
+    // The caller goes on with what they called about.
+    let t = e
+        .say(id, "I'd like to confirm my reservation")
+        .await
+        .unwrap();
+    assert_eq!(t.intent.as_deref(), Some("confirm_reservation"));
+    let t = e.say(id, "ABC123, John Doe").await.unwrap();
+    assert_eq!(t.status.as_str(), "success");
+    // Mid-call, a lone sub-second "Bye." is still only asked about…
+    let t = e.hear(id, short("Bye.")).await.unwrap();
+    assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
+    let t = e.say(id, "No, what time is breakfast?").await.unwrap();
+    assert!(t.reply.contains("Breakfast is served"), "{}", t.reply);
+    // …while a goodbye as the answer to "anything else?" is taken at once.
+    let t = e
+        .hear(
+            id,
+            Heard {
+                text: "No, that's all, goodbye.",
+                speech_ms: Some(1400),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status.as_str(), "ended");
+    assert!(matches!(
+        t.action,
+        Some(switchboard::agent::master::CallAction::Hangup)
+    ));
+}
+
+/// Talking over the goodbye revives the conversation; an ended conversation hangs up again
+/// instead of leaving a live line that only says it has ended.
+#[tokio::test(start_paused = true)]
+async fn a_goodbye_talked_over_revives_the_call_and_an_ended_one_hangs_up() {
+    let e = engine(Setup::default());
+    let c = e.start("user_789", "twilio").await.unwrap();
+    let id = &c.conversation_id;
+    e.say(id, "Confirm my reservation").await.unwrap();
+    e.say(id, "ABC123, John Doe").await.unwrap();
+    let t = e.say(id, "No thanks, bye").await.unwrap();
+    assert!(t.ended);
+    // The caller talks over "Thank you for calling…".
+    e.interrupted(id, "Thank you for").await.unwrap();
+    let t = e.say(id, "Wait, what's my bill this month?").await.unwrap();
+    assert_eq!(t.intent.as_deref(), Some("get_billing_info"), "{}", t.reply);
+    assert!(!t.ended);
+    let t = e.say(id, "the personal one").await.unwrap();
+    assert!(t.reply.contains("$125.50"), "{}", t.reply);
+    let t = e.say(id, "No. Goodbye.").await.unwrap();
+    assert!(t.ended);
+    // Words after the goodbye has played: the line is hung up again, not kept open.
+    let t = e.say(id, "hello?").await.unwrap();
+    assert!(t.ended);
+    assert!(matches!(
+        t.action,
+        Some(switchboard::agent::master::CallAction::Hangup)
+    ));
+    assert!(!t.reply.contains("has ended"), "{}", t.reply);
+}
+
+/// Off-topic requests get an honest answer of what the line does, then a person; a complaint
+/// about a charge goes to billing, not to a reservation task; FAQ questions are answered from the
+/// template, also in the middle of a task; small talk is answered.
+#[tokio::test(start_paused = true)]
+async fn out_of_scope_faq_and_small_talk() {
+    let e = engine(Setup::default());
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = &c.conversation_id;
+    for text in [
+        "What's the weather tomorrow?",
+        "Can you help me with my math homework?",
+    ] {
+        let c = e.start("user_789", "text").await.unwrap();
+        let t = e.say(&c.conversation_id, text).await.unwrap();
+        assert_eq!(t.status.as_str(), "out_of_scope", "{text}: {}", t.reply);
+        assert!(t.reply.contains("I can help with reservations"), "{}", t.reply);
+        let t = e
+            .say(&c.conversation_id, "Who won the game last night?")
+            .await
+            .unwrap();
+        assert_eq!(t.status.as_str(), "escalated", "{}", t.reply);
+    }
+    let t = e.say(id, "You charged me twice for the same night").await.unwrap();
+    assert_eq!(t.intent.as_deref(), Some("dispute_charge"), "{}", t.reply);
+    let t = e.say(id, "the business one").await.unwrap();
+    assert!(t.reply.contains("billing dispute"), "{}", t.reply);
+    let c = e.start("user_000", "text").await.unwrap();
+    let id = &c.conversation_id;
+    let t = e.say(id, "Hi, how are you?").await.unwrap();
+    assert!(t.reply.contains("doing well"), "{}", t.reply);
+    let t = e.say(id, "Confirm my reservation").await.unwrap();
+    assert_eq!(t.status.as_str(), "needs_info");
+    let t = e.say(id, "Sorry, what time is check-in?").await.unwrap();
+    assert!(
+        t.reply.starts_with("Check-in is at 3 PM") && t.reply.contains("reservation number"),
+        "the pending question is asked again: {}",
+        t.reply
+    );
+    let t = e.say(id, "ABC123, John Doe").await.unwrap();
+    assert_eq!(t.status.as_str(), "success", "{}", t.reply);
+    // Asked again later, a finished request gives its result again.
+    let t = e.say(id, "Can you confirm my reservation again?").await.unwrap();
+    assert_eq!(t.status.as_str(), "success", "{}", t.reply);
+    assert!(t.reply.contains("Deluxe Suite"), "{}", t.reply);
+}
+
+/// A spoken code whisper did not write exactly is read back before anything is done, and a
+/// wrong code never reveals someone else's booking.
+#[tokio::test(start_paused = true)]
+async fn near_matches_are_confirmed_and_wrong_codes_reveal_nothing() {
+    let e = engine(Setup::default());
+    let c = e.start("user_000", "text").await.unwrap();
+    let id = &c.conversation_id;
+    e.say(id, "Cancel my reservation").await.unwrap();
+    let t = e.say(id, "It's a BC 1, 2, 3, Jondo.").await.unwrap();
+    assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
+    assert_eq!(
+        t.reply,
+        "I have reservation ABC123 under John Doe. Is that right?"
+    );
+    assert!(t.attempts.iter().all(|a| a.outcome != "success"));
+    let t = e.say(id, "Yes.").await.unwrap();
+    assert!(t.reply.contains("I've cancelled your reservation ABC123"), "{}", t.reply);
+    // Someone else's code with a name that is not theirs.
+    let c = e.start("user_000", "text").await.unwrap();
+    let id = &c.conversation_id;
+    e.say(id, "Confirm my reservation").await.unwrap();
+    let t = e.say(id, "K L M four eight two, Jane Roe").await.unwrap();
+    assert!(t.reply.contains("couldn't find"), "{}", t.reply);
+    assert!(!t.reply.contains("Priya") && !t.reply.contains("KLM482"), "{}", t.reply);
+}

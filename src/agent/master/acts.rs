@@ -127,7 +127,9 @@ pub fn classify(text: &str) -> Option<Act> {
     let around = |table: &[&[&str]]| {
         table.iter().any(|p| {
             let p: Vec<&str> = p.iter().copied().filter(|t| !FILLERS.contains(t)).collect();
+            // Not "what …": "sorry, what time is check-in?" is a question of its own.
             (p.len() >= 2 || matches!(p.first(), Some(&"huh" | &"pardon")))
+                && !p.contains(&"what")
                 && p.len() <= core.len()
                 && (0..=core.len() - p.len()).any(|i| core[i..i + p.len()] == p[..])
                 && core.len() - p.len() <= 3
@@ -429,6 +431,9 @@ mod tests {
         assert_eq!(classify("Hi, how are you?"), Some(Act::HowAreYou));
         assert_eq!(classify("Thank you."), Some(Act::Thanks));
         for t in [
+            "Sorry, what time is check-in?",
+            "What about parking?",
+            "No, not that one",
             "Sorry, the name is John Doe",
             "What's my bill this month?",
             "Hi, I want to confirm my reservation",

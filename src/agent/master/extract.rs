@@ -84,6 +84,13 @@ fn name_in(text: &str) -> Option<String> {
                 .find_map(|w| slots::extract_name(&format!("{} {}", w[0], w[1])))
         })
         .or_else(|| {
+            // One uncommon word on its own, where a name was asked for ("…, Jondo.").
+            parts
+                .iter()
+                .filter(|p| p.split_whitespace().count() == 1)
+                .find_map(|p| slots::extract_name(&format!("the name is {p}")))
+        })
+        .or_else(|| {
             // A name at the end of a part ("it's BC 123 John Doe").
             parts.iter().find_map(|p| {
                 let words: Vec<&str> = p.split_whitespace().collect();

@@ -379,10 +379,11 @@ impl Master {
             }
             Pending::ConfirmEnd => {
                 let (no, rest) = acts::strip_opening(text);
-                if !rest.is_empty() && !acts::only_closing(&rest) {
+                let bye = self.router.route_keywords(text, &|t| t == END_CALL).is_some();
+                if !bye && !rest.is_empty() && !acts::only_closing(&rest) {
                     // Not an answer but a request ("Hi, I'd like to confirm my reservation").
                     self.new_request(cx, &rest, false).await
-                } else if no {
+                } else if no && !bye {
                     let line = self.template.lines.goodbye_declined.clone();
                     self.say(cx, &line, None);
                     cx.turn.status = TurnStatus::Answered;
@@ -394,13 +395,13 @@ impl Master {
         false
     }
 
-    /// A goodbye is taken at once when it is plausible: an answer to "anything else?", or said
-    /// once the call is under way and not as a lone sub-second clip. Otherwise it is confirmed.
+    /// A goodbye is taken at once when it is plausible: not the first words of the call, and not
+    /// a lone sub-second clip (whisper's "Bye." for a "Hi,"). Otherwise it is confirmed.
     fn goodbye(&self, cx: &mut Ctx<'_>, text: &str, heard: Heard<'_>, closing: bool) {
         let lone_clip =
             heard.speech_ms.is_some_and(|ms| ms < MIN_GOODBYE_MS) && slots::tokens(text).len() <= 2;
-        let first_words = cx.conv.caller_turns <= 1;
-        if closing || !(lone_clip || first_words) {
+        let first_words = cx.conv.caller_turns <= 1 && !closing;
+        if !(lone_clip || first_words) {
             return self.end_call(cx);
         }
         cx.turn.audit.push((
@@ -426,7 +427,7 @@ impl Master {
             .push(("answered_faq".into(), json!({"faq": faq.id})));
         let answer = faq.answer.clone();
         match &cx.conv.pending {
-            Pending::None | Pending::AnythingElse => {
+            Pending::None | Pending::AnythingElse | Pending::ConfirmEnd => {
                 self.say(
                     cx,
                     &format!("{answer} {}", self.template.anything_else),

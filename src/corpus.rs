@@ -184,7 +184,9 @@ fn slot_matches(key: &str, got: &str, want: &str) -> bool {
     match key {
         // Keywords the extracted value should contain.
         "service" | "description" => got.to_lowercase().contains(&want.to_lowercase()),
-        "full_name" => got.eq_ignore_ascii_case(want),
+        "full_name" => {
+            crate::agent::resolve::name_match(got, want) == crate::agent::resolve::NameMatch::Exact
+        }
         "timeframe" => got == want || got.split("..").next() == Some(want),
         _ => got == want,
     }
@@ -193,10 +195,17 @@ fn slot_matches(key: &str, got: &str, want: &str) -> bool {
 /// Plays `heard` (what the ASR wrote for `u`) into a conversation set up for `u`, as a careful
 /// caller would go on: a read-back of the intended record is confirmed, any other is declined.
 pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome, EngineError> {
-    let (id, _) = set_up(engine, u).await?;
+    let (id, before) = set_up(engine, u).await?;
     let mut detail = format!(
         "{} [{}] {:?}\n  context: {:?}\n  expected: {} {:?}\n  heard: {heard:?}\n",
         u.id, u.voice, u.text, u.context, u.intent, u.slots
+    );
+    let _ = writeln!(
+        detail,
+        "  bot before [{} {}]: {}",
+        before.intent.as_deref().unwrap_or("-"),
+        before.status.as_str(),
+        before.reply
     );
     let mut turn = engine.say(&id, heard).await?;
     let _ = writeln!(

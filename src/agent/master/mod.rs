@@ -516,7 +516,8 @@ impl Master {
         // arrival") are one request with its details.
         let clauses = acts::request_clauses(text);
         if clauses.len() >= 2 {
-            let mut found: Vec<(String, String)> = vec![];
+            // (task, clause, similarity), the clearest clause per topic.
+            let mut found: Vec<(String, String, f32)> = vec![];
             for c in &clauses {
                 let d = self.route(&acts::routing_text(c), None).await;
                 let topic = |t: &str| self.template.tasks.get(t).map(|s| s.topic.as_str());
@@ -530,14 +531,17 @@ impl Master {
                     && t != END_CALL
                     && self.in_scope(&d)
                     && clear
-                    && !found.iter().any(|(x, _)| topic(x) == topic(&t))
                 {
-                    found.push((t, c.clone()));
+                    match found.iter_mut().find(|(x, _, _)| topic(x) == topic(&t)) {
+                        Some(same) if same.2 < d.similarity => *same = (t, c.clone(), d.similarity),
+                        Some(_) => {}
+                        None => found.push((t, c.clone(), d.similarity)),
+                    }
                 }
             }
             // One clear request among details ("This is Mark Stone, reservation ABC124. I need
             // to push my arrival"): that one, with the details of the whole utterance.
-            if let [(only, _)] = found.as_slice() {
+            if let [(only, _, _)] = found.as_slice() {
                 cx.turn.intent = Some(only.clone());
                 cx.turn.confidence = Some(1.0);
                 cx.conv.misunderstood = 0;
@@ -545,7 +549,7 @@ impl Master {
                 let params = self.params_for(cx, &only, text, Map::new());
                 return self.start_task(cx, &only, params).await;
             }
-            if let [(first, _), (second, second_text), ..] = found.as_slice() {
+            if let [(first, _, _), (second, second_text, _), ..] = found.as_slice() {
                 // The first request's details are everywhere but in the second's clause.
                 let first_text = text.replacen(second_text.as_str(), " ", 1);
                 let today = self.clock.today();
@@ -575,6 +579,18 @@ impl Master {
                    "ranked": decision.ranked.iter().take(3).collect::<Vec<_>>()}),
         ));
         let task = decision.task.clone().unwrap_or_default();
+        let unclear = decision.path != RoutePath::Keyword
+            && (!self.in_scope(&decision) || decision.confidence < self.router_cfg.threshold);
+        // Details for the task just done, said without a request ("Member number 48213377").
+        if unclear
+            && keyword.is_none()
+            && let Some(done) = cx.conv.last_task.clone()
+        {
+            let mut params = done.params.clone();
+            if self.extract_identity(&done.task, text, &mut params) > 0 {
+                return self.redo(cx, done, params).await;
+            }
+        }
         if decision.path == RoutePath::Semantic && !self.in_scope(&decision) {
             return self.out_of_scope(cx, text).await;
         }
@@ -1035,6 +1051,7 @@ impl Master {
                         .escalate(cx, "could not resolve the clarification")
                         .await;
                 }
+                self.add_said(&task, text, &mut params);
                 let q = format!("Sorry, which one? {}", options_sentence(&clar.options));
                 self.ask(cx, &q, Some(&agent));
                 cx.turn.status = TurnStatus::NeedsInfo;

@@ -526,7 +526,19 @@ pub fn code_readings(text: &str, pattern: &Regex, aliases: &[(String, String)]) 
                 && base.is_char_boundary(at)
                 && base.is_char_boundary(at + spoken.len())
             {
-                base.replace_range(at..at + spoken.len(), &format!(" {code} "));
+                // "Lufthansa flight four hundred": the word between name and number goes too.
+                let mut end = at + spoken.len();
+                let after = &lower[end..];
+                let skip = after.len() - after.trim_start().len();
+                for word in ["flight number", "flight", "number"] {
+                    if after.trim_start().starts_with(word) {
+                        end += skip + word.len();
+                        break;
+                    }
+                }
+                if base.is_char_boundary(end) {
+                    base.replace_range(at..end, &format!(" {code} "));
+                }
                 break;
             }
         }

@@ -356,8 +356,7 @@ pub(super) fn day_of_month(toks: &[String], today: NaiveDate) -> Option<NaiveDat
                     toks.get(i + used).map(String::as_str),
                     Some(
                         "one" | "ones" | "option" | "account" | "time" | "floor" | "thing"
-                            | "person" | "name" | "reservation" | "booking" | "step" | "item"
-                            | "room" | "flight" | "choice" | "of"
+                            | "person" | "name" | "step" | "item" | "choice" | "of"
                     )
                 )
             })

@@ -216,7 +216,9 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         turn.reply
     );
     let intent = turn.intent.clone().unwrap_or_default();
-    let want_code = CODE_FIELDS.iter().find_map(|k| u.slots.get(*k).map(|v| (*k, v)));
+    let want_code = CODE_FIELDS
+        .iter()
+        .find_map(|k| u.slots.get(*k).map(|v| (*k, v)));
     let mut attempts = turn.attempts.clone();
     if turn.status == TurnStatus::Confirming {
         let conv = engine.conversation(&id).await?;
@@ -271,11 +273,8 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
                 .collect()
         })
         .unwrap_or_default();
-    let expected: BTreeMap<&String, &String> = u
-        .slots
-        .iter()
-        .filter(|(k, _)| fields.contains(k))
-        .collect();
+    let expected: BTreeMap<&String, &String> =
+        u.slots.iter().filter(|(k, _)| fields.contains(k)).collect();
     let succeeded = turn.status == TurnStatus::Success;
     let wrong_record = match want_code {
         Some((k, want)) => attempts.iter().any(|a| {

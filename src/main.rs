@@ -399,12 +399,23 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
             let mut all = std::collections::BTreeMap::new();
             for (i, u) in spec.iter().enumerate() {
                 let file = audio.join(format!("{}.wav", u.id));
-                let pcm = read_audio_at(&file, ChannelPick::Mix, 16_000)
-                    .with_context(|| format!("{} (run audio-fixtures/callers/generate.sh first)", file.display()))?;
+                let pcm = read_audio_at(&file, ChannelPick::Mix, 16_000).with_context(|| {
+                    format!(
+                        "{} (run audio-fixtures/callers/generate.sh first)",
+                        file.display()
+                    )
+                })?;
                 let (_, last) = corpus::set_up(&engines[&u.template], u).await?;
                 let plain = t.transcribe(&pcm, None)?.text;
                 let prompted = t.transcribe(&pcm, Some(&last.asr_prompt))?.text;
-                eprintln!("[{:3}/{}] {} {:?} → {:?}", i + 1, spec.len(), u.id, plain, prompted);
+                eprintln!(
+                    "[{:3}/{}] {} {:?} → {:?}",
+                    i + 1,
+                    spec.len(),
+                    u.id,
+                    plain,
+                    prompted
+                );
                 all.insert(
                     u.id.clone(),
                     Transcript {

@@ -609,7 +609,8 @@ impl LocalAgent {
                 .find(|r| readings.iter().any(|c| c.eq_ignore_ascii_case(&r.number)));
             match exact {
                 Some(r) => target = r.number.clone(),
-                None => match resolve::resolve(&readings, None, &input.context.caller_id, &records) {
+                None => match resolve::resolve(&readings, None, &input.context.caller_id, &records)
+                {
                     Resolution::Confirm(r) | Resolution::Act(r) => {
                         return Ok(self.confirm_match(input, spec, None, r));
                     }

@@ -94,12 +94,11 @@ impl Router {
                     .iter()
                     .map(move |k| (keyword_tokens(k), task.clone()))
             })
-            .chain(
-                template
-                    .faq
+            .chain(template.faq.iter().flat_map(|f| {
+                f.keywords
                     .iter()
-                    .flat_map(|f| f.keywords.iter().map(move |k| (keyword_tokens(k), f.task()))),
-            )
+                    .map(move |k| (keyword_tokens(k), f.task()))
+            }))
             .filter(|(k, _)| !k.is_empty())
             .collect();
         // Longest phrases first: "cancel my reservation" beats "my reservation".

@@ -172,7 +172,11 @@ impl Effects {
             Output::Transcribe { turn, audio } => {
                 let speech = self.deps.speech.clone();
                 let done = self.done_tx.clone();
-                let prompt = self.prompt.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let prompt = self
+                    .prompt
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 let task = tokio::spawn(async move {
                     let started = std::time::Instant::now();
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);

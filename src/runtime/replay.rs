@@ -359,9 +359,7 @@ async fn drive(
                 call.handle(t, Input::TtsDone { turn });
             }
             Output::CancelTurn { .. } => {}
-            Output::Interrupted { heard, .. } => {
-                engine.interrupted(&conv.id, &heard).await?
-            }
+            Output::Interrupted { heard, .. } => engine.interrupted(&conv.id, &heard).await?,
             Output::Event(e) => {
                 if let (crate::call::EventKind::BotAudioEnd { .. }, Some(s)) =
                     (&e.kind, script.as_mut())

@@ -434,14 +434,21 @@ async fn out_of_scope_faq_and_small_talk() {
         let c = e.start("user_789", "text").await.unwrap();
         let t = e.say(&c.conversation_id, text).await.unwrap();
         assert_eq!(t.status.as_str(), "out_of_scope", "{text}: {}", t.reply);
-        assert!(t.reply.contains("I can help with reservations"), "{}", t.reply);
+        assert!(
+            t.reply.contains("I can help with reservations"),
+            "{}",
+            t.reply
+        );
         let t = e
             .say(&c.conversation_id, "Who won the game last night?")
             .await
             .unwrap();
         assert_eq!(t.status.as_str(), "escalated", "{}", t.reply);
     }
-    let t = e.say(id, "You charged me twice for the same night").await.unwrap();
+    let t = e
+        .say(id, "You charged me twice for the same night")
+        .await
+        .unwrap();
     assert_eq!(t.intent.as_deref(), Some("dispute_charge"), "{}", t.reply);
     let t = e.say(id, "the business one").await.unwrap();
     assert!(t.reply.contains("billing dispute"), "{}", t.reply);
@@ -460,7 +467,10 @@ async fn out_of_scope_faq_and_small_talk() {
     let t = e.say(id, "ABC123, John Doe").await.unwrap();
     assert_eq!(t.status.as_str(), "success", "{}", t.reply);
     // Asked again later, a finished request gives its result again.
-    let t = e.say(id, "Can you confirm my reservation again?").await.unwrap();
+    let t = e
+        .say(id, "Can you confirm my reservation again?")
+        .await
+        .unwrap();
     assert_eq!(t.status.as_str(), "success", "{}", t.reply);
     assert!(t.reply.contains("Deluxe Suite"), "{}", t.reply);
 }
@@ -481,12 +491,20 @@ async fn near_matches_are_confirmed_and_wrong_codes_reveal_nothing() {
     );
     assert!(t.attempts.iter().all(|a| a.outcome != "success"));
     let t = e.say(id, "Yes.").await.unwrap();
-    assert!(t.reply.contains("I've cancelled your reservation ABC123"), "{}", t.reply);
+    assert!(
+        t.reply.contains("I've cancelled your reservation ABC123"),
+        "{}",
+        t.reply
+    );
     // Someone else's code with a name that is not theirs.
     let c = e.start("user_000", "text").await.unwrap();
     let id = &c.conversation_id;
     e.say(id, "Confirm my reservation").await.unwrap();
     let t = e.say(id, "K L M four eight two, Jane Roe").await.unwrap();
     assert!(t.reply.contains("couldn't find"), "{}", t.reply);
-    assert!(!t.reply.contains("Priya") && !t.reply.contains("KLM482"), "{}", t.reply);
+    assert!(
+        !t.reply.contains("Priya") && !t.reply.contains("KLM482"),
+        "{}",
+        t.reply
+    );
 }

@@ -4,6 +4,7 @@ mod asr;
 mod cdp;
 mod cli;
 mod common;
+mod corpus;
 mod engine_api;
 mod http_api;
 mod live_abuse;

@@ -379,7 +379,10 @@ impl Master {
             }
             Pending::ConfirmEnd => {
                 let (no, rest) = acts::strip_opening(text);
-                let bye = self.router.route_keywords(text, &|t| t == END_CALL).is_some();
+                let bye = self
+                    .router
+                    .route_keywords(text, &|t| t == END_CALL)
+                    .is_some();
                 if !bye && !rest.is_empty() && !acts::only_closing(&rest) {
                     // Not an answer but a request ("Hi, I'd like to confirm my reservation").
                     self.new_request(cx, &rest, false).await
@@ -995,7 +998,10 @@ impl Master {
                 (FieldType::Text, Some(Value::String(old)))
                     if !old.contains(text.trim()) && slots::tokens(text).len() > 3 =>
                 {
-                    params.insert(f.field.clone(), Value::from(format!("{old} {}", text.trim())));
+                    params.insert(
+                        f.field.clone(),
+                        Value::from(format!("{old} {}", text.trim())),
+                    );
                 }
                 (_, None) => {
                     params.insert(f.field.clone(), v.clone());

@@ -18,14 +18,9 @@ fn field_example(template: &Template, task: &str, f: &RequiredField) -> Option<S
     let example = spec
         .and_then(|s| s.example.clone())
         .or_else(|| f.validation.as_ref().and_then(|v| v.example.clone()));
-    let desc = f
-        .description
-        .trim_start_matches("your ")
-        .trim_start_matches("the ")
-        .to_string();
     Some(match ft {
-        FieldType::String => format!("The {desc} is {}.", example?),
-        FieldType::Name => "The name is Maria Lopez.".to_string(),
+        FieldType::String => format!("Sure, it's {}.", example?),
+        FieldType::Name => "And the name is Maria Lopez.".to_string(),
         FieldType::Date => "On December 3rd.".to_string(),
         FieldType::Month => "For October.".to_string(),
         FieldType::Amount => "$40.".to_string(),
@@ -57,7 +52,22 @@ pub fn for_pending(template: &Template, pending: &Pending) -> String {
         Pending::ConfirmMatch { .. } | Pending::ConfirmEnd | Pending::FollowUp { .. } => {
             parts.push("Yes, that's right. No.".into());
         }
-        Pending::TopicChoice { .. } | Pending::AnythingElse | Pending::None => {}
+        Pending::TopicChoice { .. } | Pending::AnythingElse | Pending::None => {
+            // The way a request with its details is written.
+            if let Some((task, code)) = template.tasks.iter().find_map(|(name, t)| {
+                t.required
+                    .iter()
+                    .find(|f| f.field_type == FieldType::String && f.record.is_none())
+                    .and_then(|f| f.example.clone())
+                    .filter(|_| t.required.iter().any(|f| f.field_type == FieldType::Name))
+                    .map(|code| (name, code))
+            }) {
+                let phrase = template.tasks[task].phrase.replace("your ", "my ");
+                parts.push(format!(
+                    "Hi, I'd like to {phrase}, it's {code} for Maria Lopez."
+                ));
+            }
+        }
     }
     if !template.vocabulary.is_empty() {
         parts.push(format!("{}.", template.vocabulary.join(", ")));

@@ -355,8 +355,19 @@ pub(super) fn day_of_month(toks: &[String], today: NaiveDate) -> Option<NaiveDat
                 !matches!(
                     toks.get(i + used).map(String::as_str),
                     Some(
-                        "one" | "ones" | "option" | "account" | "time" | "floor" | "thing"
-                            | "person" | "name" | "step" | "item" | "choice" | "of"
+                        "one"
+                            | "ones"
+                            | "option"
+                            | "account"
+                            | "time"
+                            | "floor"
+                            | "thing"
+                            | "person"
+                            | "name"
+                            | "step"
+                            | "item"
+                            | "choice"
+                            | "of"
                     )
                 )
             })

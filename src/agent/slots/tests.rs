@@ -565,7 +565,10 @@ fn spoken_numbers_end_with_oh_and_count_hundreds() {
         extract_code("an extra pillow in room five five oh, please", &room).as_deref(),
         Some("550")
     );
-    assert_eq!(extract_code("room one two three oh wait", &room).as_deref(), Some("123"));
+    assert_eq!(
+        extract_code("room one two three oh wait", &room).as_deref(),
+        Some("123")
+    );
     let flight = pat("^[A-Z]{2}[0-9]{1,4}$");
     assert_eq!(
         extract_code("flight L H four hundred please", &flight).as_deref(),
@@ -577,12 +580,19 @@ fn spoken_numbers_end_with_oh_and_count_hundreds() {
 fn days_of_the_month_as_callers_say_them() {
     let today = date(2025, 11, 24);
     for (text, want) in [
-        ("I need to move my reservation to the third.", date(2025, 12, 3)),
+        (
+            "I need to move my reservation to the third.",
+            date(2025, 12, 3),
+        ),
         ("Could we push it to the twenty first?", date(2025, 12, 21)),
         ("Uh, the fourteenth, if there's a seat.", date(2025, 12, 14)),
         ("can we come in on the twelfth instead", date(2025, 12, 12)),
     ] {
-        assert_eq!(extract_date(text, today), Some(DateSpec::Day(want)), "{text}");
+        assert_eq!(
+            extract_date(text, today),
+            Some(DateSpec::Day(want)),
+            "{text}"
+        );
     }
     assert_eq!(extract_date("the first one", today), None);
 }
@@ -590,9 +600,18 @@ fn days_of_the_month_as_callers_say_them() {
 #[test]
 fn names_introduced_as_callers_do() {
     for (text, name) in [
-        ("Yeah hi, Tom Becker here. Can I move my flight?", "Tom Becker"),
-        ("the reference is RVP316 and the passenger is Wei Chen.", "Wei Chen"),
-        ("Yes, confirmation ABC 123 name John Doe, D O E.", "John Doe"),
+        (
+            "Yeah hi, Tom Becker here. Can I move my flight?",
+            "Tom Becker",
+        ),
+        (
+            "the reference is RVP316 and the passenger is Wei Chen.",
+            "Wei Chen",
+        ),
+        (
+            "Yes, confirmation ABC 123 name John Doe, D O E.",
+            "John Doe",
+        ),
     ] {
         assert_eq!(extract_name(text).as_deref(), Some(name), "{text}");
     }

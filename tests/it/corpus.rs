@@ -1,0 +1,106 @@
+//! Callers the project never heard: 172 utterances in natural phrasings, spoken by seven
+//! synthetic voices that are not the bot's (flite kal, slt, rms, awb; Festival slt-hts, kal, ked)
+//! at other tempos and pitches, a third over a noisy line, through 8 kHz mu-law, transcribed by
+//! the project's own whisper (`tests/data/callers.tsv`, made by `switchboard corpus transcribe`
+//! from `audio-fixtures/callers/generate.sh`'s audio). The engine is scored on what the caller
+//! said (a perfect recogniser), on whisper's plain transcript and on its transcript with the
+//! prompt the engine sets at that point of the call (the live path). A fifth is held out: never
+//! tuned on, reported beside the rest.
+
+use crate::common::{Setup, engine};
+use std::collections::BTreeMap;
+use std::path::Path;
+use switchboard::agent::engine::Engine;
+use switchboard::corpus::{self, Score, Variant};
+
+fn root(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_never_heard_are_understood() {
+    let spec = corpus::load_spec(&root("audio-fixtures/callers/utterances.tsv")).unwrap();
+    let ts = corpus::load_transcripts(&root("tests/data/callers.tsv")).unwrap();
+    assert!(spec.len() >= 150, "{} utterances", spec.len());
+    let voices: std::collections::BTreeSet<&str> = spec.iter().map(|u| u.voice.as_str()).collect();
+    assert!(voices.len() >= 5, "{voices:?}");
+    let held = spec.iter().filter(|u| u.split == "heldout").count();
+    assert!(
+        held * 5 >= spec.len() - 5,
+        "{held} held out of {}",
+        spec.len()
+    );
+    let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
+    for t in ["hospitality", "travel"] {
+        engines.insert(
+            t.to_string(),
+            engine(Setup {
+                template: t,
+                ..Setup::default()
+            }),
+        );
+    }
+    // The transcripts were made with the prompts the engine sets now; a change to the prompt
+    // needs `switchboard corpus transcribe` again.
+    for u in &spec {
+        let t = ts
+            .get(&u.id)
+            .unwrap_or_else(|| panic!("{}: no transcript", u.id));
+        let (_, last) = corpus::set_up(&engines[&u.template], u).await.unwrap();
+        assert_eq!(
+            last.asr_prompt, t.prompt,
+            "{}: the prompt changed since the transcripts were made; run `switchboard corpus transcribe`",
+            u.id
+        );
+    }
+    let mut report = String::new();
+    let mut scores: BTreeMap<(&str, &str), Score> = BTreeMap::new();
+    for variant in [Variant::Text, Variant::Plain, Variant::Prompted] {
+        for split in ["dev", "heldout"] {
+            let mut score = Score::default();
+            for u in spec.iter().filter(|u| u.split == split) {
+                let heard = variant.pick(u, ts.get(&u.id)).unwrap();
+                let o = corpus::play(&engines[&u.template], u, heard).await.unwrap();
+                if o.wrong_record {
+                    report.push_str(&o.detail);
+                }
+                score.add(&o);
+            }
+            report.push_str(&format!(
+                "{:15} {split:7} {}\n",
+                variant.name(),
+                score.line()
+            ));
+            scores.insert((variant.key(), split), score);
+        }
+    }
+    println!("{report}");
+    for s in scores.values() {
+        assert_eq!(s.wrong_record, 0, "an action on a wrong record:\n{report}");
+    }
+    // What the engine does with the caller's words (targets: 95 %).
+    let text = &scores[&("text", "dev")];
+    assert!(
+        text.intent_accuracy() >= 0.95 && text.slot_accuracy() >= 0.95,
+        "{report}"
+    );
+    let text = &scores[&("text", "heldout")];
+    assert!(
+        text.intent_accuracy() >= 0.90 && text.slot_accuracy() >= 0.85,
+        "{report}"
+    );
+    // The live path, through whisper tiny.en on these voices: guards at the figures measured
+    // (dev 87.7 % intent, 52.4 % slots; held out 85.3 %, 44.4 %), far from the 95 % target —
+    // most misses are words whisper did not hear ("This video is 117 on time today" for "Is B A
+    // one seventeen on time today?").
+    let live = &scores[&("prompted", "dev")];
+    assert!(
+        live.intent_accuracy() >= 0.85 && live.slot_accuracy() >= 0.48,
+        "{report}"
+    );
+    let live = &scores[&("prompted", "heldout")];
+    assert!(
+        live.intent_accuracy() >= 0.80 && live.slot_accuracy() >= 0.40,
+        "{report}"
+    );
+}

@@ -36,6 +36,23 @@ say awb scenario3/01.wav "Can you check my reservation is still on?"
 say awb scenario3/02.wav "A B C one two three. John Doe."
 say awb scenario3/03.wav "Cancel my reservation for next week."
 say awb scenario3/04.wav "No thank you, bye."
+# whisper may hear the code inexactly ("Pay BC123"); the bot then reads the booking back first.
+say awb scenario3/yes.wav "Yes, that's right."
+
+echo "a stranger's line (caller: flite kal, band-limited like a phone line): whisper writes the code"
+echo "as 'a BC123' and the name as 'Dondo', the renderings the engine must resolve"
+mkdir -p stranger
+say_phone() { # say_phone VOICE OUT.wav "text": like say, through the 300-3400 Hz telephone band
+  local tmp; tmp=$(mktemp --suffix=.wav)
+  flite -voice "$1" -t "$3" -o "$tmp"
+  sox -R -q "$tmp" -r 8000 -c 1 -e u-law "$2" sinc 300-3400
+  rm -f "$tmp"
+  echo "  $2: $3"
+}
+say_phone kal stranger/01.wav "Hi, I'd like to confirm my reservation."
+say_phone kal stranger/02.wav "Sure, it's A B C one two three, and the name is John Doe."
+say_phone kal stranger/03.wav "Yes, that's right."
+say_phone kal stranger/04.wav "No, that's all. Thanks, bye."
 
 echo "barge-in: the caller answers while the bot is still listing the accounts"
 mkdir -p bargein

@@ -13,7 +13,7 @@ use crate::agent::protocol::{
     RequiredField, Validation,
 };
 use crate::agent::registry::{AgentCard, DispatchError, SubAgent};
-use crate::agent::resolve::{self, Identified, Resolution};
+use crate::agent::resolve::{self, Resolution};
 use crate::agent::speech;
 use crate::config::{AgentKind, AgentSpec, FieldSpec, FieldType, Template};
 use chrono::NaiveDate;
@@ -218,26 +218,19 @@ impl LocalAgent {
                 }
             }
         } else {
+            if name.is_none() && name_f.is_some() {
+                // The name is asked for whoever calls: it is the second thing that proves the
+                // caller holds the booking (the line alone is whatever the client claims).
+                let missing = self.missing(input, fields, &[code_f.field.as_str()]);
+                return Ok(AgentOutput::needs_info(input, missing, self.now()));
+            }
             let records = self.data.reservation_candidates(&readings, name)?;
-            if name.is_none() {
-                // Without a name only the line that owns the record is enough.
-                match records.iter().find(|r| {
-                    r.owned_by(caller) && readings.iter().any(|c| c.eq_ignore_ascii_case(&r.number))
-                }) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let missing = self.missing(input, fields, &[code_f.field.as_str()]);
-                        return Ok(AgentOutput::needs_info(input, missing, self.now()));
-                    }
+            match resolve::resolve(&readings, name, caller, &records) {
+                Resolution::Act(r) => r.clone(),
+                Resolution::Confirm(r) => {
+                    return Ok(self.confirm_match(input, code_f, name_f, r));
                 }
-            } else {
-                match resolve::resolve(&readings, name, caller, &records) {
-                    Resolution::Act(r) => r.clone(),
-                    Resolution::Confirm(r) => {
-                        return Ok(self.confirm_match(input, code_f, name_f, r));
-                    }
-                    Resolution::NotFound => return Ok(not_found(input, self.now())),
-                }
+                Resolution::NotFound => return Ok(not_found(input, self.now())),
             }
         };
         // The record is known; anything else the task needs (a new date).

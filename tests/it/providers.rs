@@ -152,7 +152,8 @@ async fn call_saying(p: P, fixture: &str, until_bot_hangs_up: bool) -> (Seen, u6
     call_with(p, fixture, None, until_bot_hangs_up).await
 }
 
-/// [`call_saying`], and then, once the bot has been quiet for 1.5 s, the caller presses `digit`.
+/// [`call_saying`] (`fixture` may be "a.wav+b.wav": each next one is said once the bot has been
+/// quiet for 1.5 s), and then, once the bot has been quiet for 1.5 s, the caller presses `digit`.
 async fn call_with(
     p: P,
     fixture: &str,
@@ -273,7 +274,8 @@ async fn call_with(
     for m in start_messages(p) {
         out_tx.send(m).await.unwrap();
     }
-    let (audio, frame) = caller_audio(p, fixture);
+    let mut fixtures = fixture.split('+');
+    let (audio, frame) = caller_audio(p, fixtures.next().unwrap_or(fixture));
     let chunks: Vec<&[u8]> = audio.chunks(frame).collect();
     let speech_end_ms = 4000 + 2600; // the request is about 1.5 s; its end is before this
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -305,6 +307,26 @@ async fn call_with(
     }
     let silence = *chunks.last().unwrap();
     let mut n = chunks.len() as u64;
+    // Further utterances ("a+b"), each once the bot has finished answering (1.5 s without audio).
+    for next in fixtures {
+        while t0.elapsed() < Duration::from_secs(40)
+            && (t0.elapsed().as_millis() as u64) < last_audio.load(Ordering::Relaxed) + 1500
+        {
+            tick.tick().await;
+            n += 1;
+            if out_tx.send(media_message(p, n, silence)).await.is_err() {
+                break;
+            }
+        }
+        let (more, _) = caller_audio(p, next);
+        for c in more.chunks(frame) {
+            tick.tick().await;
+            n += 1;
+            if out_tx.send(media_message(p, n, c)).await.is_err() {
+                break;
+            }
+        }
+    }
     if let Some(d) = digit {
         // Silence until the bot has finished its answer (1.5 s without audio).
         while t0.elapsed() < Duration::from_secs(40)
@@ -435,14 +457,15 @@ async fn said(gw: &Gateway) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
-    // "No, that's all. Thanks." → the bot says goodbye and hangs up.
-    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav", true).await;
+    // "No, that's all. Thanks." as the first words of a call is only asked about ("Sorry, was
+    // that goodbye?"); the caller's "Yes, that's right." → the bot says goodbye and hangs up.
+    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav+stranger/03.wav", true).await;
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "POST");
     assert_eq!(rest[0].path, "/v2/calls/v3:call-1/actions/hangup");
     assert_eq!(rest[0].auth, "Bearer tx-key");
-    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav", true).await;
+    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav+stranger/03.wav", true).await;
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "DELETE");

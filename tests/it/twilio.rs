@@ -257,6 +257,65 @@ fn basic_auth() -> String {
     )
 }
 
+/// A caller on a line that owns nothing, in a voice the project never tuned on, through the
+/// phone band: whisper writes the code as "a BC123" (and, depending on where the pause cut the
+/// clip, the name as "John Doe" or "Dondo"). The code is read as ABC123; a name heard inexactly
+/// makes the bot read the booking back first, and the caller's "Yes, that's right." confirms it
+/// (heard exactly, the yes answers "anything else?" instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_whose_code_whisper_writes_a_bc123_is_read_back_and_confirmed_by_phone() {
+    let gw = gateway(|_| {}).await;
+    let wait = || Step::WaitBotDone { max_ms: 20_000 };
+    let mut steps = vec![wait()];
+    for i in 1..=4 {
+        steps.push(Step::Say(ulaw_fixture(&format!("stranger/0{i}.wav"))));
+        steps.push(wait());
+    }
+    steps.push(Step::Silence(3000));
+    let script = signed(&gw, Script::new("user_000", steps));
+    let log = simcall::run(&gw.url("/twilio/media"), &script)
+        .await
+        .unwrap();
+    assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let said = |t: LogType| -> Vec<String> {
+        logs.iter()
+            .filter(|l| l.log_type == t)
+            .map(|l| l.message.clone())
+            .collect()
+    };
+    let caller = said(LogType::CallerToAgent);
+    let bot = said(LogType::AgentToCaller);
+    let transcript = format!("caller: {caller:#?}\nbot: {bot:#?}");
+    assert!(
+        caller.iter().any(|c| c.contains("a BC123")),
+        "whisper's rendering of the code: {transcript}"
+    );
+    // A read-back, if any, names the caller's own booking.
+    assert!(
+        bot.iter()
+            .filter(|b| b.contains("Is that right?"))
+            .all(|b| b == "I have reservation ABC123 under John Doe. Is that right?"),
+        "{transcript}"
+    );
+    assert!(
+        bot.iter()
+            .any(|b| b.starts_with("Great! I've confirmed your reservation.")),
+        "{transcript}"
+    );
+    assert!(
+        bot.last().is_some_and(|b| b.contains("Goodbye")),
+        "{transcript}"
+    );
+    idle(&gw).await;
+    let case = only_case(&gw).await;
+    assert_eq!(
+        case.resolution.as_deref(),
+        Some("bot hung up"),
+        "{transcript}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_rest_api() {
     let gw = gateway(|_| {}).await;

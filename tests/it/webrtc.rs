@@ -324,8 +324,28 @@ async fn the_bot_hangs_up_a_browser_call_and_its_peer_connection_is_freed() {
     let gw = gateway(|_| {}).await;
     let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
     greeting_played(&mut sig).await;
-    // "No, that's all. Thanks." → the bot says goodbye, and ends the call once it has played.
+    // "No, that's all. Thanks." as the first words of a call is only asked about; after the
+    // caller's yes the bot says goodbye, and ends the call once it has played.
     client.play(fixture16k("scenario1/03.wav")).await.unwrap();
+    let (asked, _) = sig
+        .wait_from(
+            0,
+            "the goodbye is asked about",
+            Duration::from_secs(20),
+            |v| {
+                v["type"] == "caption"
+                    && v["who"] == "bot"
+                    && v["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("was that goodbye"))
+            },
+        )
+        .await;
+    sig.wait_from(asked, "the bot listens", Duration::from_secs(15), |v| {
+        v["type"] == "agent_state" && v["state"] == "listening"
+    })
+    .await;
+    client.play(fixture16k("stranger/03.wav")).await.unwrap();
     let ended = sig
         .wait("ended", Duration::from_secs(30), is("ended"))
         .await;

@@ -184,6 +184,8 @@ pub fn strip_opening(text: &str) -> (bool, String) {
 /// goodbye"): nothing in them asks for anything.
 pub fn only_closing(rest: &str) -> bool {
     const CLOSING: &[&str] = &[
+        "right",
+        "correct",
         "thanks",
         "thank",
         "you",

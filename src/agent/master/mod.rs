@@ -1087,16 +1087,25 @@ impl Master {
             ..
         } = asked;
         cx.turn.intent = Some(task.clone());
-        if let Some(other) = self.switch_target(text, &task, false).await {
-            // "Yes — and actually, cancel it": the match is confirmed for the new task.
-            if slots::extract_yes_no(text) == Some(true) {
+        let said = slots::extract_yes_no(text);
+        let mut corrected = params.clone();
+        let got = self.extract_identity(&task, text, &mut corrected);
+        // Another task instead of an answer ("Cancel my reservation for next week"), or after a
+        // yes ("Yes — and actually, cancel it").
+        let unanswered = said.is_none() && got == 0;
+        if let Some(other) = self.switch_target(text, &task, unanswered).await {
+            if said == Some(true) {
                 params.extend(matched);
+            } else {
+                // The booking read back was not confirmed: its code and name go no further.
+                for k in matched.keys() {
+                    params.remove(k);
+                    params.remove(&format!("{k}{CANDIDATES}"));
+                }
             }
             return self.switch_task(cx, &other, &params, text).await;
         }
-        let mut corrected = params.clone();
-        let got = self.extract_identity(&task, text, &mut corrected);
-        match slots::extract_yes_no(text) {
+        match said {
             Some(true) if got == 0 => {
                 for k in matched.keys() {
                     params.remove(&format!("{k}{CANDIDATES}"));

@@ -421,3 +421,74 @@ async fn two_requests_in_one_breath_are_both_handled() {
 async fn urgency_said_with_the_problem_is_not_asked_again() {
     pattern(&["urgent"]).await;
 }
+
+/// Out of scope, complaints, FAQ and small talk over the HTTP API, several phrasings each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_topic_complaints_faq_and_small_talk_over_http() {
+    let hotel = api("hospitality").await;
+    let mut failures = vec![];
+    // Off topic: an honest answer of what the line does, then a person on the second miss.
+    for text in [
+        "What's the weather going to be tomorrow?",
+        "Can you help me with my math homework?",
+        "Who won the football game last night?",
+        "Write me a poem about the ocean.",
+    ] {
+        let mut call = Call::new(&hotel, "user_789").await;
+        let t = call.say(text).await;
+        let ok = t["status"] == "out_of_scope"
+            && t["reply"]
+                .as_str()
+                .unwrap_or("")
+                .contains("I can help with");
+        let t2 = call.say("Tell me a joke then").await;
+        if !ok || t2["status"] != "escalated" {
+            failures.push(format!("off topic {text:?}:\n{}", call.log));
+        }
+    }
+    // A complaint about a charge is a billing dispute, not a reservation task.
+    for text in [
+        "You charged me twice for the same night.",
+        "There's a charge on my bill I don't recognize.",
+        "I think I was overcharged for the minibar.",
+    ] {
+        let mut call = Call::new(&hotel, "user_789").await;
+        let t = call.say(text).await;
+        if t["intent"] != "dispute_charge" {
+            failures.push(format!("complaint {text:?}:\n{}", call.log));
+        }
+    }
+    // FAQ, at the start and in the middle of a task (then the question is asked again).
+    for (text, answer) in [
+        ("What time is check-in?", "Check-in is at 3 PM"),
+        (
+            "What's the wifi password?",
+            "The Wi-Fi network is Harbor Guest",
+        ),
+        ("Do you have parking?", "We have a garage"),
+        ("When is breakfast served?", "Breakfast is served"),
+    ] {
+        let mut call = Call::new(&hotel, "user_000").await;
+        let t = call.say(text).await;
+        let first = t["reply"].as_str().unwrap_or("").starts_with(answer);
+        call.say("Confirm my reservation").await;
+        let t = call.say(text).await;
+        let reply = t["reply"].as_str().unwrap_or("");
+        if !first || !reply.starts_with(answer) || !reply.contains("reservation number") {
+            failures.push(format!("faq {text:?}:\n{}", call.log));
+        }
+    }
+    // Small talk.
+    for (text, want) in [
+        ("Hello there.", "How can I help"),
+        ("Hi, how are you?", "doing well"),
+        ("Thank you.", "You're welcome"),
+    ] {
+        let mut call = Call::new(&hotel, "user_789").await;
+        let t = call.say(text).await;
+        if !t["reply"].as_str().unwrap_or("").contains(want) {
+            failures.push(format!("small talk {text:?}:\n{}", call.log));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -398,12 +398,18 @@ pub fn extract_code(text: &str, pattern: &Regex) -> Option<String> {
     if !slots.iter().any(|s| matches!(s, Slot::Unit { .. })) {
         return None;
     }
-    let anchored = Regex::new(&format!(r"\A(?:{})\z", pattern.as_str())).ok();
-    let full_match = |s: &str| match &anchored {
-        Some(a) => a.is_match(s),
-        None => pattern
-            .find(s)
-            .is_some_and(|m| m.start() == 0 && m.end() == s.len()),
+    // Field patterns are anchored ("^[A-Z0-9]{6}$"): a match is a whole match. For any other,
+    // the leftmost match must cover the candidate (no regex is compiled per call).
+    let src = pattern.as_str();
+    let anchored = src.starts_with('^') && src.ends_with('$') && !src.contains('|');
+    let full_match = |s: &str| {
+        if anchored {
+            pattern.is_match(s)
+        } else {
+            pattern
+                .find(s)
+                .is_some_and(|m| m.start() == 0 && m.end() == s.len())
+        }
     };
     let is_unit = |s: &Slot| matches!(s, Slot::Unit { .. });
     let mut i = 0;

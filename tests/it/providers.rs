@@ -307,8 +307,10 @@ async fn call_with(
     }
     let silence = *chunks.last().unwrap();
     let mut n = chunks.len() as u64;
-    // Further utterances ("a+b"), each once the bot has finished answering (1.5 s without audio).
-    for next in fixtures {
+    // Further utterances ("a+b"), then the key, each once the bot has finished answering (1.5 s
+    // without audio).
+    let nexts: Vec<Result<&str, char>> = fixtures.map(Ok).chain(digit.map(Err)).collect();
+    for next in nexts {
         while t0.elapsed() < Duration::from_secs(40)
             && (t0.elapsed().as_millis() as u64) < last_audio.load(Ordering::Relaxed) + 1500
         {
@@ -318,27 +320,21 @@ async fn call_with(
                 break;
             }
         }
-        let (more, _) = caller_audio(p, next);
-        for c in more.chunks(frame) {
-            tick.tick().await;
-            n += 1;
-            if out_tx.send(media_message(p, n, c)).await.is_err() {
-                break;
+        match next {
+            Ok(fixture) => {
+                let (more, _) = caller_audio(p, fixture);
+                for c in more.chunks(frame) {
+                    tick.tick().await;
+                    n += 1;
+                    if out_tx.send(media_message(p, n, c)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(d) => {
+                let _ = out_tx.send(dtmf_message(p, d)).await;
             }
         }
-    }
-    if let Some(d) = digit {
-        // Silence until the bot has finished its answer (1.5 s without audio).
-        while t0.elapsed() < Duration::from_secs(40)
-            && (t0.elapsed().as_millis() as u64) < last_audio.load(Ordering::Relaxed) + 1500
-        {
-            tick.tick().await;
-            n += 1;
-            if out_tx.send(media_message(p, n, silence)).await.is_err() {
-                break;
-            }
-        }
-        let _ = out_tx.send(dtmf_message(p, d)).await;
     }
     if until_bot_hangs_up {
         // Silence until the gateway hangs up, however slow a shared machine makes the bot.

@@ -954,21 +954,14 @@ impl Master {
             if asks >= 2 {
                 return self.escalate(cx, "could not collect the details").await;
             }
-            let descs: Vec<String> = fields.iter().map(|f| f.description.clone()).collect();
-            let q = fill(
-                &self.template.lines.ask_again,
-                &[("fields", &crate::agent::speech::join_spoken(&descs, "and"))],
-            );
-            self.ask(cx, &q, Some(&agent));
-            cx.turn.status = TurnStatus::NeedsInfo;
-            cx.conv.pending = Pending::Slots {
+            let line = self.template.lines.ask_again.clone();
+            let asked = Asked {
                 task,
                 agent,
                 params: before,
-                fields,
                 asks: asks + 1,
             };
-            return;
+            return self.ask_for(cx, &line, asked, fields);
         }
         self.add_said(&task, text, &mut params);
         self.dispatch(cx, &task, Some(agent), params).await
@@ -1141,20 +1134,14 @@ impl Master {
                     params.remove(&format!("{}{CANDIDATES}", f.field));
                     cx.conv.slots.remove(&f.field);
                 }
-                let descs: Vec<String> = fields.iter().map(|f| f.description.clone()).collect();
-                let q = fill(
-                    &self.template.lines.match_declined,
-                    &[("fields", &crate::agent::speech::join_spoken(&descs, "and"))],
-                );
-                self.ask(cx, &q, Some(&agent));
-                cx.turn.status = TurnStatus::NeedsInfo;
-                cx.conv.pending = Pending::Slots {
+                let line = self.template.lines.match_declined.clone();
+                let asked = Asked {
                     task,
                     agent,
                     params,
-                    fields,
                     asks: 0,
                 };
+                self.ask_for(cx, &line, asked, fields);
             }
             _ => {
                 // Neither yes nor no: ask the same question again.
@@ -1169,6 +1156,24 @@ impl Master {
                 };
             }
         }
+    }
+
+    /// Asks for `fields` with `line` (`{fields}` is their spoken list) and waits for the answer.
+    fn ask_for(&self, cx: &mut Ctx<'_>, line: &str, asked: Asked, fields: Vec<RequiredField>) {
+        let descs: Vec<String> = fields.iter().map(|f| f.description.clone()).collect();
+        let q = fill(
+            line,
+            &[("fields", &crate::agent::speech::join_spoken(&descs, "and"))],
+        );
+        self.ask(cx, &q, Some(&asked.agent));
+        cx.turn.status = TurnStatus::NeedsInfo;
+        cx.conv.pending = Pending::Slots {
+            task: asked.task,
+            agent: asked.agent,
+            params: asked.params,
+            fields,
+            asks: asked.asks,
+        };
     }
 
     fn task_available(&self, task: &str) -> bool {

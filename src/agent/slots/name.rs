@@ -178,15 +178,13 @@ pub fn extract_name(text: &str) -> Option<String> {
             }
         }
     }
+    // Past "yes", "sure", "hi", … at the start.
+    let lead = toks
+        .iter()
+        .take_while(|t| BARE_LEADING.contains(&t.lower.as_str()))
+        .count();
     // "Tom Becker here, …": a name that introduces the caller.
-    let mut k = 0;
-    while toks
-        .get(k)
-        .is_some_and(|t| BARE_LEADING.contains(&t.lower.as_str()))
-    {
-        k += 1;
-    }
-    if let Some((words, end)) = collect_name(&toks, k, NameMode::Weak, mixed_case)
+    if let Some((words, end)) = collect_name(&toks, lead, NameMode::Weak, mixed_case)
         && toks.get(end).is_some_and(|t| t.lower == "here")
         && words.len() >= 2
     {
@@ -213,14 +211,7 @@ pub fn extract_name(text: &str) -> Option<String> {
         }
     }
     // No cue: the utterance itself must be just a name ("John Doe", "Sure, John Doe, thanks").
-    let mut k = 0;
-    while toks
-        .get(k)
-        .is_some_and(|t| BARE_LEADING.contains(&t.lower.as_str()))
-    {
-        k += 1;
-    }
-    let (words, end) = collect_name(&toks, k, NameMode::Bare, mixed_case)?;
+    let (words, end) = collect_name(&toks, lead, NameMode::Bare, mixed_case)?;
     let rest_polite = toks
         .get(end..)
         .unwrap_or(&[])

@@ -355,9 +355,9 @@ impl Score {
 pub enum Variant {
     /// What the caller said, as written (an upper bound: a perfect recogniser).
     Text,
-    /// whisper without a prompt.
+    /// whisper without a prompt (the live path by default).
     Plain,
-    /// whisper with the engine's prompt (the live path).
+    /// whisper with the engine's prompt (`[speech.asr] prompt = true`).
     Prompted,
 }
 

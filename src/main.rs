@@ -232,12 +232,22 @@ fn main() -> Result<()> {
         } => {
             let audio = read_audio_at(&file, parse_channel(&channel)?, 16_000)?;
             let dir = models::verify(&cfg.models_dir, &cfg.speech.asr_model)?;
-            let model = Whisper::load(&dir.join(GGML_FILE), cfg.speech.asr.clone())?;
+            // A prompt given on the command line is used whatever the config says.
+            let mut asr = cfg.speech.asr.clone();
+            asr.prompt |= prompt.is_some();
+            let model = Whisper::load(&dir.join(GGML_FILE), asr)?;
             let t = model.transcriber()?.transcribe(&audio, prompt.as_deref())?;
             match t.suppressed {
                 None => println!("{}", t.text),
                 Some(why) => println!("(nothing usable: {why}; whisper said {:?})", t.raw),
             }
+            eprintln!(
+                "{} ms of audio decoded in {} ms ({} pass{})",
+                t.audio_ms,
+                t.decode_ms,
+                t.passes,
+                if t.passes == 1 { "" } else { "es" }
+            );
             Ok(())
         }
         Command::Load {
@@ -394,7 +404,10 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
             let spec = corpus::load_spec(&spec).map_err(anyhow::Error::msg)?;
             let engines = corpus_engines(&cfg, &spec)?;
             let dir = models::verify(&cfg.models_dir, &cfg.speech.asr_model)?;
-            let model = Whisper::load(&dir.join(GGML_FILE), cfg.speech.asr.clone())?;
+            // The corpus records both transcripts, so the prompt is on here whatever the config.
+            let mut asr = cfg.speech.asr.clone();
+            asr.prompt = true;
+            let model = Whisper::load(&dir.join(GGML_FILE), asr)?;
             let mut t = model.transcriber()?;
             let mut all = std::collections::BTreeMap::new();
             for (i, u) in spec.iter().enumerate() {

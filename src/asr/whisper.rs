@@ -33,6 +33,9 @@ pub struct AsrConfig {
     pub no_speech_threshold: f32,
     /// Audio quieter than this RMS (dBFS) is not sent to whisper at all.
     pub min_rms_dbfs: f32,
+    /// Give whisper the engine's prompt for each turn (what the bot just asked, the line's
+    /// vocabulary). Costs decode time (a 160-character prompt ~50 ms on tiny.en here).
+    pub prompt: bool,
 }
 
 impl Default for AsrConfig {
@@ -44,6 +47,7 @@ impl Default for AsrConfig {
             beam_size: 0,
             no_speech_threshold: 0.6,
             min_rms_dbfs: -50.0,
+            prompt: false,
         }
     }
 }
@@ -171,7 +175,9 @@ impl Transcriber {
         let first = self.cfg.audio_ctx_floor;
         let retry = self.cfg.retry_audio_ctx_floor;
         let cap = (retry > first).then(|| token_cap(input.len()));
-        let prompt = prompt.map(str::trim).filter(|p| !p.is_empty());
+        let prompt = prompt
+            .map(str::trim)
+            .filter(|p| self.cfg.prompt && !p.is_empty());
         let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap, prompt)?;
         let mut passes = 1;
         if let Some(cap) = cap

@@ -3,9 +3,9 @@
 //! at other tempos and pitches, a third over a noisy line, through 8 kHz mu-law, transcribed by
 //! the project's own whisper (`tests/data/callers.tsv`, made by `switchboard corpus transcribe`
 //! from `audio-fixtures/callers/generate.sh`'s audio). The engine is scored on what the caller
-//! said (a perfect recogniser), on whisper's plain transcript and on its transcript with the
-//! prompt the engine sets at that point of the call (the live path). A fifth is held out: never
-//! tuned on, reported beside the rest.
+//! said (a perfect recogniser), on whisper's plain transcript (the live path by default) and on
+//! its transcript with the prompt the engine sets at that point of the call (`[speech.asr]
+//! prompt = true`). A fifth is held out: never tuned on, reported beside the rest.
 
 use crate::common::{Setup, engine};
 use std::collections::BTreeMap;
@@ -89,18 +89,29 @@ async fn callers_never_heard_are_understood() {
         text.intent_accuracy() >= 0.90 && text.slot_accuracy() >= 0.85,
         "{report}"
     );
-    // The live path, through whisper tiny.en on these voices: guards at the figures measured
-    // (dev 87.7 % intent, 52.4 % slots; held out 85.3 %, 44.4 %), far from the 95 % target —
-    // most misses are words whisper did not hear ("This video is 117 on time today" for "Is B A
-    // one seventeen on time today?").
-    let live = &scores[&("prompted", "dev")];
+    // Through whisper tiny.en on these voices: guards at the figures measured, far from the
+    // 95 % target — most misses are words whisper did not hear ("This video is 117 on time
+    // today" for "Is B A one seventeen on time today?"). The live path by default (no prompt):
+    // dev 83.3 % intent, 47.6 % slots; held out 79.4 %, 51.9 %.
+    let live = &scores[&("plain", "dev")];
     assert!(
-        live.intent_accuracy() >= 0.85 && live.slot_accuracy() >= 0.48,
+        live.intent_accuracy() >= 0.80 && live.slot_accuracy() >= 0.45,
         "{report}"
     );
-    let live = &scores[&("prompted", "heldout")];
+    let live = &scores[&("plain", "heldout")];
     assert!(
-        live.intent_accuracy() >= 0.80 && live.slot_accuracy() >= 0.40,
+        live.intent_accuracy() >= 0.75 && live.slot_accuracy() >= 0.45,
+        "{report}"
+    );
+    // With the engine's prompt: dev 87.7 %, 52.4 %; held out 85.3 %, 44.4 %.
+    let prompted = &scores[&("prompted", "dev")];
+    assert!(
+        prompted.intent_accuracy() >= 0.85 && prompted.slot_accuracy() >= 0.48,
+        "{report}"
+    );
+    let prompted = &scores[&("prompted", "heldout")];
+    assert!(
+        prompted.intent_accuracy() >= 0.80 && prompted.slot_accuracy() >= 0.40,
         "{report}"
     );
 }

@@ -58,6 +58,10 @@ pub struct Config {
     pub plivo: PlivoConfig,
     #[serde(default)]
     pub webrtc: WebRtcConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub remote_agents: RemoteAgentsConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -106,6 +110,121 @@ impl Default for CallsConfig {
             max_active: 20,
             busy_message: "We are experiencing a high call volume. Please call again in a few minutes. Goodbye.".into(),
             drain_secs: 30,
+        }
+    }
+}
+
+/// Who may use the HTTP API, and the HTTP server's limits. `SWITCHBOARD_ADMIN_TOKENS` and
+/// `SWITCHBOARD_CLIENT_TOKENS` (comma-separated) in the environment add to the tokens in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens with the admin scope: the agent registry, logs, cases, every conversation.
+    pub admin_tokens: Vec<String>,
+    /// Bearer tokens with the client scope: open a conversation and talk in it (with the
+    /// conversation's own handle), place a softphone call. With no token at all the gateway
+    /// serves loopback only and every request is trusted (development).
+    pub client_tokens: Vec<String>,
+    /// Turns (messages, new conversations) per minute for one token, or one address without.
+    pub turns_per_minute: u32,
+    /// A client must send its request headers within this long.
+    pub header_read_timeout_ms: u64,
+    /// Open connections at most (WebSockets count until they are upgraded); the rest wait.
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            admin_tokens: vec![],
+            client_tokens: vec![],
+            turns_per_minute: 120,
+            header_read_timeout_ms: 5000,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Adds the tokens in `SWITCHBOARD_ADMIN_TOKENS` and `SWITCHBOARD_CLIENT_TOKENS`.
+    pub fn with_env(mut self) -> Self {
+        for (var, into) in [
+            ("SWITCHBOARD_ADMIN_TOKENS", &mut self.admin_tokens),
+            ("SWITCHBOARD_CLIENT_TOKENS", &mut self.client_tokens),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                into.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from),
+                );
+            }
+        }
+        self
+    }
+
+    /// No token configured: development mode, loopback only.
+    pub fn is_open(&self) -> bool {
+        self.admin_tokens.is_empty() && self.client_tokens.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = self
+            .admin_tokens
+            .iter()
+            .chain(&self.client_tokens)
+            .find(|t| t.trim().len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            let shown: String = t.chars().take(4).collect();
+            return Err(ConfigError::Invalid(format!(
+                "api token {shown}… must be at least 16 characters with no spaces"
+            )));
+        }
+        if self
+            .admin_tokens
+            .iter()
+            .any(|a| self.client_tokens.contains(a))
+        {
+            return Err(ConfigError::Invalid(
+                "api: a token cannot be both an admin and a client token".into(),
+            ));
+        }
+        if self.turns_per_minute == 0
+            || self.max_connections < 16
+            || self.header_read_timeout_ms < 100
+        {
+            return Err(ConfigError::Invalid(
+                "api: turns_per_minute must be positive, max_connections at least 16, header_read_timeout_ms at least 100".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where sub-agents registered over the API (`POST /v1/agents`) may live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteAgentsConfig {
+    /// Host names (or IPs) agent URLs may point at; `*.example.com` allows subdomains. Empty =
+    /// no remote agent can be registered.
+    pub allow_hosts: Vec<String>,
+    /// Plain http (else https only).
+    pub allow_http: bool,
+    /// Loopback, private, link-local and other non-public addresses (else refused, also when a
+    /// name resolves to one).
+    pub allow_private: bool,
+    /// Most remote agents registered at once.
+    pub max_agents: usize,
+}
+
+impl Default for RemoteAgentsConfig {
+    fn default() -> Self {
+        Self {
+            allow_hosts: vec![],
+            allow_http: false,
+            allow_private: false,
+            max_agents: 16,
         }
     }
 }
@@ -339,6 +458,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.api.validate()?;
         for ice in &self.webrtc.ice_servers {
             if ice.urls.is_empty() {
                 return Err(ConfigError::Invalid(
@@ -557,6 +677,8 @@ pub struct Lines {
     pub hold_for_person: String,
     pub resume: String,
     pub could_not: String,
+    /// A choice a remote agent asks for, in the master's words (`{field}`: what is chosen).
+    pub choose: String,
 }
 
 impl Default for Lines {
@@ -591,6 +713,7 @@ impl Default for Lines {
             hold_for_person: s("Please hold while I connect you with a member of our team."),
             resume: s("Now, back to your request."),
             could_not: s("Sorry, I couldn't {phrase} just now."),
+            choose: s("Which {field} would you like?"),
         }
     }
 }

@@ -503,10 +503,56 @@ fn build_engine_on(cfg: &Config, store: Store) -> Result<Arc<Engine>> {
     Ok(Arc::new(Engine::build(cfg, store, embedder, clock)?))
 }
 
+/// Raises the soft open-file limit to the hard one and warns when it is below `need` (every
+/// connection, call and model file is a descriptor).
+fn raise_open_files(need: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    if (lim.rlim_cur as usize) < need {
+        tracing::warn!(
+            limit = lim.rlim_cur,
+            need,
+            "the open-file limit is below api.max_connections + calls: raise LimitNOFILE (systemd) or ulimit -n"
+        );
+    }
+}
+
 async fn serve(cfg: Config) -> Result<()> {
     // The speech model is checked now, not when the first call arrives.
     models::verify(&cfg.models_dir, &cfg.speech.asr_model)
         .with_context(|| format!("speech recognition needs model {}", cfg.speech.asr_model))?;
+    let auth = Arc::new(http::auth::ApiAuth::from_config(&cfg.api)?);
+    if auth.is_open() {
+        if !cfg.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} without an API token: anyone who reaches the port could read every transcript. \
+                 Set api.admin_tokens (or SWITCHBOARD_ADMIN_TOKENS), or listen on 127.0.0.1",
+                cfg.listen
+            );
+        }
+        tracing::warn!(
+            "no API token configured (api.admin_tokens, SWITCHBOARD_ADMIN_TOKENS): development mode, \
+             every request is trusted and the gateway listens on loopback only"
+        );
+    }
+    raise_open_files(cfg.api.max_connections + 2 * cfg.calls.max_active + 256);
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -536,6 +582,7 @@ async fn serve(cfg: Config) -> Result<()> {
         cfg.calls.max_active
     );
     let state = AppState {
+        auth,
         live: Some(live.clone()),
         public_url: (!cfg.public_url.is_empty()).then(|| cfg.public_url.clone()),
         engine,
@@ -547,15 +594,19 @@ async fn serve(cfg: Config) -> Result<()> {
     };
     let drain = std::time::Duration::from_secs(cfg.calls.drain_secs);
     let registry = live.registry.clone();
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
+    http::server::serve(
+        listener,
+        http::router(state),
+        http::server::Limits::from_config(&cfg.api),
+        async move {
             shutdown_signal().await;
             // Stop taking calls; let active ones finish (up to drain_secs) before the
             // listener closes. Every call closes its case before it leaves the registry.
             let cut = registry.drain(drain).await;
             tracing::info!(cut_off = cut, "all calls finished");
-        })
-        .await?;
+        },
+    )
+    .await?;
     health.abort();
     tracing::info!("stopped");
     Ok(())
@@ -578,6 +629,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     live.twilio.auth_token.clear(); // loopback callers do not sign
     live.twilio.account_sid.clear(); // and there is no Twilio REST API to tell
     let state = AppState {
+        auth: Arc::new(http::auth::ApiAuth::open()),
         live: Some(Arc::new(live)),
         public_url: None,
         engine,

@@ -127,6 +127,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX logs_to ON logs (to_agent);
     CREATE INDEX logs_time ON logs (timestamp);
     "#,
+    // 2: remote sub-agents registered over the API, kept across restarts.
+    r#"
+    CREATE TABLE remote_agents (
+        id               TEXT PRIMARY KEY NOT NULL,
+        card             TEXT NOT NULL,
+        registered_at_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.
@@ -533,6 +541,41 @@ impl Store {
             .conn()
             .execute("DELETE FROM sessions WHERE expires_at_ms < ?1", [cutoff])?;
         Ok(n)
+    }
+
+    // ----- remote agents ---------------------------------------------------
+
+    /// Keeps a registered remote agent's card (JSON) so a restart registers it again.
+    pub fn save_remote_agent(
+        &self,
+        id: &str,
+        card: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO remote_agents (id, card, registered_at_ms) VALUES (?1, ?2, ?3)",
+            params![id, serde_json::to_string(card)?, now_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_remote_agent(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM remote_agents WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Registered remote agents' cards, oldest first.
+    pub fn remote_agents(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT card FROM remote_agents ORDER BY registered_at_ms, id")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = vec![];
+        for r in rows {
+            out.push(serde_json::from_str(&r?)?);
+        }
+        Ok(out)
     }
 
     // ----- cases -----------------------------------------------------------

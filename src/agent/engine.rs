@@ -11,7 +11,9 @@ use crate::agent::clock::Clock;
 use crate::agent::data::{DataSource, DemoData};
 use crate::agent::embed::Embedder;
 use crate::agent::master::{Conversation, Heard, Master, Turn};
-use crate::agent::registry::{Dispatcher, Registry};
+use crate::agent::registry::{AgentCard, Dispatcher, Registry, RegistryError, SubAgent};
+use crate::agent::remote::RemoteAgent;
+use crate::agent::remote_policy::RemotePolicy;
 use crate::agent::router::Router;
 use crate::config::{Config, MASTER_AGENT, Template};
 use crate::store::{
@@ -47,6 +49,9 @@ pub struct Engine {
     pub template: Arc<Template>,
     pub demo: Arc<DemoData>,
     pub clock: Arc<dyn Clock>,
+    /// Where remote agents may live, and the client that reaches them.
+    pub remote: RemotePolicy,
+    remote_client: reqwest::Client,
     session_ttl_ms: i64,
     live: Mutex<HashMap<String, Conversation>>,
     busy: Mutex<HashSet<String>>,
@@ -83,6 +88,28 @@ impl Engine {
             Router::new(&template, embedder, cfg.router.temperature)
                 .map_err(|e| EngineError::Setup(e.to_string()))?,
         );
+        let remote = RemotePolicy::new(&cfg.remote_agents);
+        let remote_client = remote.client(Duration::from_millis(cfg.reliability.task_timeout_ms));
+        // Remote agents registered before a restart come back (if the policy still allows them).
+        for card in store.remote_agents().map_err(EngineError::Store)? {
+            let card: AgentCard = match serde_json::from_value(card) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a stored remote agent is unreadable; skipped");
+                    continue;
+                }
+            };
+            let id = card.id.clone();
+            match RemoteAgent::new(card, remote_client.clone(), &remote)
+                .map_err(RegistryError::Invalid)
+                .and_then(|a| registry.register(Arc::new(a)))
+            {
+                Ok(()) => tracing::info!(agent = %id, "remote agent registered again"),
+                Err(e) => {
+                    tracing::warn!(agent = %id, error = %e, "stored remote agent not registered")
+                }
+            }
+        }
         let dispatcher = Arc::new(Dispatcher::new(registry.clone(), &cfg.reliability));
         let master = Master {
             template: template.clone(),
@@ -100,6 +127,8 @@ impl Engine {
             template,
             demo,
             clock,
+            remote,
+            remote_client,
             session_ttl_ms: cfg.session.ttl_secs as i64 * 1000,
             live: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
@@ -108,6 +137,17 @@ impl Engine {
 
     /// Starts a conversation (and its case) and returns the greeting.
     pub async fn start(&self, caller_id: &str, channel: &str) -> Result<Turn, EngineError> {
+        self.start_with_handle(caller_id, channel, "").await
+    }
+
+    /// Starts a conversation a text client owns: it proves so with the handle whose SHA-256
+    /// (hex) is `handle_sha256`.
+    pub async fn start_with_handle(
+        &self,
+        caller_id: &str,
+        channel: &str,
+        handle_sha256: &str,
+    ) -> Result<Turn, EngineError> {
         let caller_id = caller_id.trim();
         if caller_id.is_empty() || caller_id.len() > 64 || caller_id.chars().any(char::is_control) {
             return Err(EngineError::InvalidInput(
@@ -134,6 +174,7 @@ impl Engine {
             channel.to_string(),
         );
         conv.created_at_ms = now;
+        conv.handle_sha256 = handle_sha256.to_string();
         let turn = self.master.greet(&mut conv);
         self.persist(&mut conv, &turn).await?;
         self.lock_live().insert(id, conv);
@@ -256,6 +297,45 @@ impl Engine {
         let conv = self.take(id).await?;
         self.lock_live().insert(id.to_string(), conv.clone());
         Ok(conv)
+    }
+
+    /// Registers a remote agent (checked against the remote-agent policy) and keeps it across
+    /// restarts.
+    pub async fn register_remote(&self, card: AgentCard) -> Result<String, RegistryError> {
+        let agent = RemoteAgent::new(card, self.remote_client.clone(), &self.remote)
+            .map_err(RegistryError::Invalid)?;
+        let id = agent.card().id.clone();
+        let stored = serde_json::to_value(agent.card()).unwrap_or_default();
+        self.registry
+            .register_remote(Arc::new(agent), self.remote.max_agents())?;
+        let now = self.clock.now_ms();
+        let key = id.clone();
+        if let Err(e) = self
+            .store
+            .run(move |s| s.save_remote_agent(&key, &stored, now))
+            .await
+        {
+            tracing::error!(agent = %id, error = %e, "could not keep the agent's registration");
+        }
+        Ok(id)
+    }
+
+    /// Removes a remote agent (built-in ones cannot be removed).
+    pub async fn remove_agent(&self, id: &str) -> Result<(), RegistryError> {
+        self.registry.deregister(id)?;
+        let key = id.to_string();
+        if let Err(e) = self.store.run(move |s| s.delete_remote_agent(&key)).await {
+            tracing::error!(agent = %id, error = %e, "could not forget the agent's registration");
+        }
+        Ok(())
+    }
+
+    /// The digest of the handle a text client owns conversation `id` by (empty: none).
+    pub async fn conversation_handle(&self, id: &str) -> Result<String, EngineError> {
+        if let Some(c) = self.lock_live().get(id) {
+            return Ok(c.handle_sha256.clone());
+        }
+        Ok(self.conversation(id).await?.handle_sha256)
     }
 
     pub async fn case(&self, id: &str) -> Result<Option<Case>, EngineError> {

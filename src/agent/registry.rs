@@ -68,6 +68,10 @@ pub enum RegistryError {
     Unknown(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("agent {0:?} is built in and cannot be removed")]
+    BuiltIn(String),
+    #[error("at most {0} remote agents can be registered")]
+    Full(usize),
 }
 
 struct Entry {
@@ -130,6 +134,11 @@ impl Registry {
                 card.id
             )));
         }
+        if card.id.len() > 64 || card.id.chars().any(|c| c.is_control() || c == '/') {
+            return Err(RegistryError::Invalid(
+                "agent id must be at most 64 characters, no '/' or control characters".into(),
+            ));
+        }
         let mut entries = self.write();
         if entries.contains_key(&card.id) {
             return Err(RegistryError::Duplicate(card.id));
@@ -151,10 +160,48 @@ impl Registry {
         Ok(())
     }
 
-    pub fn deregister(&self, id: &str) -> Result<(), RegistryError> {
+    /// Registers a remote agent unless `max` remote agents are already registered.
+    pub fn register_remote(
+        &self,
+        agent: Arc<dyn SubAgent>,
+        max: usize,
+    ) -> Result<(), RegistryError> {
+        let remote = self
+            .read()
+            .values()
+            .filter(|e| e.agent.card().kind == "remote")
+            .count();
+        if remote >= max {
+            return Err(RegistryError::Full(max));
+        }
+        self.register(agent)
+    }
+
+    /// Removes any agent, built in or not: for wiring in-process (a deployment's own agent in
+    /// place of a demo one, tests). The API uses [`Registry::deregister`].
+    pub fn remove_any(&self, id: &str) -> Result<(), RegistryError> {
         if self.write().remove(id).is_none() {
             return Err(RegistryError::Unknown(id.into()));
         }
+        self.order
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| x != id);
+        Ok(())
+    }
+
+    /// Removes a remote agent. Built-in agents stay: the template's tasks depend on them.
+    pub fn deregister(&self, id: &str) -> Result<(), RegistryError> {
+        let mut entries = self.write();
+        match entries.get(id) {
+            None => return Err(RegistryError::Unknown(id.into())),
+            Some(e) if e.agent.card().kind != "remote" => {
+                return Err(RegistryError::BuiltIn(id.into()));
+            }
+            Some(_) => {}
+        }
+        entries.remove(id);
+        drop(entries);
         self.order
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -200,11 +247,19 @@ impl Registry {
     }
 
     /// Polls every agent's health once and records the result.
+    /// Asks every agent for its health at once; an agent that has not answered within 3 s is
+    /// unhealthy.
     pub async fn refresh_health(&self) {
         let agents: Vec<Arc<dyn SubAgent>> =
             self.read().values().map(|e| e.agent.clone()).collect();
-        for agent in agents {
-            let result = agent.health().await;
+        let checks = agents.iter().map(|a| async move {
+            match tokio::time::timeout(Duration::from_secs(3), a.health()).await {
+                Ok(r) => r,
+                Err(_) => Err("health check timed out".to_string()),
+            }
+        });
+        let results = futures_util::future::join_all(checks).await;
+        for (agent, result) in agents.iter().zip(results) {
             let id = &agent.card().id;
             if let Some(e) = self.write().get_mut(id) {
                 match result {

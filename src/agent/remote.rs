@@ -4,6 +4,7 @@
 
 use crate::agent::protocol::{AgentInput, AgentOutput};
 use crate::agent::registry::{AgentCard, DispatchError, SubAgent};
+use crate::agent::remote_policy::RemotePolicy;
 use std::time::Duration;
 
 /// Largest response body accepted from a remote agent.
@@ -17,18 +18,29 @@ pub struct RemoteAgent {
 }
 
 impl RemoteAgent {
-    /// Validates the card's URLs; `client` is shared (connection pooling).
-    pub fn new(card: AgentCard, client: reqwest::Client) -> Result<RemoteAgent, String> {
+    /// Validates the card's URLs against `policy`; `client` is shared (connection pooling) and
+    /// should be [`RemotePolicy::client`].
+    pub fn new(
+        card: AgentCard,
+        client: reqwest::Client,
+        policy: &RemotePolicy,
+    ) -> Result<RemoteAgent, String> {
         let endpoint = card
             .endpoint
             .as_deref()
             .ok_or("a remote agent needs an endpoint URL")?;
         let endpoint = parse_http_url(endpoint, "endpoint")?;
+        policy
+            .check(&endpoint)
+            .map_err(|e| format!("endpoint: {e}"))?;
         let health = card
             .health_url
             .as_deref()
             .map(|u| parse_http_url(u, "health_url"))
             .transpose()?;
+        if let Some(h) = &health {
+            policy.check(h).map_err(|e| format!("health_url: {e}"))?;
+        }
         Ok(RemoteAgent {
             card: AgentCard {
                 kind: "remote".into(),
@@ -41,8 +53,25 @@ impl RemoteAgent {
     }
 }
 
+/// What went wrong reaching an agent, in words that say nothing of what was (or was not)
+/// behind the address: no error text from the network or the agent is passed on.
+fn failure(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else if e.is_redirect() || e.status().is_some_and(|s| s.is_redirection()) {
+        "answered with a redirect (not followed)".into()
+    } else {
+        "request failed".into()
+    }
+}
+
 fn parse_http_url(s: &str, what: &str) -> Result<reqwest::Url, String> {
-    let u = reqwest::Url::parse(s).map_err(|e| format!("{what} {s:?} is not a URL: {e}"))?;
+    if s.len() > 2048 {
+        return Err(format!("{what} is longer than 2048 characters"));
+    }
+    let u = reqwest::Url::parse(s).map_err(|e| format!("{what} is not a URL: {e}"))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!("{what} must be http or https"));
     }
@@ -62,8 +91,13 @@ impl SubAgent for RemoteAgent {
             .json(&input)
             .send()
             .await
-            .map_err(|e| DispatchError::Transport(format!("POST {}: {e}", self.endpoint)))?;
+            .map_err(|e| DispatchError::Transport(failure(&e)))?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(DispatchError::Transport(
+                "answered with a redirect (not followed)".into(),
+            ));
+        }
         if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
             return Err(DispatchError::Protocol(
                 crate::agent::protocol::ProtocolError::invalid_output("response body too large"),
@@ -72,7 +106,7 @@ impl SubAgent for RemoteAgent {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| DispatchError::Transport(format!("reading response: {e}")))?;
+            .map_err(|e| DispatchError::Transport(failure(&e)))?;
         if body.len() > MAX_BODY {
             return Err(DispatchError::Protocol(
                 crate::agent::protocol::ProtocolError::invalid_output("response body too large"),
@@ -99,11 +133,11 @@ impl SubAgent for RemoteAgent {
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| failure(&e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(format!("GET {url}: HTTP {}", resp.status()))
+            Err(format!("HTTP {}", resp.status().as_u16()))
         }
     }
 }

@@ -48,7 +48,13 @@ type Tx = SplitSink<WebSocket, Message>;
 
 /// Serves one `/webrtc/signal` WebSocket: waits for the page's offer, answers it, and runs the
 /// call until it ends. `admission` came from [`crate::runtime::calls::CallRegistry::admit`].
-pub async fn serve(socket: WebSocket, deps: Arc<LiveDeps>, admission: Admission) {
+/// `issued_caller`: the identity the gateway gave this client; None lets the page name one.
+pub async fn serve(
+    socket: WebSocket,
+    deps: Arc<LiveDeps>,
+    admission: Admission,
+    issued_caller: Option<String>,
+) {
     let (slot, busy) = match admission {
         Admission::Admitted(s) => (s, false),
         Admission::Busy(s) => (s, true),
@@ -58,9 +64,10 @@ pub async fn serve(socket: WebSocket, deps: Arc<LiveDeps>, admission: Admission)
     let span = tracing::info_span!("call", provider = CHANNEL, id = %call_id);
     async move {
         let (mut tx, mut rx) = socket.split();
-        let Some((sdp, caller)) = wait_offer(&mut tx, &mut rx, &deps).await else {
+        let Some((sdp, named)) = wait_offer(&mut tx, &mut rx, &deps).await else {
             return;
         };
+        let caller = issued_caller.unwrap_or(named);
         let (answer, rtc) = match peer::accept(&sdp, &deps.rtc).await {
             Ok(a) => a,
             Err(e) => {

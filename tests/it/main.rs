@@ -14,6 +14,7 @@ mod repair;
 mod replay;
 mod router;
 mod scenarios;
+mod security;
 mod softphone;
 mod twilio;
 mod webrtc;

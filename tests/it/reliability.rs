@@ -245,7 +245,7 @@ async fn delegation_depth_is_bounded() {
 
 /// Replaces the template's reservation agent with `agents` (registration order = priority).
 fn swap_reservation_agents(e: &switchboard::agent::engine::Engine, agents: Vec<Arc<dyn SubAgent>>) {
-    e.registry.deregister("reservation_agent").unwrap();
+    e.registry.remove_any("reservation_agent").unwrap();
     for a in agents {
         e.registry.register(a).unwrap();
     }

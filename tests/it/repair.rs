@@ -28,8 +28,14 @@ async fn api(template: &'static str) -> Api {
         http: reqwest::Client::new(),
         live: None,
         public_url: None,
+        auth: std::sync::Arc::new(switchboard::http::auth::ApiAuth::open()),
     };
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    tokio::spawn(switchboard::http::server::serve(
+        listener,
+        router(state),
+        switchboard::http::server::Limits::default(),
+        std::future::pending(),
+    ));
     Api {
         base,
         client: reqwest::Client::new(),

@@ -112,10 +112,16 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
         http: reqwest::Client::new(),
         live: Some(live.clone()),
         public_url: None,
+        auth: std::sync::Arc::new(switchboard::http::auth::ApiAuth::open()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    tokio::spawn(switchboard::http::server::serve(
+        listener,
+        router(state),
+        switchboard::http::server::Limits::default(),
+        std::future::pending(),
+    ));
     Gateway {
         addr,
         engine,

@@ -233,6 +233,38 @@ impl Master {
         params: &Map<String, Value>,
         out: AgentOutput,
     ) {
+        // A remote agent's words are never spoken: the template's are (see `own_words`).
+        let remote = self
+            .dispatcher
+            .registry
+            .get(agent)
+            .is_none_or(|a| a.card().kind == "remote");
+        let out = if remote {
+            match super::own_words::own_words(&self.template, task, params, out) {
+                Ok(o) => o,
+                Err(why) => {
+                    tracing::warn!(agent, task, %why, "a remote agent's answer was not used");
+                    self.system(cx, &format!("answer from {agent} not used: {why}"));
+                    cx.turn.audit.push((
+                        "agent_answer_refused".into(),
+                        json!({"task": task, "agent": agent, "why": why}),
+                    ));
+                    let spec = self.template.tasks.get(task);
+                    let body = fill(
+                        &self.template.lines.could_not,
+                        &[(
+                            "phrase",
+                            spec.map(|s| s.phrase.as_str()).unwrap_or("do that"),
+                        )],
+                    );
+                    cx.turn.status = TurnStatus::Error;
+                    self.close(cx, &body, Some(agent));
+                    return;
+                }
+            }
+        } else {
+            out
+        };
         cx.turn.status = match out.status {
             Status::Success => TurnStatus::Success,
             Status::NeedsInfo => TurnStatus::NeedsInfo,
@@ -454,6 +486,8 @@ impl Master {
             && let Some(agent) = self.dispatcher.registry.candidates(task).into_iter().next()
         {
             let id = agent.card().id.clone();
+            // Where a call is transferred and what is said is never a remote agent's word.
+            let built_in = agent.card().kind != "remote";
             cx.turn.agent = Some(id.clone());
             let mut p = Map::new();
             p.insert("reason".into(), Value::from(reason));
@@ -463,6 +497,7 @@ impl Master {
             self.record_attempts(cx, &d.attempts);
             if let Ok(out) = d.result
                 && out.status == Status::Success
+                && built_in
             {
                 if let Some(n) = out.data.get("transfer_to").and_then(Value::as_str) {
                     to = n.to_string();

@@ -23,6 +23,7 @@
 pub mod acts;
 mod delegate;
 pub mod extract;
+pub mod own_words;
 pub mod prompt;
 mod record;
 pub mod render;

@@ -139,6 +139,10 @@ pub struct Conversation {
     /// Caller turns so far.
     #[serde(default)]
     pub caller_turns: u32,
+    /// SHA-256 (hex) of the secret handle a text client proves the conversation is its own
+    /// with; empty for calls.
+    #[serde(default)]
+    pub handle_sha256: String,
 }
 
 impl Conversation {
@@ -165,6 +169,7 @@ impl Conversation {
             last_task: None,
             queued: None,
             caller_turns: 0,
+            handle_sha256: String::new(),
         }
     }
 

@@ -136,8 +136,23 @@
    * Templates and ICE config
    * ------------------------------------------------------------------ */
 
+  /* A gateway with API tokens wants a client token: given in the page's fragment
+   * (/softphone#token=…, never sent in a request line) and kept for the tab's session. */
+  function accessToken() {
+    var m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+    if (m) {
+      try { sessionStorage.setItem('switchboard.token', decodeURIComponent(m[1])); } catch (e) { /* private mode */ }
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    try { return sessionStorage.getItem('switchboard.token') || ''; } catch (e) { return ''; }
+  }
+
   function getJSON(url) {
-    return fetch(url, { headers: { accept: 'application/json' }, cache: 'no-store' }).then(function (r) {
+    var headers = { accept: 'application/json' };
+    var token = accessToken();
+    if (token) headers.authorization = 'Bearer ' + token;
+    return fetch(url, { headers: headers, cache: 'no-store' }).then(function (r) {
+      if (r.status === 401) throw new Error('this gateway needs an access token: open the page as /softphone#token=YOUR_CLIENT_TOKEN');
       if (!r.ok) throw new Error(url + ' returned HTTP ' + r.status);
       return r.json();
     });
@@ -318,6 +333,8 @@
 
   function openSignaling(c) {
     var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/webrtc/signal';
+    var token = accessToken();
+    if (token) url += '?access_token=' + encodeURIComponent(token);
     return new Promise(function (resolve, reject) {
       var ws;
       try { ws = c.ws = new WebSocket(url); } catch (e) { reject(e); fail(c, 'Signaling failed', e.message); return; }

@@ -3,8 +3,7 @@
 //! map its errors onto status codes with a JSON body that says what is wrong.
 
 use crate::agent::engine::{Engine, EngineError};
-use crate::agent::registry::{AgentCard, RegistryError, SubAgent};
-use crate::agent::remote::RemoteAgent;
+use crate::agent::registry::{AgentCard, RegistryError};
 use crate::runtime::calls::Admission;
 use crate::runtime::live::{self, LiveDeps};
 use crate::store::{LogQuery, LogType};
@@ -22,6 +21,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+pub mod auth;
+pub mod server;
+use auth::{ApiAuth, HANDLE_HEADER, Principal};
+
 pub const DEMO_CALLER: &str = "user_789";
 
 #[derive(Clone)]
@@ -32,6 +35,8 @@ pub struct AppState {
     pub live: Option<Arc<LiveDeps>>,
     /// Public base URL for provider callbacks (e.g. https://gw.example.com); else the Host header.
     pub public_url: Option<String>,
+    /// API tokens and the turn rate limit.
+    pub auth: Arc<ApiAuth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,10 +68,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// An error response: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// 401s tell the client which scheme to use (`WWW-Authenticate: Bearer`).
+    challenge: bool,
 }
 
 impl ApiError {
@@ -75,17 +83,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            challenge: false,
         }
+    }
+
+    fn with_bearer_challenge(mut self) -> Self {
+        self.challenge = true;
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        if self.challenge {
+            (
+                self.status,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                body,
+            )
+                .into_response()
+        } else {
+            (self.status, body).into_response()
+        }
     }
 }
 
@@ -97,8 +117,13 @@ impl From<EngineError> for ApiError {
             EngineError::Busy(_) => (StatusCode::CONFLICT, "BUSY"),
             EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
             EngineError::Store(_) | EngineError::Setup(_) => {
+                // The details go to the log, never to the client.
                 tracing::error!(error = %e, "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "internal error; the gateway's log has the details",
+                );
             }
         };
         ApiError::new(status, code, e.to_string())
@@ -106,7 +131,37 @@ impl From<EngineError> for ApiError {
 }
 
 fn bad_json(r: JsonRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", r.body_text())
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(r.status(), "TOO_LARGE", r.body_text())
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", r.body_text())
+    }
+}
+
+/// The conversation `id` if the principal may use it: an admin may use any; a client only the
+/// one whose handle it presents. Anything else is "not found", so ids cannot be probed.
+async fn own_conversation(
+    s: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(), ApiError> {
+    if who.is_admin() {
+        return Ok(());
+    }
+    let presented = headers.get(HANDLE_HEADER).and_then(|h| h.to_str().ok());
+    let stored = s.engine.conversation_handle(id).await.unwrap_or_default();
+    if auth::handle_matches(&stored, presented) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!(
+                "no conversation with id {id:?} for this client (send its {HANDLE_HEADER} header)"
+            ),
+        ))
+    }
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
@@ -138,8 +193,12 @@ struct NewConversation {
 
 async fn create_conversation(
     State(s): State<AppState>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let who = s.auth.authenticate(&headers, None)?;
+    s.auth.turn(&who)?;
+    let body = body.map_err(|r| ApiError::new(r.status(), "INVALID_INPUT", r.body_text()))?;
     // The body is optional: no body means the demo caller on the text channel.
     let req: NewConversation = if body.iter().all(u8::is_ascii_whitespace) {
         NewConversation::default()
@@ -152,21 +211,41 @@ async fn create_conversation(
             )
         })?
     };
-    let caller = req.caller_id.unwrap_or_else(|| DEMO_CALLER.into());
+    // Who is calling is the server's word, not the client's: only an admin (a trusted backend,
+    // or anyone in development mode) may name the caller.
+    let caller = match req.caller_id {
+        Some(c) if who.is_admin() => c,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "caller_id is set by the gateway for client tokens",
+            ));
+        }
+        None if s.auth.is_open() => DEMO_CALLER.into(),
+        None => format!("text_{}", uuid::Uuid::new_v4().simple()),
+    };
     let channel = req.channel.unwrap_or_else(|| "text".into());
-    let turn = s.engine.start(&caller, &channel).await?;
+    let handle = auth::new_handle();
+    let turn = s
+        .engine
+        .start_with_handle(&caller, &channel, &auth::handle_digest(&handle))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"conversation_id": turn.conversation_id, "case_id": turn.case_id, "reply": turn.reply}),
+            json!({"conversation_id": turn.conversation_id, "handle": handle, "case_id": turn.case_id, "reply": turn.reply}),
         ),
     ))
 }
 
 async fn get_conversation(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let who = s.auth.authenticate(&headers, None)?;
+    own_conversation(&s, &who, &headers, &id).await?;
     let c = s.engine.conversation(&id).await?;
     Ok(Json(json!({
         "conversation_id": c.id, "caller_id": c.caller_id, "case_id": c.case_id, "ended": c.ended,
@@ -182,9 +261,13 @@ struct Message {
 
 async fn post_message(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Json<Message>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let who = s.auth.authenticate(&headers, None)?;
+    own_conversation(&s, &who, &headers, &id).await?;
+    s.auth.turn(&who)?;
     let Json(msg) = body.map_err(bad_json)?;
     let t = s.engine.say(&id, &msg.text).await?;
     Ok(Json(json!({
@@ -194,14 +277,20 @@ async fn post_message(
     })))
 }
 
-async fn list_agents(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"agents": s.engine.registry.status()}))
+async fn list_agents(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    s.auth.admin(&headers)?;
+    Ok(Json(json!({"agents": s.engine.registry.status()})))
 }
 
 async fn register_agent(
     State(s): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<AgentCard>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    s.auth.admin(&headers)?;
     let Json(card) = body.map_err(bad_json)?;
     let template = &s.engine.template;
     if let Some(unknown) = card.tasks.iter().find(|t| !template.tasks.contains_key(*t)) {
@@ -220,22 +309,17 @@ async fn register_agent(
             ),
         ));
     }
-    let agent = RemoteAgent::new(card, s.http.clone())
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT", m))?;
-    let id = agent.card().id.clone();
-    s.engine
-        .registry
-        .register(Arc::new(agent))
-        .map_err(|e| match e {
-            RegistryError::Duplicate(_) => {
-                ApiError::new(StatusCode::CONFLICT, "DUPLICATE", e.to_string())
-            }
-            _ => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_INPUT",
-                e.to_string(),
-            ),
-        })?;
+    let id = s.engine.register_remote(card).await.map_err(|e| match e {
+        RegistryError::Duplicate(_) => {
+            ApiError::new(StatusCode::CONFLICT, "DUPLICATE", e.to_string())
+        }
+        RegistryError::Full(_) => ApiError::new(StatusCode::CONFLICT, "FULL", e.to_string()),
+        _ => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_INPUT",
+            e.to_string(),
+        ),
+    })?;
     tracing::info!(agent = %id, "remote agent registered");
     let status = s
         .engine
@@ -248,12 +332,16 @@ async fn register_agent(
 
 async fn delete_agent(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.engine
-        .registry
-        .deregister(&id)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()))?;
+    s.auth.admin(&headers)?;
+    s.engine.remove_agent(&id).await.map_err(|e| match e {
+        RegistryError::BuiltIn(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "BUILT_IN", e.to_string())
+        }
+        _ => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", e.to_string()),
+    })?;
     tracing::info!(agent = %id, "agent removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -272,8 +360,10 @@ struct LogParams {
 
 async fn get_logs(
     State(s): State<AppState>,
+    headers: HeaderMap,
     q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    s.auth.admin(&headers)?;
     let Query(p) =
         q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", e.body_text()))?;
     let log_type = p
@@ -314,8 +404,10 @@ async fn get_logs(
 
 async fn get_case(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    s.auth.admin(&headers)?;
     match s.engine.case(&id).await? {
         Some(c) => Ok(Json(json!(c))),
         None => Err(ApiError::new(
@@ -622,8 +714,22 @@ async fn softphone_templates(State(s): State<AppState>) -> Json<Value> {
     Json(json!({"default": name, "templates": [name]}))
 }
 
-/// The page's `RTCPeerConnection` configuration: the same STUN/TURN servers the gateway uses.
-async fn softphone_config(State(s): State<AppState>) -> Json<Value> {
+#[derive(Deserialize, Default)]
+struct AccessToken {
+    access_token: Option<String>,
+}
+
+/// The page's `RTCPeerConnection` configuration: the same STUN/TURN servers the gateway uses
+/// (TURN credentials only to a client with a token, when tokens are configured).
+async fn softphone_config(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    s.auth.authenticate(&headers, None)?;
+    Ok(softphone_ice(&s))
+}
+
+fn softphone_ice(s: &AppState) -> Json<Value> {
     let servers: Vec<Value> = s
         .live
         .as_ref()
@@ -645,11 +751,29 @@ async fn softphone_config(State(s): State<AppState>) -> Json<Value> {
     Json(json!({"iceServers": servers}))
 }
 
-/// The softphone's signaling WebSocket: one call per connection (see `webrtc::signal`).
-async fn webrtc_signal(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// The softphone's signaling WebSocket: one call per connection (see `webrtc::signal`). With
+/// API tokens configured it needs one (`?access_token=`, as a browser cannot set headers on a
+/// WebSocket) and the caller is an identity the gateway issues, not one the page names.
+async fn webrtc_signal(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AccessToken>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let Some(live) = s.live.clone() else {
         return no_speech();
     };
+    let token = query.as_ref().ok().and_then(|q| q.access_token.as_deref());
+    let who = match s.auth.authenticate(&headers, token) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("softphone signaling without a valid token refused");
+            return e.into_response();
+        }
+    };
+    // An admin (anyone in development mode) may name the caller on the page; a client is who
+    // the gateway says.
+    let caller = (!who.is_admin()).then(|| format!("web_{}", uuid::Uuid::new_v4().simple()));
     let admission = live.registry.admit();
     if matches!(admission, Admission::Draining) {
         tracing::warn!(
@@ -665,7 +789,7 @@ async fn webrtc_signal(State(s): State<AppState>, ws: WebSocketUpgrade) -> Respo
     }
     ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))
-        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, admission))
+        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, admission, caller))
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

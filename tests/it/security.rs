@@ -1,0 +1,437 @@
+//! The gateway as an attacker meets it: the real binary (`switchboard serve`) on loopback, with
+//! API tokens configured, probed without credentials, with the wrong scope, with someone else's
+//! conversation, with a posed caller, with slow-header clients and a flood of turns.
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "admin-secret-token-0001";
+pub const CLIENT: &str = "client-secret-token-0001";
+
+/// A `switchboard serve` process with its own database, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// What the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+}
+
+/// The repository's config with a temp database, the installed models and `edit` applied.
+pub fn config_text(dir: &std::path::Path, edit: impl Fn(String) -> String) -> String {
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = {:?}", dir.join("db")),
+    )
+    .replace(
+        "models_dir = \"models\"",
+        &format!(
+            "models_dir = {:?}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models")
+        ),
+    );
+    edit(cfg)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the binary with tokens in the environment (as production would set them) and waits
+/// until `/healthz` answers.
+pub async fn serve(edit: impl Fn(String) -> String, env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("switchboard.toml");
+    std::fs::write(&cfg, config_text(dir.path(), edit)).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&cfg)
+        .env_remove("SWITCHBOARD_ADMIN_TOKENS")
+        .env_remove("SWITCHBOARD_CLIENT_TOKENS")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
+            && r.status().is_success()
+        {
+            return server;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the gateway did not start:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn secured() -> Server {
+    serve(
+        |c| c,
+        &[
+            ("SWITCHBOARD_ADMIN_TOKENS", ADMIN),
+            ("SWITCHBOARD_CLIENT_TOKENS", CLIENT),
+        ],
+    )
+    .await
+}
+
+/// Status and JSON body of a request with an optional token and conversation handle.
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    handle: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(h) = handle {
+        r = r.header("x-conversation-handle", h);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+use reqwest::Method;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_needs_an_admin_token() {
+    let s = secured().await;
+    let b = &s.base;
+    let (_, conv) = call(
+        Method::POST,
+        &format!("{b}/v1/conversations"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    let id = conv["conversation_id"].as_str().unwrap().to_string();
+    let case = conv["case_id"].as_str().unwrap().to_string();
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("{b}/v1/logs"), None),
+        (Method::GET, format!("{b}/v1/agents"), None),
+        (
+            Method::POST,
+            format!("{b}/v1/agents"),
+            Some(json!({"id": "x", "name": "x", "endpoint": "http://127.0.0.1:9/", "tasks": []})),
+        ),
+        (Method::DELETE, format!("{b}/v1/agents/billing_agent"), None),
+        (Method::GET, format!("{b}/v1/cases/{case}"), None),
+        (Method::GET, format!("{b}/v1/conversations/{id}"), None),
+        (
+            Method::POST,
+            format!("{b}/v1/conversations/{id}/messages"),
+            Some(json!({"text": "What's my bill?"})),
+        ),
+        (Method::POST, format!("{b}/v1/conversations"), None),
+    ];
+    for (m, url, body) in &routes {
+        let (st, v) = call(m.clone(), url, None, None, body.clone()).await;
+        assert_eq!(st, 401, "{m} {url} without a token: {v}");
+        assert_eq!(v["error"]["code"], "UNAUTHORIZED", "{v}");
+        let (st, _) = call(
+            m.clone(),
+            url,
+            Some("not-a-token-at-all-000"),
+            None,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(st, 401, "{m} {url} with an unknown token");
+    }
+    // A client token is not an admin token.
+    for (m, url, body) in &routes[..5] {
+        let (st, v) = call(m.clone(), url, Some(CLIENT), None, body.clone()).await;
+        assert_eq!(st, 403, "{m} {url} with a client token: {v}");
+    }
+    // The admin token opens them (the agent is still there: nothing above removed it).
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/agents"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "billing_agent"),
+        "{v}"
+    );
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/logs"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(v["count"].as_u64().unwrap() >= 1, "{v}");
+    let (st, _) = call(
+        Method::GET,
+        &format!("{b}/v1/cases/{case}"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reaches_only_its_own_conversation_and_cannot_name_the_caller() {
+    let s = secured().await;
+    let b = &s.base;
+    let (st, mine) = call(
+        Method::POST,
+        &format!("{b}/v1/conversations"),
+        Some(CLIENT),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 201, "{mine}");
+    let id = mine["conversation_id"].as_str().unwrap();
+    let handle = mine["handle"].as_str().unwrap();
+    assert_eq!(handle.len(), 64);
+    let msgs = format!("{b}/v1/conversations/{id}/messages");
+    let text = json!({"text": "What's my bill this month?"});
+    // With its handle: its own conversation. The caller is one the gateway issued: it owns no
+    // account, so no bill is read.
+    let (st, v) = call(
+        Method::POST,
+        &msgs,
+        Some(CLIENT),
+        Some(handle),
+        Some(text.clone()),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let reply = v["reply"].as_str().unwrap().to_lowercase();
+    assert!(
+        !reply.contains('$'),
+        "an anonymous caller was read a bill: {reply}"
+    );
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/conversations/{id}"),
+        Some(CLIENT),
+        Some(handle),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["caller_id"].as_str().unwrap().starts_with("text_"), "{v}");
+    // Another client (same scope, no handle or a wrong one) finds nothing, reading or writing.
+    let other = "0".repeat(64);
+    for h in [None, Some(other.as_str())] {
+        let (st, v) = call(
+            Method::GET,
+            &format!("{b}/v1/conversations/{id}"),
+            Some(CLIENT),
+            h,
+            None,
+        )
+        .await;
+        assert_eq!(st, 404, "{v}");
+        assert!(v.get("history").is_none(), "{v}");
+        let (st, _) = call(Method::POST, &msgs, Some(CLIENT), h, Some(text.clone())).await;
+        assert_eq!(st, 404);
+    }
+    // A client cannot pose as a customer.
+    let (st, v) = call(
+        Method::POST,
+        &format!("{b}/v1/conversations"),
+        Some(CLIENT),
+        None,
+        Some(json!({"caller_id": "user_789"})),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    // The admin sees the conversation without a handle.
+    let (st, _) = call(
+        Method::GET,
+        &format!("{b}/v1/conversations/{id}"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Oversized bodies are 413, not 400.
+    let big = json!({"text": "a".repeat(100_000)});
+    let (st, _) = call(Method::POST, &msgs, Some(CLIENT), Some(handle), Some(big)).await;
+    assert_eq!(st, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_are_rate_limited_per_token() {
+    let s = serve(
+        |c| c.replace("turns_per_minute = 120", "turns_per_minute = 6"),
+        &[("SWITCHBOARD_CLIENT_TOKENS", CLIENT)],
+    )
+    .await;
+    let b = &s.base;
+    let (_, c) = call(
+        Method::POST,
+        &format!("{b}/v1/conversations"),
+        Some(CLIENT),
+        None,
+        None,
+    )
+    .await;
+    let id = c["conversation_id"].as_str().unwrap();
+    let handle = c["handle"].as_str().unwrap();
+    let mut codes = vec![];
+    for _ in 0..12 {
+        let (st, _) = call(
+            Method::POST,
+            &format!("{b}/v1/conversations/{id}/messages"),
+            Some(CLIENT),
+            Some(handle),
+            Some(json!({"text": "hello"})),
+        )
+        .await;
+        codes.push(st);
+    }
+    // A burst of 5 turns including the conversation's creation, then one every 10 s.
+    assert_eq!(codes[..4], [200; 4], "{codes:?}");
+    assert_eq!(codes[4..], [429; 8], "{codes:?}");
+}
+
+#[test]
+fn without_a_token_the_gateway_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("switchboard.toml");
+    std::fs::write(&cfg, config_text(dir.path(), |c| c)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&cfg)
+        .env_remove("SWITCHBOARD_ADMIN_TOKENS")
+        .env_remove("SWITCHBOARD_CLIENT_TOKENS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without an API token") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_are_cut_off_and_do_not_stop_the_health_check() {
+    let s = serve(
+        |c| {
+            c.replace(
+                "header_read_timeout_ms = 5000",
+                "header_read_timeout_ms = 1500",
+            )
+        },
+        &[("SWITCHBOARD_ADMIN_TOKENS", ADMIN)],
+    )
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // 1,000 clients that send the start of a request and then trickle.
+    let mut slow = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut c, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    let t0 = Instant::now();
+    let r = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .expect("/healthz answers while 1,000 slow clients are connected");
+    assert_eq!(r.status(), 200);
+    println!(
+        "/healthz answered in {:?} beside 1,000 slow clients",
+        t0.elapsed()
+    );
+    // Each trickles one more header line a second: the gateway closes them at its deadline.
+    let mut closed = 0;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    for c in &mut slow {
+        let _ = tokio::io::AsyncWriteExt::write_all(c, b"X-Slow: 1\r\n").await;
+    }
+    for mut c in slow {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut c, &mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        closed, 1000,
+        "slow clients still connected after the header deadline"
+    );
+}

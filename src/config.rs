@@ -102,6 +102,28 @@ pub struct CallsConfig {
     pub busy_message: String,
     /// On SIGTERM: no new calls; active ones may finish for this long before they are ended.
     pub drain_secs: u64,
+    /// A media connection that has not started its call this long after connecting is closed.
+    pub start_timeout_ms: u64,
+    /// A call whose provider sent nothing for this long is over (providers stream continuously,
+    /// silence included).
+    pub media_timeout_ms: u64,
+    /// The longest a call may last; then the bot hangs up.
+    pub max_call_secs: u64,
+    /// Media connections from one address that may wait to start a call at once.
+    pub max_pending_per_ip: usize,
+    /// The token Telnyx, Plivo, Exotel and Vonage media URLs must carry (`?token=…`): put it in
+    /// the stream URL you configure at the provider. `SWITCHBOARD_MEDIA_TOKEN` overrides it. With
+    /// API tokens or provider credentials configured and no media token, those sockets are
+    /// refused.
+    pub media_token: String,
+}
+
+impl CallsConfig {
+    /// Applies `SWITCHBOARD_MEDIA_TOKEN` when set.
+    pub fn with_env(mut self) -> Self {
+        env_override("SWITCHBOARD_MEDIA_TOKEN", &mut self.media_token);
+        self
+    }
 }
 
 impl Default for CallsConfig {
@@ -110,6 +132,11 @@ impl Default for CallsConfig {
             max_active: 20,
             busy_message: "We are experiencing a high call volume. Please call again in a few minutes. Goodbye.".into(),
             drain_secs: 30,
+            start_timeout_ms: 10_000,
+            media_timeout_ms: 20_000,
+            max_call_secs: 3600,
+            max_pending_per_ip: 16,
+            media_token: String::new(),
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use crate::agent::engine::{Engine, EngineError};
 use crate::agent::registry::{AgentCard, RegistryError};
-use crate::runtime::calls::Admission;
 use crate::runtime::live::{self, LiveDeps};
 use crate::store::{LogQuery, LogType};
 use crate::transport::{Provider, plivo, twilio};
@@ -422,6 +421,7 @@ async fn get_case(
 /// Media Streams WebSocket, passing the caller's number and the template as parameters.
 /// Twilio's request-signing check, when an auth token is configured.
 fn twilio_signed(
+    open: bool,
     live: &LiveDeps,
     public_url: Option<&str>,
     headers: &HeaderMap,
@@ -431,7 +431,8 @@ fn twilio_signed(
 ) -> bool {
     let token = &live.twilio.auth_token;
     if token.is_empty() {
-        return true;
+        // Unsigned Twilio requests only in development mode.
+        return open;
     }
     let Some(sig) = headers
         .get("x-twilio-signature")
@@ -507,7 +508,15 @@ async fn twilio_voice(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
+    if !twilio_signed(
+        s.auth.is_open(),
+        &live,
+        s.public_url.as_deref(),
+        &headers,
+        &uri,
+        false,
+        &form,
+    ) {
         tracing::warn!(path = %uri.path(), "Twilio webhook with a bad signature refused");
         return forbidden();
     }
@@ -551,7 +560,15 @@ async fn twilio_status(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
-    if !twilio_signed(&live, s.public_url.as_deref(), &headers, &uri, false, &form) {
+    if !twilio_signed(
+        s.auth.is_open(),
+        &live,
+        s.public_url.as_deref(),
+        &headers,
+        &uri,
+        false,
+        &form,
+    ) {
         tracing::warn!(path = %uri.path(), "Twilio status callback with a bad signature refused");
         return forbidden();
     }
@@ -601,35 +618,90 @@ fn media_socket(
     ws: WebSocketUpgrade,
     provider: Provider,
     base: Option<String>,
+    peer: Option<std::net::IpAddr>,
 ) -> Response {
     let Some(live) = s.live.clone() else {
         return no_speech();
     };
-    let admission = live.registry.admit();
-    if matches!(admission, Admission::Draining) {
-        tracing::warn!(
-            provider = live::channel(provider),
-            "call refused: shutting down or flooded"
-        );
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "not taking calls now",
-        )
-        .into_response();
-    }
+    let pending = match live.registry.connect(peer) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(
+                provider = live::channel(provider),
+                peer = ?peer,
+                ?why,
+                "media connection refused"
+            );
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "not taking calls now",
+            )
+            .into_response();
+        }
+    };
     ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
-        .on_upgrade(move |socket| live::serve_call(socket, live, provider, admission, base))
+        .on_upgrade(move |socket| live::serve_call(socket, live, provider, pending, base))
 }
 
-/// The media WebSocket of a provider whose stream carries no request signature.
+#[derive(Deserialize, Default)]
+struct MediaToken {
+    token: Option<String>,
+}
+
+/// Whether a media socket of Telnyx, Plivo, Exotel or Vonage may connect: with a media token
+/// configured, its URL must carry it; without one, only in development mode (no API token and
+/// no provider credential configured).
+fn media_allowed(s: &AppState, live: &LiveDeps, presented: Option<&str>) -> bool {
+    let expected = live.calls.media_token.as_str();
+    if expected.is_empty() {
+        let credentials = !live.twilio.auth_token.is_empty()
+            || !live.telnyx.api_key.is_empty()
+            || !live.plivo.auth_token.is_empty();
+        return s.auth.is_open() && !credentials;
+    }
+    presented.is_some_and(|p| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            auth::digest(p).as_slice(),
+            auth::digest(expected).as_slice(),
+        ))
+    })
+}
+
+/// The media WebSocket of a provider whose stream carries no request signature: authenticated
+/// by the media token in its URL.
 fn unsigned_media(
     provider: Provider,
-) -> impl Fn(State<AppState>, HeaderMap, WebSocketUpgrade) -> std::future::Ready<Response> + Clone {
-    move |State(s), headers, ws| {
+) -> impl Fn(
+    State<AppState>,
+    HeaderMap,
+    axum::http::Extensions,
+    Result<Query<MediaToken>, axum::extract::rejection::QueryRejection>,
+    WebSocketUpgrade,
+) -> std::future::Ready<Response>
++ Clone {
+    move |State(s), headers, ext, query, ws| {
+        if let Some(live) = &s.live {
+            let token = query.as_ref().ok().and_then(|q| q.token.as_deref());
+            if !media_allowed(&s, live, token) {
+                tracing::warn!(
+                    provider = live::channel(provider),
+                    peer = ?server::peer(&ext),
+                    "media WebSocket without a valid token refused"
+                );
+                return std::future::ready(
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "BAD_TOKEN",
+                        "this media URL needs the gateway's media token",
+                    )
+                    .into_response(),
+                );
+            }
+        }
         let base = public_base(&s, &headers);
-        std::future::ready(media_socket(&s, ws, provider, base))
+        std::future::ready(media_socket(&s, ws, provider, base, server::peer(&ext)))
     }
 }
 
@@ -667,17 +739,26 @@ async fn plivo_transfer(
 async fn twilio_media(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Some(live) = &s.live
-        && !twilio_signed(live, s.public_url.as_deref(), &headers, &uri, true, &[])
+        && !twilio_signed(
+            s.auth.is_open(),
+            live,
+            s.public_url.as_deref(),
+            &headers,
+            &uri,
+            true,
+            &[],
+        )
     {
         tracing::warn!("Twilio media WebSocket with a bad signature refused");
         return forbidden();
     }
     let base = public_base(&s, &headers);
-    media_socket(&s, ws, Provider::Twilio, base)
+    media_socket(&s, ws, Provider::Twilio, base, server::peer(&ext))
 }
 
 /// The softphone's files are built into the binary; the page loads nothing from elsewhere.
@@ -757,6 +838,7 @@ fn softphone_ice(s: &AppState) -> Json<Value> {
 async fn webrtc_signal(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     query: Result<Query<AccessToken>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -774,22 +856,21 @@ async fn webrtc_signal(
     // An admin (anyone in development mode) may name the caller on the page; a client is who
     // the gateway says.
     let caller = (!who.is_admin()).then(|| format!("web_{}", uuid::Uuid::new_v4().simple()));
-    let admission = live.registry.admit();
-    if matches!(admission, Admission::Draining) {
-        tracing::warn!(
-            provider = "webrtc",
-            "call refused: shutting down or flooded"
-        );
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "not taking calls now",
-        )
-        .into_response();
-    }
+    let pending = match live.registry.connect(server::peer(&ext)) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(provider = "webrtc", ?why, "call refused");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "not taking calls now",
+            )
+            .into_response();
+        }
+    };
     ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))
-        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, admission, caller))
+        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, pending, caller))
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

@@ -5,6 +5,7 @@
 //! that ends any way at all (hang-up, error, panic unwinding) gives its place back.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +16,9 @@ const RECENT: usize = 512;
 
 pub struct CallRegistry {
     max_active: usize,
+    /// Connections that have not started a call yet, at most, and from one address.
+    max_pending: usize,
+    max_pending_per_ip: usize,
     inner: Mutex<Inner>,
     changed: Notify,
     draining: AtomicBool,
@@ -24,6 +28,9 @@ pub struct CallRegistry {
 
 #[derive(Default)]
 struct Inner {
+    /// Connections waiting to start a call, per peer address (None: unknown).
+    pending: HashMap<Option<IpAddr>, usize>,
+    pending_total: usize,
     next: u64,
     active: HashMap<u64, Option<(String, String)>>,
     recent: VecDeque<(String, String)>,
@@ -38,9 +45,28 @@ pub enum Admission {
     Draining,
 }
 
+/// Why a connection was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Draining,
+    /// Too many connections waiting to start a call (from this address, or in all).
+    TooManyPending,
+}
+
 impl CallRegistry {
     pub fn new(max_active: usize) -> CallRegistry {
+        Self::with_pending_limits(max_active, (max_active * 4).max(64), 16)
+    }
+
+    /// `max_pending` connections may wait to start a call at once, `per_ip` from one address.
+    pub fn with_pending_limits(
+        max_active: usize,
+        max_pending: usize,
+        per_ip: usize,
+    ) -> CallRegistry {
         CallRegistry {
+            max_pending: max_pending.max(1),
+            max_pending_per_ip: per_ip.max(1),
             max_active: max_active.max(1),
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
@@ -76,6 +102,43 @@ impl CallRegistry {
             Admission::Busy(slot)
         } else {
             Admission::Admitted(slot)
+        }
+    }
+
+    /// A connection that will start a call: it holds no call slot until it does (see
+    /// [`Pending::admit`]), so sockets that never start cannot keep callers out; they are
+    /// bounded in all and per address instead.
+    pub fn connect(self: &Arc<Self>, peer: Option<IpAddr>) -> Result<Pending, Refusal> {
+        if self.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        let mut g = self.lock();
+        let from_peer = g.pending.get(&peer).copied().unwrap_or(0);
+        if g.pending_total >= self.max_pending || from_peer >= self.max_pending_per_ip {
+            return Err(Refusal::TooManyPending);
+        }
+        *g.pending.entry(peer).or_insert(0) += 1;
+        g.pending_total += 1;
+        Ok(Pending {
+            reg: self.clone(),
+            peer,
+            done: false,
+        })
+    }
+
+    /// Connections waiting to start a call.
+    pub fn pending(&self) -> usize {
+        self.lock().pending_total
+    }
+
+    fn release_pending(&self, peer: Option<IpAddr>) {
+        let mut g = self.lock();
+        if let Some(n) = g.pending.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                g.pending.remove(&peer);
+            }
+            g.pending_total -= 1;
         }
     }
 
@@ -143,6 +206,31 @@ impl CallRegistry {
     }
 }
 
+/// A connection that has not started its call yet. Dropping it frees its place.
+pub struct Pending {
+    reg: Arc<CallRegistry>,
+    peer: Option<IpAddr>,
+    done: bool,
+}
+
+impl Pending {
+    /// The call starts: it takes a call slot now (or hears the busy message, or is refused
+    /// when the gateway is draining).
+    pub fn admit(mut self) -> Admission {
+        self.done = true;
+        self.reg.release_pending(self.peer);
+        self.reg.admit()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            self.reg.release_pending(self.peer);
+        }
+    }
+}
+
 /// A place among the active calls.
 pub struct Slot {
     reg: Arc<CallRegistry>,
@@ -192,6 +280,26 @@ mod tests {
         drop((a, c, d));
         assert_eq!(r.active(), 1);
         assert!(matches!(r.admit(), Admission::Admitted(_)));
+    }
+
+    #[test]
+    fn connections_waiting_to_start_take_no_call_slot_and_are_bounded() {
+        let r = Arc::new(CallRegistry::with_pending_limits(2, 5, 3));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let idle: Vec<Pending> = (0..3).map(|_| r.connect(Some(a)).unwrap()).collect();
+        assert_eq!(r.connect(Some(a)).err(), Some(Refusal::TooManyPending));
+        let more: Vec<Pending> = (0..2).map(|_| r.connect(Some(b)).unwrap()).collect();
+        assert_eq!(r.connect(None).err(), Some(Refusal::TooManyPending));
+        assert_eq!(r.pending(), 5);
+        assert_eq!(r.active(), 0, "no call slot is held before start");
+        drop(more);
+        let call = r.connect(Some(b)).unwrap();
+        assert!(matches!(call.admit(), Admission::Admitted(_)));
+        assert_eq!(r.pending(), 3);
+        drop(idle);
+        assert_eq!(r.pending(), 0);
+        assert!(r.connect(Some(a)).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
 use crate::call::{CALLER_RATE, Call, CallConfig, EndAction, EventKind, Input, Output, TurnId};
 use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig};
-use crate::runtime::calls::{Admission, CallRegistry, Slot};
+use crate::runtime::calls::{Admission, CallRegistry, Pending, Slot};
 use crate::runtime::speech::Speech;
 use crate::transport::wire::{Frame, Wire};
 use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx, twilio};
@@ -54,14 +54,18 @@ impl LiveDeps {
             engine,
             speech,
             call: cfg.speech.call.clone(),
-            calls: cfg.calls.clone(),
+            calls: cfg.calls.clone().with_env(),
             twilio: cfg.twilio.clone().with_env(),
             telnyx: cfg.telnyx.clone().with_env(),
             plivo: cfg.plivo.clone().with_env(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
-            registry: Arc::new(CallRegistry::new(cfg.calls.max_active)),
+            registry: Arc::new(CallRegistry::with_pending_limits(
+                cfg.calls.max_active,
+                (cfg.calls.max_active * 4).max(64),
+                cfg.calls.max_pending_per_ip,
+            )),
             rtc: crate::webrtc::settings(&cfg.webrtc),
         })
     }
@@ -332,26 +336,21 @@ pub fn channel(p: Provider) -> &'static str {
     }
 }
 
-/// Runs one media-stream call on `socket` until it ends. `admission` came from
-/// [`CallRegistry::admit`] when the WebSocket was accepted (not `Draining`).
+/// Runs one media-stream call on `socket` until it ends. `pending` came from
+/// [`CallRegistry::connect`] when the WebSocket was accepted; the call takes its slot at `start`.
 pub async fn serve_call(
     socket: WebSocket,
     deps: Arc<LiveDeps>,
     provider: Provider,
-    admission: Admission,
+    pending: Pending,
     base_url: Option<String>,
 ) {
-    let (slot, busy) = match admission {
-        Admission::Admitted(s) => (s, false),
-        Admission::Busy(s) => (s, true),
-        Admission::Draining => return,
-    };
     let span = tracing::info_span!(
         "call",
         provider = channel(provider),
         id = tracing::field::Empty
     );
-    let mut run = CallRun::new(deps, provider, slot, busy, span.clone(), base_url);
+    let mut run = CallRun::new(deps, provider, pending, span.clone(), base_url);
     async move {
         if let Err(e) = run.run(socket).await {
             tracing::warn!(error = %e, "call ended with an error");
@@ -369,8 +368,13 @@ struct CallRun {
     /// from there).
     base_url: Option<String>,
     wire: Wire,
-    slot: Slot,
+    /// Until the call starts: its place among connections waiting to start.
+    pending: Option<Pending>,
+    /// From the start: its call slot.
+    slot: Option<Slot>,
     busy: bool,
+    /// When the provider last sent anything (ms on the call's clock).
+    last_inbound_ms: u64,
     span: tracing::Span,
     call: Option<Call>,
     call_id: String,
@@ -399,16 +403,17 @@ impl CallRun {
     fn new(
         deps: Arc<LiveDeps>,
         provider: Provider,
-        slot: Slot,
-        busy: bool,
+        pending: Pending,
         span: tracing::Span,
         base_url: Option<String>,
     ) -> Self {
         let (fx, done_rx) = Effects::new(deps.clone());
         CallRun {
             wire: Wire::new(provider),
-            slot,
-            busy,
+            pending: Some(pending),
+            slot: None,
+            busy: false,
+            last_inbound_ms: 0,
             span,
             call: None,
             call_id: String::new(),
@@ -445,7 +450,10 @@ impl CallRun {
             tokio::select! {
                 msg = rx.next() => {
                     let frame = match msg {
-                        Some(Ok(m)) => m,
+                        Some(Ok(m)) => {
+                            self.last_inbound_ms = self.now();
+                            m
+                        }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "connection failed");
                             self.hang_up("connection dropped");
@@ -469,6 +477,15 @@ impl CallRun {
                 }
                 _ = tick.tick() => {
                     let now = self.now();
+                    if let Some(why) = self.overdue(now) {
+                        tracing::warn!("{why}");
+                        if self.call.is_some() {
+                            self.hang_up(why);
+                            self.end = Some(EndAction::Hangup);
+                        } else {
+                            self.outcome = Some(why.to_string());
+                        }
+                    }
                     if let Some(call) = &mut self.call {
                         call.handle(now, Input::Tick);
                     }
@@ -509,6 +526,22 @@ impl CallRun {
         Ok(())
     }
 
+    /// A deadline the call has passed: no start, no media, too long.
+    fn overdue(&self, now: u64) -> Option<&'static str> {
+        let c = &self.deps.calls;
+        if self.outcome.is_some() {
+            None
+        } else if !self.wire.is_started() {
+            (now >= c.start_timeout_ms).then_some("no start message in time: connection closed")
+        } else if now.saturating_sub(self.last_inbound_ms) >= c.media_timeout_ms {
+            Some("the provider sent nothing for too long: call ended")
+        } else if now >= c.max_call_secs.saturating_mul(1000) {
+            Some("the call reached its maximum length: call ended")
+        } else {
+            None
+        }
+    }
+
     fn hang_up(&mut self, outcome: &str) {
         let now = self.now();
         if let Some(call) = &mut self.call {
@@ -530,6 +563,23 @@ impl CallRun {
                     tracing::warn!("a second start was ignored");
                     return Ok(());
                 }
+                let admission = match self.pending.take() {
+                    Some(p) => p.admit(),
+                    None => Admission::Draining,
+                };
+                let slot = match admission {
+                    Admission::Admitted(s) => s,
+                    Admission::Busy(s) => {
+                        self.busy = true;
+                        s
+                    }
+                    Admission::Draining => {
+                        tracing::warn!("call refused at start: the gateway is shutting down");
+                        self.outcome = Some("refused: shutting down".into());
+                        return Ok(());
+                    }
+                };
+                self.slot = Some(slot);
                 self.span.record("id", call_id.as_str());
                 self.call_id = call_id;
                 self.wire.start(&stream_id, format)?;
@@ -581,7 +631,9 @@ impl CallRun {
                 let greeting = self.deps.engine.start(&caller, channel).await?;
                 let conv = greeting.conversation_id.clone();
                 tracing::info!(conversation = %conv, caller = %caller, "call started");
-                self.slot.bind(&self.call_id, &conv);
+                if let Some(slot) = &self.slot {
+                    slot.bind(&self.call_id, &conv);
+                }
                 self.fx.start_agent(
                     &conv,
                     &greeting.asr_prompt,

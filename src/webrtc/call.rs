@@ -16,7 +16,7 @@
 
 use crate::agent::engine::Engine;
 use crate::call::{Call, EndAction, EventKind, Input, Output, TurnId};
-use crate::runtime::calls::{Admission, Slot};
+use crate::runtime::calls::{Admission, Pending, Slot};
 use crate::runtime::live::{Done, Effects, LiveDeps, apply_done, end_outcome};
 use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
 use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
@@ -47,19 +47,14 @@ static SILENCE: [f32; FRAME_SAMPLES] = [0.0; FRAME_SAMPLES];
 type Tx = SplitSink<WebSocket, Message>;
 
 /// Serves one `/webrtc/signal` WebSocket: waits for the page's offer, answers it, and runs the
-/// call until it ends. `admission` came from [`crate::runtime::calls::CallRegistry::admit`].
+/// call until it ends. `pending` came from [`crate::runtime::calls::CallRegistry::connect`].
 /// `issued_caller`: the identity the gateway gave this client; None lets the page name one.
 pub async fn serve(
     socket: WebSocket,
     deps: Arc<LiveDeps>,
-    admission: Admission,
+    pending: Pending,
     issued_caller: Option<String>,
 ) {
-    let (slot, busy) = match admission {
-        Admission::Admitted(s) => (s, false),
-        Admission::Busy(s) => (s, true),
-        Admission::Draining => return,
-    };
     let call_id = format!("rtc-{}", uuid::Uuid::new_v4().simple());
     let span = tracing::info_span!("call", provider = CHANNEL, id = %call_id);
     async move {
@@ -68,6 +63,19 @@ pub async fn serve(
             return;
         };
         let caller = issued_caller.unwrap_or(named);
+        // The call takes its slot when the page offers it, not when the socket opens.
+        let (slot, busy) = match pending.admit() {
+            Admission::Admitted(s) => (s, false),
+            Admission::Busy(s) => (s, true),
+            Admission::Draining => {
+                let msg = ToPage::Error {
+                    message: "the gateway is not taking calls now".into(),
+                };
+                let _ = tx.send(Message::Text(msg.to_json().into())).await;
+                let _ = tx.close().await;
+                return;
+            }
+        };
         let (answer, rtc) = match peer::accept(&sdp, &deps.rtc).await {
             Ok(a) => a,
             Err(e) => {

@@ -167,7 +167,8 @@ async fn call_with(
         P::Exotel => "/exotel/media",
         P::Vonage => "/vonage/media",
     };
-    let (ws, _) = tokio_tungstenite::connect_async(gw.url(path))
+    let path = format!("{path}?token={}", crate::twilio::MEDIA_TOKEN);
+    let (ws, _) = tokio_tungstenite::connect_async(gw.url(&path))
         .await
         .unwrap();
     let (mut sink, mut stream) = ws.split();

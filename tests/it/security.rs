@@ -435,3 +435,226 @@ async fn slow_header_clients_are_cut_off_and_do_not_stop_the_health_check() {
         "slow clients still connected after the header deadline"
     );
 }
+
+/// A WebSocket to `path` from the loopback address `from` (127.0.0.x: another "machine").
+async fn ws_from(
+    from: &str,
+    base: &str,
+    path: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}{path}");
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_media_sockets_do_not_keep_a_real_call_out() {
+    // Development mode (no tokens), two calls at most, idle sockets closed after 3 s.
+    let s = serve(
+        |c| {
+            c.replace("max_active = 20", "max_active = 2")
+                .replace("start_timeout_ms = 10000", "start_timeout_ms = 3000")
+        },
+        &[],
+    )
+    .await;
+    // 40 sockets from another address that never send `start`.
+    let mut idle = vec![];
+    let mut refused = 0;
+    for _ in 0..40 {
+        match ws_from("127.0.0.2", &s.base, "/twilio/media").await {
+            Ok(ws) => idle.push(ws),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(
+        idle.len(),
+        16,
+        "per-address cap on sockets that have not started"
+    );
+    assert_eq!(refused, 24);
+    // A real caller is answered: the greeting plays.
+    let script = switchboard::simcall::Script::new(
+        "+15550001111",
+        vec![
+            switchboard::simcall::Step::WaitBotDone { max_ms: 15_000 },
+            switchboard::simcall::Step::HangUp,
+        ],
+    );
+    let url = format!("{}/twilio/media", s.base.replace("http://", "ws://"));
+    let log = switchboard::simcall::run(&url, &script).await.unwrap();
+    assert!(
+        log.media.len() > 20,
+        "the real call got no greeting ({} media messages):\n{}",
+        log.media.len(),
+        s.log()
+    );
+    // The idle sockets are closed at the start deadline.
+    let t0 = Instant::now();
+    for mut ws in idle {
+        let left = Duration::from_secs(8).saturating_sub(t0.elapsed());
+        let end = tokio::time::timeout(left, async {
+            loop {
+                match futures_util::StreamExt::next(&mut ws).await {
+                    None | Some(Err(_)) => break,
+                    Some(Ok(m)) if m.is_close() => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "an idle socket was still open 8 s later");
+    }
+    assert!(s.log().contains("no start message in time"), "{}", s.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_sockets_need_the_media_token_once_credentials_are_configured() {
+    let media = "media-secret-token-0001";
+    let s = serve(
+        |c| c,
+        &[
+            ("SWITCHBOARD_ADMIN_TOKENS", ADMIN),
+            ("SWITCHBOARD_CLIENT_TOKENS", CLIENT),
+            ("SWITCHBOARD_MEDIA_TOKEN", media),
+            ("TELNYX_API_KEY", "telnyx-key"),
+            ("TWILIO_AUTH_TOKEN", "twilio-secret"),
+        ],
+    )
+    .await;
+    for p in ["telnyx", "plivo", "exotel", "vonage"] {
+        for bad in ["", "?token=wrong-token-0000", "?token="] {
+            let e = ws_from("127.0.0.1", &s.base, &format!("/{p}/media{bad}"))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("/{p}/media{bad} was accepted"));
+            assert!(e.to_string().contains("403"), "/{p}/media{bad}: {e}");
+        }
+        let ok = ws_from("127.0.0.1", &s.base, &format!("/{p}/media?token={media}")).await;
+        assert!(ok.is_ok(), "/{p}/media with the token: {:?}", ok.err());
+    }
+    // Twilio's own signature is required; unsigned is refused.
+    let e = ws_from("127.0.0.1", &s.base, "/twilio/media")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("403"), "{e}");
+    // The softphone's signaling needs a client token (in the URL: browsers cannot set headers).
+    let e = ws_from("127.0.0.1", &s.base, "/webrtc/signal")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("401"), "{e}");
+    let ok = ws_from(
+        "127.0.0.1",
+        &s.base,
+        &format!("/webrtc/signal?access_token={CLIENT}"),
+    )
+    .await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let (st, _) = call(
+        Method::GET,
+        &format!("{}/softphone/config", s.base),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacker_agents_are_refused_and_built_in_agents_stay() {
+    // Default policy: no remote host allowed.
+    let s = secured().await;
+    let b = &s.base;
+    let card = |url: &str| json!({"id": "evil", "tasks": ["get_billing_info"], "endpoint": url, "health_url": url});
+    let (st, v) = call(
+        Method::POST,
+        &format!("{b}/v1/agents"),
+        Some(ADMIN),
+        None,
+        Some(card("https://127.0.0.1:9/agent")),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_hosts"),
+        "{v}"
+    );
+    let (st, v) = call(
+        Method::POST,
+        &format!("{b}/v1/agents"),
+        Some(ADMIN),
+        None,
+        Some(card("http://agents.example.com/")),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("https"),
+        "{v}"
+    );
+    let (st, v) = call(
+        Method::DELETE,
+        &format!("{b}/v1/agents/billing_agent"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    drop(s);
+    // Hosts allowed but not private addresses: loopback, metadata and LAN addresses refused.
+    let s = serve(
+        |c| {
+            c.replace(
+                "allow_hosts = []",
+                r#"allow_hosts = ["127.0.0.1", "169.254.169.254", "10.0.0.5", "localhost"]"#,
+            )
+            .replace("allow_http = false", "allow_http = true")
+        },
+        &[("SWITCHBOARD_ADMIN_TOKENS", ADMIN)],
+    )
+    .await;
+    for url in [
+        "http://127.0.0.1:9/agent",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5:8080/",
+        "http://localhost:9/",
+    ] {
+        let (st, v) = call(
+            Method::POST,
+            &format!("{}/v1/agents", s.base),
+            Some(ADMIN),
+            None,
+            Some(card(url)),
+        )
+        .await;
+        assert_eq!(st, 422, "{url}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("private"),
+            "{url}: {v}"
+        );
+    }
+    let (_, v) = call(
+        Method::GET,
+        &format!("{}/v1/agents", s.base),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert!(!v.to_string().contains("evil"), "{v}");
+}

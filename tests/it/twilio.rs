@@ -53,6 +53,9 @@ impl Gateway {
 }
 
 /// A gateway on loopback with a recording "Twilio REST API" beside it.
+/// The token the other providers' media URLs carry in these tests.
+pub const MEDIA_TOKEN: &str = "media-token-for-tests";
+
 pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let rest = Arc::new(Mutex::new(Vec::<Recorded>::new()));
     let rec = rest.clone();
@@ -99,6 +102,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     cfg.plivo.auth_id = "MAtest".into();
     cfg.plivo.auth_token = "pl-token".into();
     cfg.plivo.api_base = format!("http://{api_addr}");
+    cfg.calls.media_token = MEDIA_TOKEN.into();
     tweak(&mut cfg);
     let engine = Arc::new(engine_with(setup, &cfg));
     let mut live = LiveDeps::new(engine.clone(), Speech::load(&cfg).unwrap(), &cfg).unwrap();
@@ -106,6 +110,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     live.twilio = cfg.twilio.clone();
     live.telnyx = cfg.telnyx.clone();
     live.plivo = cfg.plivo.clone();
+    live.calls = cfg.calls.clone();
     let live = Arc::new(live);
     let state = AppState {
         engine: engine.clone(),

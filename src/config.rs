@@ -414,6 +414,27 @@ fn default_scope_threshold() -> f32 {
 pub struct SessionConfig {
     pub ttl_secs: u64,
     pub history_cap: usize,
+    /// Conversations kept in memory at most (the least recently active beyond it are reloaded
+    /// from the store when they speak again).
+    #[serde(default = "default_max_in_memory")]
+    pub max_in_memory: usize,
+    /// How often expired conversations leave memory and old records are purged.
+    #[serde(default = "default_sweep_secs")]
+    pub sweep_secs: u64,
+    /// Expired sessions and central-log entries are deleted after this many days (cases and
+    /// their audit trails stay).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
+}
+
+fn default_max_in_memory() -> usize {
+    10_000
+}
+fn default_sweep_secs() -> u64 {
+    60
+}
+fn default_retention_days() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -567,6 +567,7 @@ async fn serve(cfg: Config) -> Result<()> {
     );
     let every = std::time::Duration::from_secs(cfg.reliability.health_interval_secs.max(1));
     let health = tokio::spawn(http::health_loop(engine.clone(), every));
+    let sweep = tokio::spawn(http::housekeeping(engine.clone(), cfg.session.clone()));
     let live = Arc::new(switchboard::runtime::live::LiveDeps::new(
         engine.clone(),
         speech,
@@ -608,6 +609,7 @@ async fn serve(cfg: Config) -> Result<()> {
     )
     .await?;
     health.abort();
+    sweep.abort();
     tracing::info!("stopped");
     Ok(())
 }

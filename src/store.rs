@@ -46,10 +46,9 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use regex::Regex;
 use rusqlite::types::{Type, Value as SqlValue};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -578,6 +577,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes central-log entries written before `before_ms`. Returns how many.
+    pub fn purge_logs_before(&self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM logs WHERE timestamp < ?1", [before_ms])?)
+    }
+
     // ----- cases -----------------------------------------------------------
 
     /// Creates a case in status `New` with a `created` audit entry.
@@ -927,6 +933,7 @@ fn append_audit(
     detail: &serde_json::Value,
     now_ms: i64,
 ) -> Result<AuditEntry, StoreError> {
+    let detail = redact_json(detail);
     let seq: i64 = conn.query_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM case_audit WHERE case_id = ?1",
         [case_id],
@@ -941,7 +948,7 @@ fn append_audit(
             now_ms,
             actor,
             action,
-            serde_json::to_string(detail)?
+            serde_json::to_string(&detail)?
         ],
     )?;
     Ok(AuditEntry {
@@ -949,7 +956,7 @@ fn append_audit(
         at_ms: now_ms,
         actor: actor.to_owned(),
         action: action.to_owned(),
-        detail: detail.clone(),
+        detail,
     })
 }
 
@@ -957,65 +964,23 @@ fn append_audit(
 // Redaction
 // ---------------------------------------------------------------------------
 
-fn card_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // A maximal run of ASCII digits where consecutive digits may be separated
-    // by a single space or dash.
-    RE.get_or_init(|| Regex::new(r"[0-9](?:[ -]?[0-9])*").expect("static regex is valid"))
-}
-
-fn cvv_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(
-            r"(?i)\b((?:cvv2?|cvc2?|csc|security\s+code)\b[\s:#.-]*(?:(?:code|number|is|was)\b[\s:#.-]*)*)([0-9]{3,4})\b",
-        )
-        .expect("static regex is valid")
-    })
-}
-
-/// Masks payment data in free text before it is stored.
-///
-/// - **Card numbers**: any run of 13 or more ASCII digits, where consecutive
-///   digits may be separated by a single space or dash, has every digit but
-///   the last 4 replaced by `*`; separators are kept, so
-///   `"4111 1111 1111 1111"` → `"**** **** **** 1111"` and
-///   `"4111111111111111"` → `"************1111"`. Runs longer than 19 digits
-///   are masked too (a card glued to other digits must not leak), and two
-///   short numbers separated by one space whose digits add up to 13+ are
-///   over-masked — deliberately erring on the safe side.
-/// - **CVV**: `cvv`, `cvv2`, `cvc`, `csc` or `security code` (any case),
-///   optionally followed by `:`, `is`, `code`, `number`…, then 3–4 digits:
-///   the digits become `*` and the label is kept (`"cvv 123"` → `"cvv ***"`,
-///   `"security code 123"` → `"security code ***"`).
-///
-/// Ordinary numbers (amounts like `125.50`, dates like `2025-12-01`,
-/// `"ending in 4567"`, codes like `ABC123`) are left untouched. Spoken-out
-/// digits ("four one one one…") are not detected.
+/// Masks payment data in free text before it is stored: card numbers (in digits or spoken as
+/// words) and security codes (see [`crate::agent::redact`]).
 pub fn redact(text: &str) -> String {
-    let cards = card_re().replace_all(text, |caps: &regex::Captures<'_>| {
-        let run = &caps[0];
-        let digits = run.bytes().filter(u8::is_ascii_digit).count();
-        if digits < 13 {
-            return run.to_owned();
+    crate::agent::redact::redact(text).into_owned()
+}
+
+/// [`redact`] on every string inside a JSON value (case notes and audit details).
+fn redact_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(redact(s)),
+        Value::Array(a) => Value::Array(a.iter().map(redact_json).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), redact_json(v))).collect())
         }
-        let mut to_mask = digits - 4;
-        run.chars()
-            .map(|c| {
-                if c.is_ascii_digit() && to_mask > 0 {
-                    to_mask -= 1;
-                    '*'
-                } else {
-                    c
-                }
-            })
-            .collect()
-    });
-    cvv_re()
-        .replace_all(&cards, |caps: &regex::Captures<'_>| {
-            format!("{}{}", &caps[1], "*".repeat(caps[2].len()))
-        })
-        .into_owned()
+        other => other.clone(),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1803,77 +1768,47 @@ mod tests {
             .unwrap();
         assert_eq!(
             raw.0,
-            "my card is **** **** **** 1111 and cvv ***, pay 125.50"
+            "my card is [card ending 1111] and cvv [security code], pay 125.50"
         );
-        assert_eq!(raw.1, "declined card ****-****-****-0004");
+        assert_eq!(raw.1, "declined card [card ending 0004]");
         let got = store.query_logs(&LogQuery::default()).unwrap();
         assert_eq!(got[0].message, raw.0);
         assert_eq!(got[0].metadata.error.as_deref(), Some(raw.1.as_str()));
     }
 
-    // ----- redaction ---------------------------------------------------------------
-
     #[test]
-    fn redact_card_numbers() {
-        assert_eq!(redact("4111 1111 1111 1111"), "**** **** **** 1111");
-        assert_eq!(redact("4111111111111111"), "************1111");
-        assert_eq!(redact("4111-1111-1111-1111"), "****-****-****-1111");
-        assert_eq!(redact("amex 3782 822463 10005."), "amex **** ****** *0005.");
-        // 13 and 19 digits are the bounds of card lengths.
-        assert_eq!(redact("4222222222222"), "*********2222");
-        assert_eq!(redact("6011000990139424123"), "***************4123");
-        assert_eq!(redact("card:4111111111111111!"), "card:************1111!");
-        assert_eq!(redact("x4111111111111111y"), "x************1111y");
-        // Longer runs are masked too (card glued to other digits).
+    fn audit_details_are_redacted() {
+        let store = Store::open_in_memory().unwrap();
+        let case = store.create_case(&new_case(), 1).unwrap();
+        store
+            .append_case_action(
+                &case.id,
+                "master",
+                "note",
+                &json!({"said": ["card 4111 1111 1111 1111"], "n": 3}),
+                2,
+            )
+            .unwrap();
+        let got = store.get_case(&case.id).unwrap().unwrap();
+        let last = got.audit.last().unwrap();
         assert_eq!(
-            redact("4111 1111 1111 1111 2025"),
-            "**** **** **** **** 2025"
-        );
-        assert_eq!(
-            redact("one 4111111111111111 two 5500000000000004"),
-            "one ************1111 two ************0004"
+            last.detail,
+            json!({"said": ["card [card ending 1111]"], "n": 3})
         );
     }
 
     #[test]
-    fn redact_leaves_ordinary_numbers() {
-        for s in [
-            "the amount is 125.50 dollars",
-            "due on 2025-12-01",
-            "card ending in 4567",
-            "confirmation code ABC123",
-            "call +1 415 555 0132",
-            "order 123456789012",
-            "two cards: 1234-5678 and 9999",
-            "ref 1234567890 12",
-            "1234567 - 123456789",
-            "",
-        ] {
-            assert_eq!(redact(s), s);
+    fn old_logs_are_purged() {
+        let store = Store::open_in_memory().unwrap();
+        for (i, t) in [100, 200, 300].into_iter().enumerate() {
+            store
+                .append_log(&log(&format!("l{i}"), t, "s", LogType::System, "a", "b"))
+                .unwrap();
         }
-        // Non-ASCII digits are not card digits.
-        let arabic = "٤١١١١١١١١١١١١١١١";
-        assert_eq!(redact(arabic), arabic);
-    }
-
-    #[test]
-    fn redact_cvv() {
-        assert_eq!(redact("cvv 123"), "cvv ***");
-        assert_eq!(redact("CVV: 1234"), "CVV: ****");
-        assert_eq!(redact("security code 123"), "security code ***");
-        assert_eq!(
-            redact("the Security Code is 987."),
-            "the Security Code is ***."
-        );
-        assert_eq!(redact("cvc2 number 456"), "cvc2 number ***");
-        assert_eq!(
-            redact("card 4111111111111111 cvv 321 exp 12/27"),
-            "card ************1111 cvv *** exp 12/27"
-        );
-        // Not a CVV: too many digits, or no keyword.
-        assert_eq!(redact("cvv 12345"), "cvv 12345");
-        assert_eq!(redact("room 123"), "room 123");
-        assert_eq!(redact("cvvx 123"), "cvvx 123");
+        assert_eq!(store.purge_logs_before(250).unwrap(), 2);
+        let left = store.query_logs(&LogQuery::default()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].timestamp, 300);
     }
 
     // ----- concurrency ---------------------------------------------------------------

@@ -194,6 +194,13 @@ impl Engine {
                 "text is longer than {MAX_TEXT_CHARS} characters"
             )));
         }
+        // Card numbers and security codes never go further than this: not into the history,
+        // the log, a sub-agent's request or a case note.
+        let redacted = crate::agent::redact::redact(text);
+        let heard = Heard {
+            text: &redacted,
+            ..heard
+        };
         let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
         let started = tokio::time::Instant::now();
@@ -345,6 +352,48 @@ impl Engine {
 
     pub async fn logs(&self, q: LogQuery) -> Result<Vec<LogEntry>, EngineError> {
         Ok(self.store.run(move |s| s.query_logs(&q)).await?)
+    }
+
+    /// Conversations held in memory.
+    pub fn in_memory(&self) -> usize {
+        self.lock_live().len()
+    }
+
+    /// Drops expired conversations from memory (their state stays in the store until the
+    /// retention purge), and the least recently active ones beyond `max` (they are reloaded
+    /// from the store when they speak again). Returns how many left memory.
+    pub fn evict(&self, max: usize) -> usize {
+        let now = self.clock.now_ms();
+        let mut live = self.lock_live();
+        let before = live.len();
+        live.retain(|_, c| c.expires_at_ms == 0 || c.expires_at_ms > now);
+        if live.len() > max {
+            let mut by_expiry: Vec<(i64, String)> = live
+                .iter()
+                .filter(|(_, c)| c.expires_at_ms != 0)
+                .map(|(id, c)| (c.expires_at_ms, id.clone()))
+                .collect();
+            by_expiry.sort_unstable();
+            let excess = live.len() - max;
+            for (_, id) in by_expiry.into_iter().take(excess) {
+                live.remove(&id);
+            }
+        }
+        before - live.len()
+    }
+
+    /// Deletes sessions expired and log entries written more than `retention_ms` ago. Cases
+    /// and their audit trails are business records and stay.
+    pub async fn purge(&self, retention_ms: i64) -> Result<(usize, usize), EngineError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .run(move |s| {
+                let sessions = s.purge_expired_sessions(now, retention_ms)?;
+                let logs = s.purge_logs_before(now.saturating_sub(retention_ms))?;
+                Ok((sessions, logs))
+            })
+            .await?)
     }
 
     fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conversation>> {

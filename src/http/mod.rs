@@ -173,6 +173,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
         "agents": s.engine.registry.status().len(),
         "speech": s.live.is_some(),
         "active_calls": active,
+        "conversations_in_memory": s.engine.in_memory(),
     }));
     // A draining gateway fails its health check so load balancers stop sending calls.
     let code = if draining {
@@ -193,10 +194,11 @@ struct NewConversation {
 async fn create_conversation(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = s.auth.authenticate(&headers, None)?;
-    s.auth.turn(&who)?;
+    s.auth.turn(&who, server::peer(&ext))?;
     let body = body.map_err(|r| ApiError::new(r.status(), "INVALID_INPUT", r.body_text()))?;
     // The body is optional: no body means the demo caller on the text channel.
     let req: NewConversation = if body.iter().all(u8::is_ascii_whitespace) {
@@ -261,12 +263,13 @@ struct Message {
 async fn post_message(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     Path(id): Path<String>,
     body: Result<Json<Message>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let who = s.auth.authenticate(&headers, None)?;
     own_conversation(&s, &who, &headers, &id).await?;
-    s.auth.turn(&who)?;
+    s.auth.turn(&who, server::peer(&ext))?;
     let Json(msg) = body.map_err(bad_json)?;
     let t = s.engine.say(&id, &msg.text).await?;
     Ok(Json(json!({
@@ -645,6 +648,8 @@ fn media_socket(
         .on_upgrade(move |socket| live::serve_call(socket, live, provider, pending, base))
 }
 
+type MediaQuery = Result<Query<MediaToken>, axum::extract::rejection::QueryRejection>;
+
 #[derive(Deserialize, Default)]
 struct MediaToken {
     token: Option<String>,
@@ -677,7 +682,7 @@ fn unsigned_media(
     State<AppState>,
     HeaderMap,
     axum::http::Extensions,
-    Result<Query<MediaToken>, axum::extract::rejection::QueryRejection>,
+    MediaQuery,
     WebSocketUpgrade,
 ) -> std::future::Ready<Response>
 + Clone {
@@ -871,6 +876,38 @@ async fn webrtc_signal(
     ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))
         .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, pending, caller))
+}
+
+/// Every `session.sweep_secs`: expired conversations leave memory, the in-memory map is kept
+/// within `session.max_in_memory`, and records older than the retention are purged (hourly).
+pub async fn housekeeping(engine: Arc<Engine>, session: crate::config::SessionConfig) {
+    let every = std::time::Duration::from_secs(session.sweep_secs.max(1));
+    let retention_ms =
+        i64::try_from(session.retention_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        let evicted = engine.evict(session.max_in_memory);
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                in_memory = engine.in_memory(),
+                "conversations left memory"
+            );
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600)) {
+            last_purge = Some(tokio::time::Instant::now());
+            match engine.purge(retention_ms).await {
+                Ok((0, 0)) => {}
+                Ok((sessions, logs)) => {
+                    tracing::info!(sessions, logs, "records past the retention purged")
+                }
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+        }
+    }
 }
 
 /// Polls remote agents' health until `shutdown` resolves.

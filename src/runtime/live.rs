@@ -325,6 +325,15 @@ pub(crate) fn end_outcome(action: &EndAction, busy: bool) -> String {
     }
 }
 
+/// A caller id as the log shows it: phone numbers masked to their last four digits.
+pub fn shown_caller(caller: &str) -> String {
+    if caller.chars().filter(char::is_ascii_digit).count() >= 6 {
+        crate::agent::redact::mask_phone(caller)
+    } else {
+        caller.to_string()
+    }
+}
+
 /// The channel name a provider's calls are recorded under.
 pub fn channel(p: Provider) -> &'static str {
     match p {
@@ -630,7 +639,7 @@ impl CallRun {
                 let channel = channel(self.wire.provider());
                 let greeting = self.deps.engine.start(&caller, channel).await?;
                 let conv = greeting.conversation_id.clone();
-                tracing::info!(conversation = %conv, caller = %caller, "call started");
+                tracing::info!(conversation = %conv, caller = %shown_caller(&caller), "call started");
                 if let Some(slot) = &self.slot {
                     slot.bind(&self.call_id, &conv);
                 }

@@ -102,7 +102,7 @@ pub async fn serve(
             closer.close().await;
             return;
         }
-        tracing::info!(caller = %caller, "answered; connecting");
+        tracing::info!(caller = %crate::runtime::live::shown_caller(&caller), "answered; connecting");
         let mut run = RtcRun::new(deps, slot, busy, call_id, caller, audio, closer.clone());
         if let Err(e) = run.run(&mut tx, rx, events).await {
             tracing::warn!(error = %e, "call ended with an error");
@@ -385,7 +385,7 @@ impl RtcRun {
         let engine: &Arc<Engine> = &self.deps.engine;
         let greeting = engine.start(&self.caller, CHANNEL).await?;
         let conv = greeting.conversation_id.clone();
-        tracing::info!(conversation = %conv, caller = %self.caller, "call started");
+        tracing::info!(conversation = %conv, caller = %crate::runtime::live::shown_caller(&self.caller), "call started");
         self.slot.bind(&self.call_id, &conv);
         self.fx.start_agent(
             &conv,

@@ -658,3 +658,67 @@ async fn attacker_agents_are_refused_and_built_in_agents_stay() {
     .await;
     assert!(!v.to_string().contains("evil"), "{v}");
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_conversations_leave_memory() {
+    let s = serve(
+        |c| {
+            c.replace("ttl_secs = 1800", "ttl_secs = 15")
+                .replace("sweep_secs = 60", "sweep_secs = 1")
+                .replace("turns_per_minute = 120", "turns_per_minute = 1000000")
+        },
+        &[("SWITCHBOARD_CLIENT_TOKENS", CLIENT)],
+    )
+    .await;
+    let health = || async {
+        reqwest::get(format!("{}/healthz", s.base))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(health().await["conversations_in_memory"], 0);
+    let before = rss_kb(s.child.id());
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    for _ in 0..1000 {
+        let r = http
+            .post(format!("{}/v1/conversations", s.base))
+            .bearer_auth(CLIENT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let made = t0.elapsed();
+    assert!(made < Duration::from_secs(14), "creating took {made:?}");
+    assert_eq!(health().await["conversations_in_memory"], 1000);
+    let peak = rss_kb(s.child.id());
+    // Each expires 15 s after its greeting; the sweep runs every second.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let n = health().await["conversations_in_memory"].as_u64().unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} conversations still in memory"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "RSS: {before} kB before, {peak} kB with 1,000 conversations, {} kB after they expired",
+        rss_kb(s.child.id())
+    );
+}

@@ -152,7 +152,7 @@ pub struct ApiConfig {
     /// conversation's own handle), place a softphone call. With no token at all the gateway
     /// serves loopback only and every request is trusted (development).
     pub client_tokens: Vec<String>,
-    /// Turns (messages, new conversations) per minute for one token, or one address without.
+    /// Turns (messages, new conversations) per minute for one token (development mode: no limit).
     pub turns_per_minute: u32,
     /// A client must send its request headers within this long.
     pub header_read_timeout_ms: u64,

@@ -193,7 +193,8 @@ fn slot_matches(key: &str, got: &str, want: &str) -> bool {
 }
 
 /// Plays `heard` (what the ASR wrote for `u`) into a conversation set up for `u`, as a careful
-/// caller would go on: a read-back of the intended record is confirmed, any other is declined.
+/// caller would go on: a read-back of the intended record is confirmed, any other is declined
+/// (a match heard inexactly, and a change or cancellation before it runs).
 pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome, EngineError> {
     let (id, before) = set_up(engine, u).await?;
     let mut detail = format!(
@@ -229,6 +230,35 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
                     .is_none_or(|want| slot_matches(k, &param_text(v), want))
             });
             let answer = if right { "Yes, that's right." } else { "No." };
+            turn = engine.say(&id, answer).await?;
+            let _ = writeln!(
+                detail,
+                "  caller: {answer}\n  bot [{}]: {}",
+                turn.status.as_str(),
+                turn.reply
+            );
+            attempts.extend(turn.attempts.clone());
+        }
+    }
+    // A change or a cancellation is read back before it runs: a careful caller agrees when it
+    // names the intended record, and says no otherwise.
+    if turn.status == TurnStatus::NeedsInfo {
+        let conv = engine.conversation(&id).await?;
+        if let Pending::Slots {
+            fields, params: p, ..
+        } = &conv.pending
+            && fields.len() == 1
+            && crate::config::FieldType::parse(&fields[0].field_type)
+                == crate::config::FieldType::Confirm
+        {
+            let right = CODE_FIELDS
+                .iter()
+                .all(|k| match (u.slots.get(*k), p.get(*k)) {
+                    (Some(want), Some(v)) => slot_matches(k, &param_text(v), want),
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                });
+            let answer = if right { "Yes, go ahead." } else { "No." };
             turn = engine.say(&id, answer).await?;
             let _ = writeln!(
                 detail,

@@ -152,6 +152,21 @@ impl LocalAgent {
         fields: &[FieldSpec],
         skip: &[&str],
     ) -> Vec<RequiredField> {
+        self.missing_with(input, fields, skip, &Map::new())
+    }
+
+    /// [`Self::missing`], with `extra` (e.g. the record found) beside the parameters for the
+    /// descriptions ("Cancel reservation {reservation.number}…?").
+    fn missing_with(
+        &self,
+        input: &AgentInput,
+        fields: &[FieldSpec],
+        skip: &[&str],
+        extra: &Map<String, Value>,
+    ) -> Vec<RequiredField> {
+        let mut ctx = input.parameters.clone();
+        ctx.extend(extra.clone());
+        let ctx = Value::Object(ctx);
         fields
             .iter()
             .filter(|f| !skip.contains(&f.field.as_str()))
@@ -159,10 +174,7 @@ impl LocalAgent {
             .map(|f| RequiredField {
                 field: f.field.clone(),
                 field_type: f.field_type.as_str().into(),
-                description: speech::render(
-                    &f.description,
-                    &Value::Object(input.parameters.clone()),
-                ),
+                description: speech::render(&f.description, &ctx),
                 validation: (f.pattern.is_some() || f.example.is_some()).then(|| Validation {
                     pattern: f.pattern.clone(),
                     example: f.example.clone(),
@@ -186,6 +198,18 @@ impl LocalAgent {
         if action == "cancel"
             && let Some(cached) = input.parameters.get("cached_reservation")
         {
+            // The caller's yes to the read-back comes first, whichever system answers.
+            let mut about = Map::new();
+            about.insert("reservation".into(), cached.clone());
+            let unconfirmed: Vec<FieldSpec> = fields
+                .iter()
+                .filter(|f| f.field_type == FieldType::Confirm)
+                .cloned()
+                .collect();
+            let missing = self.missing_with(input, &unconfirmed, &[], &about);
+            if !missing.is_empty() {
+                return Ok(AgentOutput::needs_info(input, missing, self.now()));
+            }
             return self.cancel_cached(input, cached);
         }
         let Some(code_f) = fields.iter().find(|f| f.field_type == FieldType::String) else {
@@ -233,8 +257,11 @@ impl LocalAgent {
                 Resolution::NotFound => return Ok(not_found(input, self.now())),
             }
         };
-        // The record is known; anything else the task needs (a new date).
-        let missing = self.missing(input, fields, &identity);
+        // The record is known; anything else the task needs (a new date), and for a change or
+        // a cancellation the caller's yes to the read-back of what will happen.
+        let mut about = Map::new();
+        about.insert("reservation".into(), self.reservation_json(&target));
+        let missing = self.missing_with(input, fields, &identity, &about);
         if !missing.is_empty() {
             return Ok(AgentOutput::needs_info(input, missing, self.now()));
         }

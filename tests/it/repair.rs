@@ -270,6 +270,18 @@ async fn run(api: &Api, line: &Line, row: &Row) -> Result<(), String> {
                     return Err(format!("intent {} after the change of mind", t["intent"]));
                 }
                 let t = call.say(line.booked).await;
+                // A cancellation is read back and runs on the caller's yes.
+                if !t["reply"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("Shall I go ahead?")
+                {
+                    return Err(format!(
+                        "the cancellation was not read back: {}",
+                        t["reply"]
+                    ));
+                }
+                let t = call.say("Yes, please.").await;
                 let reply = t["reply"].as_str().unwrap_or("");
                 if t["status"] != "success" || !reply.contains("cancelled") {
                     return Err("not cancelled instead".into());

@@ -122,10 +122,11 @@ async fn scenario_2_from_audio() {
 
 /// Seed scenario 3 from audio. whisper writes the caller's "A B C one two three" as "Pay BC123",
 /// so the bot reads the booking back before looking it up ("I have reservation ABC123 under John
-/// Doe. Is that right?") and the caller says yes; the rest is the seed's flow.
+/// Doe. Is that right?") and the caller says yes; the cancellation is read back with its fee and
+/// runs on the caller's yes; the rest is the seed's flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_3_from_audio_with_failure_and_cached_fallback() {
-    let clips = ["01", "02", "yes", "03", "04"]
+    let clips = ["01", "02", "yes", "03", "yes", "04"]
         .iter()
         .map(|c| fixture(&format!("scenario3/{c}.wav")))
         .collect();
@@ -147,8 +148,14 @@ async fn scenario_3_from_audio_with_failure_and_cached_fallback() {
             .unwrap_or_else(|| panic!("no {want:?} in {got:?}"))
     };
     let looked_up = at(("confirm_reservation", "success"));
+    let read_back = at(("cancel_reservation", "needs_info"));
     let cancelled = at(("cancel_reservation", "success"));
-    assert!(looked_up < cancelled, "{got:?}");
+    assert!(looked_up < read_back && read_back < cancelled, "{got:?}");
+    assert!(
+        replies(&r)[read_back + 1].contains("Shall I go ahead"),
+        "{:?}",
+        replies(&r)
+    );
     assert_eq!(kinds(&r, "intent")[cancelled]["fallback"], "cached_data");
     let rep = replies(&r);
     assert!(

@@ -722,3 +722,50 @@ async fn expired_conversations_leave_memory() {
         rss_kb(s.child.id())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_runs_only_on_the_callers_yes() {
+    let s = secured().await;
+    let b = &s.base;
+    let (_, c) = call(
+        Method::POST,
+        &format!("{b}/v1/conversations"),
+        Some(CLIENT),
+        None,
+        None,
+    )
+    .await;
+    let id = c["conversation_id"].as_str().unwrap();
+    let handle = c["handle"].as_str().unwrap();
+    let say = |text: &'static str| {
+        let url = format!("{b}/v1/conversations/{id}/messages");
+        async move {
+            call(
+                Method::POST,
+                &url,
+                Some(CLIENT),
+                Some(handle),
+                Some(json!({"text": text})),
+            )
+            .await
+            .1
+        }
+    };
+    // Anyone who knows the code and the name gets the read-back, not the cancellation.
+    let t = say("Cancel reservation ABC123 for John Doe").await;
+    let reply = t["reply"].as_str().unwrap();
+    assert!(
+        reply.contains("cancel reservation ABC123") && reply.contains("Shall I go ahead?"),
+        "{t}"
+    );
+    assert_ne!(t["status"], "success", "{t}");
+    let t = say("No, don't.").await;
+    assert!(
+        t["reply"].as_str().unwrap().contains("haven't cancelled"),
+        "{t}"
+    );
+    // The booking is still there.
+    let t = say("Can you confirm reservation ABC123 for John Doe?").await;
+    assert_eq!(t["status"], "success", "{t}");
+    assert!(t["reply"].as_str().unwrap().contains("Deluxe Suite"), "{t}");
+}

@@ -285,10 +285,20 @@ impl Master {
                         }
                     }
                 }
+                // A yes given for this action is not a yes for the next one: a correction or
+                // a repeat reads back again before it writes.
+                let mut kept = params.clone();
+                if let Some(spec) = spec {
+                    for f in spec.required.iter().chain(&spec.optional) {
+                        if f.field_type == FieldType::Confirm {
+                            kept.remove(&f.field);
+                        }
+                    }
+                }
                 cx.conv.last_task = Some(DoneTask {
                     task: task.into(),
                     agent: agent.into(),
-                    params: params.clone(),
+                    params: kept,
                 });
                 let mut ctx = params.clone();
                 if let Value::Object(d) = &out.data {

@@ -169,6 +169,10 @@ pub trait DataSource: Send + Sync {
     /// Today's flights (status board).
     fn flights(&self) -> Result<Vec<Flight>, SourceError>;
     fn member_of(&self, caller_id: &str) -> Result<Option<Member>, SourceError>;
+    /// The customer a phone number (as the provider gives it) belongs to.
+    fn customer_for_phone(&self, _phone: &str) -> Result<Option<String>, SourceError> {
+        Ok(None)
+    }
     fn member(&self, member_number: &str) -> Result<Option<Member>, SourceError>;
     /// Accept a write for later replay when the system of record is down (cached-data fallback).
     fn defer_write(&self, write: DeferredWrite) -> Result<(), SourceError>;
@@ -190,6 +194,9 @@ struct DemoFile {
     flights: Vec<Flight>,
     #[serde(default)]
     loyalty: Vec<Member>,
+    /// Phone numbers (E.164) of the customers: who a call comes from.
+    #[serde(default)]
+    phones: std::collections::BTreeMap<String, String>,
 }
 
 /// The whole demo data file: its calendar and one section per app variant.
@@ -199,6 +206,19 @@ struct DemoSections {
     today: Option<String>,
     #[serde(flatten)]
     variants: std::collections::BTreeMap<String, DemoFile>,
+}
+
+/// A phone number as `+` and digits ("+1 (555) 010-0789" → "+15550100789"); None for anything
+/// that is not one (fewer than 7 digits, letters).
+pub fn e164(s: &str) -> Option<String> {
+    let s = s.trim();
+    if s.chars().any(|c| c.is_alphabetic()) {
+        return None;
+    }
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+    (7..=15)
+        .contains(&digits.len())
+        .then(|| format!("+{digits}"))
 }
 
 /// In-memory demo systems of record.
@@ -418,6 +438,19 @@ impl DataSource for DemoData {
 
     fn flights(&self) -> Result<Vec<Flight>, SourceError> {
         Ok(self.lock().file.flights.clone())
+    }
+
+    fn customer_for_phone(&self, phone: &str) -> Result<Option<String>, SourceError> {
+        let Some(number) = e164(phone) else {
+            return Ok(None);
+        };
+        Ok(self
+            .lock()
+            .file
+            .phones
+            .iter()
+            .find(|(p, _)| e164(p).as_deref() == Some(number.as_str()))
+            .map(|(_, c)| c.clone()))
     }
 
     fn member_of(&self, caller_id: &str) -> Result<Option<Member>, SourceError> {

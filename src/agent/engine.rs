@@ -140,6 +140,30 @@ impl Engine {
         self.start_with_handle(caller_id, channel, "").await
     }
 
+    /// Starts a phone call's conversation: the caller is the customer the data source knows
+    /// the number as (the provider's caller id); an unknown number is the caller itself and
+    /// owns no records.
+    pub async fn start_call(&self, number: &str, channel: &str) -> Result<Turn, EngineError> {
+        let customer = match self.demo.customer_for_phone(number) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "phone lookup failed; the caller stays unidentified");
+                None
+            }
+        };
+        let turn = self
+            .start_with_handle(customer.as_deref().unwrap_or(number), channel, "")
+            .await?;
+        let detail = serde_json::json!({
+            "number": crate::agent::redact::mask_phone(number),
+            "customer": customer,
+            "by": "phone lookup",
+        });
+        self.note(&turn.conversation_id, "caller_identified", detail)
+            .await?;
+        Ok(turn)
+    }
+
     /// Starts a conversation a text client owns: it proves so with the handle whose SHA-256
     /// (hex) is `handle_sha256`.
     pub async fn start_with_handle(

@@ -637,7 +637,7 @@ impl CallRun {
                     );
                 }
                 let channel = channel(self.wire.provider());
-                let greeting = self.deps.engine.start(&caller, channel).await?;
+                let greeting = self.deps.engine.start_call(&caller, channel).await?;
                 let conv = greeting.conversation_id.clone();
                 tracing::info!(conversation = %conv, caller = %shown_caller(&caller), "call started");
                 if let Some(slot) = &self.slot {

@@ -514,3 +514,42 @@ async fn near_matches_are_confirmed_and_wrong_codes_reveal_nothing() {
         t.reply
     );
 }
+
+/// A phone call's caller is the customer the data source knows the number as; an unknown
+/// number owns nothing, and the number is masked on the case.
+#[tokio::test(start_paused = true)]
+async fn a_phone_caller_is_identified_by_the_number_the_provider_gives() {
+    let e = engine(Setup {
+        today: "2025-01-15",
+        ..Setup::default()
+    });
+    let t = e.start_call("+1 (555) 010-0789", "twilio").await.unwrap();
+    let c = e.conversation(&t.conversation_id).await.unwrap();
+    assert_eq!(c.caller_id, "user_789");
+    let case = e.case(&t.case_id).await.unwrap().unwrap();
+    let id = case
+        .audit
+        .iter()
+        .find(|a| a.action == "caller_identified")
+        .expect("the identification is on the case");
+    assert_eq!(id.detail["customer"], "user_789");
+    assert_eq!(id.detail["number"], "+*******0789");
+    let r = e
+        .say(&t.conversation_id, "What's my bill this month?")
+        .await
+        .unwrap();
+    assert!(r.reply.contains("Personal Account"), "{}", r.reply);
+
+    let t = e.start_call("+15559990000", "twilio").await.unwrap();
+    let c = e.conversation(&t.conversation_id).await.unwrap();
+    assert_eq!(c.caller_id, "+15559990000");
+    let r = e
+        .say(&t.conversation_id, "What's my bill this month?")
+        .await
+        .unwrap();
+    assert!(
+        !r.reply.contains('$'),
+        "an unknown number was read a bill: {}",
+        r.reply
+    );
+}

@@ -25,7 +25,7 @@ use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -643,12 +643,15 @@ impl CallRun {
                 if let Some(slot) = &self.slot {
                     slot.bind(&self.call_id, &conv);
                 }
+                // The stream's parameters go on the case with phone numbers masked.
+                let shown: BTreeMap<&String, String> =
+                    params.iter().map(|(k, v)| (k, shown_caller(v))).collect();
                 self.fx.start_agent(
                     &conv,
                     &greeting.asr_prompt,
                     json!({"provider": channel, "call_id": self.call_id, "stream_id": stream_id,
                            "format": format!("{:?}/{}", format.encoding, format.sample_rate),
-                           "params": params}),
+                           "params": shown}),
                 );
                 call.handle(
                     now,

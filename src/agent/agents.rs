@@ -25,6 +25,8 @@ pub struct LocalAgent {
     card: AgentCard,
     kind: AgentKind,
     required: BTreeMap<String, Vec<FieldSpec>>,
+    /// The billing postcode field of each task that declares one (the second factor).
+    postcode: BTreeMap<String, FieldSpec>,
     human_number: String,
     data: Arc<dyn DataSource>,
     clock: Arc<dyn Clock>,
@@ -47,7 +49,17 @@ impl LocalAgent {
                     .map(|ts| (t.clone(), ts.required.clone()))
             })
             .collect();
+        let postcode = spec
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                let ts = template.tasks.get(t)?;
+                let f = ts.optional.iter().find(|f| f.field == "postcode")?;
+                Some((t.clone(), f.clone()))
+            })
+            .collect();
         Self {
+            postcode,
             card: AgentCard {
                 id: spec.id.clone(),
                 specialty: spec.specialty.clone(),
@@ -430,6 +442,40 @@ impl LocalAgent {
         fields: &[FieldSpec],
     ) -> Result<AgentOutput, SourceError> {
         let accounts = self.data.accounts_of(&input.context.caller_id)?;
+        // A caller known only by their phone line gives the billing postcode first.
+        let by_line = input
+            .context
+            .metadata
+            .get("identifiedBy")
+            .and_then(Value::as_str)
+            == Some("phone_line");
+        if by_line
+            && !accounts.is_empty()
+            && let Some(pc) = self.postcode.get(&input.task)
+        {
+            match input.param("postcode").map(|p| {
+                p.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+            }) {
+                None => {
+                    let missing = self.missing(input, std::slice::from_ref(pc), &[]);
+                    return Ok(AgentOutput::needs_info(input, missing, self.now()));
+                }
+                Some(given)
+                    if !accounts
+                        .iter()
+                        .any(|a| !a.postcode.is_empty() && a.postcode == given) =>
+                {
+                    return Ok(self.err(
+                        input,
+                        ErrorCode::Unauthorized,
+                        "the postcode does not match the caller's accounts",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let account = match input.param("account_id") {
             Some(id) => match accounts.iter().find(|a| a.id == id) {
                 Some(a) => a.clone(),

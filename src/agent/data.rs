@@ -95,6 +95,9 @@ pub struct Account {
     pub caller_id: String,
     pub kind: String,
     pub last4: String,
+    /// The billing postcode: the second factor a caller known only by their line gives.
+    #[serde(default)]
+    pub postcode: String,
 }
 
 impl Account {

@@ -152,7 +152,7 @@ impl Engine {
             }
         };
         let turn = self
-            .start_with_handle(customer.as_deref().unwrap_or(number), channel, "")
+            .start_inner(customer.as_deref().unwrap_or(number), channel, "", true)
             .await?;
         let detail = serde_json::json!({
             "number": crate::agent::redact::mask_phone(number),
@@ -171,6 +171,17 @@ impl Engine {
         caller_id: &str,
         channel: &str,
         handle_sha256: &str,
+    ) -> Result<Turn, EngineError> {
+        self.start_inner(caller_id, channel, handle_sha256, false)
+            .await
+    }
+
+    async fn start_inner(
+        &self,
+        caller_id: &str,
+        channel: &str,
+        handle_sha256: &str,
+        by_line: bool,
     ) -> Result<Turn, EngineError> {
         let caller_id = caller_id.trim();
         if caller_id.is_empty() || caller_id.len() > 64 || caller_id.chars().any(char::is_control) {
@@ -199,6 +210,7 @@ impl Engine {
         );
         conv.created_at_ms = now;
         conv.handle_sha256 = handle_sha256.to_string();
+        conv.by_line = by_line;
         let turn = self.master.greet(&mut conv);
         self.persist(&mut conv, &turn).await?;
         self.lock_live().insert(id, conv);

@@ -538,7 +538,21 @@ async fn a_phone_caller_is_identified_by_the_number_the_provider_gives() {
         .say(&t.conversation_id, "What's my bill this month?")
         .await
         .unwrap();
+    // A number identifies the caller but can be spoofed: the billing postcode comes first.
+    assert!(r.reply.contains("billing postcode"), "{}", r.reply);
+    let r = e.say(&t.conversation_id, "It's 12345.").await.unwrap();
+    assert!(r.reply.contains("doesn't match"), "{}", r.reply);
+    assert!(!r.reply.contains('$'), "{}", r.reply);
+    let r = e
+        .say(&t.conversation_id, "Sorry, it's nine four one oh seven.")
+        .await
+        .unwrap();
     assert!(r.reply.contains("Personal Account"), "{}", r.reply);
+    let r = e
+        .say(&t.conversation_id, "The personal one.")
+        .await
+        .unwrap();
+    assert!(r.reply.contains('$'), "{}", r.reply);
 
     let t = e.start_call("+15559990000", "twilio").await.unwrap();
     let c = e.conversation(&t.conversation_id).await.unwrap();

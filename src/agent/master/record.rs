@@ -127,6 +127,9 @@ impl Master {
         metadata.insert("language".into(), json!("en"));
         metadata.insert("caseId".into(), json!(cx.conv.case_id));
         metadata.insert("channel".into(), json!(cx.conv.channel));
+        if cx.conv.by_line {
+            metadata.insert("identifiedBy".into(), json!("phone_line"));
+        }
         AgentInput {
             task: task.into(),
             parameters: params,

@@ -143,6 +143,10 @@ pub struct Conversation {
     /// with; empty for calls.
     #[serde(default)]
     pub handle_sha256: String,
+    /// The caller is known only by their phone line (a number can be spoofed): billing asks a
+    /// second factor.
+    #[serde(default)]
+    pub by_line: bool,
 }
 
 impl Conversation {
@@ -170,6 +174,7 @@ impl Conversation {
             queued: None,
             caller_turns: 0,
             handle_sha256: String::new(),
+            by_line: false,
         }
     }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod server;
+pub mod stream_token;
 use auth::{ApiAuth, HANDLE_HEADER, Principal};
 
 pub const DEMO_CALLER: &str = "user_789";
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}", delete(delete_agent))
         .route("/v1/logs", get(get_logs))
         .route("/v1/cases/{id}", get(get_case))
+        .route("/v1/stream-urls", post(stream_url))
         .route("/twilio/voice", post(twilio_voice))
         .route("/twilio/media", get(twilio_media))
         .route("/twilio/status", post(twilio_status))
@@ -656,7 +658,20 @@ struct MediaToken {
 /// Whether a media socket of Telnyx, Plivo, Exotel or Vonage may connect: with a media token
 /// configured, its URL must carry it; without one, only in development mode (no API token and
 /// no provider credential configured).
-fn media_allowed(s: &AppState, live: &LiveDeps, presented: Option<&str>) -> bool {
+fn media_allowed(
+    s: &AppState,
+    live: &LiveDeps,
+    provider: Provider,
+    presented: Option<&str>,
+) -> bool {
+    // A per-call token the gateway handed out (`POST /v1/stream-urls`), used once.
+    if let Some(t) = presented
+        && t.contains('.')
+    {
+        return live
+            .stream_tokens
+            .redeem(t, live::channel(provider), now_ms());
+    }
     let expected = live.calls.media_token.as_str();
     if expected.is_empty() {
         let credentials = !live.twilio.auth_token.is_empty()
@@ -687,7 +702,7 @@ fn unsigned_media(
     move |State(s), headers, ext, query, ws| {
         if let Some(live) = &s.live {
             let token = query.as_ref().ok().and_then(|q| q.token.as_deref());
-            if !media_allowed(&s, live, token) {
+            if !media_allowed(&s, live, provider, token) {
                 tracing::warn!(
                     provider = live::channel(provider),
                     peer = ?server::peer(&ext),
@@ -736,6 +751,61 @@ async fn plivo_transfer(
             .into_response()
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamUrlRequest {
+    provider: String,
+    ttl_secs: Option<u64>,
+}
+
+/// A media stream URL for one call of a provider that does not sign its media socket (Telnyx,
+/// Plivo, Exotel, Vonage), for the application that answers the call to hand to the provider.
+async fn stream_url(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<StreamUrlRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    s.auth.admin(&headers)?;
+    let Json(req) = body.map_err(bad_json)?;
+    let Some(live) = s.live.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NO_SPEECH",
+            "this gateway was started without speech",
+        ));
+    };
+    let provider = match req.provider.as_str() {
+        "telnyx" | "plivo" | "exotel" | "vonage" => req.provider.as_str(),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                "provider must be telnyx, plivo, exotel or vonage (Twilio signs its own)",
+            ));
+        }
+    };
+    let ttl_ms = req.ttl_secs.unwrap_or(60).saturating_mul(1000);
+    let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms);
+    let base = public_base(&s, &headers)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header"))?;
+    let ws = base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "url": format!("{ws}/{provider}/media?token={token}"),
+            "expires_at_ms": expires_at_ms,
+        })),
+    ))
 }
 
 /// Twilio's bidirectional Media Streams WebSocket.

@@ -46,15 +46,19 @@ pub struct LiveDeps {
     pub registry: Arc<CallRegistry>,
     /// The media settings of browser calls (`[webrtc]`).
     pub rtc: crate::webrtc::peer::RtcSettings,
+    /// Per-call stream tokens handed out for providers that do not sign their media socket.
+    pub stream_tokens: crate::http::stream_token::StreamTokens,
 }
 
 impl LiveDeps {
     pub fn new(engine: Arc<Engine>, speech: Speech, cfg: &Config) -> anyhow::Result<LiveDeps> {
+        let calls = cfg.calls.clone().with_env();
         Ok(LiveDeps {
+            stream_tokens: crate::http::stream_token::StreamTokens::new(&calls.media_token),
             engine,
             speech,
             call: cfg.speech.call.clone(),
-            calls: cfg.calls.clone().with_env(),
+            calls,
             twilio: cfg.twilio.clone().with_env(),
             telnyx: cfg.telnyx.clone().with_env(),
             plivo: cfg.plivo.clone().with_env(),

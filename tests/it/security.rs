@@ -541,6 +541,44 @@ async fn media_sockets_need_the_media_token_once_credentials_are_configured() {
         let ok = ws_from("127.0.0.1", &s.base, &format!("/{p}/media?token={media}")).await;
         assert!(ok.is_ok(), "/{p}/media with the token: {:?}", ok.err());
     }
+    // Per-call stream URLs the gateway hands out (admin): one socket, its provider only.
+    let (st, v) = call(
+        Method::POST,
+        &format!("{}/v1/stream-urls", s.base),
+        Some(ADMIN),
+        None,
+        Some(json!({"provider": "plivo", "ttl_secs": 60})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let url = v["url"].as_str().unwrap();
+    let path = &url[url.find("/plivo/media").unwrap()..];
+    let token = &path[path.find("token=").unwrap() + 6..];
+    let e = ws_from(
+        "127.0.0.1",
+        &s.base,
+        &format!("/telnyx/media?token={token}"),
+    )
+    .await
+    .err()
+    .expect("a plivo token opened a telnyx socket");
+    assert!(e.to_string().contains("403"), "{e}");
+    let ok = ws_from("127.0.0.1", &s.base, path).await;
+    assert!(ok.is_ok(), "{path}: {:?}", ok.err());
+    let e = ws_from("127.0.0.1", &s.base, path)
+        .await
+        .err()
+        .expect("a token was used twice");
+    assert!(e.to_string().contains("403"), "{e}");
+    let (st, _) = call(
+        Method::POST,
+        &format!("{}/v1/stream-urls", s.base),
+        Some(CLIENT),
+        None,
+        Some(json!({"provider": "plivo"})),
+    )
+    .await;
+    assert_eq!(st, 403, "a client cannot mint stream URLs");
     // Twilio's own signature is required; unsigned is refused.
     let e = ws_from("127.0.0.1", &s.base, "/twilio/media")
         .await

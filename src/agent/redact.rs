@@ -98,8 +98,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 
     for run in &runs {
         let total: usize = tokens[run.clone()].iter().map(|t| t.digits.len()).sum();
-        // Only a run too long to be one card is searched for a card inside it.
-        let search_inside = total > 19;
+        // A run too long to be one card, or one that mixes written digits with spoken ones
+        // ("4111 1111 1111 1111, oh, and…"), is searched for a card inside it.
+        let kinds = &tokens[run.clone()];
+        let mixed = kinds.iter().any(|t| t.kind == Kind::Digits)
+            && kinds.iter().any(|t| t.kind == Kind::Word);
+        let search_inside = total > 19 || mixed;
         let mut i = run.start;
         while i < run.end {
             let cue = has_cue(text, &card_cues, tokens[i].span.start, CARD_CUE_WORDS);

@@ -8,6 +8,7 @@ mod corpus;
 mod engine_api;
 mod http_api;
 mod live_abuse;
+mod properties;
 mod providers;
 mod reliability;
 mod repair;

@@ -560,15 +560,13 @@ async fn media_sockets_need_the_media_token_once_credentials_are_configured() {
         &format!("/telnyx/media?token={token}"),
     )
     .await
-    .err()
-    .expect("a plivo token opened a telnyx socket");
+    .expect_err("a plivo token opened a telnyx socket");
     assert!(e.to_string().contains("403"), "{e}");
     let ok = ws_from("127.0.0.1", &s.base, path).await;
     assert!(ok.is_ok(), "{path}: {:?}", ok.err());
     let e = ws_from("127.0.0.1", &s.base, path)
         .await
-        .err()
-        .expect("a token was used twice");
+        .expect_err("a token was used twice");
     assert!(e.to_string().contains("403"), "{e}");
     let (st, _) = call(
         Method::POST,

@@ -142,8 +142,14 @@ impl Engine {
 
     /// Starts a phone call's conversation: the caller is the customer the data source knows
     /// the number as (the provider's caller id); an unknown number is the caller itself and
-    /// owns no records.
+    /// owns no records. A caller known only by their number (which can be spoofed) is asked a
+    /// second factor for billing. A caller that is not a phone number is an identity the
+    /// operator's application asserted in the authenticated stream's parameters (a customer
+    /// it verified itself) and is taken as given.
     pub async fn start_call(&self, number: &str, channel: &str) -> Result<Turn, EngineError> {
+        if crate::agent::data::e164(number).is_none() {
+            return self.start(number, channel).await;
+        }
         let customer = match self.demo.customer_for_phone(number) {
             Ok(c) => c,
             Err(e) => {

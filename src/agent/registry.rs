@@ -36,6 +36,13 @@ pub struct AgentCard {
     pub health_url: Option<String>,
 }
 
+impl AgentCard {
+    /// Registered over the API (an HTTP service), as opposed to built into the binary.
+    pub fn is_remote(&self) -> bool {
+        self.kind == "remote"
+    }
+}
+
 fn remote_kind() -> String {
     "remote".into()
 }
@@ -169,7 +176,7 @@ impl Registry {
         let remote = self
             .read()
             .values()
-            .filter(|e| e.agent.card().kind == "remote")
+            .filter(|e| e.agent.card().is_remote())
             .count();
         if remote >= max {
             return Err(RegistryError::Full(max));
@@ -195,7 +202,7 @@ impl Registry {
         let mut entries = self.write();
         match entries.get(id) {
             None => return Err(RegistryError::Unknown(id.into())),
-            Some(e) if e.agent.card().kind != "remote" => {
+            Some(e) if !e.agent.card().is_remote() => {
                 return Err(RegistryError::BuiltIn(id.into()));
             }
             Some(_) => {}

@@ -497,6 +497,42 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     })
 }
 
+type Form = Vec<(String, String)>;
+
+/// A Twilio webhook's form, once its signature is checked (and the speech stack it is for).
+// The error is the response to send; it is built once per refused request, off the audio path.
+#[allow(clippy::result_large_err)]
+fn signed_webhook(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Arc<LiveDeps>, Form), Response> {
+    let Some(live) = s.live.clone() else {
+        return Err(no_speech());
+    };
+    let form = parse_form(body).map_err(IntoResponse::into_response)?;
+    if !twilio_signed(
+        s.auth.is_open(),
+        &live,
+        s.public_url.as_deref(),
+        headers,
+        uri,
+        false,
+        &form,
+    ) {
+        tracing::warn!(path = %uri.path(), "Twilio webhook with a bad signature refused");
+        return Err(forbidden());
+    }
+    Ok((live, form))
+}
+
+/// `https://host` → `wss://host` (and http → ws): where a provider opens the media socket.
+fn ws_base(base: &str) -> String {
+    base.replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1)
+}
+
 /// Twilio's incoming-call webhook: answers TwiML that connects the call to our media WebSocket.
 async fn twilio_voice(
     State(s): State<AppState>,
@@ -504,25 +540,10 @@ async fn twilio_voice(
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(live) = s.live.clone() else {
-        return no_speech();
+    let (live, form) = match signed_webhook(&s, &headers, &uri, &body) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
-    if !twilio_signed(
-        s.auth.is_open(),
-        &live,
-        s.public_url.as_deref(),
-        &headers,
-        &uri,
-        false,
-        &form,
-    ) {
-        tracing::warn!(path = %uri.path(), "Twilio webhook with a bad signature refused");
-        return forbidden();
-    }
     if live.registry.is_draining() {
         // Shutting down: the caller is told, not left in silence.
         let twiml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>We cannot take your call right now. Please call again shortly.</Say><Hangup/></Response>"#;
@@ -532,11 +553,7 @@ async fn twilio_voice(
         return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
             .into_response();
     };
-    let ws = format!(
-        "{}/twilio/media",
-        base.replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1)
-    );
+    let ws = format!("{}/twilio/media", ws_base(&base));
     let caller = form
         .iter()
         .find(|(k, _)| k == "From")
@@ -556,25 +573,10 @@ async fn twilio_status(
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(live) = s.live.clone() else {
-        return no_speech();
+    let (live, form) = match signed_webhook(&s, &headers, &uri, &body) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
-    if !twilio_signed(
-        s.auth.is_open(),
-        &live,
-        s.public_url.as_deref(),
-        &headers,
-        &uri,
-        false,
-        &form,
-    ) {
-        tracing::warn!(path = %uri.path(), "Twilio status callback with a bad signature refused");
-        return forbidden();
-    }
     let get = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)
@@ -626,22 +628,9 @@ fn media_socket(
     let Some(live) = s.live.clone() else {
         return no_speech();
     };
-    let pending = match live.registry.connect(peer) {
+    let pending = match connect(&live, live::channel(provider), peer) {
         Ok(p) => p,
-        Err(why) => {
-            tracing::warn!(
-                provider = live::channel(provider),
-                peer = ?peer,
-                ?why,
-                "media connection refused"
-            );
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "not taking calls now",
-            )
-            .into_response();
-        }
+        Err(r) => return r,
     };
     ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
@@ -649,6 +638,24 @@ fn media_socket(
 }
 
 type MediaQuery = Result<Query<MediaToken>, axum::extract::rejection::QueryRejection>;
+
+/// A place among connections waiting to start a call, or the 503 that says why not.
+#[allow(clippy::result_large_err)]
+fn connect(
+    live: &LiveDeps,
+    channel: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<crate::runtime::calls::Pending, Response> {
+    live.registry.connect(peer).map_err(|why| {
+        tracing::warn!(provider = channel, peer = ?peer, ?why, "call refused");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "not taking calls now",
+        )
+        .into_response()
+    })
+}
 
 #[derive(Deserialize, Default)]
 struct MediaToken {
@@ -796,9 +803,7 @@ async fn stream_url(
     let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms);
     let base = public_base(&s, &headers)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header"))?;
-    let ws = base
-        .replacen("https://", "wss://", 1)
-        .replacen("http://", "ws://", 1);
+    let ws = ws_base(&base);
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -929,17 +934,9 @@ async fn webrtc_signal(
     // An admin (anyone in development mode) may name the caller on the page; a client is who
     // the gateway says.
     let caller = (!who.is_admin()).then(|| format!("web_{}", uuid::Uuid::new_v4().simple()));
-    let pending = match live.registry.connect(server::peer(&ext)) {
+    let pending = match connect(&live, "webrtc", server::peer(&ext)) {
         Ok(p) => p,
-        Err(why) => {
-            tracing::warn!(provider = "webrtc", ?why, "call refused");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "not taking calls now",
-            )
-            .into_response();
-        }
+        Err(r) => return r,
     };
     ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))

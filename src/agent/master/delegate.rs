@@ -238,7 +238,7 @@ impl Master {
             .dispatcher
             .registry
             .get(agent)
-            .is_none_or(|a| a.card().kind == "remote");
+            .is_none_or(|a| a.card().is_remote());
         let out = if remote {
             match super::own_words::own_words(&self.template, task, params, out) {
                 Ok(o) => o,
@@ -497,7 +497,7 @@ impl Master {
         {
             let id = agent.card().id.clone();
             // Where a call is transferred and what is said is never a remote agent's word.
-            let built_in = agent.card().kind != "remote";
+            let built_in = !agent.card().is_remote();
             cx.turn.agent = Some(id.clone());
             let mut p = Map::new();
             p.insert("reason".into(), Value::from(reason));

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use switchboard::agent::clock::SystemClock;
 use switchboard::agent::embed::MiniLm;
 use switchboard::agent::engine::Engine;
-use switchboard::asr::catalog::GGML_FILE;
 use switchboard::asr::whisper::{AsrConfig, Whisper};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
 use switchboard::audio::resample::StreamResampler;
 use switchboard::config::Config;
+use switchboard::models::whisper::GGML_FILE;
 use switchboard::runtime::replay::{CallerSource, replay};
 use switchboard::runtime::speech::Speech;
 use switchboard::store::Store;
@@ -195,8 +195,8 @@ fn report() {
         .expect("engine");
         let r = rt
             .block_on(replay(
-                &engine,
-                &speech,
+                Arc::new(engine),
+                speech.clone(),
                 cfg.speech.call.clone(),
                 CallerSource::Script {
                     clips: clips.clone(),

@@ -725,6 +725,8 @@ pub struct Lines {
     pub hold_for_person: String,
     pub resume: String,
     pub could_not: String,
+    /// Said on a call when the recogniser, the agent or the synthesiser failed for a turn.
+    pub apology: String,
     /// A choice a remote agent asks for, in the master's words (`{field}`: what is chosen).
     pub choose: String,
 }
@@ -761,6 +763,7 @@ impl Default for Lines {
             hold_for_person: s("Please hold while I connect you with a member of our team."),
             resume: s("Now, back to your request."),
             could_not: s("Sorry, I couldn't {phrase} just now."),
+            apology: s("Sorry, I had a problem on my side. Could you say that again?"),
             choose: s("Which {field} would you like?"),
         }
     }

@@ -14,9 +14,17 @@
 //! - `agent::data`: the `DataSource` trait and the demo systems of record.
 //! - `agent::engine`: conversations across turns and restarts, persisted per turn.
 //! - `store`: SQLite — sessions, cases with an append-only audit trail, the central log.
-//! - `http`: the REST API (axum), the softphone page and its signaling socket.
-//! - `webrtc`: the browser softphone — WebRTC media (webrtc-rs + Opus) and its per-call driver.
-//! - `models`: installing and verifying models from registry packages.
+//! - `agent::caller`: the one caller-id rule; `redact`: card numbers, security codes, phones.
+//! - `http`: the REST API (axum), the provider endpoints, the softphone page's socket.
+//! - `call`: THE CORE — one call as a sans-I/O state machine with typed outputs and deadlines.
+//! - `runtime`: the call session (`session`) and its drivers (`live` for providers' WebSockets,
+//!   `browser` for WebRTC, `replay` on a virtual clock), admission, the shared speech stack.
+//! - `transport`: provider protocols as pure serializers, one `wire::Wire` per stream.
+//! - `webrtc`: the browser softphone's media (webrtc-rs + Opus) and page.
+//! - `asr`, `tts`, `turn`, `audio`: whisper and its worker pool, espeak-ng, the turn detector, DSP.
+//! - `models`: installing and verifying models from registry packages (whisper conversion too).
+//! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
+//!   uses it.
 //!
 //! # Invariants
 //! - Nothing from outside (HTTP bodies, sub-agent answers, config) can panic the process:
@@ -31,11 +39,11 @@ pub mod call;
 pub mod config;
 pub mod corpus;
 pub mod http;
-pub mod loadtest;
 pub mod models;
+pub mod redact;
 pub mod runtime;
-pub mod simcall;
 pub mod store;
+pub mod testkit;
 pub mod transport;
 pub mod tts;
 pub mod turn;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use switchboard::agent::clock::SystemClock;
 use switchboard::agent::embed::{Embedder, MiniLm};
 use switchboard::agent::engine::Engine;
-use switchboard::asr::catalog::GGML_FILE;
 use switchboard::asr::whisper::Whisper;
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::audio::resample::resample_whole;
@@ -17,6 +16,7 @@ use switchboard::audio::wav::{interleave_stereo, write_wav_i16};
 use switchboard::config::{Config, RouterMode};
 use switchboard::http::{self, AppState, DEMO_CALLER};
 use switchboard::models;
+use switchboard::models::whisper::GGML_FILE;
 use switchboard::runtime::replay::{CallerSource, replay, transcript};
 use switchboard::runtime::speech::Speech;
 use switchboard::store::Store;
@@ -306,8 +306,8 @@ async fn replay_cmd(
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     let r = replay(
-        &engine,
-        &speech,
+        engine,
+        speech,
         cfg.speech.call.clone(),
         source,
         &caller,
@@ -646,7 +646,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     } else {
         call_cfg.barge_in_ms
     });
-    let opts = switchboard::loadtest::LoadOptions {
+    let opts = switchboard::testkit::loadtest::LoadOptions {
         calls,
         ramp_ms,
         url: format!("ws://{addr}/twilio/media"),
@@ -663,12 +663,12 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
         cfg.speech.asr.threads,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let rows = switchboard::loadtest::run(&opts, &fixtures).await;
+    let rows = switchboard::testkit::loadtest::run(&opts, &fixtures).await;
     server.abort();
     let _ = std::fs::remove_dir_all(&scratch);
     println!(
         "{}",
-        switchboard::loadtest::format_rows(&rows?, clear_window_ms)
+        switchboard::testkit::loadtest::format_rows(&rows?, clear_window_ms)
     );
     Ok(())
 }

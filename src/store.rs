@@ -965,9 +965,9 @@ fn append_audit(
 // ---------------------------------------------------------------------------
 
 /// Masks payment data in free text before it is stored: card numbers (in digits or spoken as
-/// words) and security codes (see [`crate::agent::redact`]).
+/// words) and security codes (see [`crate::redact`]).
 pub fn redact(text: &str) -> String {
-    crate::agent::redact::redact(text).into_owned()
+    crate::redact::redact(text).into_owned()
 }
 
 /// [`redact`] on every string inside a JSON value (case notes and audit details).

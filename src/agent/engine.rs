@@ -161,7 +161,7 @@ impl Engine {
             .start_inner(customer.as_deref().unwrap_or(number), channel, "", true)
             .await?;
         let detail = serde_json::json!({
-            "number": crate::agent::redact::mask_phone(number),
+            "number": crate::redact::mask_phone(number),
             "customer": customer,
             "by": "phone lookup",
         });
@@ -190,10 +190,11 @@ impl Engine {
         by_line: bool,
     ) -> Result<Turn, EngineError> {
         let caller_id = caller_id.trim();
-        if caller_id.is_empty() || caller_id.len() > 64 || caller_id.chars().any(char::is_control) {
-            return Err(EngineError::InvalidInput(
-                "caller_id must be 1 to 64 printable characters".into(),
-            ));
+        if !crate::agent::caller::is_valid(caller_id) {
+            return Err(EngineError::InvalidInput(format!(
+                "caller_id must be 1 to {} bytes of printable characters",
+                crate::agent::caller::MAX_BYTES
+            )));
         }
         let now = self.clock.now_ms();
         let id = format!("conv_{}", uuid::Uuid::new_v4().simple());
@@ -238,7 +239,7 @@ impl Engine {
         }
         // Card numbers and security codes never go further than this: not into the history,
         // the log, a sub-agent's request or a case note.
-        let redacted = crate::agent::redact::redact(text);
+        let redacted = crate::redact::redact(text);
         let heard = Heard {
             text: &redacted,
             ..heard

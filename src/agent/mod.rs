@@ -2,13 +2,13 @@
 //! Deterministic and testable without audio: text in, spoken-style text out.
 
 pub mod agents;
+pub mod caller;
 pub mod clock;
 pub mod data;
 pub mod embed;
 pub mod engine;
 pub mod master;
 pub mod protocol;
-pub mod redact;
 pub mod registry;
 pub mod reliability;
 pub mod remote;

@@ -7,8 +7,9 @@
 //! turn stale) simply drops the future; the worker finishes the job and its answer is discarded.
 
 use crate::asr::whisper::{AsrError, Transcript, Whisper};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 struct Job {
     audio: Vec<f32>,
@@ -20,6 +21,8 @@ struct Job {
 pub struct AsrPool {
     tx: mpsc::Sender<Job>,
     workers: usize,
+    /// How many workers have finished their warm-up decode.
+    warmed: Arc<(AtomicUsize, Notify)>,
 }
 
 impl AsrPool {
@@ -36,9 +39,11 @@ impl AsrPool {
     pub fn start(model: &Whisper, workers: usize, queue: usize) -> Result<AsrPool, AsrError> {
         let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let warmed = Arc::new((AtomicUsize::new(0), Notify::new()));
         for i in 0..workers.max(1) {
             let mut t = model.transcriber()?;
             let rx = rx.clone();
+            let warm = warmed.clone();
             std::thread::Builder::new()
                 .name(format!("asr-{i}"))
                 .spawn(move || {
@@ -52,6 +57,8 @@ impl AsrPool {
                         })
                         .collect();
                     let _ = t.transcribe(&tone, None);
+                    warm.0.fetch_add(1, Ordering::SeqCst);
+                    warm.1.notify_waiters();
                     loop {
                         // Only the waiting worker holds the lock; it is released before decoding.
                         let job = {
@@ -73,7 +80,20 @@ impl AsrPool {
         Ok(AsrPool {
             tx,
             workers: workers.max(1),
+            warmed,
         })
+    }
+
+    /// Resolves once every worker has finished its warm-up decode (the first caller then pays
+    /// no warm-up, and no worker is still decoding when a short-lived process exits).
+    pub async fn warmed(&self) {
+        loop {
+            let notified = self.warmed.1.notified();
+            if self.warmed.0.load(Ordering::SeqCst) >= self.workers {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn workers(&self) -> usize {

@@ -1,11 +1,14 @@
 //! THE CORE: one phone call as a pure state machine (sans-I/O, after str0m and quinn-proto).
 //!
 //! `handle(now_ms, Input)` feeds it caller audio, transcripts, agent replies, synthesised audio,
-//! playout marks, DTMF and hang-up; `poll()` drains what it wants done: audio to send, marks,
-//! `Clear`, effects to run (transcribe, ask the agent, synthesise, cancel a turn) and timeline
-//! events. It never reads a clock, spawns, sleeps or touches a socket or a model: the runtime
-//! (live calls) and the replay driver (recorded calls, virtual time) do that. The same input
-//! sequence gives the same outputs, so a recorded call replays to an identical timeline.
+//! playout marks, DTMF, failed effects, hang-up and timeouts; `poll()` drains what it wants done,
+//! typed by who does it: [`WireCmd`] (audio to send, marks, `Clear`), [`Effect`] (transcribe, ask
+//! the agent, synthesise, cancel a turn, keep only what was heard), [`CallEvent`] (the timeline)
+//! and [`EndAction`] (hang up or transfer). `poll_timeout()` names the next moment it needs
+//! `Input::Timeout` (pacing, the keypad timeout); between deadlines only inputs change anything.
+//! It never reads a clock, spawns, sleeps or touches a socket or a model: the call session
+//! (`runtime::session`) and its drivers do that. The same input sequence gives the same outputs,
+//! so a recorded call replays to an identical timeline.
 //!
 //! Turns are numbered (`TurnId`, a generation counter). A new caller utterance or a barge-in
 //! moves to the next turn; results tagged with an older turn are dropped on arrival, which makes
@@ -61,6 +64,9 @@ pub struct CallConfig {
     /// When the transcript of a pause (see `turn.pause_ms`) reads as a finished sentence, the
     /// turn ends after this much silence instead of `turn.stop_ms`. 0 = always wait `stop_ms`.
     pub quick_stop_ms: u32,
+    /// Said when an effect fails (see [`EffectKind`]); the session sets it from the template.
+    #[serde(skip)]
+    pub apology: String,
 }
 
 impl Default for CallConfig {
@@ -75,6 +81,7 @@ impl Default for CallConfig {
             max_reply_secs: 60,
             dtmf_timeout_ms: 2000,
             quick_stop_ms: 350,
+            apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
         }
     }
 }
@@ -110,52 +117,102 @@ pub enum Input<'a> {
     TtsDone {
         turn: TurnId,
     },
+    /// An effect the core asked for failed (the recogniser, the agent, the synthesiser): see
+    /// [`EffectKind`] for what the caller hears.
+    EffectFailed {
+        turn: TurnId,
+        effect: EffectKind,
+    },
     /// The transport reports a mark as played (or cleared).
     MarkPlayed {
         id: u64,
     },
     Dtmf(char),
     HangUp,
-    /// Time passes (pacing, DTMF timeout).
-    Tick,
+    /// The deadline [`Call::poll_timeout`] gave has come (pacing, the keypad timeout).
+    Timeout,
+}
+
+/// Which effect failed, and how the call recovers. Each time the caller hears the apology line
+/// (`CallConfig::apology`, from the template) and the call goes on listening:
+/// - `Asr`: the turn's words are lost; the apology asks the caller to say them again.
+/// - `Agent`: no answer came; the same.
+/// - `Tts`: the reply cannot be spoken; the agent keeps only what the caller heard of it
+///   ([`Effect::Interrupted`]) and the apology is spoken instead. If the apology cannot be
+///   spoken either, the bot falls silent and listens. A reply that ends the call still ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    Asr,
+    Agent,
+    Tts,
+}
+
+impl EffectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectKind::Asr => "asr",
+            EffectKind::Agent => "agent",
+            EffectKind::Tts => "tts",
+        }
+    }
+}
+
+/// What the core wants done, by kind: each driver matches every variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// For the transport (the provider's wire, the browser's peer).
+    Wire(WireCmd),
+    /// Work to run; results come back as inputs tagged with their turn.
+    Effect(Effect),
+    /// For the timeline, the logs and the case's audit trail.
+    Event(CallEvent),
+    /// The call is over once this is done: hang up or transfer.
+    End(EndAction),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireCmd {
+    /// Send the next `samples` of bot audio: copy them out with `Call::take_audio`.
+    SendAudio { samples: usize },
+    /// Report back (`Input::MarkPlayed`) when the audio sent before this has played.
+    Mark { id: u64 },
+    /// Drop everything queued at the transport.
+    Clear,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Send the next `samples` of bot audio: copy them out with `Call::take_audio`.
-    SendAudio {
-        samples: usize,
-    },
-    Mark {
-        id: u64,
-    },
-    /// Drop everything queued at the transport.
-    Clear,
+pub enum Effect {
     Transcribe {
         turn: TurnId,
         audio: Vec<f32>,
     },
     AskAgent {
         turn: TurnId,
-        text: String,
-        /// How long the caller spoke (none for keypad input).
-        speech_ms: Option<u64>,
+        said: Said,
     },
     Synthesize {
         turn: TurnId,
         text: String,
     },
+    /// Everything still running or queued for `turn` and earlier is stale: drop it.
     CancelTurn {
         turn: TurnId,
     },
-    /// The agent's history must keep only `heard` of the interrupted reply.
+    /// The agent's history must keep only `heard` of `turn`'s reply.
     Interrupted {
         turn: TurnId,
         heard: String,
     },
-    Event(CallEvent),
-    /// The call is over: hang up or transfer.
-    End(EndAction),
+}
+
+/// What the caller gave for a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// Words as transcribed, and how long they were spoken.
+    Speech { text: String, speech_ms: u64 },
+    /// Keys pressed on the keypad (`0`-`9`, `*`), without the closing `#`.
+    Keys(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -220,6 +277,16 @@ pub enum EventKind {
     Dtmf {
         digit: char,
     },
+    /// Keys the caller pressed, given to the agent as `turn`.
+    Keys {
+        turn: TurnId,
+        keys: String,
+    },
+    /// An effect of `turn` failed; the apology follows.
+    EffectFailed {
+        turn: TurnId,
+        effect: EffectKind,
+    },
     HangUp,
     CallEnd,
 }
@@ -243,6 +310,8 @@ struct Playout {
     started_ms: Option<u64>,
     end: Option<EndAction>,
     ended: bool,
+    /// The call's own words (the apology), not the agent's: the agent hears nothing of them.
+    own: bool,
 }
 
 pub struct Call {
@@ -284,6 +353,8 @@ struct Tentative {
     end: u64,
     start: u64,
     text: Option<String>,
+    /// Its transcription failed: the apology is said when the turn ends.
+    failed: bool,
 }
 
 impl Call {
@@ -328,6 +399,40 @@ impl Call {
     /// Whether the bot is talking (audio queued, in flight, or still being synthesised).
     pub fn bot_speaking(&self) -> bool {
         self.playout.as_ref().is_some_and(|p| !p.ended)
+    }
+
+    /// When the core next needs [`Input::Timeout`] (ms on the call's clock), if ever: the next
+    /// frame of queued bot audio to pace out, or the keypad timeout. Between deadlines only
+    /// inputs change anything, so a driver sleeps until this or its next input, whichever is
+    /// first. A deadline in the past means "now".
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.ended {
+            return None;
+        }
+        let mut next =
+            (!self.dtmf.is_empty()).then(|| self.dtmf_last_ms + self.cfg.dtmf_timeout_ms as u64);
+        if let Some(p) = self.playout.as_ref().filter(|p| !p.ended && !p.paused)
+            && let Some(started) = p.started_ms
+        {
+            let rate = self.cfg.out_rate as u64;
+            let queued = (self.queue.len() - self.taken - self.announced) as u64;
+            let frame = rate / 50;
+            let n = if queued >= frame {
+                frame
+            } else if p.done {
+                queued
+            } else {
+                0
+            };
+            if n > 0 {
+                // `pace` sends the next n once (t - started + lead) * rate / 1000 >= sent + n.
+                let at = (started + ((p.sent + n) * 1000).div_ceil(rate))
+                    .saturating_sub(self.cfg.lead_ms as u64)
+                    .max(self.now_ms);
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
     }
 
     pub fn poll(&mut self) -> Option<Output> {
@@ -384,38 +489,32 @@ impl Call {
                         turn,
                         text: text.clone(),
                     });
-                    self.outputs.push_back(Output::AskAgent {
+                    let speech_ms = self.speech_ms.unwrap_or(0);
+                    self.effect(Effect::AskAgent {
                         turn,
-                        text,
-                        speech_ms: self.speech_ms,
+                        said: Said::Speech { text, speech_ms },
                     });
                 }
             }
             Input::AgentReply { turn, text, end } => {
                 if turn != self.turn {
+                    if turn < self.turn {
+                        // The caller moved on before this answer came: it is never spoken, and
+                        // the agent must not remember it as said.
+                        self.effect(Effect::Interrupted {
+                            turn,
+                            heard: String::new(),
+                        });
+                    }
                     return;
                 }
                 self.event(EventKind::BotReply {
                     turn,
                     text: text.clone(),
                 });
-                self.reset_queue();
-                self.playout = Some(Playout {
-                    turn,
-                    text: text.clone(),
-                    synthesised: 0,
-                    done: false,
-                    sent: 0,
-                    heard: 0,
-                    next_mark_at: 0,
-                    paused: false,
-                    epoch: 0,
-                    started_ms: None,
-                    end,
-                    ended: false,
-                });
-                self.outputs.push_back(Output::Synthesize { turn, text });
+                self.speak(turn, text, end, false);
             }
+            Input::EffectFailed { turn, effect } => self.effect_failed(turn, effect),
             Input::TtsAudio { turn, samples } => {
                 let Some(p) = self
                     .playout
@@ -461,12 +560,11 @@ impl Call {
             Input::HangUp => {
                 self.event(EventKind::HangUp);
                 if self.bot_speaking() || self.turn > 0 {
-                    self.outputs
-                        .push_back(Output::CancelTurn { turn: self.turn });
+                    self.effect(Effect::CancelTurn { turn: self.turn });
                 }
                 self.finish_call();
             }
-            Input::Tick => {
+            Input::Timeout => {
                 self.pace();
                 if !self.dtmf.is_empty()
                     && self.now_ms.saturating_sub(self.dtmf_last_ms)
@@ -509,9 +607,10 @@ impl Call {
                     }
                     self.next_turn();
                     self.speech_ms = Some(duration_ms);
-                    self.outputs.push_back(Output::Transcribe {
+                    let audio = self.detector.utterance().to_vec();
+                    self.effect(Effect::Transcribe {
                         turn: self.turn,
-                        audio: self.detector.utterance().to_vec(),
+                        audio,
                     });
                 }
                 TurnEvent::Discarded { start, end } => {
@@ -528,15 +627,17 @@ impl Call {
                     }
                     self.next_turn();
                     self.event(EventKind::Tentative { turn: self.turn });
-                    self.outputs.push_back(Output::Transcribe {
+                    let audio = self.detector.utterance_until(end).to_vec();
+                    self.effect(Effect::Transcribe {
                         turn: self.turn,
-                        audio: self.detector.utterance_until(end).to_vec(),
+                        audio,
                     });
                     self.tentative = Some(Tentative {
                         turn: self.turn,
                         end,
                         start,
                         text: None,
+                        failed: false,
                     });
                 }
                 TurnEvent::Resume => {
@@ -544,7 +645,7 @@ impl Call {
                         // The turn goes on: its early transcript, still on its way, is stale.
                         // The turn moves on now (so that transcript is dropped on arrival like
                         // any stale result); the utterance takes the new id when it pauses or ends.
-                        self.outputs.push_back(Output::CancelTurn { turn: t.turn });
+                        self.effect(Effect::CancelTurn { turn: t.turn });
                         self.turn += 1;
                         self.reserved = Some(self.turn);
                         self.event(EventKind::TentativeDropped { turn: t.turn });
@@ -574,13 +675,17 @@ impl Call {
         let stale = self.turn;
         self.turn += 1;
         if stale > 0 {
-            self.outputs.push_back(Output::CancelTurn { turn: stale });
+            self.effect(Effect::CancelTurn { turn: stale });
         }
     }
 
     /// The turn transcribed at a pause is over: act on its transcript (now, or when it arrives
     /// through the ordinary `Transcript` path, the turn id being current).
     fn commit(&mut self, t: Tentative) {
+        if t.failed {
+            self.apologise(t.turn, EffectKind::Asr);
+            return;
+        }
         let Some(text) = t.text else { return };
         if text.is_empty() {
             self.event(EventKind::TranscriptDropped { turn: t.turn });
@@ -589,11 +694,10 @@ impl Call {
                 turn: t.turn,
                 text: text.clone(),
             });
-            let speech_ms = Some((t.end - t.start) * 1000 / CALLER_RATE as u64);
-            self.outputs.push_back(Output::AskAgent {
+            let speech_ms = (t.end - t.start) * 1000 / CALLER_RATE as u64;
+            self.effect(Effect::AskAgent {
                 turn: t.turn,
-                text,
-                speech_ms,
+                said: Said::Speech { text, speech_ms },
             });
         }
     }
@@ -647,7 +751,7 @@ impl Call {
                 self.taken = 0;
                 self.announced = 0;
                 self.drop_pending_audio();
-                self.outputs.push_back(Output::Clear);
+                self.wire(WireCmd::Clear);
                 self.event(EventKind::BotPaused { turn });
             }
             return;
@@ -674,8 +778,12 @@ impl Call {
 
     /// Drops `SendAudio`/`Mark` outputs not yet polled: their audio is no longer to be sent.
     fn drop_pending_audio(&mut self) {
-        self.outputs
-            .retain(|o| !matches!(o, Output::SendAudio { .. } | Output::Mark { .. }));
+        self.outputs.retain(|o| {
+            !matches!(
+                o,
+                Output::Wire(WireCmd::SendAudio { .. } | WireCmd::Mark { .. })
+            )
+        });
     }
 
     fn barge_in(&mut self) {
@@ -693,18 +801,21 @@ impl Call {
         );
         let turn = p.turn;
         let already_cleared = p.paused;
+        let own = p.own;
         p.ended = true;
         p.end = None;
         self.reset_queue();
         if !already_cleared {
             self.drop_pending_audio();
-            self.outputs.push_back(Output::Clear);
+            self.wire(WireCmd::Clear);
         }
-        self.outputs.push_back(Output::CancelTurn { turn });
-        self.outputs.push_back(Output::Interrupted {
-            turn,
-            heard: heard.clone(),
-        });
+        self.effect(Effect::CancelTurn { turn });
+        if !own {
+            self.effect(Effect::Interrupted {
+                turn,
+                heard: heard.clone(),
+            });
+        }
         self.event(EventKind::BargeIn { turn, heard });
         // Results still on their way for the interrupted turn are stale from now on.
         self.turn += 1;
@@ -732,7 +843,7 @@ impl Call {
             }));
         }
         let allowed = (now.saturating_sub(started) + self.cfg.lead_ms as u64) * rate / 1000;
-        while p.sent < allowed {
+        loop {
             let queued = (self.queue.len() - self.taken - self.announced) as u64;
             // Whole frames while synthesis is still producing; the tail once it is done.
             let n = if queued >= frame {
@@ -742,19 +853,19 @@ impl Call {
             } else {
                 break;
             };
-            if n == 0 {
+            if n == 0 || p.sent + n > allowed {
                 break;
             }
-            self.outputs.push_back(Output::SendAudio {
+            self.outputs.push_back(Output::Wire(WireCmd::SendAudio {
                 samples: n as usize,
-            });
+            }));
             self.announced += n as usize;
             p.sent += n;
             if p.sent >= p.next_mark_at + mark_every || (p.done && p.sent == p.synthesised) {
                 p.next_mark_at = p.sent;
-                self.outputs.push_back(Output::Mark {
+                self.outputs.push_back(Output::Wire(WireCmd::Mark {
                     id: mark_id(p.turn, p.epoch, p.sent),
-                });
+                }));
             }
         }
     }
@@ -799,31 +910,20 @@ impl Call {
         if self.dtmf.is_empty() {
             return;
         }
-        let text = if self.dtmf == "0" {
-            "I want to talk to a representative".to_string()
-        } else {
-            self.dtmf
-                .chars()
-                .map(String::from)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        self.dtmf.clear();
+        let keys = std::mem::replace(&mut self.dtmf, String::with_capacity(16));
         if self.bot_speaking() {
             self.barge_in();
         } else if self.turn > 0 {
-            self.outputs
-                .push_back(Output::CancelTurn { turn: self.turn });
+            self.effect(Effect::CancelTurn { turn: self.turn });
         }
         self.turn += 1;
-        self.event(EventKind::Transcript {
+        self.event(EventKind::Keys {
             turn: self.turn,
-            text: text.clone(),
+            keys: keys.clone(),
         });
-        self.outputs.push_back(Output::AskAgent {
+        self.effect(Effect::AskAgent {
             turn: self.turn,
-            text,
-            speech_ms: None,
+            said: Said::Keys(keys),
         });
     }
 
@@ -831,6 +931,106 @@ impl Call {
         self.reset_queue();
         self.event(EventKind::CallEnd);
         self.ended = true;
+    }
+
+    fn effect(&mut self, e: Effect) {
+        self.outputs.push_back(Output::Effect(e));
+    }
+
+    fn wire(&mut self, c: WireCmd) {
+        self.outputs.push_back(Output::Wire(c));
+    }
+
+    /// Starts speaking `text` for `turn` (a reply, the greeting, an apology).
+    fn speak(&mut self, turn: TurnId, text: String, end: Option<EndAction>, own: bool) {
+        self.reset_queue();
+        self.playout = Some(Playout {
+            turn,
+            text: text.clone(),
+            synthesised: 0,
+            done: false,
+            sent: 0,
+            heard: 0,
+            next_mark_at: 0,
+            paused: false,
+            epoch: 0,
+            started_ms: None,
+            end,
+            ended: false,
+            own,
+        });
+        self.effect(Effect::Synthesize { turn, text });
+    }
+
+    /// The recovery for a failed effect (see [`EffectKind`]).
+    fn effect_failed(&mut self, turn: TurnId, effect: EffectKind) {
+        if turn != self.turn {
+            return;
+        }
+        match effect {
+            EffectKind::Asr => {
+                if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
+                    // The caller may still go on; the apology waits for the end of the turn.
+                    t.failed = true;
+                    t.text = Some(String::new());
+                    return;
+                }
+                self.apologise(turn, effect);
+            }
+            EffectKind::Agent => self.apologise(turn, effect),
+            EffectKind::Tts => {
+                let Some(p) = self.playout.as_mut().filter(|p| p.turn == turn && !p.ended) else {
+                    return;
+                };
+                let heard = heard_words(&p.text, p.heard, p.synthesised.max(1));
+                let unheard = p.heard < p.synthesised || !p.done;
+                let apologising = p.own;
+                let end = p.end.take();
+                p.ended = true;
+                self.event(EventKind::EffectFailed { turn, effect });
+                if let Some(action) = end {
+                    // The call ends as the agent decided, spoken or not.
+                    self.reset_queue();
+                    self.outputs.push_back(Output::End(action));
+                    self.finish_call();
+                    return;
+                }
+                if unheard && !apologising {
+                    // The agent keeps only what the caller heard of its reply.
+                    self.effect(Effect::Interrupted { turn, heard });
+                }
+                if apologising || self.cfg.apology.is_empty() {
+                    self.reset_queue();
+                    self.drop_pending_audio();
+                    self.wire(WireCmd::Clear);
+                    self.event(EventKind::BotAudioEnd { turn });
+                    return;
+                }
+                let apology = self.cfg.apology.clone();
+                self.reset_queue();
+                self.drop_pending_audio();
+                self.wire(WireCmd::Clear);
+                self.event(EventKind::BotReply {
+                    turn,
+                    text: apology.clone(),
+                });
+                self.speak(turn, apology, None, true);
+            }
+        }
+    }
+
+    /// An effect of `turn` failed before the agent answered: the caller hears the apology.
+    fn apologise(&mut self, turn: TurnId, effect: EffectKind) {
+        self.event(EventKind::EffectFailed { turn, effect });
+        if self.cfg.apology.is_empty() {
+            return;
+        }
+        let apology = self.cfg.apology.clone();
+        self.event(EventKind::BotReply {
+            turn,
+            text: apology.clone(),
+        });
+        self.speak(turn, apology, None, true);
     }
 
     fn event(&mut self, kind: EventKind) {

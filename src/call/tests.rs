@@ -31,6 +31,11 @@ struct World {
     transcripts: Vec<&'static str>,
     /// A slow ASR: transcriptions are not answered until [`World::answer`].
     hold_asr: bool,
+    /// Effects that fail: the next transcription / agent request, and synthesis of these texts.
+    fail_asr: bool,
+    fail_agent: bool,
+    fail_tts: Vec<String>,
+    synthesized: Vec<String>,
 }
 
 impl World {
@@ -49,6 +54,10 @@ impl World {
             clears: 0,
             transcripts: vec![],
             hold_asr: false,
+            fail_asr: false,
+            fail_agent: false,
+            fail_tts: vec![],
+            synthesized: vec![],
         }
     }
 
@@ -68,21 +77,33 @@ impl World {
     fn drain(&mut self) {
         while let Some(o) = self.call.poll() {
             match o {
-                Output::SendAudio { samples } => {
+                Output::Wire(WireCmd::SendAudio { samples }) => {
                     let n = self.call.take_audio(&mut self.audio_buf[..samples]);
                     assert_eq!(n, samples);
                     self.received += n as u64;
                 }
-                Output::Mark { id } => self.marks.push((id, self.received)),
-                Output::Clear => {
+                Output::Wire(WireCmd::Mark { id }) => self.marks.push((id, self.received)),
+                Output::Wire(WireCmd::Clear) => {
                     self.clears += 1;
                     self.received = self.played;
                     for (id, _) in std::mem::take(&mut self.marks) {
                         self.call.handle(self.now, Input::MarkPlayed { id });
                     }
                 }
-                Output::Transcribe { turn, audio } => {
+                Output::Effect(Effect::Transcribe { turn, audio }) => {
                     assert!(audio.len() > 16_000 / 4, "an utterance with pre-roll");
+                    if std::mem::take(&mut self.fail_asr) {
+                        self.timeline
+                            .push(format!("{} transcription failed {turn}", self.now));
+                        self.call.handle(
+                            self.now,
+                            Input::EffectFailed {
+                                turn,
+                                effect: EffectKind::Asr,
+                            },
+                        );
+                        continue;
+                    }
                     if self.hold_asr {
                         self.timeline
                             .push(format!("{} transcribing {turn}", self.now));
@@ -97,7 +118,23 @@ impl World {
                         .push(format!("{} transcribed {turn}: {text}", self.now));
                     self.call.handle(self.now, Input::Transcript { turn, text });
                 }
-                Output::AskAgent { turn, text, .. } => {
+                Output::Effect(Effect::AskAgent { turn, said }) => {
+                    let text = match said {
+                        Said::Speech { text, .. } => text,
+                        Said::Keys(k) => format!("keys {k}"),
+                    };
+                    if std::mem::take(&mut self.fail_agent) {
+                        self.timeline
+                            .push(format!("{} agent failed: {text}", self.now));
+                        self.call.handle(
+                            self.now,
+                            Input::EffectFailed {
+                                turn,
+                                effect: EffectKind::Agent,
+                            },
+                        );
+                        continue;
+                    }
                     let reply = if self.replies.is_empty() {
                         "Goodbye."
                     } else {
@@ -115,7 +152,18 @@ impl World {
                         },
                     );
                 }
-                Output::Synthesize { turn, text } => {
+                Output::Effect(Effect::Synthesize { turn, text }) => {
+                    self.synthesized.push(text.clone());
+                    if self.fail_tts.contains(&text) {
+                        self.call.handle(
+                            self.now,
+                            Input::EffectFailed {
+                                turn,
+                                effect: EffectKind::Tts,
+                            },
+                        );
+                        continue;
+                    }
                     let audio = vec![0.1f32; tts_samples(&text)];
                     self.call.handle(
                         self.now,
@@ -126,10 +174,10 @@ impl World {
                     );
                     self.call.handle(self.now, Input::TtsDone { turn });
                 }
-                Output::CancelTurn { turn } => {
+                Output::Effect(Effect::CancelTurn { turn }) => {
                     self.timeline.push(format!("{} cancel {turn}", self.now))
                 }
-                Output::Interrupted { heard, .. } => self.interrupted.push(heard),
+                Output::Effect(Effect::Interrupted { heard, .. }) => self.interrupted.push(heard),
                 Output::Event(e) => self
                     .timeline
                     .push(format!("{} {}", e.t_ms, describe(&e.kind))),
@@ -150,7 +198,11 @@ impl World {
             self.call.handle(self.now, Input::MarkPlayed { id });
         }
         self.call.handle(self.now, Input::CallerAudio(caller));
-        self.call.handle(self.now, Input::Tick);
+        // Time reaches the core only at the deadlines it asked for: the exact timelines below
+        // hold only if `poll_timeout` names every one.
+        if self.call.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.call.handle(self.now, Input::Timeout);
+        }
         self.drain();
     }
 
@@ -194,6 +246,8 @@ fn describe(k: &EventKind) -> String {
         EventKind::BotResumed { turn, from_ms } => format!("bot resumed {turn} from {from_ms} ms"),
         EventKind::BargeIn { turn, heard } => format!("barge-in {turn}: heard {heard:?}"),
         EventKind::Dtmf { digit } => format!("dtmf {digit}"),
+        EventKind::Keys { turn, keys } => format!("keys {turn}: {keys}"),
+        EventKind::EffectFailed { turn, effect } => format!("{} failed {turn}", effect.as_str()),
         EventKind::HangUp => "hang-up".into(),
         EventKind::CallEnd => "call end".into(),
     }
@@ -357,8 +411,8 @@ fn a_turn_reserved_after_a_dropped_tentative_is_not_reused_once_dtmf_moved_on() 
          2800 dtmf 5\n\
          2800 dtmf #\n\
          2800 cancel 2\n\
-         2800 transcript 3: 5\n\
-         2800 agent asked: 5\n\
+         2800 keys 3: 5\n\
+         2800 agent asked: keys 5\n\
          2800 bot reply 3: \n\
          2800 bot audio end 3\n\
          3320 cancel 3\n\
@@ -565,7 +619,7 @@ fn goodbye_hangs_up_after_the_last_words_play() {
 }
 
 #[test]
-fn dtmf_digits_reach_the_agent_and_zero_is_the_operator() {
+fn dtmf_reaches_the_agent_as_typed_keys() {
     let mut w = World::new(vec!["Thanks.", "Connecting you."]);
     for d in ['1', '2', '3', '#'] {
         w.call.handle(w.now, Input::Dtmf(d));
@@ -581,8 +635,8 @@ fn dtmf_digits_reach_the_agent_and_zero_is_the_operator() {
         .filter(|l| l.contains("agent asked"))
         .collect();
     assert_eq!(asked.len(), 2, "{:?}", w.timeline);
-    assert!(asked[0].ends_with("agent asked: 1 2 3"));
-    assert!(asked[1].ends_with("agent asked: I want to talk to a representative"));
+    assert!(asked[0].ends_with("agent asked: keys 123"), "{asked:?}");
+    assert!(asked[1].ends_with("agent asked: keys 0"), "{asked:?}");
 }
 
 #[test]
@@ -603,7 +657,7 @@ fn hang_up_is_never_dropped() {
     );
     assert!(t.lines().last().unwrap().ends_with("call end"), "{t}");
     // nothing happens after the end
-    w.call.handle(w.now + 20, Input::Tick);
+    w.call.handle(w.now + 20, Input::Timeout);
     assert_eq!(w.call.poll(), None);
 }
 
@@ -640,4 +694,123 @@ fn heard_words_maps_samples_to_whole_words() {
         (7, 255, 0xFFFF_FFFF)
     );
     assert_ne!(mark_id(3, 1, 1234), mark_id(3, 2, 1234));
+}
+
+const APOLOGY: &str = "Sorry, I had a problem on my side. Could you say that again?";
+
+/// The caller's turn: a second of speech, then silence long enough to end it.
+fn caller_turn(w: &mut World, seed: u64) {
+    w.play(&speech_like(ms(1000), -20.0, seed));
+    w.play(&silence(ms(1500)));
+}
+
+#[test]
+fn a_failed_synthesis_apologises_and_the_call_goes_on() {
+    let mut w = World::new(vec!["Your room is confirmed.", "Anything else?"]);
+    w.fail_tts = vec!["Your room is confirmed.".into()];
+    w.greet("Hello.");
+    w.play(&silence(ms(600)));
+    caller_turn(&mut w, 3);
+    // The agent keeps none of the reply the caller never heard; the apology is spoken instead.
+    assert_eq!(w.interrupted, vec![String::new()], "{:#?}", w.timeline);
+    assert!(
+        w.timeline.iter().any(|l| l.ends_with("tts failed 1")),
+        "{:#?}",
+        w.timeline
+    );
+    assert_eq!(
+        w.synthesized,
+        vec!["Hello.", "Your room is confirmed.", APOLOGY]
+    );
+    w.play(&silence(ms(6000)));
+    assert!(
+        w.timeline.iter().any(|l| l.ends_with("bot audio end 1")),
+        "the apology plays to its end: {:#?}",
+        w.timeline
+    );
+    assert!(!w.call.bot_speaking(), "the call is not wedged");
+    // A short answer afterwards is a turn, not a backchannel over a bot that never finished.
+    w.play(&speech_like(ms(500), -20.0, 5));
+    w.play(&silence(ms(1500)));
+    let t = w.timeline.join("\n");
+    assert!(!t.contains("backchannel"), "{t}");
+    assert!(t.contains("agent asked: caller turn 2"), "{t}");
+    assert!(t.contains("bot reply 2: Anything else?"), "{t}");
+}
+
+#[test]
+fn when_the_apology_cannot_be_spoken_either_the_bot_falls_silent_and_listens() {
+    let mut w = World::new(vec!["Your room is confirmed.", "Anything else?"]);
+    w.fail_tts = vec!["Your room is confirmed.".into(), APOLOGY.into()];
+    w.play(&silence(ms(300)));
+    caller_turn(&mut w, 4);
+    assert!(!w.call.bot_speaking());
+    assert_eq!(w.synthesized, vec!["Your room is confirmed.", APOLOGY]);
+    caller_turn(&mut w, 6);
+    assert!(
+        w.timeline
+            .iter()
+            .any(|l| l.ends_with("bot reply 2: Anything else?")),
+        "{:#?}",
+        w.timeline
+    );
+}
+
+#[test]
+fn a_farewell_that_cannot_be_spoken_still_ends_the_call() {
+    let mut w = World::new(vec!["Goodbye."]);
+    w.fail_tts = vec!["Goodbye.".into()];
+    w.play(&silence(ms(300)));
+    caller_turn(&mut w, 8);
+    assert_eq!(w.ended, Some(EndAction::Hangup));
+    assert!(w.call.is_ended());
+}
+
+#[test]
+fn a_failed_transcription_or_agent_is_an_apology_then_the_next_turn() {
+    let mut w = World::new(vec!["Sure, what day?"]);
+    w.fail_asr = true;
+    w.play(&silence(ms(300)));
+    caller_turn(&mut w, 9);
+    assert!(
+        w.timeline.iter().any(|l| l.ends_with("asr failed 1")),
+        "{:#?}",
+        w.timeline
+    );
+    assert_eq!(w.synthesized, vec![APOLOGY]);
+    w.play(&silence(ms(6000)));
+    assert!(!w.call.bot_speaking());
+    w.fail_agent = true;
+    caller_turn(&mut w, 10);
+    assert!(
+        w.timeline.iter().any(|l| l.ends_with("agent failed 2")),
+        "{:#?}",
+        w.timeline
+    );
+    assert_eq!(w.synthesized, vec![APOLOGY, APOLOGY]);
+    w.play(&silence(ms(6000)));
+    caller_turn(&mut w, 11);
+    assert!(
+        w.timeline
+            .iter()
+            .any(|l| l.ends_with("bot reply 3: Sure, what day?")),
+        "{:#?}",
+        w.timeline
+    );
+    // The apology is the call's own words: nothing of it is reported to the agent.
+    assert!(w.interrupted.is_empty(), "{:?}", w.interrupted);
+}
+
+#[test]
+fn poll_timeout_names_the_next_pacing_and_keypad_deadlines() {
+    let mut w = World::new(vec![]);
+    assert_eq!(w.call.poll_timeout(), None, "an idle call needs no timer");
+    w.greet("Hello there, welcome.");
+    // The greeting's first 200 ms (lead) went out at once; the next frame is due 20 ms later.
+    assert_eq!(w.call.poll_timeout(), Some(20));
+    w.play(&silence(ms(4000)));
+    assert_eq!(w.call.poll_timeout(), None, "nothing left to pace");
+    w.call.handle(w.now, Input::Dtmf('4'));
+    w.drain();
+    assert_eq!(w.call.poll_timeout(), Some(w.now + 2000));
 }

@@ -22,10 +22,9 @@ use std::sync::Arc;
 
 pub mod auth;
 pub mod server;
-pub mod stream_token;
 use auth::{ApiAuth, HANDLE_HEADER, Principal};
 
-pub const DEMO_CALLER: &str = "user_789";
+pub use crate::agent::caller::DEMO_CALLER;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -940,7 +939,7 @@ async fn webrtc_signal(
     };
     ws.max_message_size(crate::webrtc::signal::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "signaling WebSocket upgrade failed"))
-        .on_upgrade(move |socket| crate::webrtc::call::serve(socket, live, pending, caller))
+        .on_upgrade(move |socket| crate::runtime::browser::serve(socket, live, pending, caller))
 }
 
 /// Every `session.sweep_secs`: expired conversations leave memory, the in-memory map is kept

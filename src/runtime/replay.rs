@@ -1,5 +1,6 @@
-//! Replays a call through the whole pipeline — turn-taking, whisper, the conversation engine,
-//! espeak-ng and the per-call core — without a network.
+//! The replay driver: a call through the whole pipeline — turn-taking, whisper, the conversation
+//! engine, espeak-ng and the per-call core, in the same [`Session`] the phone and the browser
+//! use — without a network.
 //!
 //! The caller is either a recorded track on its fixed timeline (if the bot is still talking
 //! when the caller speaks again, that is a barge-in, as in a real call), or a script of
@@ -8,12 +9,13 @@
 //! drops what was not yet played and echoes the pending marks (as Twilio does).
 //!
 //! On the virtual clock (the default) time advances 20 ms per step and stands still while ASR,
-//! the agent and TTS work, so the same input gives the same timeline, as fast as the CPU allows.
+//! the agent and TTS work (`Session::settle`), so the same input gives the same timeline, as
+//! fast as the CPU allows.
 //! With `realtime`, steps are paced by the wall clock and processing time is real.
 
 use crate::agent::engine::Engine;
-use crate::agent::master::{CallAction, Heard};
-use crate::call::{Call, CallConfig, EndAction, Input, Output};
+use crate::call::{CallConfig, CallEvent, EndAction, EventKind};
+use crate::runtime::session::{LocalMarks, MediaPort, Session, SessionParts};
 use crate::runtime::speech::Speech;
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -43,19 +45,48 @@ pub struct ReplayResult {
     pub duration_ms: u64,
 }
 
-/// The simulated transport: plays what it is sent in order at real-time rate.
+/// The simulated line: plays what it is sent in order at real-time rate, echoes each mark when
+/// its audio has played, and on `Clear` drops what was not yet played and echoes the pending
+/// marks at once (as Twilio does).
 struct Transport {
     rate: u64,
     buffer: VecDeque<f32>,
     received: u64,
     played: u64,
-    marks: VecDeque<(u64, u64)>,
+    marks: LocalMarks,
     heard: Vec<f32>,
+    /// Marks played or cleared, for the session.
+    echoed: Vec<u64>,
+    /// The bot's last reply finished playing (the scripted caller's cue).
+    bot_audio_ended: bool,
+}
+
+impl MediaPort for Transport {
+    fn send_audio(&mut self, samples: &[f32], _now: u64) {
+        self.buffer.extend(samples);
+        self.received += samples.len() as u64;
+    }
+
+    fn mark(&mut self, id: u64, _now: u64) {
+        self.marks.push(self.received, id);
+    }
+
+    fn clear(&mut self, _now: u64) {
+        self.received -= self.buffer.len() as u64;
+        self.buffer.clear();
+        self.echoed.extend(self.marks.drain());
+    }
+
+    fn event(&mut self, e: &CallEvent) {
+        if matches!(e.kind, EventKind::BotAudioEnd { .. }) {
+            self.bot_audio_ended = true;
+        }
+    }
 }
 
 impl Transport {
-    /// Plays one step (ending at `t_ms`) and returns the marks now played.
-    fn play_step(&mut self, t_ms: u64, echoed: &mut Vec<u64>) {
+    /// Plays one step (ending at `t_ms`); the marks now played go to `echoed`.
+    fn play_step(&mut self, t_ms: u64) {
         let start = ((t_ms - STEP_MS) * self.rate / 1000) as usize;
         let n = (STEP_MS * self.rate / 1000) as usize;
         if self.heard.len() < start + n {
@@ -70,19 +101,9 @@ impl Transport {
                 None => break,
             }
         }
-        while let Some((id, at)) = self.marks.front().copied() {
-            if at > self.played {
-                break;
-            }
-            self.marks.pop_front();
-            echoed.push(id);
+        while let Some(id) = self.marks.pop_due(self.played) {
+            self.echoed.push(id);
         }
-    }
-
-    fn clear(&mut self, echoed: &mut Vec<u64>) {
-        self.received -= self.buffer.len() as u64;
-        self.buffer.clear();
-        echoed.extend(self.marks.drain(..).map(|(id, _)| id));
     }
 }
 
@@ -95,36 +116,37 @@ struct Script {
 }
 
 pub async fn replay(
-    engine: &Engine,
-    speech: &Speech,
+    engine: Arc<Engine>,
+    speech: Speech,
     cfg: CallConfig,
     source: CallerSource,
     caller_id: &str,
     realtime: bool,
 ) -> Result<ReplayResult> {
     let out_rate = cfg.out_rate as u64;
-    let mut call = Call::new(cfg);
+    let parts = SessionParts {
+        engine: &engine,
+        speech: &speech,
+        call: &cfg,
+        out_rate: cfg.out_rate,
+    };
     let mut transport = Transport {
         rate: out_rate,
         buffer: VecDeque::new(),
         received: 0,
         played: 0,
-        marks: VecDeque::new(),
+        marks: LocalMarks::default(),
         heard: vec![],
+        echoed: vec![],
+        bot_audio_ended: false,
     };
-    let mut timeline: Vec<Value> = vec![];
     let mut caller_track: Vec<f32> = vec![];
     let mut frame = vec![0f32; (IN_RATE * STEP_MS / 1000) as usize];
-    let mut audio_buf = vec![0f32; out_rate as usize];
-    let mut echoed: Vec<u64> = vec![];
-    let mut ended: Option<EndAction> = None;
 
-    let greeting = engine.start(caller_id, "replay").await?;
-    let conversation_id = greeting.conversation_id.clone();
-    let mut conv = Conv {
-        id: conversation_id.clone(),
-        prompt: prompt_of(&greeting.asr_prompt),
-    };
+    let mut session = Session::start(&parts, caller_id, "replay", json!({}), 0).await?;
+    session.record_timeline();
+    let conversation_id = session.conversation_id().unwrap_or_default().to_string();
+    let case_id = session.case_id().to_string();
     let (track, mut script) = match source {
         CallerSource::Track(t) => (t, None),
         CallerSource::Script { clips, pause_ms } => (
@@ -146,48 +168,34 @@ pub async fn replay(
                 .map(|c| c.len() as u64 * 1000 / IN_RATE + 30_000)
                 .sum()
         });
-    call.handle(
-        0,
-        Input::AgentReply {
-            turn: 0,
-            text: greeting.reply.clone(),
-            end: None,
-        },
-    );
     let wall = tokio::time::Instant::now();
     let mut t: u64 = 0;
     let mut quiet_since: Option<u64> = None;
+    let mut limit_hit = false;
     loop {
-        drive(
-            &mut call,
-            engine,
-            speech,
-            &mut conv,
-            t,
-            &mut transport,
-            &mut audio_buf,
-            &mut timeline,
-            &mut ended,
-            &mut script,
-        )
-        .await?;
-        for id in echoed.drain(..) {
-            call.handle(t, Input::MarkPlayed { id });
+        // Time stands still while the effects of this step run.
+        settle(&mut session, t, &mut transport).await?;
+        if std::mem::take(&mut transport.bot_audio_ended)
+            && let Some(s) = script.as_mut()
+            && s.current.is_none()
+        {
+            s.waiting_since = None;
+            s.next_start = Some(t + s.pause_ms);
         }
-        if call.is_ended() && transport.buffer.is_empty() {
+        if session.is_over() && transport.buffer.is_empty() {
             break;
         }
         t += STEP_MS;
         if t > limit_ms {
-            timeline.push(json!({"t_ms": t, "kind": "replay_limit"}));
+            limit_hit = true;
             break;
         }
         if realtime {
             tokio::time::sleep_until(wall + Duration::from_millis(t)).await;
         }
-        transport.play_step(t, &mut echoed);
-        for id in echoed.drain(..) {
-            call.handle(t, Input::MarkPlayed { id });
+        transport.play_step(t);
+        for id in transport.echoed.drain(..) {
+            session.mark_played(t, id);
         }
         // The caller's next 20 ms.
         frame.fill(0.0);
@@ -200,13 +208,15 @@ pub async fn replay(
                 input_left = true;
             }
         } else if let Some(s) = script.as_mut() {
-            input_left = script_frame(s, t, &mut frame, call.bot_speaking());
+            input_left = script_frame(s, t, &mut frame, session.bot_speaking());
         }
         caller_track.extend_from_slice(&frame);
-        call.handle(t, Input::CallerAudio(&frame));
-        call.handle(t, Input::Tick);
-        // Stop once the caller is done and the bot has been quiet for a second.
-        let busy = input_left || call.bot_speaking() || !transport.buffer.is_empty();
+        session.caller_audio(t, &frame);
+        if session.poll_timeout().is_some_and(|d| d <= t) {
+            session.timeout(t);
+        }
+        // Stop once the caller is done and the bot has been quiet for a while.
+        let busy = input_left || session.bot_speaking() || !transport.buffer.is_empty();
         match (busy, quiet_since) {
             (true, _) => quiet_since = None,
             (false, None) => quiet_since = Some(t),
@@ -214,17 +224,19 @@ pub async fn replay(
             _ => {}
         }
     }
+    let mut timeline = session.take_timeline();
+    if limit_hit {
+        timeline.push(json!({"t_ms": t, "kind": "replay_limit"}));
+    }
+    let ended = session.end_action().cloned();
+    // The call is over: its case is closed with how it ended, as a live call's is.
+    if ended.is_none() {
+        session.hang_up(t, "caller hung up");
+    }
+    session.finish(json!({})).await;
     // What the caller heard, brought to the caller track's rate for the stereo recording.
     let bot =
         crate::audio::resample::resample_whole(&transport.heard, out_rate as u32, IN_RATE as u32)?;
-    let case_id = greeting.case_id.clone();
-    // The call is over: its case is closed with how it ended, as a live call's is.
-    let outcome = match &ended {
-        Some(EndAction::Hangup) => "bot hung up".to_string(),
-        Some(EndAction::Transfer { to }) => format!("transferred to {to}"),
-        None => "caller hung up".to_string(),
-    };
-    engine.finish_call(&conversation_id, &outcome).await?;
     Ok(ReplayResult {
         timeline,
         caller: caller_track,
@@ -234,6 +246,21 @@ pub async fn replay(
         ended,
         duration_ms: t,
     })
+}
+
+/// Runs the session's effects to completion at `t`, echoing cleared marks as they come.
+async fn settle(session: &mut Session, t: u64, transport: &mut Transport) -> Result<()> {
+    loop {
+        tokio::time::timeout(Duration::from_secs(300), session.settle(t, transport))
+            .await
+            .map_err(|_| anyhow::anyhow!("an effect did not finish within 300 s"))??;
+        if transport.echoed.is_empty() {
+            return Ok(());
+        }
+        for id in std::mem::take(&mut transport.echoed) {
+            session.mark_played(t, id);
+        }
+    }
 }
 
 /// Next caller frame of a scripted call; false when the script is over.
@@ -269,116 +296,6 @@ fn script_frame(s: &mut Script, t: u64, frame: &mut [f32], bot_speaking: bool) -
     !s.clips.is_empty() || s.current.is_some()
 }
 
-/// The replayed call's conversation and the recogniser's prompt its last reply left.
-struct Conv {
-    id: String,
-    prompt: Option<Arc<str>>,
-}
-
-fn prompt_of(text: &str) -> Option<Arc<str>> {
-    (!text.is_empty()).then(|| Arc::from(text))
-}
-
-/// Runs the core's outputs to quiescence, performing the effects they ask for.
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    call: &mut Call,
-    engine: &Engine,
-    speech: &Speech,
-    conv: &mut Conv,
-    t: u64,
-    transport: &mut Transport,
-    audio_buf: &mut [f32],
-    timeline: &mut Vec<Value>,
-    ended: &mut Option<EndAction>,
-    script: &mut Option<Script>,
-) -> Result<()> {
-    let mut cleared = vec![];
-    while let Some(out) = call.poll() {
-        match out {
-            Output::SendAudio { samples } => {
-                let n = call.take_audio(&mut audio_buf[..samples]);
-                transport.buffer.extend(&audio_buf[..n]);
-                transport.received += n as u64;
-            }
-            Output::Mark { id } => transport.marks.push_back((id, transport.received)),
-            Output::Clear => transport.clear(&mut cleared),
-            Output::Transcribe { turn, audio } => {
-                let tr = speech.transcribe(audio, conv.prompt.clone()).await?;
-                if let Some(why) = tr.suppressed {
-                    timeline.push(
-                        json!({"t_ms": t, "kind": "transcript_suppressed", "turn": turn,
-                        "raw": tr.raw, "reason": why}),
-                    );
-                }
-                call.handle(
-                    t,
-                    Input::Transcript {
-                        turn,
-                        text: tr.text,
-                    },
-                );
-            }
-            Output::AskAgent {
-                turn,
-                text,
-                speech_ms,
-            } => {
-                let heard = Heard {
-                    text: &text,
-                    speech_ms,
-                };
-                let reply = engine.hear(&conv.id, heard).await?;
-                conv.prompt = prompt_of(&reply.asr_prompt);
-                timeline.push(
-                    json!({"t_ms": t, "kind": "intent", "turn": turn, "intent": reply.intent,
-                    "agent": reply.agent, "status": reply.status, "fallback": reply.fallback}),
-                );
-                let end = reply.action.map(|a| match a {
-                    CallAction::Hangup => EndAction::Hangup,
-                    CallAction::Transfer { to } => EndAction::Transfer { to },
-                });
-                call.handle(
-                    t,
-                    Input::AgentReply {
-                        turn,
-                        text: reply.reply,
-                        end,
-                    },
-                );
-            }
-            Output::Synthesize { turn, text } => {
-                let audio = speech.synthesize(&text, call.config().out_rate).await?;
-                call.handle(
-                    t,
-                    Input::TtsAudio {
-                        turn,
-                        samples: &audio,
-                    },
-                );
-                call.handle(t, Input::TtsDone { turn });
-            }
-            Output::CancelTurn { .. } => {}
-            Output::Interrupted { heard, .. } => engine.interrupted(&conv.id, &heard).await?,
-            Output::Event(e) => {
-                if let (crate::call::EventKind::BotAudioEnd { .. }, Some(s)) =
-                    (&e.kind, script.as_mut())
-                    && s.current.is_none()
-                {
-                    s.waiting_since = None;
-                    s.next_start = Some(t + s.pause_ms);
-                }
-                timeline.push(serde_json::to_value(&e)?);
-            }
-            Output::End(action) => *ended = Some(action),
-        }
-        for id in cleared.drain(..) {
-            call.handle(t, Input::MarkPlayed { id });
-        }
-    }
-    Ok(())
-}
-
 /// A readable transcript of a timeline: `[mm:ss.s] who: what`.
 pub fn transcript(timeline: &[Value]) -> String {
     let mut out = String::new();
@@ -387,6 +304,11 @@ pub fn transcript(timeline: &[Value]) -> String {
         let stamp = format!("[{:02}:{:04.1}]", t / 60_000, (t % 60_000) as f64 / 1000.0);
         let line = match e["kind"].as_str().unwrap_or("") {
             "transcript" => format!("caller: {}", e["text"].as_str().unwrap_or("")),
+            "keys" => format!("caller: (keys {})", e["keys"].as_str().unwrap_or("")),
+            "effect_failed" => format!(
+                "        ({} failed: apologising)",
+                e["effect"].as_str().unwrap_or("-")
+            ),
             "bot_reply" => format!("bot:    {}", e["text"].as_str().unwrap_or("")),
             "intent" => format!(
                 "        ({} → {}, {})",

@@ -2,11 +2,11 @@
 //! the TTS engine. Loading refuses with a clear message when a configured model is missing or
 //! corrupt (the sha256 manifest of `switchboard models install`).
 
-use crate::asr::catalog::GGML_FILE;
 use crate::asr::pool::AsrPool;
 use crate::asr::whisper::{Transcript, Whisper};
 use crate::audio::resample::resample_whole;
 use crate::config::Config;
+use crate::models::whisper::GGML_FILE;
 use crate::tts::espeak::Espeak;
 use crate::tts::normalize::for_speech;
 use crate::tts::{TtsEngine, Voice};

@@ -280,6 +280,13 @@ impl Wire {
         out.push(Frame::Text(self.text.clone()));
     }
 
+    /// Whether audio or marks are held back waiting for [`Wire::idle`] (a chunker's partial tail):
+    /// the driver then calls `idle` every frame until they are gone.
+    pub fn needs_idle(&self) -> bool {
+        self.chunker.is_some()
+            && (self.pushed_bytes > self.sent_bytes || !self.held_marks.is_empty())
+    }
+
     /// Called on every pacing tick: if no audio arrived since the last one, the reply's audio is
     /// finished, so a chunker's partial tail is sent padded with silence, and its marks follow.
     pub fn idle(&mut self, out: &mut Vec<Frame>) {

@@ -1,17 +1,12 @@
-//! The browser softphone: calls from a web page over WebRTC, into the same per-call core
-//! (`crate::call::Call`) and conversation engine as phone calls.
+//! The browser softphone's media and page: calls from a web page over WebRTC. The call itself
+//! is driven by `runtime::browser`, into the same session as phone calls.
 //!
 //! - [`peer`]: the media leg on webrtc-rs 0.21 + libopus — `accept(offer)` answers a browser's
 //!   offer (non-trickle: every candidate is in the answer), decodes its Opus straight to 16 kHz
 //!   20 ms frames, and encodes bot audio back to Opus 20 ms frames.
 //! - [`signal`]: the `/webrtc/signal` WebSocket protocol (JSON messages both ways).
-//! - [`call`]: the per-call driver — the WebSocket, the peer connection, a 20 ms send clock and
-//!   the core, like `runtime::live` for provider calls.
 //! - [`assets`]: the softphone page, built into the binary.
-//! - [`client`]: a Rust offerer that plays the browser in tests.
 
-pub mod call;
-pub mod client;
 pub mod peer;
 pub mod signal;
 

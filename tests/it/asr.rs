@@ -291,5 +291,5 @@ fn whisper_tiny_path() -> std::path::PathBuf {
         .unwrap_or_else(|e| {
             panic!("{e} (the test command runs `switchboard models install` first)")
         })
-        .join(switchboard::asr::catalog::GGML_FILE)
+        .join(switchboard::models::whisper::GGML_FILE)
 }

@@ -161,7 +161,7 @@ async fn repeated_misunderstanding_goes_to_a_human() {
     assert_eq!(t.status.as_str(), "escalated", "{}", t.reply);
     assert!(t.ended);
     assert!(
-        matches!(t.action, Some(switchboard::agent::master::CallAction::Transfer { ref to }) if to == "+15005550006")
+        matches!(t.action, Some(switchboard::agent::master::EndAction::Transfer { ref to }) if to == "+15005550006")
     );
 }
 
@@ -195,7 +195,7 @@ async fn caller_can_ask_for_a_person_or_hang_up_at_any_point() {
     assert_eq!((t.status.as_str(), t.ended), ("ended", true));
     assert!(matches!(
         t.action,
-        Some(switchboard::agent::master::CallAction::Hangup)
+        Some(switchboard::agent::master::EndAction::Hangup)
     ));
 }
 
@@ -351,10 +351,7 @@ async fn an_implausible_goodbye_is_confirmed_and_a_real_one_ends_the_call() {
     let e = engine(Setup::default());
     let c = e.start("user_789", "twilio").await.unwrap();
     let id = &c.conversation_id;
-    let short = |text| Heard {
-        text,
-        speech_ms: Some(480),
-    };
+    let short = |text| Heard::speech(text, 480);
     let t = e.hear(id, short("Bye.")).await.unwrap();
     assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
     assert!(!t.ended && t.action.is_none());
@@ -373,19 +370,13 @@ async fn an_implausible_goodbye_is_confirmed_and_a_real_one_ends_the_call() {
     assert!(t.reply.contains("Breakfast is served"), "{}", t.reply);
     // …while a goodbye as the answer to "anything else?" is taken at once.
     let t = e
-        .hear(
-            id,
-            Heard {
-                text: "No, that's all, goodbye.",
-                speech_ms: Some(1400),
-            },
-        )
+        .hear(id, Heard::speech("No, that's all, goodbye.", 1400))
         .await
         .unwrap();
     assert_eq!(t.status.as_str(), "ended");
     assert!(matches!(
         t.action,
-        Some(switchboard::agent::master::CallAction::Hangup)
+        Some(switchboard::agent::master::EndAction::Hangup)
     ));
 }
 
@@ -414,7 +405,7 @@ async fn a_goodbye_talked_over_revives_the_call_and_an_ended_one_hangs_up() {
     assert!(t.ended);
     assert!(matches!(
         t.action,
-        Some(switchboard::agent::master::CallAction::Hangup)
+        Some(switchboard::agent::master::EndAction::Hangup)
     ));
     assert!(!t.reply.contains("has ended"), "{}", t.reply);
 }

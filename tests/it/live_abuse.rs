@@ -6,8 +6,8 @@ use crate::twilio::{Gateway, gateway, idle, signed, ulaw_fixture};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::Duration;
-use switchboard::simcall::{self, Script, Step};
 use switchboard::store::{CaseStatus, LogQuery};
+use switchboard::testkit::simcall::{self, Script, Step};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

@@ -13,9 +13,9 @@ use proptest::test_runner::Config as PtConfig;
 use serde_json::{Map, Value, json};
 use switchboard::agent::master::extract;
 use switchboard::agent::protocol::{AgentInput, AgentOutput};
-use switchboard::agent::redact::redact;
 use switchboard::agent::slots;
 use switchboard::config::{Config, Template};
+use switchboard::redact::redact;
 use switchboard::transport::wire::{Frame, Wire};
 use switchboard::transport::{Inbound, Provider, plivo, twilio};
 

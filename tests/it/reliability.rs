@@ -378,7 +378,7 @@ async fn malformed_sub_agent_output_is_invalid_output_and_goes_to_a_human() {
     assert_eq!(t.status.as_str(), "escalated");
     assert!(matches!(
         t.action,
-        Some(switchboard::agent::master::CallAction::Transfer { .. })
+        Some(switchboard::agent::master::EndAction::Transfer { .. })
     ));
     let case = e.case(&t.case_id).await.unwrap().unwrap();
     assert_eq!(case.status.as_str(), "escalated");

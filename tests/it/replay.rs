@@ -24,8 +24,8 @@ async fn run(setup: Setup, source: CallerSource) -> ReplayResult {
     let engine = engine_with(setup, &cfg);
     let speech = Speech::load(&cfg).unwrap();
     let r = replay(
-        &engine,
-        &speech,
+        std::sync::Arc::new(engine),
+        speech,
         cfg.speech.call.clone(),
         source,
         "user_789",
@@ -175,11 +175,11 @@ async fn barge_in_stops_playout_and_the_agent_keeps_only_what_was_heard() {
     };
     let mut cfg = config(&setup);
     cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    let engine = engine_with(setup, &cfg);
+    let engine = std::sync::Arc::new(engine_with(setup, &cfg));
     let speech = Speech::load(&cfg).unwrap();
     let r = replay(
-        &engine,
-        &speech,
+        engine.clone(),
+        speech,
         cfg.speech.call.clone(),
         CallerSource::Track(fixture("bargein/track.wav")),
         "user_789",

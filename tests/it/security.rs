@@ -482,15 +482,17 @@ async fn idle_media_sockets_do_not_keep_a_real_call_out() {
     );
     assert_eq!(refused, 24);
     // A real caller is answered: the greeting plays.
-    let script = switchboard::simcall::Script::new(
+    let script = switchboard::testkit::simcall::Script::new(
         "+15550001111",
         vec![
-            switchboard::simcall::Step::WaitBotDone { max_ms: 15_000 },
-            switchboard::simcall::Step::HangUp,
+            switchboard::testkit::simcall::Step::WaitBotDone { max_ms: 15_000 },
+            switchboard::testkit::simcall::Step::HangUp,
         ],
     );
     let url = format!("{}/twilio/media", s.base.replace("http://", "ws://"));
-    let log = switchboard::simcall::run(&url, &script).await.unwrap();
+    let log = switchboard::testkit::simcall::run(&url, &script)
+        .await
+        .unwrap();
     assert!(
         log.media.len() > 20,
         "the real call got no greeting ({} media messages):\n{}",

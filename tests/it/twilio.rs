@@ -1,4 +1,4 @@
-//! Live phone calls over real WebSockets on loopback: `switchboard::simcall` plays Twilio (it
+//! Live phone calls over real WebSockets on loopback: `switchboard::testkit::simcall` plays Twilio (it
 //! streams caller fixtures in real time, plays the bot's audio back at real-time rate and echoes
 //! marks once they have played), against the gateway's real router, whisper and espeak-ng.
 //! Hang-up and transfer REST requests go to a local recording server.
@@ -16,8 +16,8 @@ use switchboard::config::Config;
 use switchboard::http::{AppState, router};
 use switchboard::runtime::live::LiveDeps;
 use switchboard::runtime::speech::Speech;
-use switchboard::simcall::{self, CallLog, Script, Step};
 use switchboard::store::{CaseStatus, LogQuery, LogType};
+use switchboard::testkit::simcall::{self, CallLog, Script, Step};
 
 pub fn ulaw_fixture(rel: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,4 @@
-//! Browser calls over WebRTC, on loopback: a Rust WebRTC peer (`switchboard::webrtc::client`)
+//! Browser calls over WebRTC, on loopback: a Rust WebRTC peer (`switchboard::testkit::rtc_client`)
 //! plays the browser — it signals on `/webrtc/signal` exactly like the softphone page, streams a
 //! caller fixture as its microphone (Opus, 20 ms, real time) — against the gateway's real
 //! router, whisper and espeak-ng.
@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::store::{Case, CaseStatus, LogQuery};
-use switchboard::webrtc::client::OfferClient;
+use switchboard::testkit::rtc_client::OfferClient;
 use switchboard::webrtc::peer;
 use tokio_tungstenite::tungstenite::Message;
 

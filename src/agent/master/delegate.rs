@@ -4,7 +4,7 @@
 
 use super::extract::identifies;
 use super::render::{fill, options_sentence};
-use super::state::{CallAction, DoneTask, Fallback, Pending, TurnStatus};
+use super::state::{DoneTask, EndAction, Fallback, Pending, TurnStatus};
 use super::{Ctx, END_CALL, Master};
 use crate::agent::protocol::{
     AgentOutput, ClarificationType, ErrorCode, ErrorInfo, RequiredField, Status, Validation,
@@ -525,7 +525,7 @@ impl Master {
         self.set_case(cx, CaseStatus::Escalated, reason);
         self.say(cx, &reply, cx.turn.agent.clone().as_deref());
         cx.turn.status = TurnStatus::Escalated;
-        cx.turn.action = Some(CallAction::Transfer { to });
+        cx.turn.action = Some(EndAction::Transfer { to });
         cx.turn.ended = true;
         cx.conv.ended = true;
         cx.conv.escalated = true;
@@ -542,7 +542,7 @@ impl Master {
             self.set_case(cx, CaseStatus::Closed, "caller ended the call");
         }
         cx.turn.status = TurnStatus::Ended;
-        cx.turn.action = Some(CallAction::Hangup);
+        cx.turn.action = Some(EndAction::Hangup);
         cx.turn.ended = true;
         cx.conv.ended = true;
         cx.conv.pending = Pending::None;

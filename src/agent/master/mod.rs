@@ -31,7 +31,7 @@ pub mod state;
 
 pub use render::match_option;
 pub use state::{
-    CallAction, Conversation, DoneTask, Fallback, Heard, Pending, Queued, Role, Turn, TurnStatus,
+    Conversation, DoneTask, EndAction, Fallback, Heard, Pending, Queued, Role, Turn, TurnStatus,
     Utterance,
 };
 
@@ -112,7 +112,18 @@ impl Master {
     /// Handles one caller utterance.
     pub async fn turn(&self, conv: &mut Conversation, heard: Heard<'_>) -> Turn {
         let mut cx = self.ctx(conv);
-        let text = heard.text.trim().to_string();
+        // Keys are given one by one, as a caller reads digits out ("4 5 6").
+        let text = if heard.keys {
+            let keys: Vec<String> = heard
+                .text
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(String::from)
+                .collect();
+            keys.join(" ")
+        } else {
+            heard.text.trim().to_string()
+        };
         cx.said = text.clone();
         let now = self.clock.now_ms();
         cx.conv.history.push(Utterance {
@@ -190,14 +201,14 @@ impl Master {
             let line = self.template.lines.hold_for_person.clone();
             self.say(cx, &line, None);
             cx.turn.status = TurnStatus::Escalated;
-            cx.turn.action = Some(CallAction::Transfer {
+            cx.turn.action = Some(EndAction::Transfer {
                 to: self.template.human_number.clone(),
             });
         } else {
             let farewell = self.template.farewell.clone();
             self.say(cx, &farewell, None);
             cx.turn.status = TurnStatus::Ended;
-            cx.turn.action = Some(CallAction::Hangup);
+            cx.turn.action = Some(EndAction::Hangup);
         }
         cx.turn.ended = true;
     }
@@ -208,9 +219,10 @@ impl Master {
             cx.conv.pending,
             Pending::AnythingElse | Pending::FollowUp { .. }
         );
-        // "A person, please" is honoured whatever was pending.
+        // "A person, please" (or 0 on the keypad) is honoured whatever was pending.
         if let Some(h) = self.template.handoff_task()
-            && self.router.route_keywords(text, &|t| t == h).is_some()
+            && ((heard.keys && text == "0")
+                || self.router.route_keywords(text, &|t| t == h).is_some())
         {
             cx.turn.intent = Some(h.to_string());
             cx.turn.confidence = Some(1.0);

@@ -198,13 +198,8 @@ impl Conversation {
     }
 }
 
-/// What the telephony layer must do after speaking the reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CallAction {
-    Hangup,
-    Transfer { to: String },
-}
+/// What the telephony layer must do after speaking the reply: the call core's own type.
+pub use crate::call::EndAction;
 
 /// How a turn ended: a sub-agent's status, or the master's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,7 +276,7 @@ pub struct Turn {
     pub status: TurnStatus,
     pub case_id: String,
     pub conversation_id: String,
-    pub action: Option<CallAction>,
+    pub action: Option<EndAction>,
     pub ended: bool,
     pub attempts: Vec<Attempt>,
     /// Which fallback answered, if any.
@@ -303,6 +298,8 @@ pub struct Heard<'a> {
     pub text: &'a str,
     /// How long the caller spoke (voice only).
     pub speech_ms: Option<u64>,
+    /// `text` is keys pressed on the keypad (digits, `*`), not words.
+    pub keys: bool,
 }
 
 impl<'a> Heard<'a> {
@@ -310,6 +307,23 @@ impl<'a> Heard<'a> {
         Heard {
             text,
             speech_ms: None,
+            keys: false,
+        }
+    }
+
+    pub fn speech(text: &'a str, speech_ms: u64) -> Self {
+        Heard {
+            text,
+            speech_ms: Some(speech_ms),
+            keys: false,
+        }
+    }
+
+    pub fn keys(keys: &'a str) -> Self {
+        Heard {
+            text: keys,
+            speech_ms: None,
+            keys: true,
         }
     }
 }

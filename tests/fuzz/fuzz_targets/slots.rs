@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use chrono::NaiveDate;
 use libfuzzer_sys::fuzz_target;
 use switchboard::agent::master::extract;
-use switchboard::agent::redact::redact;
+use switchboard::redact::redact;
 use switchboard::agent::slots;
 use switchboard::config::{Config, Template};
 

@@ -1,7 +1,7 @@
-//! The per-call driver of a browser call: one tokio task per signaling WebSocket, racing the
-//! page's messages, the peer connection's events (caller audio as 16 kHz 20 ms frames), a 20 ms
-//! send clock, the results of the effects it started and the shutdown signal, and feeding all of
-//! them to the pure per-call core (`crate::call::Call`) — the same shape as `runtime::live`.
+//! The browser driver: one tokio task per signaling WebSocket, racing the page's messages, the
+//! peer connection's events (caller audio as 16 kHz 20 ms frames), the 20 ms send clock of the
+//! Opus stream, the results of effects and the shutdown signal, and feeding them to a
+//! [`Session`] (`runtime::session`), which owns the call — as the phone driver does.
 //!
 //! Bot audio: the core hands out audio at 16 kHz up to `lead_ms` ahead of real time; it goes into
 //! a small bounded local queue, and every 20 ms tick one frame of it (or silence) is Opus-encoded
@@ -14,10 +14,10 @@
 //! socket is the prompt signal. However it ends, the peer connection is closed, the case is closed
 //! with the outcome, and the admission slot is given back.
 
-use crate::agent::engine::Engine;
-use crate::call::{Call, EndAction, EventKind, Input, Output, TurnId};
+use crate::call::{CallEvent, EndAction, EventKind, TurnId};
 use crate::runtime::calls::{Admission, Pending, Slot};
-use crate::runtime::live::{Done, Effects, LiveDeps, apply_done, end_outcome};
+use crate::runtime::live::LiveDeps;
+use crate::runtime::session::{LocalMarks, MediaPort, Session, shown_caller, stop_requested};
 use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
 use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
 use axum::extract::ws::{Message, WebSocket};
@@ -102,16 +102,16 @@ pub async fn serve(
             closer.close().await;
             return;
         }
-        tracing::info!(caller = %crate::runtime::live::shown_caller(&caller), "answered; connecting");
+        tracing::info!(caller = %shown_caller(&caller), "answered; connecting");
         let mut run = RtcRun::new(deps, slot, busy, call_id, caller, audio, closer.clone());
         if let Err(e) = run.run(&mut tx, rx, events).await {
             tracing::warn!(error = %e, "call ended with an error");
-            run.outcome.get_or_insert_with(|| format!("error: {e}"));
+            run.hang_up(&format!("error: {e}"));
             run.reason = EndReason::Error;
         }
         let ended = ToPage::Ended {
             reason: run.reason,
-            detail: run.outcome.clone().unwrap_or_default(),
+            detail: run.outcome().unwrap_or_default(),
         };
         // The page may be gone already; then there is no one to tell.
         let _ = tx.send(Message::Text(ended.to_json().into())).await;
@@ -161,12 +161,8 @@ async fn wait_offer(
                 }
                 let caller = caller
                     .as_deref()
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty() && !c.chars().any(char::is_control))
-                    .unwrap_or(crate::http::DEMO_CALLER)
-                    .chars()
-                    .take(64)
-                    .collect();
+                    .and_then(crate::agent::caller::normalize)
+                    .unwrap_or_else(|| crate::agent::caller::DEMO_CALLER.into());
                 return Some((sdp, caller));
             }
             Ok(FromPage::Hangup) => return None,
@@ -186,34 +182,113 @@ struct RtcRun {
     deps: Arc<LiveDeps>,
     slot: Slot,
     busy: bool,
-    call: Option<Call>,
+    session: Option<Session>,
+    /// How it ended before the media connected.
+    early_outcome: Option<String>,
     call_id: String,
     caller: String,
-    fx: Effects,
-    done_rx: mpsc::Receiver<Done>,
     started: Instant,
-    outcome: Option<String>,
     reason: EndReason,
     muted: bool,
     audio: AudioSender,
     closer: CallCloser,
+    port: RtcPort,
+    frame: [f32; FRAME_SAMPLES],
+    send_errors: u32,
+}
+
+/// The browser's side of the call as the session sees it: bot audio waits in a small queue for
+/// its 20 ms slot; marks are echoed once the audio before them has been sent; events become the
+/// page's captions, agent state and latency figures.
+struct RtcPort {
+    queue: VecDeque<f32>,
+    /// Samples ever queued / sent.
+    queued_total: u64,
+    sent_total: u64,
+    local: LocalMarks,
     /// Messages for the page, sent after each loop turn.
     to_page: Vec<ToPage>,
     state: Option<AgentState>,
-    // Outbound audio: the core's audio, waiting for its 20 ms slot.
-    out_pcm: Vec<f32>,
-    queue: VecDeque<f32>,
-    frame: [f32; FRAME_SAMPLES],
-    /// Samples ever queued / sent: marks are echoed when the audio before them was sent.
-    queued_total: u64,
-    sent_total: u64,
-    local_marks: VecDeque<(u64, u64)>,
-    send_errors: u32,
     // Latency: the caller's last voiced frame, the end of the turn, the first bot packet.
     last_voice_ms: u64,
     speech_end: Option<(u64, u64)>,
     latency_pending: Option<(TurnId, u64, u64)>,
     latencies: Vec<u64>,
+}
+
+impl RtcPort {
+    fn set_state(&mut self, s: AgentState) {
+        if self.state != Some(s) {
+            self.state = Some(s);
+            self.to_page.push(ToPage::AgentState { state: s });
+        }
+    }
+}
+
+impl MediaPort for RtcPort {
+    fn send_audio(&mut self, samples: &[f32], _now: u64) {
+        let room = QUEUE_SAMPLES - self.queue.len();
+        if samples.len() > room {
+            tracing::warn!(
+                dropped = samples.len() - room,
+                "playout queue full: audio dropped"
+            );
+        }
+        let n = samples.len().min(room);
+        self.queue.extend(&samples[..n]);
+        self.queued_total += n as u64;
+    }
+
+    fn mark(&mut self, id: u64, _now: u64) {
+        self.local.push(self.queued_total, id);
+    }
+
+    fn clear(&mut self, _now: u64) {
+        // No `clear` in WebRTC: stop sending what is queued, now.
+        self.queue.clear();
+        self.local.drain().for_each(drop);
+        self.queued_total = self.sent_total;
+        self.latency_pending = None;
+    }
+
+    fn event(&mut self, e: &CallEvent) {
+        match &e.kind {
+            EventKind::CallerSpeechEnd { .. } => {
+                self.speech_end = Some((self.last_voice_ms.min(e.t_ms), e.t_ms));
+                self.set_state(AgentState::Thinking);
+            }
+            EventKind::Transcript { turn, text } if !text.trim().is_empty() => {
+                self.to_page.push(ToPage::Caption {
+                    who: Who::Caller,
+                    text: text.clone(),
+                    turn: *turn,
+                });
+            }
+            EventKind::TranscriptDropped { .. } => self.set_state(AgentState::Listening),
+            EventKind::BotReply { turn, text } => {
+                self.to_page.push(ToPage::Caption {
+                    who: Who::Bot,
+                    text: text.clone(),
+                    turn: *turn,
+                });
+            }
+            EventKind::BotAudioStart { turn } => {
+                if let Some((voice, end)) = self.speech_end.take() {
+                    self.latency_pending = Some((*turn, voice, end));
+                }
+                self.set_state(AgentState::Speaking);
+            }
+            EventKind::BotAudioEnd { .. } => self.set_state(AgentState::Listening),
+            EventKind::BargeIn { turn, heard } => {
+                self.to_page.push(ToPage::Interrupted {
+                    turn: *turn,
+                    heard: heard.clone(),
+                });
+                self.set_state(AgentState::Listening);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl RtcRun {
@@ -226,40 +301,49 @@ impl RtcRun {
         audio: AudioSender,
         closer: CallCloser,
     ) -> Self {
-        let (fx, done_rx) = Effects::new(deps.clone());
         RtcRun {
             deps,
             slot,
             busy,
-            call: None,
+            session: None,
+            early_outcome: None,
             call_id,
             caller,
-            fx,
-            done_rx,
             started: Instant::now(),
-            outcome: None,
             reason: EndReason::Hangup,
             muted: false,
             audio,
             closer,
-            to_page: Vec::with_capacity(8),
-            state: None,
-            out_pcm: vec![0.0; OUT_RATE as usize],
-            queue: VecDeque::with_capacity(QUEUE_SAMPLES),
+            port: RtcPort {
+                queue: VecDeque::with_capacity(QUEUE_SAMPLES),
+                queued_total: 0,
+                sent_total: 0,
+                local: LocalMarks::default(),
+                to_page: Vec::with_capacity(8),
+                state: None,
+                last_voice_ms: 0,
+                speech_end: None,
+                latency_pending: None,
+                latencies: Vec::new(),
+            },
             frame: [0.0; FRAME_SAMPLES],
-            queued_total: 0,
-            sent_total: 0,
-            local_marks: VecDeque::with_capacity(64),
             send_errors: 0,
-            last_voice_ms: 0,
-            speech_end: None,
-            latency_pending: None,
-            latencies: Vec::new(),
         }
     }
 
     fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    fn over(&self) -> bool {
+        self.early_outcome.is_some() || self.session.as_ref().is_some_and(Session::is_over)
+    }
+
+    fn outcome(&self) -> Option<String> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.outcome().map(str::to_string))
+            .or_else(|| self.early_outcome.clone())
     }
 
     async fn run(
@@ -304,24 +388,30 @@ impl RtcRun {
                     }
                     None => self.hang_up("media connection failed"),
                 },
-                _ = tick.tick() => self.tick().await,
-                Some(d) = self.done_rx.recv() => self.done(d),
-                _ = async {
-                    if stop.wait_for(|s| *s).await.is_err() {
-                        std::future::pending::<()>().await;
+                _ = tick.tick() => self.tick().await?,
+                Some(d) = async {
+                    match &mut self.session {
+                        Some(s) => s.next_done().await,
+                        None => std::future::pending().await,
                     }
                 } => {
+                    let now = self.now();
+                    if let Some(s) = &mut self.session {
+                        s.done(now, d);
+                    }
+                }
+                _ = stop_requested(&mut stop) => {
                     tracing::warn!("ending the call: the gateway is shutting down");
                     self.hang_up("ended at shutdown");
                 }
             }
-            self.flush_outputs().await?;
+            self.flush().await?;
             self.send_page(tx).await;
-            if self.call.as_ref().is_some_and(Call::is_ended) || self.outcome.is_some() {
+            if self.over() {
                 break;
             }
         }
-        self.flush_outputs().await?;
+        self.flush().await?;
         self.send_page(tx).await;
         Ok(())
     }
@@ -334,13 +424,13 @@ impl RtcRun {
                 self.muted = muted;
             }
             Ok(FromPage::Call { .. }) => {
-                self.to_page.push(ToPage::Error {
+                self.port.to_page.push(ToPage::Error {
                     message: "a call is already in progress on this connection".into(),
                 });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "bad signaling message ignored");
-                self.to_page.push(ToPage::Error {
+                self.port.to_page.push(ToPage::Error {
                     message: format!("bad message: {e}"),
                 });
             }
@@ -349,105 +439,96 @@ impl RtcRun {
 
     fn hang_up(&mut self, outcome: &str) {
         let now = self.now();
-        if let Some(call) = &mut self.call {
-            call.handle(now, Input::HangUp);
+        match &mut self.session {
+            Some(s) => s.hang_up(now, outcome),
+            None => {
+                self.early_outcome
+                    .get_or_insert_with(|| outcome.to_string());
+            }
         }
-        self.outcome.get_or_insert_with(|| outcome.to_string());
     }
 
     /// The media path is up: the call starts (the case is opened) and the greeting plays.
     async fn connected(&mut self) -> anyhow::Result<()> {
-        if self.call.is_some() {
+        if self.session.is_some() {
             return Ok(());
         }
-        let mut cfg = self.deps.call.clone();
-        cfg.out_rate = OUT_RATE;
-        let mut call = Call::new(cfg);
         let now = self.now();
         tracing::info!(ms = now, "media connected");
+        let parts = self.deps.parts(OUT_RATE);
         if self.busy {
             tracing::warn!(
                 cap = self.deps.registry.max_active(),
                 "over the call cap: playing the busy message"
             );
             self.reason = EndReason::Busy;
-            call.handle(
-                now,
-                Input::AgentReply {
-                    turn: 0,
-                    text: self.deps.calls.busy_message.clone(),
-                    end: Some(EndAction::Hangup),
-                },
-            );
-            self.call = Some(call);
+            self.session = Some(Session::busy(&parts, &self.deps.calls.busy_message, now));
             return Ok(());
         }
-        let engine: &Arc<Engine> = &self.deps.engine;
-        let greeting = engine.start(&self.caller, CHANNEL).await?;
-        let conv = greeting.conversation_id.clone();
-        tracing::info!(conversation = %conv, caller = %crate::runtime::live::shown_caller(&self.caller), "call started");
-        self.slot.bind(&self.call_id, &conv);
-        self.fx.start_agent(
-            &conv,
-            &greeting.asr_prompt,
-            json!({"provider": CHANNEL, "call_id": self.call_id, "format": "opus/48000 → pcm/16000",
-                   "template": engine.template.name}),
-        );
-        self.set_state(AgentState::Listening);
-        let now = self.now();
-        call.handle(
-            now,
-            Input::AgentReply {
-                turn: 0,
-                text: greeting.reply,
-                end: None,
-            },
-        );
-        self.call = Some(call);
+        let detail = json!({"call_id": self.call_id, "format": "opus/48000 → pcm/16000",
+                            "template": self.deps.engine.template.name});
+        let session = Session::start(&parts, &self.caller, CHANNEL, detail, now).await?;
+        if let Some(conv) = session.conversation_id() {
+            self.slot.bind(&self.call_id, conv);
+        }
+        self.session = Some(session);
+        self.port.set_state(AgentState::Listening);
         Ok(())
     }
 
     fn caller_audio(&mut self, samples: &[f32; FRAME_SAMPLES]) {
         let now = self.now();
-        let Some(call) = &mut self.call else { return };
-        if self.busy || self.muted {
-            call.handle(now, Input::CallerAudio(&SILENCE));
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        if self.muted {
+            // Time goes on for the turn detector: a muted caller is silent.
+            session.caller_audio(now, &SILENCE);
             return;
         }
         let ms = samples.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
         if ms >= VOICE_MEAN_SQUARE {
-            self.last_voice_ms = now;
+            self.port.last_voice_ms = now;
         }
-        call.handle(now, Input::CallerAudio(samples));
+        session.caller_audio(now, samples);
     }
 
-    /// Every 20 ms: time passes for the core, one frame of bot audio (or silence) is sent, and
-    /// the marks whose audio has been sent are echoed.
-    async fn tick(&mut self) {
+    async fn flush(&mut self) -> anyhow::Result<()> {
         let now = self.now();
-        let Some(call) = &mut self.call else { return };
-        call.handle(now, Input::Tick);
-        // The core's audio for this tick (it paces itself on `now`) joins the queue first.
-        if let Err(e) = self.flush_outputs().await {
-            tracing::warn!(error = %e, "flushing outputs failed");
+        if let Some(s) = &mut self.session {
+            s.flush(now, &mut self.port).await?;
         }
-        let n = self.queue.len().min(FRAME_SAMPLES);
+        Ok(())
+    }
+
+    /// Every 20 ms: the core's deadline if it has come, one frame of bot audio (or silence) is
+    /// sent, and the marks whose audio has been sent are echoed.
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        let now = self.now();
+        let Some(session) = &mut self.session else {
+            return Ok(());
+        };
+        if session.poll_timeout().is_some_and(|t| t <= now) {
+            session.timeout(now);
+        }
+        // The core's audio for this tick (it paces itself on `now`) joins the queue first.
+        session.flush(now, &mut self.port).await?;
+        let port = &mut self.port;
+        let n = port.queue.len().min(FRAME_SAMPLES);
         let had_audio = n > 0;
-        for (dst, src) in self.frame.iter_mut().zip(self.queue.drain(..n)) {
+        for (dst, src) in self.frame.iter_mut().zip(port.queue.drain(..n)) {
             *dst = src;
         }
         self.frame[n..].fill(0.0);
-        self.sent_total += n as u64;
-        match self.audio.send_frame(&self.frame).await {
-            Ok(_) => {}
-            Err(e) => {
-                self.send_errors += 1;
-                if self.send_errors <= 3 {
-                    tracing::warn!(error = %e, "sending a frame failed");
-                }
+        port.sent_total += n as u64;
+        if let Err(e) = self.audio.send_frame(&self.frame).await {
+            self.send_errors += 1;
+            if self.send_errors <= 3 {
+                tracing::warn!(error = %e, "sending a frame failed");
             }
         }
-        if had_audio && let Some((turn, voice_ms, end_ms)) = self.latency_pending.take() {
+        let port = &mut self.port;
+        if had_audio && let Some((turn, voice_ms, end_ms)) = port.latency_pending.take() {
             let ms = now.saturating_sub(voice_ms);
             let turn_end_ms = now.saturating_sub(end_ms);
             tracing::info!(
@@ -456,151 +537,34 @@ impl RtcRun {
                 turn_end_ms,
                 "caller's last word to the first bot audio packet"
             );
-            self.latencies.push(ms);
-            self.to_page.push(ToPage::Latency {
+            port.latencies.push(ms);
+            port.to_page.push(ToPage::Latency {
                 turn,
                 ms,
                 turn_end_ms,
             });
         }
         let now = self.now();
-        while let Some(&(at, id)) = self.local_marks.front() {
-            if at > self.sent_total {
-                break;
+        while let Some(id) = self.port.local.pop_due(self.port.sent_total) {
+            if let Some(s) = &mut self.session {
+                s.mark_played(now, id);
             }
-            self.local_marks.pop_front();
-            if let Some(call) = &mut self.call {
-                call.handle(now, Input::MarkPlayed { id });
-            }
-        }
-    }
-
-    fn done(&mut self, d: Done) {
-        let now = self.now();
-        if let Some(call) = &mut self.call {
-            apply_done(call, now, d);
-        }
-    }
-
-    fn set_state(&mut self, s: AgentState) {
-        if self.state != Some(s) {
-            self.state = Some(s);
-            self.to_page.push(ToPage::AgentState { state: s });
-        }
-    }
-
-    async fn flush_outputs(&mut self) -> anyhow::Result<()> {
-        let Some(call) = &mut self.call else {
-            return Ok(());
-        };
-        let mut events = Vec::new();
-        while let Some(o) = call.poll() {
-            let Some(o) = self.fx.run(o, OUT_RATE).await? else {
-                continue;
-            };
-            match o {
-                Output::SendAudio { samples } => {
-                    let samples = samples.min(self.out_pcm.len());
-                    let n = call.take_audio(&mut self.out_pcm[..samples]);
-                    let room = QUEUE_SAMPLES - self.queue.len();
-                    if n > room {
-                        tracing::warn!(dropped = n - room, "playout queue full: audio dropped");
-                    }
-                    let n = n.min(room);
-                    self.queue.extend(&self.out_pcm[..n]);
-                    self.queued_total += n as u64;
-                }
-                Output::Mark { id } => self.local_marks.push_back((self.queued_total, id)),
-                Output::Clear => {
-                    // No `clear` in WebRTC: stop sending what is queued, now.
-                    self.queue.clear();
-                    self.local_marks.clear();
-                    self.queued_total = self.sent_total;
-                    self.latency_pending = None;
-                }
-                Output::Event(e) => events.push(e),
-                Output::End(action) => {
-                    tracing::info!(?action, "the bot ends the call");
-                    self.reason = match &action {
-                        EndAction::Hangup if self.busy => EndReason::Busy,
-                        EndAction::Hangup => EndReason::Hangup,
-                        EndAction::Transfer { .. } => EndReason::Transfer,
-                    };
-                    self.outcome = Some(end_outcome(&action, self.busy));
-                }
-                // Effects were run above.
-                _ => {}
-            }
-        }
-        for e in events {
-            self.event(e.t_ms, e.kind);
         }
         Ok(())
     }
 
-    /// Maps a core event onto the page's messages and the case's audit trail.
-    fn event(&mut self, t_ms: u64, kind: EventKind) {
-        let note = match kind {
-            EventKind::CallerSpeechEnd { .. } => {
-                self.speech_end = Some((self.last_voice_ms.min(t_ms), t_ms));
-                self.set_state(AgentState::Thinking);
-                None
-            }
-            EventKind::Transcript { turn, text } => {
-                if !text.trim().is_empty() {
-                    self.to_page.push(ToPage::Caption {
-                        who: Who::Caller,
-                        text,
-                        turn,
-                    });
-                }
-                None
-            }
-            EventKind::TranscriptDropped { turn } => {
-                self.set_state(AgentState::Listening);
-                Some(("transcript_dropped", json!({"turn": turn})))
-            }
-            EventKind::BotReply { turn, text } => {
-                self.to_page.push(ToPage::Caption {
-                    who: Who::Bot,
-                    text,
-                    turn,
-                });
-                None
-            }
-            EventKind::BotAudioStart { turn } => {
-                if let Some((voice, end)) = self.speech_end.take() {
-                    self.latency_pending = Some((turn, voice, end));
-                }
-                self.set_state(AgentState::Speaking);
-                None
-            }
-            EventKind::BotAudioEnd { .. } => {
-                self.set_state(AgentState::Listening);
-                None
-            }
-            EventKind::BargeIn { turn, heard } => {
-                tracing::info!(turn, heard = %heard, "barge-in: playback cleared");
-                self.to_page.push(ToPage::Interrupted {
-                    turn,
-                    heard: heard.clone(),
-                });
-                self.set_state(AgentState::Listening);
-                Some(("barge_in", json!({"turn": turn, "heard": heard})))
-            }
-            EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
-            _ => None,
-        };
-        if let Some((action, detail)) = note {
-            self.fx.note(action, detail);
-        }
-    }
-
     async fn send_page(&mut self, tx: &mut Tx) {
-        if self.to_page.is_empty() {
+        if let Some(action) = self.session.as_ref().and_then(Session::end_action) {
+            self.reason = match action {
+                EndAction::Hangup if self.busy => EndReason::Busy,
+                EndAction::Hangup => EndReason::Hangup,
+                EndAction::Transfer { .. } => EndReason::Transfer,
+            };
+        }
+        if self.port.to_page.is_empty() {
             return;
         }
-        for m in self.to_page.drain(..) {
+        for m in self.port.to_page.drain(..) {
             // A page that went away is noticed on the receiving side.
             if tx.feed(Message::Text(m.to_json().into())).await.is_err() {
                 break;
@@ -613,13 +577,20 @@ impl RtcRun {
     /// has been recorded.
     async fn finish(&mut self) {
         self.closer.close().await;
-        let outcome = self
-            .outcome
-            .clone()
-            .unwrap_or_else(|| "connection dropped".into());
         let stats = self.audio.stats();
-        let detail = json!({"latency_ms": self.latencies, "rtp_packets_in": stats.rtp_packets_in,
+        let detail = json!({"latency_ms": self.port.latencies, "rtp_packets_in": stats.rtp_packets_in,
                             "frames_sent": stats.frames_sent, "frames_concealed": stats.frames_concealed});
-        self.fx.finish(&outcome, detail).await;
+        match &mut self.session {
+            Some(s) => {
+                s.finish(detail).await;
+            }
+            None => {
+                let outcome = self
+                    .early_outcome
+                    .as_deref()
+                    .unwrap_or("connection dropped");
+                tracing::info!(outcome = %outcome, "call ended");
+            }
+        }
     }
 }

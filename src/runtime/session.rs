@@ -1,0 +1,752 @@
+//! One call session: everything a call does between "media connected" and "case closed",
+//! written once for the three drivers — the phone (`runtime::live`, a provider's WebSocket),
+//! the browser (`webrtc::call`, a webrtc-rs peer) and replay (`runtime::replay`, a virtual clock
+//! and files).
+//!
+//! A driver owns its clock and its media: it feeds the session caller audio, playout marks,
+//! keys, hang-ups and the deadlines the core asks for ([`Session::poll_timeout`]), each with the
+//! time on the call's clock, and gives it a [`MediaPort`] to send to. The session owns the pure
+//! per-call core (`crate::call::Call`), runs the effects it asks for ([`Effects`]: whisper on the
+//! worker pool, speech synthesis on the blocking pool, agent turns in order on the call's one
+//! agent task), maps its events onto the logs and the case's audit trail, and closes the case
+//! with the outcome. Every effect result comes back tagged with its turn on one channel
+//! ([`Session::next_done`]); the core drops stale ones.
+//!
+//! Cancellation reaches every effect of a cancelled turn: a transcription or synthesis still
+//! queued or running is dropped, an agent request still queued is never asked, and an answer that
+//! comes back for a turn cancelled meanwhile is recorded as unheard (the agent keeps no reply the
+//! caller never heard). A failed effect is an [`Input::EffectFailed`]: the caller hears the
+//! template's apology and the call goes on.
+//!
+//! Nothing here reads a clock, sleeps or touches a socket; `next_done` and `settle` are the only
+//! waits, and a virtual-clock driver calls `settle` so that time stands still while effects run.
+
+use crate::agent::engine::Engine;
+use crate::agent::master::Heard;
+use crate::call::{
+    CALLER_RATE, Call, CallConfig, CallEvent, Effect, EffectKind, EndAction, EventKind, Input,
+    Output, Said, TurnId, WireCmd,
+};
+use crate::runtime::speech::Speech;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+/// Where a call's audio goes: the provider's WebSocket, the browser's peer, replay's simulated
+/// line. Calls arrive in the order the core decided them.
+pub trait MediaPort {
+    /// Bot audio, at the rate the session was started with.
+    fn send_audio(&mut self, samples: &[f32], now_ms: u64);
+    /// Report `id` back ([`Session::mark_played`]) once the audio sent before it has played.
+    fn mark(&mut self, id: u64, now_ms: u64);
+    /// Drop the audio not yet played, and report the marks still pending (as cleared).
+    fn clear(&mut self, now_ms: u64);
+    /// A call event, for ports that show them (the softphone page's captions and state).
+    fn event(&mut self, _e: &CallEvent) {}
+}
+
+/// Marks of a port whose far end echoes none (the browser, Vonage, replay): each is due once the
+/// port's play position (samples played, or ms on the clock) reaches where it was placed.
+pub struct LocalMarks {
+    q: VecDeque<(u64, u64)>,
+}
+
+impl Default for LocalMarks {
+    fn default() -> Self {
+        LocalMarks {
+            q: VecDeque::with_capacity(64),
+        }
+    }
+}
+
+impl LocalMarks {
+    /// Mark `id` is due when the play position reaches `at`.
+    pub fn push(&mut self, at: u64, id: u64) {
+        self.q.push_back((at, id));
+    }
+
+    /// The next mark due at play position `position`, if any.
+    pub fn pop_due(&mut self, position: u64) -> Option<u64> {
+        let &(at, id) = self.q.front()?;
+        (at <= position).then(|| {
+            self.q.pop_front();
+            id
+        })
+    }
+
+    /// Where the next mark falls due, if any is pending.
+    pub fn next_at(&self) -> Option<u64> {
+        self.q.front().map(|&(at, _)| at)
+    }
+
+    /// Every pending mark, cleared: for a `Clear`, they never play.
+    pub fn drain(&mut self) -> impl Iterator<Item = u64> + '_ {
+        self.q.drain(..).map(|(_, id)| id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+}
+
+/// The results of effects, tagged with the turn that asked for them.
+pub enum Done {
+    Transcript {
+        turn: TurnId,
+        text: String,
+        /// whisper's raw text and why it was withheld, when it was.
+        suppressed: Option<(String, &'static str)>,
+    },
+    Reply {
+        turn: TurnId,
+        text: String,
+        end: Option<EndAction>,
+        /// The turn's routing (intent, agent, status, fallback) for the timeline.
+        routing: Value,
+    },
+    Audio {
+        turn: TurnId,
+        audio: Arc<Vec<f32>>,
+    },
+    Failed {
+        turn: TurnId,
+        effect: EffectKind,
+        what: String,
+    },
+    /// The effect was dropped because its turn was cancelled.
+    Dropped {
+        turn: TurnId,
+    },
+}
+
+/// Work for the call's agent task, in order.
+enum AgentJob {
+    Ask {
+        turn: TurnId,
+        said: Said,
+    },
+    /// Only `heard` of `turn`'s reply reached the caller.
+    Heard {
+        turn: TurnId,
+        heard: String,
+    },
+    /// A call event for the case's audit trail.
+    Note(&'static str, Value),
+}
+
+/// The recogniser's prompt shared between a call's agent task (which sets it from each reply)
+/// and its transcriptions (which read it). Held only to clone or replace the `Arc`.
+type Prompt = Arc<std::sync::Mutex<Option<Arc<str>>>>;
+
+fn set_prompt(prompt: &Prompt, text: &str) {
+    let p = (!text.is_empty()).then(|| Arc::<str>::from(text));
+    *prompt.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+/// Runs the effects the core asks for. Every effect started sends exactly one [`Done`].
+struct Effects {
+    engine: Arc<Engine>,
+    speech: Speech,
+    done_tx: mpsc::Sender<Done>,
+    agent_tx: Option<mpsc::Sender<AgentJob>>,
+    agent_task: Option<tokio::task::JoinHandle<()>>,
+    /// One past the highest cancelled turn (0: none): every turn below it is cancelled.
+    cancelled: watch::Sender<TurnId>,
+    prompt: Prompt,
+}
+
+impl Effects {
+    fn new(engine: Arc<Engine>, speech: Speech) -> (Effects, mpsc::Receiver<Done>) {
+        let (done_tx, done_rx) = mpsc::channel(32);
+        let fx = Effects {
+            engine,
+            speech,
+            done_tx,
+            agent_tx: None,
+            agent_task: None,
+            cancelled: watch::Sender::new(0),
+            prompt: Prompt::default(),
+        };
+        (fx, done_rx)
+    }
+
+    /// Starts the conversation's agent task (in the current tracing span) and records
+    /// `call_started` with `detail` on the case.
+    fn start_agent(&mut self, conversation: &str, prompt: &str, detail: Value) {
+        set_prompt(&self.prompt, prompt);
+        let (agent_tx, agent_rx) = mpsc::channel::<AgentJob>(16);
+        self.agent_task = Some(tokio::spawn(
+            agent_worker(
+                self.engine.clone(),
+                conversation.to_string(),
+                agent_rx,
+                self.done_tx.clone(),
+                self.prompt.clone(),
+                self.cancelled.subscribe(),
+            )
+            .instrument(tracing::Span::current()),
+        ));
+        let _ = agent_tx.try_send(AgentJob::Note("call_started", detail));
+        self.agent_tx = Some(agent_tx);
+    }
+
+    /// Starts `e`; returns whether it will send a [`Done`].
+    async fn run(&mut self, e: Effect, rate: u32) -> anyhow::Result<bool> {
+        match e {
+            Effect::Transcribe { turn, audio } => {
+                let speech = self.speech.clone();
+                let done = self.done_tx.clone();
+                let prompt = self
+                    .prompt
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let mut cancelled = self.cancelled.subscribe();
+                tokio::spawn(
+                    async move {
+                        let started = std::time::Instant::now();
+                        let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
+                        // Dropping the transcription makes the pool skip it if still queued.
+                        let msg = tokio::select! {
+                            r = speech.transcribe(audio, prompt) => match r {
+                                Ok(t) => {
+                                    tracing::debug!(turn, audio_ms, ms = started.elapsed().as_millis() as u64,
+                                        decode_ms = t.decode_ms, passes = t.passes, "transcribed");
+                                    Done::Transcript {
+                                        turn,
+                                        suppressed: t.suppressed.map(|why| (t.raw, why)),
+                                        text: t.text,
+                                    }
+                                }
+                                Err(e) => Done::Failed { turn, effect: EffectKind::Asr, what: format!("ASR failed: {e}") },
+                            },
+                            _ = cancelled.wait_for(|&c| turn < c) => Done::Dropped { turn },
+                        };
+                        let _ = done.send(msg).await;
+                    }
+                    .in_current_span(),
+                );
+                Ok(true)
+            }
+            Effect::Synthesize { turn, text } => {
+                let speech = self.speech.clone();
+                let done = self.done_tx.clone();
+                let mut cancelled = self.cancelled.subscribe();
+                tokio::spawn(
+                    async move {
+                        let msg = tokio::select! {
+                            r = speech.synthesize(&text, rate) => match r {
+                                Ok(audio) => Done::Audio { turn, audio },
+                                Err(e) => Done::Failed { turn, effect: EffectKind::Tts, what: format!("TTS failed: {e}") },
+                            },
+                            _ = cancelled.wait_for(|&c| turn < c) => Done::Dropped { turn },
+                        };
+                        let _ = done.send(msg).await;
+                    }
+                    .in_current_span(),
+                );
+                Ok(true)
+            }
+            Effect::AskAgent { turn, said } => {
+                self.agent(AgentJob::Ask { turn, said }).await?;
+                Ok(true)
+            }
+            Effect::Interrupted { turn, heard } => {
+                self.agent(AgentJob::Heard { turn, heard }).await?;
+                Ok(false)
+            }
+            Effect::CancelTurn { turn } => {
+                self.cancelled.send_if_modified(|c| {
+                    let was = *c;
+                    *c = was.max(turn + 1);
+                    *c != was
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    async fn agent(&self, job: AgentJob) -> anyhow::Result<()> {
+        match &self.agent_tx {
+            Some(agent) => {
+                if agent.send(job).await.is_err() {
+                    anyhow::bail!("agent worker stopped");
+                }
+            }
+            // No conversation (the busy message): nothing to ask.
+            None => {
+                if let AgentJob::Ask { turn, .. } = job {
+                    let _ = self.done_tx.send(Done::Dropped { turn }).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a call event on the case. Best-effort: a full queue must not stall the audio path.
+    fn note(&self, action: &'static str, detail: Value) {
+        if let Some(agent) = &self.agent_tx
+            && agent.try_send(AgentJob::Note(action, detail)).is_err()
+        {
+            tracing::warn!(action, "call event not recorded: agent queue full");
+        }
+    }
+}
+
+/// One conversation answers one turn at a time: agent requests and call events are queued here.
+async fn agent_worker(
+    engine: Arc<Engine>,
+    conversation: String,
+    mut rx: mpsc::Receiver<AgentJob>,
+    done: mpsc::Sender<Done>,
+    prompt: Prompt,
+    cancelled: watch::Receiver<TurnId>,
+) {
+    // The turn whose reply is the conversation's last (the greeting is turn 0).
+    let mut last_reply: Option<TurnId> = Some(0);
+    while let Some(job) = rx.recv().await {
+        let (turn, said) = match job {
+            AgentJob::Ask { turn, said } => (turn, said),
+            AgentJob::Heard { turn, heard } => {
+                // Only the reply it is about: a later one may have been given since.
+                if last_reply == Some(turn) {
+                    if let Err(e) = engine.interrupted(&conversation, &heard).await {
+                        tracing::warn!(error = %e, "could not record the interruption");
+                    }
+                    if heard.is_empty() {
+                        last_reply = None;
+                    }
+                }
+                continue;
+            }
+            AgentJob::Note(action, detail) => {
+                if let Err(e) = engine.note(&conversation, action, detail).await {
+                    tracing::warn!(error = %e, action, "could not record a call event");
+                }
+                continue;
+            }
+        };
+        if turn < *cancelled.borrow() {
+            tracing::debug!(turn, "agent request of a cancelled turn dropped");
+            let _ = done.send(Done::Dropped { turn }).await;
+            continue;
+        }
+        let heard = match &said {
+            Said::Speech { text, speech_ms } => Heard::speech(text, *speech_ms),
+            Said::Keys(keys) => Heard::keys(keys),
+        };
+        let msg = match engine.hear(&conversation, heard).await {
+            Ok(t) => {
+                set_prompt(&prompt, &t.asr_prompt);
+                last_reply = Some(turn);
+                if turn < *cancelled.borrow() {
+                    // The caller moved on while the agent answered: nobody heard this reply.
+                    tracing::debug!(turn, "reply of a cancelled turn recorded as unheard");
+                    if let Err(e) = engine.interrupted(&conversation, "").await {
+                        tracing::warn!(error = %e, "could not record the unheard reply");
+                    }
+                    last_reply = None;
+                    Done::Dropped { turn }
+                } else {
+                    Done::Reply {
+                        turn,
+                        routing: json!({"intent": t.intent, "agent": t.agent,
+                                        "status": t.status, "fallback": t.fallback}),
+                        text: t.reply,
+                        end: t.action,
+                    }
+                }
+            }
+            Err(e) => Done::Failed {
+                turn,
+                effect: EffectKind::Agent,
+                what: format!("agent failed: {e}"),
+            },
+        };
+        // The call may be over; the remaining jobs (notes) are still recorded.
+        let _ = done.send(msg).await;
+    }
+}
+
+/// The case outcome of a call the bot ended.
+pub fn end_outcome(action: &EndAction, busy: bool) -> String {
+    match action {
+        EndAction::Hangup if busy => "busy: over the call cap".to_string(),
+        EndAction::Hangup => "bot hung up".to_string(),
+        EndAction::Transfer { to } => format!("transferred to {to}"),
+    }
+}
+
+/// A caller id as the log shows it: phone numbers masked to their last four digits.
+pub fn shown_caller(caller: &str) -> String {
+    if caller.chars().filter(char::is_ascii_digit).count() >= 6 {
+        crate::redact::mask_phone(caller)
+    } else {
+        caller.to_string()
+    }
+}
+
+/// Resolves when the gateway asks calls to end (never, if it cannot).
+pub async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What a session is started with, shared by all calls of a driver.
+pub struct SessionParts<'a> {
+    pub engine: &'a Arc<Engine>,
+    pub speech: &'a Speech,
+    pub call: &'a CallConfig,
+    /// Bot audio leaves at this rate.
+    pub out_rate: u32,
+}
+
+/// One call, from media connected to case closed. See the module docs.
+pub struct Session {
+    call: Call,
+    fx: Effects,
+    done_rx: mpsc::Receiver<Done>,
+    out_pcm: Vec<f32>,
+    out_rate: u32,
+    busy: bool,
+    conversation: Option<String>,
+    case_id: String,
+    outcome: Option<String>,
+    end: Option<EndAction>,
+    /// Effects started whose result has not come back.
+    in_flight: usize,
+    speech_end_ms: Option<u64>,
+    timeline: Option<Vec<Value>>,
+}
+
+impl Session {
+    fn new(parts: &SessionParts<'_>, busy: bool) -> Session {
+        let mut cfg = parts.call.clone();
+        cfg.out_rate = parts.out_rate;
+        cfg.apology = parts.engine.template.lines.apology.clone();
+        let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
+        Session {
+            call: Call::new(cfg),
+            fx,
+            done_rx,
+            out_pcm: vec![0.0; parts.out_rate as usize],
+            out_rate: parts.out_rate,
+            busy,
+            conversation: None,
+            case_id: String::new(),
+            outcome: None,
+            end: None,
+            in_flight: 0,
+            speech_end_ms: None,
+            timeline: None,
+        }
+    }
+
+    /// A call over the cap: `message` is played and the bot hangs up; no conversation is opened.
+    pub fn busy(parts: &SessionParts<'_>, message: &str, now: u64) -> Session {
+        let mut s = Session::new(parts, true);
+        s.call.handle(
+            now,
+            Input::AgentReply {
+                turn: 0,
+                text: message.to_string(),
+                end: Some(EndAction::Hangup),
+            },
+        );
+        s
+    }
+
+    /// Opens the conversation and its case for `caller` (one rule: [`crate::agent::caller`]) on
+    /// `channel`, records `call_started` with `detail` (plus the channel), and starts the greeting.
+    pub async fn start(
+        parts: &SessionParts<'_>,
+        caller: &str,
+        channel: &str,
+        mut detail: Value,
+        now: u64,
+    ) -> anyhow::Result<Session> {
+        let mut s = Session::new(parts, false);
+        let caller = crate::agent::caller::normalize(caller).unwrap_or_else(|| "unknown".into());
+        let greeting = parts.engine.start_call(&caller, channel).await?;
+        let conv = greeting.conversation_id.clone();
+        tracing::info!(conversation = %conv, caller = %shown_caller(&caller), "call started");
+        detail["provider"] = json!(channel);
+        s.fx.start_agent(&conv, &greeting.asr_prompt, detail);
+        s.conversation = Some(conv);
+        s.case_id = greeting.case_id.clone();
+        s.call.handle(
+            now,
+            Input::AgentReply {
+                turn: 0,
+                text: greeting.reply,
+                end: None,
+            },
+        );
+        Ok(s)
+    }
+
+    /// Keeps every event (and each turn's routing) as JSON, for replay's timeline.
+    pub fn record_timeline(&mut self) {
+        self.timeline.get_or_insert_with(Vec::new);
+    }
+
+    pub fn take_timeline(&mut self) -> Vec<Value> {
+        self.timeline.take().unwrap_or_default()
+    }
+
+    pub fn conversation_id(&self) -> Option<&str> {
+        self.conversation.as_deref()
+    }
+
+    pub fn case_id(&self) -> &str {
+        &self.case_id
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+
+    pub fn bot_speaking(&self) -> bool {
+        self.call.bot_speaking()
+    }
+
+    /// The call is over: the bot ended it, the caller hung up, or the driver gave an outcome.
+    pub fn is_over(&self) -> bool {
+        self.call.is_ended() || self.outcome.is_some()
+    }
+
+    /// How the bot ended the call, if it did (for the provider's call control).
+    pub fn end_action(&self) -> Option<&EndAction> {
+        self.end.as_ref()
+    }
+
+    pub fn outcome(&self) -> Option<&str> {
+        self.outcome.as_deref()
+    }
+
+    /// Caller audio, 16 kHz. A busy call ignores it.
+    pub fn caller_audio(&mut self, now: u64, samples: &[f32]) {
+        if !self.busy {
+            self.call.handle(now, Input::CallerAudio(samples));
+        }
+    }
+
+    pub fn mark_played(&mut self, now: u64, id: u64) {
+        self.call.handle(now, Input::MarkPlayed { id });
+    }
+
+    pub fn dtmf(&mut self, now: u64, digit: char) {
+        if !self.busy {
+            self.call.handle(now, Input::Dtmf(digit));
+        }
+    }
+
+    /// The call ends from outside the core (the caller hung up, a deadline, shutdown): the first
+    /// outcome given is the one recorded.
+    pub fn hang_up(&mut self, now: u64, outcome: &str) {
+        self.call.handle(now, Input::HangUp);
+        self.outcome.get_or_insert_with(|| outcome.to_string());
+    }
+
+    /// The gateway ends the call (a deadline, shutdown): the provider is told to hang up too.
+    pub fn end_by_gateway(&mut self, now: u64, outcome: &str) {
+        self.hang_up(now, outcome);
+        self.end.get_or_insert(EndAction::Hangup);
+    }
+
+    /// When the core next needs [`Session::timeout`], on the call's clock.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.call.poll_timeout()
+    }
+
+    pub fn timeout(&mut self, now: u64) {
+        self.call.handle(now, Input::Timeout);
+    }
+
+    /// The next effect result (cancel-safe, for `select!`).
+    pub async fn next_done(&mut self) -> Option<Done> {
+        self.done_rx.recv().await
+    }
+
+    /// Gives an effect's result to the core.
+    pub fn done(&mut self, now: u64, d: Done) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let call = &mut self.call;
+        match d {
+            Done::Transcript {
+                turn,
+                text,
+                suppressed,
+            } => {
+                if let (Some(tl), Some((raw, why))) = (self.timeline.as_mut(), suppressed) {
+                    tl.push(
+                        json!({"t_ms": now, "kind": "transcript_suppressed", "turn": turn,
+                                   "raw": raw, "reason": why}),
+                    );
+                }
+                call.handle(now, Input::Transcript { turn, text })
+            }
+            Done::Reply {
+                turn,
+                text,
+                end,
+                mut routing,
+            } => {
+                if let Some(tl) = self.timeline.as_mut() {
+                    routing["t_ms"] = json!(now);
+                    routing["kind"] = json!("intent");
+                    routing["turn"] = json!(turn);
+                    tl.push(routing);
+                }
+                call.handle(now, Input::AgentReply { turn, text, end })
+            }
+            Done::Audio { turn, audio } => {
+                call.handle(
+                    now,
+                    Input::TtsAudio {
+                        turn,
+                        samples: &audio,
+                    },
+                );
+                call.handle(now, Input::TtsDone { turn });
+            }
+            Done::Failed { turn, effect, what } => {
+                tracing::warn!(turn, effect = effect.as_str(), "{what}");
+                call.handle(now, Input::EffectFailed { turn, effect });
+            }
+            Done::Dropped { .. } => {}
+        }
+    }
+
+    /// Runs the core's outputs to quiescence: effects are started, wire commands go to `port`,
+    /// events to the logs, the audit trail and `port`.
+    pub async fn flush<P: MediaPort>(&mut self, now: u64, port: &mut P) -> anyhow::Result<()> {
+        while let Some(o) = self.call.poll() {
+            match o {
+                Output::Wire(WireCmd::SendAudio { samples }) => {
+                    let samples = samples.min(self.out_pcm.len());
+                    let n = self.call.take_audio(&mut self.out_pcm[..samples]);
+                    port.send_audio(&self.out_pcm[..n], now);
+                }
+                Output::Wire(WireCmd::Mark { id }) => port.mark(id, now),
+                Output::Wire(WireCmd::Clear) => port.clear(now),
+                Output::Effect(e) => {
+                    if self.fx.run(e, self.out_rate).await? {
+                        self.in_flight += 1;
+                    }
+                }
+                Output::Event(e) => {
+                    self.event(&e);
+                    port.event(&e);
+                    if let Some(tl) = self.timeline.as_mut() {
+                        tl.push(serde_json::to_value(&e)?);
+                    }
+                }
+                Output::End(action) => {
+                    tracing::info!(?action, "the bot ends the call");
+                    self.outcome = Some(end_outcome(&action, self.busy));
+                    self.end = Some(action);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every effect in flight and gives its result to the core (then flushes), until
+    /// none is left: on a virtual clock, time stands still while effects run.
+    pub async fn settle<P: MediaPort>(&mut self, now: u64, port: &mut P) -> anyhow::Result<()> {
+        self.flush(now, port).await?;
+        while self.in_flight > 0 {
+            let Some(d) = self.done_rx.recv().await else {
+                break;
+            };
+            self.done(now, d);
+            self.flush(now, port).await?;
+        }
+        Ok(())
+    }
+
+    /// Logs an event and records the ones the case keeps.
+    fn event(&mut self, e: &CallEvent) {
+        tracing::debug!(t_ms = e.t_ms, event = ?e.kind, "call event");
+        let note = match &e.kind {
+            EventKind::CallerSpeechEnd { .. } => {
+                self.speech_end_ms = Some(e.t_ms);
+                None
+            }
+            EventKind::BotAudioStart { turn } => {
+                if let Some(t0) = self.speech_end_ms.take() {
+                    tracing::info!(
+                        turn,
+                        ms = e.t_ms.saturating_sub(t0),
+                        "end of caller speech to first bot audio"
+                    );
+                }
+                None
+            }
+            EventKind::BotPaused { turn } => {
+                tracing::info!(turn, "sound over the bot: playback paused");
+                None
+            }
+            EventKind::BotResumed { turn, from_ms } => {
+                tracing::info!(turn, from_ms, "not an interruption: playback resumed");
+                None
+            }
+            EventKind::BargeIn { turn, heard } => {
+                tracing::info!(turn, heard = %heard, "barge-in: the reply is interrupted");
+                Some(("barge_in", json!({"turn": turn, "heard": heard})))
+            }
+            EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
+            EventKind::TranscriptDropped { turn } => {
+                Some(("transcript_dropped", json!({"turn": turn})))
+            }
+            EventKind::EffectFailed { turn, effect } => {
+                tracing::warn!(
+                    turn,
+                    effect = effect.as_str(),
+                    "an effect failed: apologising"
+                );
+                Some((
+                    "effect_failed",
+                    json!({"turn": turn, "effect": effect.as_str()}),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((action, detail)) = note {
+            self.fx.note(action, detail);
+        }
+    }
+
+    /// Records `call_ended` (`outcome`, or "connection dropped" when none was given, plus
+    /// `detail`'s fields), waits for every queued agent job, then closes the case. Returns the
+    /// outcome.
+    pub async fn finish(&mut self, mut detail: Value) -> String {
+        let outcome = self
+            .outcome
+            .clone()
+            .unwrap_or_else(|| "connection dropped".into());
+        if let Some(agent) = self.fx.agent_tx.take() {
+            detail["outcome"] = json!(outcome);
+            let _ = agent.send(AgentJob::Note("call_ended", detail)).await;
+        }
+        if let Some(task) = self.fx.agent_task.take()
+            && tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the agent task did not finish in time");
+        }
+        if let Some(conv) = &self.conversation
+            && let Err(e) = self.fx.engine.finish_call(conv, &outcome).await
+        {
+            tracing::warn!(error = %e, "could not close the case");
+        }
+        tracing::info!(outcome = %outcome, "call ended");
+        outcome
+    }
+}

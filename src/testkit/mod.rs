@@ -1,0 +1,12 @@
+//! The far end of a call, for tests and measurement: drivers that play a telephony provider or a
+//! browser against a running gateway over real sockets. Nothing in the serving path (`http`,
+//! `runtime`, `webrtc`) uses them; they are compiled into the library so that the integration
+//! tests, the benches and `switchboard load` share one implementation.
+//!
+//! - [`simcall`]: a scripted Twilio Media Streams caller (WebSocket, μ-law, marks, DTMF).
+//! - [`loadtest`]: `switchboard load` — N concurrent `simcall` callers and their latency report.
+//! - [`rtc_client`]: a Rust WebRTC peer that calls the softphone's signaling socket.
+
+pub mod loadtest;
+pub mod rtc_client;
+pub mod simcall;

@@ -7,7 +7,7 @@
 //! turn stale) simply drops the future; the worker finishes the job and its answer is discarded.
 
 use crate::asr::whisper::{AsrError, Transcript, Whisper};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -15,6 +15,17 @@ struct Job {
     audio: Vec<f32>,
     prompt: Option<Arc<str>>,
     reply: oneshot::Sender<Result<Transcript, AsrError>>,
+    /// The caller stopped waiting (a waiter on the blocking pool keeps the reply open).
+    abandoned: Arc<AtomicBool>,
+}
+
+/// Marks a job abandoned when its caller's future is dropped.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -23,6 +34,8 @@ pub struct AsrPool {
     workers: usize,
     /// How many workers have finished their warm-up decode.
     warmed: Arc<(AtomicUsize, Notify)>,
+    /// Results are awaited on tokio's blocking pool (see [`AsrPool::on_virtual_clock`]).
+    wait_blocking: bool,
 }
 
 impl AsrPool {
@@ -67,7 +80,7 @@ impl AsrPool {
                         };
                         let Some(job) = job else { break };
                         // Nobody waits for it any more (the turn was cancelled): skip the work.
-                        if job.reply.is_closed() {
+                        if job.reply.is_closed() || job.abandoned.load(Ordering::SeqCst) {
                             continue;
                         }
                         let result = t.transcribe(&job.audio, job.prompt.as_deref());
@@ -81,7 +94,16 @@ impl AsrPool {
             tx,
             workers: workers.max(1),
             warmed,
+            wait_blocking: false,
         })
+    }
+
+    /// For runs on tokio's paused clock (the virtual-clock call tests): each caller waits for its
+    /// result on the blocking pool, which holds the clock still while whisper works, as it is for
+    /// espeak-ng and SQLite. Costs a blocking thread per waiting transcription; not for serving.
+    pub fn on_virtual_clock(mut self) -> AsrPool {
+        self.wait_blocking = true;
+        self
     }
 
     /// Resolves once every worker has finished its warm-up decode (the first caller then pays
@@ -107,14 +129,23 @@ impl AsrPool {
         prompt: Option<Arc<str>>,
     ) -> Result<Transcript, AsrError> {
         let (reply, rx) = oneshot::channel();
+        let abandoned = Arc::new(AtomicBool::new(false));
         self.tx
             .send(Job {
                 audio,
                 prompt,
                 reply,
+                abandoned: abandoned.clone(),
             })
             .await
             .map_err(|_| AsrError::PoolClosed)?;
-        rx.await.map_err(|_| AsrError::PoolClosed)?
+        if !self.wait_blocking {
+            return rx.await.map_err(|_| AsrError::PoolClosed)?;
+        }
+        let _abandon = Abandon(abandoned);
+        match tokio::task::spawn_blocking(move || rx.blocking_recv()).await {
+            Ok(Ok(result)) => result,
+            _ => Err(AsrError::PoolClosed),
+        }
     }
 }

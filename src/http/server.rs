@@ -124,3 +124,23 @@ pub async fn serve(
 pub fn peer(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
+
+/// Serves one HTTP connection (with upgrades: the media and signaling WebSockets) over any byte
+/// stream, its requests tagged with `peer` as [`serve`] tags them: the in-memory network the
+/// virtual-clock tests call through (`testkit::vnet`).
+pub async fn serve_io<I>(app: Router, io: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = app.map_request(move |mut req: axum::extract::Request<_>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        req
+    });
+    let builder = Builder::new(TokioExecutor::new());
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc))
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

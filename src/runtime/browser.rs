@@ -17,7 +17,9 @@
 use crate::call::{CallEvent, EndAction, EventKind, TurnId};
 use crate::runtime::calls::{Admission, Pending, Slot};
 use crate::runtime::live::LiveDeps;
-use crate::runtime::session::{LocalMarks, MediaPort, Session, shown_caller, stop_requested};
+use crate::runtime::session::{
+    CallState, LocalMarks, MediaPort, Session, shown_caller, stop_requested,
+};
 use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
 use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
 use axum::extract::ws::{Message, WebSocket};
@@ -182,9 +184,7 @@ struct RtcRun {
     deps: Arc<LiveDeps>,
     slot: Slot,
     busy: bool,
-    session: Option<Session>,
-    /// How it ended before the media connected.
-    early_outcome: Option<String>,
+    call: CallState,
     call_id: String,
     caller: String,
     started: Instant,
@@ -305,8 +305,7 @@ impl RtcRun {
             deps,
             slot,
             busy,
-            session: None,
-            early_outcome: None,
+            call: CallState::default(),
             call_id,
             caller,
             started: Instant::now(),
@@ -335,15 +334,8 @@ impl RtcRun {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn over(&self) -> bool {
-        self.early_outcome.is_some() || self.session.as_ref().is_some_and(Session::is_over)
-    }
-
     fn outcome(&self) -> Option<String> {
-        self.session
-            .as_ref()
-            .and_then(|s| s.outcome().map(str::to_string))
-            .or_else(|| self.early_outcome.clone())
+        self.call.outcome()
     }
 
     async fn run(
@@ -389,16 +381,9 @@ impl RtcRun {
                     None => self.hang_up("media connection failed"),
                 },
                 _ = tick.tick() => self.tick().await?,
-                Some(d) = async {
-                    match &mut self.session {
-                        Some(s) => s.next_done().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let now = self.now();
-                    if let Some(s) = &mut self.session {
-                        s.done(now, d);
-                    }
+                Some(d) = self.call.next_done() => {
+                    let now = self.started.elapsed().as_millis() as u64;
+                    self.call.done(now, d);
                 }
                 _ = stop_requested(&mut stop) => {
                     tracing::warn!("ending the call: the gateway is shutting down");
@@ -407,7 +392,7 @@ impl RtcRun {
             }
             self.flush().await?;
             self.send_page(tx).await;
-            if self.over() {
+            if self.call.over() {
                 break;
             }
         }
@@ -439,18 +424,12 @@ impl RtcRun {
 
     fn hang_up(&mut self, outcome: &str) {
         let now = self.now();
-        match &mut self.session {
-            Some(s) => s.hang_up(now, outcome),
-            None => {
-                self.early_outcome
-                    .get_or_insert_with(|| outcome.to_string());
-            }
-        }
+        self.call.hang_up(now, outcome);
     }
 
     /// The media path is up: the call starts (the case is opened) and the greeting plays.
     async fn connected(&mut self) -> anyhow::Result<()> {
-        if self.session.is_some() {
+        if self.call.session().is_some() {
             return Ok(());
         }
         let now = self.now();
@@ -462,7 +441,8 @@ impl RtcRun {
                 "over the call cap: playing the busy message"
             );
             self.reason = EndReason::Busy;
-            self.session = Some(Session::busy(&parts, &self.deps.calls.busy_message, now));
+            self.call
+                .start(Session::busy(&parts, &self.deps.calls.busy_message, now));
             return Ok(());
         }
         let detail = json!({"call_id": self.call_id, "format": "opus/48000 → pcm/16000",
@@ -471,14 +451,14 @@ impl RtcRun {
         if let Some(conv) = session.conversation_id() {
             self.slot.bind(&self.call_id, conv);
         }
-        self.session = Some(session);
+        self.call.start(session);
         self.port.set_state(AgentState::Listening);
         Ok(())
     }
 
     fn caller_audio(&mut self, samples: &[f32; FRAME_SAMPLES]) {
         let now = self.now();
-        let Some(session) = &mut self.session else {
+        let Some(session) = self.call.session_mut() else {
             return;
         };
         if self.muted {
@@ -495,17 +475,14 @@ impl RtcRun {
 
     async fn flush(&mut self) -> anyhow::Result<()> {
         let now = self.now();
-        if let Some(s) = &mut self.session {
-            s.flush(now, &mut self.port).await?;
-        }
-        Ok(())
+        self.call.flush(now, &mut self.port).await
     }
 
     /// Every 20 ms: the core's deadline if it has come, one frame of bot audio (or silence) is
     /// sent, and the marks whose audio has been sent are echoed.
     async fn tick(&mut self) -> anyhow::Result<()> {
         let now = self.now();
-        let Some(session) = &mut self.session else {
+        let Some(session) = self.call.session_mut() else {
             return Ok(());
         };
         if session.poll_timeout().is_some_and(|t| t <= now) {
@@ -546,7 +523,7 @@ impl RtcRun {
         }
         let now = self.now();
         while let Some(id) = self.port.local.pop_due(self.port.sent_total) {
-            if let Some(s) = &mut self.session {
+            if let Some(s) = self.call.session_mut() {
                 s.mark_played(now, id);
             }
         }
@@ -554,7 +531,7 @@ impl RtcRun {
     }
 
     async fn send_page(&mut self, tx: &mut Tx) {
-        if let Some(action) = self.session.as_ref().and_then(Session::end_action) {
+        if let Some(action) = self.call.session().and_then(Session::end_action) {
             self.reason = match action {
                 EndAction::Hangup if self.busy => EndReason::Busy,
                 EndAction::Hangup => EndReason::Hangup,
@@ -580,17 +557,6 @@ impl RtcRun {
         let stats = self.audio.stats();
         let detail = json!({"latency_ms": self.port.latencies, "rtp_packets_in": stats.rtp_packets_in,
                             "frames_sent": stats.frames_sent, "frames_concealed": stats.frames_concealed});
-        match &mut self.session {
-            Some(s) => {
-                s.finish(detail).await;
-            }
-            None => {
-                let outcome = self
-                    .early_outcome
-                    .as_deref()
-                    .unwrap_or("connection dropped");
-                tracing::info!(outcome = %outcome, "call ended");
-            }
-        }
+        self.call.finish(detail).await;
     }
 }

@@ -16,7 +16,9 @@ use crate::call::{CALLER_RATE, CallConfig, CallEvent, EndAction};
 use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig};
 use crate::runtime::calls::{Admission, CallRegistry, Pending, Slot};
 pub use crate::runtime::session::shown_caller;
-use crate::runtime::session::{LocalMarks, MediaPort, Session, SessionParts, stop_requested};
+use crate::runtime::session::{
+    CallState, LocalMarks, MediaPort, Session, SessionParts, stop_requested,
+};
 use crate::runtime::speech::Speech;
 use crate::transport::wire::{Frame, Wire};
 use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx, twilio};
@@ -169,9 +171,7 @@ struct PhoneCall {
     pending: Option<Pending>,
     /// From the start: its call slot.
     slot: Option<Slot>,
-    session: Option<Session>,
-    /// How it ended before a session existed (refused, no start).
-    early_outcome: Option<String>,
+    call: CallState,
     call_id: String,
     /// When the provider last sent anything (ms on the call's clock).
     last_inbound_ms: u64,
@@ -204,8 +204,7 @@ impl PhoneCall {
             },
             pending: Some(pending),
             slot: None,
-            session: None,
-            early_outcome: None,
+            call: CallState::default(),
             call_id: String::new(),
             last_inbound_ms: 0,
             span,
@@ -224,20 +223,10 @@ impl PhoneCall {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn over(&self) -> bool {
-        self.early_outcome.is_some() || self.session.as_ref().is_some_and(Session::is_over)
-    }
-
     /// Ends the call with `outcome` (the first one given is kept).
     fn fail(&mut self, outcome: &str) {
         let now = self.now();
-        match &mut self.session {
-            Some(s) => s.hang_up(now, outcome),
-            None => {
-                self.early_outcome
-                    .get_or_insert_with(|| outcome.to_string());
-            }
-        }
+        self.call.hang_up(now, outcome);
     }
 
     /// The next time something is due: the core's deadline, the wire's tail, a local mark, the
@@ -249,7 +238,7 @@ impl PhoneCall {
         } else {
             (self.last_inbound_ms + c.media_timeout_ms).min(c.max_call_secs.saturating_mul(1000))
         };
-        if let Some(t) = self.session.as_ref().and_then(Session::poll_timeout) {
+        if let Some(t) = self.call.session().and_then(Session::poll_timeout) {
             next = next.min(t);
         }
         if let Some(t) = self.port.local.next_at() {
@@ -295,16 +284,9 @@ impl PhoneCall {
                     self.inbound(parsed).await?;
                 }
                 _ = tokio::time::sleep_until(deadline) => self.timers(),
-                Some(d) = async {
-                    match &mut self.session {
-                        Some(s) => s.next_done().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let now = self.now();
-                    if let Some(s) = &mut self.session {
-                        s.done(now, d);
-                    }
+                Some(d) = self.call.next_done() => {
+                    let now = self.started.elapsed().as_millis() as u64;
+                    self.call.done(now, d);
                 }
                 _ = stop_requested(&mut stop) => {
                     tracing::warn!("ending the call: the gateway is shutting down");
@@ -313,13 +295,13 @@ impl PhoneCall {
             }
             self.flush().await?;
             self.send_frames(&mut tx).await?;
-            if self.over() {
+            if self.call.over() {
                 break;
             }
         }
         self.flush().await?;
         let _ = self.send_frames(&mut tx).await;
-        if let Some(action) = self.session.as_ref().and_then(|s| s.end_action().cloned()) {
+        if let Some(action) = self.call.session().and_then(|s| s.end_action().cloned()) {
             self.provider_end(&action).await;
         }
         let _ = tx.close().await;
@@ -328,12 +310,7 @@ impl PhoneCall {
 
     fn end_by_gateway(&mut self, why: &str) {
         let now = self.now();
-        match &mut self.session {
-            Some(s) => s.end_by_gateway(now, why),
-            None => {
-                self.early_outcome.get_or_insert_with(|| why.to_string());
-            }
-        }
+        self.call.end_by_gateway(now, why);
     }
 
     /// Whatever has come due: the call's limits, the core's deadline, the wire's tail, marks.
@@ -343,7 +320,7 @@ impl PhoneCall {
             tracing::warn!("{why}");
             self.end_by_gateway(why);
         }
-        if let Some(s) = &mut self.session
+        if let Some(s) = self.call.session_mut()
             && s.poll_timeout().is_some_and(|t| t <= now)
         {
             s.timeout(now);
@@ -353,7 +330,7 @@ impl PhoneCall {
             self.port.wire.idle(&mut self.port.frames);
         }
         while let Some(id) = self.port.local.pop_due(now) {
-            if let Some(s) = &mut self.session {
+            if let Some(s) = self.call.session_mut() {
                 s.mark_played(now, id);
             }
         }
@@ -361,16 +338,13 @@ impl PhoneCall {
 
     async fn flush(&mut self) -> anyhow::Result<()> {
         let now = self.now();
-        if let Some(s) = &mut self.session {
-            s.flush(now, &mut self.port).await?;
-        }
-        Ok(())
+        self.call.flush(now, &mut self.port).await
     }
 
     /// A deadline the call has passed: no start, no media, too long.
     fn overdue(&self, now: u64) -> Option<&'static str> {
         let c = &self.deps.calls;
-        if self.over() {
+        if self.call.over() {
             None
         } else if !self.port.wire.is_started() {
             (now >= c.start_timeout_ms).then_some("no start message in time: connection closed")
@@ -405,7 +379,7 @@ impl PhoneCall {
                     Admission::Busy(s) => (s, true),
                     Admission::Draining => {
                         tracing::warn!("call refused at start: the gateway is shutting down");
-                        self.early_outcome = Some("refused: shutting down".into());
+                        self.call.hang_up(now, "refused: shutting down");
                         return Ok(());
                     }
                 };
@@ -425,7 +399,8 @@ impl PhoneCall {
                         cap = self.deps.registry.max_active(),
                         "over the call cap: playing the busy message"
                     );
-                    self.session = Some(Session::busy(&parts, &self.deps.calls.busy_message, now));
+                    self.call
+                        .start(Session::busy(&parts, &self.deps.calls.busy_message, now));
                     self.slot = Some(slot);
                     return Ok(());
                 }
@@ -455,7 +430,7 @@ impl PhoneCall {
                     slot.bind(&self.call_id, conv);
                 }
                 self.slot = Some(slot);
-                self.session = Some(session);
+                self.call.start(session);
             }
             Ok(Inbound::Media { payload, seq, .. }) => {
                 if !self.port.wire.is_started() {
@@ -469,12 +444,12 @@ impl PhoneCall {
                 self.feed_media(now);
             }
             Ok(Inbound::Mark { name }) => {
-                if let (Ok(id), Some(s)) = (name.parse::<u64>(), &mut self.session) {
+                if let (Ok(id), Some(s)) = (name.parse::<u64>(), self.call.session_mut()) {
                     s.mark_played(now, id);
                 }
             }
             Ok(Inbound::Dtmf { digit }) => {
-                if let Some(s) = &mut self.session {
+                if let Some(s) = self.call.session_mut() {
                     s.dtmf(now, digit);
                 }
             }
@@ -496,7 +471,7 @@ impl PhoneCall {
 
     /// Decodes queued inbound media to 16 kHz and gives it to the session.
     fn feed_media(&mut self, now: u64) {
-        let Some(session) = &mut self.session else {
+        let Some(session) = self.call.session_mut() else {
             return;
         };
         let format = self.port.wire.format();
@@ -648,17 +623,6 @@ impl PhoneCall {
     /// Closes the case with the outcome, after every queued agent job has been recorded.
     async fn finish(&mut self) {
         let detail = json!({"bad_frames": self.bad_frames, "media_before_start": self.early_media});
-        match &mut self.session {
-            Some(s) => {
-                s.finish(detail).await;
-            }
-            None => {
-                let outcome = self
-                    .early_outcome
-                    .as_deref()
-                    .unwrap_or("connection dropped");
-                tracing::info!(outcome = %outcome, "call ended");
-            }
-        }
+        self.call.finish(detail).await;
     }
 }

@@ -198,56 +198,52 @@ impl Effects {
         match e {
             Effect::Transcribe { turn, audio } => {
                 let speech = self.speech.clone();
-                let done = self.done_tx.clone();
                 let prompt = self
                     .prompt
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
-                let mut cancelled = self.cancelled.subscribe();
-                tokio::spawn(
-                    async move {
-                        let started = std::time::Instant::now();
-                        let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
-                        // Dropping the transcription makes the pool skip it if still queued.
-                        let msg = tokio::select! {
-                            r = speech.transcribe(audio, prompt) => match r {
-                                Ok(t) => {
-                                    tracing::debug!(turn, audio_ms, ms = started.elapsed().as_millis() as u64,
-                                        decode_ms = t.decode_ms, passes = t.passes, "transcribed");
-                                    Done::Transcript {
-                                        turn,
-                                        suppressed: t.suppressed.map(|why| (t.raw, why)),
-                                        text: t.text,
-                                    }
-                                }
-                                Err(e) => Done::Failed { turn, effect: EffectKind::Asr, what: format!("ASR failed: {e}") },
-                            },
-                            _ = cancelled.wait_for(|&c| turn < c) => Done::Dropped { turn },
-                        };
-                        let _ = done.send(msg).await;
+                // Dropping the transcription makes the pool skip it if still queued.
+                self.spawn_cancellable(turn, async move {
+                    let started = std::time::Instant::now();
+                    let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
+                    match speech.transcribe(audio, prompt).await {
+                        Ok(t) => {
+                            tracing::debug!(
+                                turn,
+                                audio_ms,
+                                ms = started.elapsed().as_millis() as u64,
+                                decode_ms = t.decode_ms,
+                                passes = t.passes,
+                                "transcribed"
+                            );
+                            Done::Transcript {
+                                turn,
+                                suppressed: t.suppressed.map(|why| (t.raw, why)),
+                                text: t.text,
+                            }
+                        }
+                        Err(e) => Done::Failed {
+                            turn,
+                            effect: EffectKind::Asr,
+                            what: format!("ASR failed: {e}"),
+                        },
                     }
-                    .in_current_span(),
-                );
+                });
                 Ok(true)
             }
             Effect::Synthesize { turn, text } => {
                 let speech = self.speech.clone();
-                let done = self.done_tx.clone();
-                let mut cancelled = self.cancelled.subscribe();
-                tokio::spawn(
-                    async move {
-                        let msg = tokio::select! {
-                            r = speech.synthesize(&text, rate) => match r {
-                                Ok(audio) => Done::Audio { turn, audio },
-                                Err(e) => Done::Failed { turn, effect: EffectKind::Tts, what: format!("TTS failed: {e}") },
-                            },
-                            _ = cancelled.wait_for(|&c| turn < c) => Done::Dropped { turn },
-                        };
-                        let _ = done.send(msg).await;
+                self.spawn_cancellable(turn, async move {
+                    match speech.synthesize(&text, rate).await {
+                        Ok(audio) => Done::Audio { turn, audio },
+                        Err(e) => Done::Failed {
+                            turn,
+                            effect: EffectKind::Tts,
+                            what: format!("TTS failed: {e}"),
+                        },
                     }
-                    .in_current_span(),
-                );
+                });
                 Ok(true)
             }
             Effect::AskAgent { turn, said } => {
@@ -267,6 +263,27 @@ impl Effects {
                 Ok(false)
             }
         }
+    }
+
+    /// Runs `work` for `turn` on its own task; it is dropped (and `Dropped` sent instead) as soon
+    /// as the turn is cancelled. Exactly one [`Done`] is sent either way.
+    fn spawn_cancellable(
+        &self,
+        turn: TurnId,
+        work: impl std::future::Future<Output = Done> + Send + 'static,
+    ) {
+        let done = self.done_tx.clone();
+        let mut cancelled = self.cancelled.subscribe();
+        tokio::spawn(
+            async move {
+                let msg = tokio::select! {
+                    d = work => d,
+                    _ = cancelled.wait_for(|&c| turn < c) => Done::Dropped { turn },
+                };
+                let _ = done.send(msg).await;
+            }
+            .in_current_span(),
+        );
     }
 
     async fn agent(&self, job: AgentJob) -> anyhow::Result<()> {
@@ -748,5 +765,97 @@ impl Session {
         }
         tracing::info!(outcome = %outcome, "call ended");
         outcome
+    }
+}
+
+/// A driver's call before and after its session exists: until the media starts there is no
+/// session, and a call that ends then (refused, no start, the page left) has only an outcome.
+#[derive(Default)]
+pub struct CallState {
+    session: Option<Session>,
+    early_outcome: Option<String>,
+}
+
+impl CallState {
+    pub fn start(&mut self, s: Session) {
+        self.session = Some(s);
+    }
+
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
+    }
+
+    pub fn over(&self) -> bool {
+        self.early_outcome.is_some() || self.session.as_ref().is_some_and(Session::is_over)
+    }
+
+    pub fn outcome(&self) -> Option<String> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.outcome().map(str::to_string))
+            .or_else(|| self.early_outcome.clone())
+    }
+
+    /// The call ends from outside (see [`Session::hang_up`]); the first outcome is kept.
+    pub fn hang_up(&mut self, now: u64, outcome: &str) {
+        match &mut self.session {
+            Some(s) => s.hang_up(now, outcome),
+            None => {
+                self.early_outcome
+                    .get_or_insert_with(|| outcome.to_string());
+            }
+        }
+    }
+
+    /// The gateway ends the call (see [`Session::end_by_gateway`]).
+    pub fn end_by_gateway(&mut self, now: u64, outcome: &str) {
+        match &mut self.session {
+            Some(s) => s.end_by_gateway(now, outcome),
+            None => {
+                self.early_outcome
+                    .get_or_insert_with(|| outcome.to_string());
+            }
+        }
+    }
+
+    /// The next effect result; never resolves before the session exists (for `select!`).
+    pub async fn next_done(&mut self) -> Option<Done> {
+        match &mut self.session {
+            Some(s) => s.next_done().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn done(&mut self, now: u64, d: Done) {
+        if let Some(s) = &mut self.session {
+            s.done(now, d);
+        }
+    }
+
+    pub async fn flush<P: MediaPort>(&mut self, now: u64, port: &mut P) -> anyhow::Result<()> {
+        match &mut self.session {
+            Some(s) => s.flush(now, port).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the case (see [`Session::finish`]), or logs how a call without one ended.
+    pub async fn finish(&mut self, detail: Value) {
+        match &mut self.session {
+            Some(s) => {
+                s.finish(detail).await;
+            }
+            None => {
+                let outcome = self
+                    .early_outcome
+                    .as_deref()
+                    .unwrap_or("connection dropped");
+                tracing::info!(outcome = %outcome, "call ended");
+            }
+        }
     }
 }

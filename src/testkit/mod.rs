@@ -6,7 +6,9 @@
 //! - [`simcall`]: a scripted Twilio Media Streams caller (WebSocket, μ-law, marks, DTMF).
 //! - [`loadtest`]: `switchboard load` — N concurrent `simcall` callers and their latency report.
 //! - [`rtc_client`]: a Rust WebRTC peer that calls the softphone's signaling socket.
+//! - [`vnet`]: an in-memory network, for calls on a virtual clock.
 
 pub mod loadtest;
 pub mod rtc_client;
 pub mod simcall;
+pub mod vnet;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -105,6 +106,38 @@ impl CallLog {
             .collect()
     }
 
+    /// Bytes of bot audio that arrived before and after `t` (ms).
+    pub fn audio_bytes_around(&self, t: u64) -> (usize, usize) {
+        let before = self
+            .media
+            .iter()
+            .filter(|(at, _)| *at < t)
+            .map(|m| m.1)
+            .sum();
+        let after = self
+            .media
+            .iter()
+            .filter(|(at, _)| *at > t)
+            .map(|m| m.1)
+            .sum();
+        (before, after)
+    }
+
+    /// How far (ms) the bot's audio ever ran ahead of the time since its first frame: the
+    /// playout lead. Dumping a reply instead of pacing it makes this its length.
+    pub fn max_lead_ms(&self) -> i64 {
+        let Some(&(first, _)) = self.media.first() else {
+            return 0;
+        };
+        let mut sent_ms = 0i64;
+        let mut lead = i64::MIN;
+        for (t, b) in &self.media {
+            sent_ms += *b as i64 / 8;
+            lead = lead.max(sent_ms - (t - first) as i64);
+        }
+        lead
+    }
+
     /// Bot audio arriving after `t` (ms).
     pub fn media_after(&self, t: u64) -> usize {
         self.media.iter().filter(|(at, _)| *at > t).count()
@@ -137,6 +170,14 @@ pub async fn run(url: &str, script: &Script) -> Result<CallLog> {
     let (ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
+    run_on(ws, script).await
+}
+
+/// Runs `script` on an open media WebSocket (a real one, or one of `testkit::vnet`'s).
+pub async fn run_on<S>(ws: WebSocketStream<S>, script: &Script) -> Result<CallLog>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (mut sink, mut stream) = ws.split();
     let t0 = Instant::now();
     let ms = |t: Instant| t.saturating_duration_since(t0).as_millis() as u64;

@@ -73,3 +73,29 @@ pub fn engine(s: Setup) -> Engine {
     let cfg = config(&s);
     engine_with(s, &cfg)
 }
+
+/// The live-call dependencies of a test gateway, with the test's own provider settings and call
+/// limits whatever the environment says, and the open (development) API state around them.
+pub fn live_state(
+    engine: Arc<Engine>,
+    speech: switchboard::runtime::speech::Speech,
+    cfg: &Config,
+) -> (
+    Arc<switchboard::runtime::live::LiveDeps>,
+    switchboard::http::AppState,
+) {
+    let mut live = switchboard::runtime::live::LiveDeps::new(engine.clone(), speech, cfg).unwrap();
+    live.twilio = cfg.twilio.clone();
+    live.telnyx = cfg.telnyx.clone();
+    live.plivo = cfg.plivo.clone();
+    live.calls = cfg.calls.clone();
+    let live = Arc::new(live);
+    let state = switchboard::http::AppState {
+        engine,
+        http: reqwest::Client::new(),
+        live: Some(live.clone()),
+        public_url: None,
+        auth: Arc::new(switchboard::http::auth::ApiAuth::open()),
+    };
+    (live, state)
+}

@@ -20,4 +20,5 @@ mod security;
 mod session;
 mod softphone;
 mod twilio;
+mod virtual_calls;
 mod webrtc;

@@ -1,9 +1,11 @@
-//! Live phone calls over real WebSockets on loopback: `switchboard::testkit::simcall` plays Twilio (it
-//! streams caller fixtures in real time, plays the bot's audio back at real-time rate and echoes
-//! marks once they have played), against the gateway's real router, whisper and espeak-ng.
-//! Hang-up and transfer REST requests go to a local recording server.
+//! The real-time tier of phone calls: real WebSockets on loopback, real time.
+//! `switchboard::testkit::simcall` plays Twilio (it streams caller fixtures in real time, plays
+//! the bot's audio back at real-time rate and echoes marks once they have played), against the
+//! gateway's real router, whisper and espeak-ng; hang-up REST requests go to a local recording
+//! server. The call scenarios themselves (barge-in, keys and transfer, strangers, the cap,
+//! draining) run on the virtual clock in `virtual_calls.rs`.
 
-use crate::common::{Setup, config, engine_with};
+use crate::common::{Setup, config, engine_with, live_state};
 use axum::extract::State;
 use axum::routing::any;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use switchboard::agent::engine::Engine;
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
 use switchboard::config::Config;
-use switchboard::http::{AppState, router};
+use switchboard::http::router;
 use switchboard::runtime::live::LiveDeps;
 use switchboard::runtime::speech::Speech;
 use switchboard::store::{CaseStatus, LogQuery, LogType};
@@ -105,20 +107,7 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     cfg.calls.media_token = MEDIA_TOKEN.into();
     tweak(&mut cfg);
     let engine = Arc::new(engine_with(setup, &cfg));
-    let mut live = LiveDeps::new(engine.clone(), Speech::load(&cfg).unwrap(), &cfg).unwrap();
-    // The test's values, whatever the environment says.
-    live.twilio = cfg.twilio.clone();
-    live.telnyx = cfg.telnyx.clone();
-    live.plivo = cfg.plivo.clone();
-    live.calls = cfg.calls.clone();
-    let live = Arc::new(live);
-    let state = AppState {
-        engine: engine.clone(),
-        http: reqwest::Client::new(),
-        live: Some(live.clone()),
-        public_url: None,
-        auth: std::sync::Arc::new(switchboard::http::auth::ApiAuth::open()),
-    };
+    let (live, state) = live_state(engine.clone(), Speech::load(&cfg).unwrap(), &cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(switchboard::http::server::serve(
@@ -198,18 +187,7 @@ async fn the_greeting_is_paced_marked_and_an_answer_follows_the_request() {
         .unwrap();
     assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
     let (spoke, _) = log.speech[0];
-    let greeting: usize = log
-        .media
-        .iter()
-        .filter(|(t, _)| *t < spoke)
-        .map(|m| m.1)
-        .sum();
-    let answer: usize = log
-        .media
-        .iter()
-        .filter(|(t, _)| *t > spoke)
-        .map(|m| m.1)
-        .sum();
+    let (greeting, answer) = log.audio_bytes_around(spoke);
     assert!(
         greeting >= 8000 * 2,
         "the greeting (about 3 s) was sent: {greeting} bytes"
@@ -227,16 +205,8 @@ async fn the_greeting_is_paced_marked_and_an_answer_follows_the_request() {
     );
     // Paced, not dumped: audio never runs far ahead of real time (the lead is 200 ms; the rest of
     // the bound is receive-time jitter). Dumping the 3 s greeting would break it.
-    let first = log.media[0].0;
-    let mut sent_ms = 0u64;
-    for (t, b) in &log.media {
-        sent_ms += *b as u64 / 8;
-        assert!(
-            sent_ms <= (t - first) + 500,
-            "{sent_ms} ms of audio sent {} ms after the first frame",
-            t - first
-        );
-    }
+    let lead = log.max_lead_ms();
+    assert!(lead <= 500, "audio {lead} ms ahead of real time");
     assert!(log.gaps.is_empty(), "bot audio ran dry: {:?}", log.gaps);
     let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
     assert!(
@@ -274,74 +244,6 @@ fn basic_auth() -> String {
 /// "John Doe" or "Dondo"). The code is read as ABC123; a name heard inexactly makes the bot read
 /// the booking back first, and the caller's "Yes, that's right." confirms it (heard exactly, the
 /// yes answers "anything else?" instead).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranger_whose_code_whisper_writes_a_bc123_is_read_back_and_confirmed_by_phone() {
-    stranger_by_phone(true).await;
-}
-
-/// The same caller on the default configuration (no prompt): whatever whisper makes of the code
-/// and the name, the booking is confirmed, only the caller's own booking is read back, and the
-/// bot says goodbye and hangs up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranger_on_the_default_configuration_confirms_by_phone() {
-    stranger_by_phone(false).await;
-}
-
-async fn stranger_by_phone(prompt: bool) {
-    let gw = gateway(|c| c.speech.asr.prompt = prompt).await;
-    let wait = || Step::WaitBotDone { max_ms: 20_000 };
-    let mut steps = vec![wait()];
-    for i in 1..=4 {
-        steps.push(Step::Say(ulaw_fixture(&format!("stranger/0{i}.wav"))));
-        steps.push(wait());
-    }
-    steps.push(Step::Silence(3000));
-    let script = signed(&gw, Script::new("user_000", steps));
-    let log = simcall::run(&gw.url("/twilio/media"), &script)
-        .await
-        .unwrap();
-    assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let said = |t: LogType| -> Vec<String> {
-        logs.iter()
-            .filter(|l| l.log_type == t)
-            .map(|l| l.message.clone())
-            .collect()
-    };
-    let caller = said(LogType::CallerToAgent);
-    let bot = said(LogType::AgentToCaller);
-    let transcript = format!("caller: {caller:#?}\nbot: {bot:#?}");
-    if prompt {
-        assert!(
-            caller.iter().any(|c| c.contains("a BC123")),
-            "whisper's rendering of the code: {transcript}"
-        );
-    }
-    // A read-back, if any, names the caller's own booking.
-    assert!(
-        bot.iter()
-            .filter(|b| b.contains("Is that right?"))
-            .all(|b| b == "I have reservation ABC123 under John Doe. Is that right?"),
-        "{transcript}"
-    );
-    assert!(
-        bot.iter()
-            .any(|b| b.starts_with("Great! I've confirmed your reservation.")),
-        "{transcript}"
-    );
-    assert!(
-        bot.last().is_some_and(|b| b.contains("Goodbye")),
-        "{transcript}"
-    );
-    idle(&gw).await;
-    let case = only_case(&gw).await;
-    assert_eq!(
-        case.resolution.as_deref(),
-        Some("bot hung up"),
-        "{transcript}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_rest_api() {
     let gw = gateway(|_| {}).await;
@@ -392,10 +294,12 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
     assert!(lower[1].contains("full name"), "{heard:?}");
     // espeak-ng's rendering of a sentence varies by ~10 ms with what the process synthesised
     // before (so with which tests ran alongside), and tiny.en then hears "December 1st" as
-    // "December 1," or drops it; the check-out date and both times survive every rendering seen.
-    // The exact sentence, first date included, is checked in the log below.
+    // "December 1," or drops it, and "11:00 AM" as "1 p.m." (2 of about 20 full-suite runs);
+    // the check-out date and the check-in time survive every rendering seen. The exact
+    // sentence, both dates and times included, is checked in the log below. (The voice itself
+    // is issue 14's: a neural voice instead of espeak-ng's formants.)
     assert!(
-        ["december 5th", "3 p.m.", " 11 "]
+        ["december 5th", "3 p.m."]
             .iter()
             .all(|f| lower[2].contains(f)),
         "the confirmation carries the dates and times: {heard:?}"
@@ -428,121 +332,4 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
     let case = only_case(&gw).await;
     assert_eq!(case.resolution.as_deref(), Some("bot hung up"));
     assert_eq!(case.status, CaseStatus::Closed);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn talking_over_the_bot_gets_clear_and_silence_and_the_history_keeps_what_was_heard() {
-    let gw = gateway(|_| {}).await;
-    let script = signed(
-        &gw,
-        Script::new(
-            "user_789",
-            vec![
-                Step::WaitBotDone { max_ms: 15_000 },
-                Step::Say(ulaw_fixture("bargein/ask.wav")),
-                Step::WaitBotSpeaking {
-                    ms: 1200,
-                    max_ms: 15_000,
-                },
-                Step::Say(ulaw_fixture("bargein/answer.wav")),
-                Step::WaitBotDone { max_ms: 15_000 },
-                Step::HangUp,
-            ],
-        ),
-    );
-    let log = simcall::run(&gw.url("/twilio/media"), &script)
-        .await
-        .unwrap();
-    assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
-    assert_eq!(log.barge_ins.len(), 1, "the answer began over the bot");
-    assert_eq!(log.clears.len(), 1, "one clear: {:?}", log.clears);
-    let clear = log.clears[0];
-    let (_, answer_end) = log.speech[1];
-    assert!(
-        clear < answer_end,
-        "cleared while the caller was still talking"
-    );
-    assert_eq!(
-        log.media
-            .iter()
-            .filter(|(t, _)| *t > clear && *t < answer_end)
-            .count(),
-        0,
-        "silence after the clear until the caller finished"
-    );
-    assert!(
-        log.media_after(answer_end) > 0,
-        "the interruption was answered"
-    );
-    idle(&gw).await;
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let conv = gw.engine.conversation(&logs[0].session_id).await.unwrap();
-    let cut = conv
-        .history
-        .iter()
-        .find(|u| u.interrupted)
-        .expect("the interrupted reply is flagged");
-    assert_eq!(cut.role, switchboard::agent::master::Role::Agent);
-    eprintln!("heard before the barge-in: {:?}", cut.content);
-    assert!(
-        cut.content.starts_with("Which account") && !cut.content.contains("business"),
-        "only the heard words are kept: {:?}",
-        cut.content
-    );
-    let case = only_case(&gw).await;
-    assert!(case.audit.iter().any(|a| a.action == "barge_in"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keypad_digits_reach_the_engine_and_zero_transfers_to_a_person_through_the_rest_api() {
-    let gw = gateway(|_| {}).await;
-    let wait = || Step::WaitBotDone { max_ms: 20_000 };
-    let mut steps = vec![wait(), Step::Say(ulaw_fixture("scenario1/01.wav")), wait()];
-    steps.extend("246810#".chars().map(Step::Dtmf));
-    steps.extend([wait(), Step::Dtmf('0'), wait(), Step::Silence(3000)]);
-    let script = signed(&gw, Script::new("user_555", steps));
-    let log = simcall::run(&gw.url("/twilio/media"), &script)
-        .await
-        .unwrap();
-    assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
-    assert!(
-        log.closed_by_server.is_some(),
-        "the gateway handed the call over"
-    );
-    idle(&gw).await;
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    let said: Vec<&str> = logs
-        .iter()
-        .filter(|l| l.log_type == LogType::CallerToAgent)
-        .map(|l| l.message.as_str())
-        .collect();
-    assert!(said.contains(&"2 4 6 8 1 0"), "{said:?}");
-    assert!(
-        logs.iter().any(|l| l.log_type == LogType::AgentToCaller
-            && l.message.contains("I still need the full name")),
-        "the typed reservation number was accepted"
-    );
-    let rest = rest_calls(&gw);
-    assert_eq!(rest.len(), 1, "{rest:?}");
-    assert_eq!(rest[0].auth, basic_auth());
-    assert_eq!(
-        rest[0].form,
-        [(
-            "Twiml".to_string(),
-            "<Response><Dial>+15005550006</Dial></Response>".to_string()
-        )]
-    );
-    let case = only_case(&gw).await;
-    assert_eq!(case.status, CaseStatus::Escalated);
-    assert_eq!(
-        case.resolution.as_deref(),
-        Some("transferred to +15005550006")
-    );
-    let digits: String = case
-        .audit
-        .iter()
-        .filter(|a| a.action == "dtmf")
-        .filter_map(|a| a.detail["digit"].as_str())
-        .collect();
-    assert_eq!(digits, "246810#0");
 }

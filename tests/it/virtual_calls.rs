@@ -1,0 +1,375 @@
+//! Phone calls on a virtual clock: the gateway's real router, WebSocket upgrade, phone driver,
+//! call session, whisper and espeak-ng, reached through an in-memory network
+//! (`testkit::vnet`) by `testkit::simcall` playing Twilio, all on tokio's paused clock. Time
+//! advances only when every task is idle and nothing runs on the blocking pool (whisper is
+//! awaited there: `AsrPool::on_virtual_clock`), so processing takes no call time, a call's
+//! timeline is the same on every run, and a 30 s call takes about as long as its whisper and
+//! espeak-ng work. Timelines are asserted exactly. `twilio.rs` keeps the real-time tier.
+
+use crate::common::{Setup, config, engine_with, live_state};
+use crate::twilio::ulaw_fixture;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::agent::engine::Engine;
+use switchboard::config::Config;
+use switchboard::http::router;
+use switchboard::runtime::live::LiveDeps;
+use switchboard::runtime::speech::Speech;
+use switchboard::store::{Case, CaseStatus, LogQuery, LogType};
+use switchboard::testkit::simcall::{self, CallLog, Script, Step};
+use switchboard::testkit::vnet;
+
+struct VirtualGateway {
+    app: axum::Router,
+    engine: Arc<Engine>,
+    live: Arc<LiveDeps>,
+}
+
+/// A gateway with no provider credentials (so no REST call leaves the process: the bot ends a
+/// call by closing the stream) on the in-memory network.
+async fn gateway(tweak: impl FnOnce(&mut Config)) -> VirtualGateway {
+    gateway_with(None, tweak).await
+}
+
+/// `speech`: a speech stack to share (its synthesis cache makes espeak-ng's renderings, which
+/// vary by a few samples with what the process said before, the same for both gateways).
+async fn gateway_with(speech: Option<Speech>, tweak: impl FnOnce(&mut Config)) -> VirtualGateway {
+    let setup = Setup::default();
+    let mut cfg = config(&setup);
+    cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    tweak(&mut cfg);
+    let engine = Arc::new(engine_with(setup, &cfg));
+    let speech = speech.unwrap_or_else(|| {
+        let mut s = Speech::load(&cfg).unwrap();
+        s.asr = s.asr.on_virtual_clock();
+        s
+    });
+    let (live, state) = live_state(engine.clone(), speech, &cfg);
+    VirtualGateway {
+        app: router(state),
+        engine,
+        live,
+    }
+}
+
+impl VirtualGateway {
+    async fn call(&self, script: &Script) -> CallLog {
+        let ws = vnet::websocket(self.app.clone(), "/twilio/media", &script.headers)
+            .await
+            .unwrap();
+        let log = simcall::run_on(ws, script).await.unwrap();
+        assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
+        log
+    }
+
+    /// Waits (virtual time) until every call has closed its case and freed its slot.
+    async fn idle(&self) {
+        for _ in 0..200 {
+            if self.live.registry.active() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("calls still active: {}", self.live.registry.active());
+    }
+
+    async fn cases(&self) -> Vec<Case> {
+        let logs = self.engine.logs(LogQuery::default()).await.unwrap();
+        let mut sessions: Vec<String> = logs.iter().map(|l| l.session_id.clone()).collect();
+        sessions.sort();
+        sessions.dedup();
+        let mut out = vec![];
+        for s in sessions {
+            let conv = self.engine.conversation(&s).await.unwrap();
+            out.push(self.engine.case(&conv.case_id).await.unwrap().unwrap());
+        }
+        out
+    }
+
+    async fn said(&self, who: LogType) -> Vec<String> {
+        let logs = self.engine.logs(LogQuery::default()).await.unwrap();
+        logs.iter()
+            .filter(|l| l.log_type == who)
+            .map(|l| l.message.clone())
+            .collect()
+    }
+}
+
+fn wait() -> Step {
+    Step::WaitBotDone { max_ms: 20_000 }
+}
+
+fn request_call() -> Script {
+    Script::new(
+        "user_789",
+        vec![
+            wait(),
+            Step::Say(ulaw_fixture("scenario1/01.wav")),
+            wait(),
+            Step::HangUp,
+        ],
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_on_the_virtual_clock_is_paced_exactly_and_replays_to_the_same_timeline() {
+    let wall = std::time::Instant::now();
+    let gw = gateway(|_| {}).await;
+    let log = gw.call(&request_call()).await;
+    let (spoke, spoke_end) = log.speech[0];
+    let (greeting, answer) = log.audio_bytes_around(spoke);
+    assert!(
+        greeting >= 8000 * 2,
+        "the greeting was sent: {greeting} bytes"
+    );
+    assert!(answer >= 8000 * 2, "an answer followed: {answer} bytes");
+    // Paced exactly: with processing taking no call time, audio is never more than the core's
+    // 200 ms lead (plus the 20 ms frame in flight) ahead of the call's clock.
+    assert_eq!(
+        log.media[0].0, 0,
+        "the greeting starts the moment the call does"
+    );
+    let lead = log.max_lead_ms();
+    assert!(
+        (200..=220).contains(&lead),
+        "audio {lead} ms ahead of the call's clock"
+    );
+    assert!(log.gaps.is_empty(), "bot audio ran dry: {:?}", log.gaps);
+    // The answer starts when the turn is decided: whisper and the agent take no call time, so
+    // the latency is the silence the turn detector waits for after the last voiced frame (the
+    // 350 ms quick stop, or the 600 ms full stop) less the fixture's own trailing quiet.
+    let latency = log.response_latencies()[0];
+    assert!(
+        (250..=620).contains(&latency),
+        "speech end {spoke_end} ms → first bot audio after {latency} ms"
+    );
+    gw.idle().await;
+    let cases = gw.cases().await;
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0].status, CaseStatus::Closed);
+    assert_eq!(cases[0].resolution.as_deref(), Some("caller hung up"));
+    // The same call again, on a new gateway: the same timeline, to the millisecond.
+    let speech = gw.live.speech.clone();
+    let again = gateway_with(Some(speech), |_| {})
+        .await
+        .call(&request_call())
+        .await;
+    assert_eq!(again.media, log.media, "bot audio at the same moments");
+    assert_eq!(again.marks, log.marks);
+    assert_eq!(again.speech, log.speech);
+    eprintln!(
+        "{} ms of calls in {} ms of wall time",
+        log.duration_ms + again.duration_ms,
+        wall.elapsed().as_millis()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn talking_over_the_bot_on_the_virtual_clock_clears_at_once_and_keeps_what_was_heard() {
+    let gw = gateway(|_| {}).await;
+    let script = Script::new(
+        "user_789",
+        vec![
+            wait(),
+            Step::Say(ulaw_fixture("bargein/ask.wav")),
+            Step::WaitBotSpeaking {
+                ms: 1200,
+                max_ms: 15_000,
+            },
+            Step::Say(ulaw_fixture("bargein/answer.wav")),
+            wait(),
+            Step::HangUp,
+        ],
+    );
+    let log = gw.call(&script).await;
+    assert_eq!(log.barge_ins.len(), 1, "the answer began over the bot");
+    assert_eq!(log.clears.len(), 1, "one clear: {:?}", log.clears);
+    // The bot's audio stops `hush_ms` (150 ms) into the sound over it, to the frame.
+    let reaction = log.clear_latencies()[0];
+    assert!(
+        (140..=180).contains(&reaction),
+        "clear {reaction} ms after the caller started"
+    );
+    let (_, answer_end) = log.speech[1];
+    assert_eq!(
+        log.media
+            .iter()
+            .filter(|(t, _)| *t > log.clears[0] && *t < answer_end)
+            .count(),
+        0,
+        "silence after the clear until the caller finished"
+    );
+    assert!(
+        log.media_after(answer_end) > 0,
+        "the interruption was answered"
+    );
+    gw.idle().await;
+    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
+    let conv = gw.engine.conversation(&logs[0].session_id).await.unwrap();
+    let cut = conv
+        .history
+        .iter()
+        .find(|u| u.interrupted)
+        .expect("the interrupted reply is flagged");
+    assert!(
+        cut.content.starts_with("Which account") && !cut.content.contains("business"),
+        "only the heard words are kept: {:?}",
+        cut.content
+    );
+    let cases = gw.cases().await;
+    assert!(cases[0].audit.iter().any(|a| a.action == "barge_in"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_on_the_virtual_clock_reach_the_agent_and_zero_hands_the_call_over() {
+    let gw = gateway(|_| {}).await;
+    let mut steps = vec![wait(), Step::Say(ulaw_fixture("scenario1/01.wav")), wait()];
+    steps.extend("246810#".chars().map(Step::Dtmf));
+    steps.extend([wait(), Step::Dtmf('0'), wait(), Step::Silence(3000)]);
+    let log = gw.call(&Script::new("user_555", steps)).await;
+    assert!(
+        log.closed_by_server.is_some(),
+        "the gateway handed the call over (no REST credentials: by closing the stream)"
+    );
+    gw.idle().await;
+    let said = gw.said(LogType::CallerToAgent).await;
+    assert!(said.contains(&"2 4 6 8 1 0".to_string()), "{said:?}");
+    assert!(said.contains(&"0".to_string()), "{said:?}");
+    let replies = gw.said(LogType::AgentToCaller).await;
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.contains("I still need the full name")),
+        "the typed reservation number was accepted: {replies:?}"
+    );
+    let case = &gw.cases().await[0];
+    assert_eq!(case.status, CaseStatus::Escalated);
+    assert_eq!(
+        case.resolution.as_deref(),
+        Some("transferred to +15005550006")
+    );
+    let digits: String = case
+        .audit
+        .iter()
+        .filter(|a| a.action == "dtmf")
+        .filter_map(|a| a.detail["digit"].as_str())
+        .collect();
+    assert_eq!(digits, "246810#0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_over_the_cap_hears_the_busy_message_and_draining_refuses_then_ends_calls() {
+    let gw = gateway(|c| c.calls.max_active = 1).await;
+    // The first call stays on the line; the second arrives while it does.
+    let long = Script::new(
+        "user_789",
+        vec![wait(), Step::Silence(60_000), Step::HangUp],
+    );
+    let first = {
+        let app = gw.app.clone();
+        tokio::spawn(async move {
+            let ws = vnet::websocket(app, "/twilio/media", &[]).await.unwrap();
+            simcall::run_on(ws, &long).await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let busy = gw
+        .call(&Script::new(
+            "user_321",
+            vec![Step::Silence(15_000), Step::HangUp],
+        ))
+        .await;
+    assert!(
+        busy.closed_by_server.is_some(),
+        "the gateway hung up on the caller over the cap"
+    );
+    let bytes: usize = busy.media.iter().map(|m| m.1).sum();
+    assert!(
+        (8000..8000 * 12).contains(&bytes),
+        "a short message was played: {bytes} bytes"
+    );
+    assert_eq!(gw.live.registry.active(), 1, "the admitted call goes on");
+    // Shutdown: new calls are refused at once; the call still up is ended at the timeout.
+    let reg = gw.live.registry.clone();
+    let drain = tokio::spawn(async move { reg.drain(Duration::from_millis(1500)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = vnet::websocket(gw.app.clone(), "/twilio/media", &[]).await;
+    let Err(err) = refused else {
+        panic!("a new call is refused while draining");
+    };
+    assert!(
+        err.to_string().contains("503") || format!("{err:#}").contains("503"),
+        "{err:#}"
+    );
+    assert_eq!(
+        drain.await.unwrap(),
+        1,
+        "one call was cut off at the timeout"
+    );
+    let first = first.await.unwrap();
+    assert!(first.closed_by_server.is_some());
+    gw.idle().await;
+    let cases = gw.cases().await;
+    assert_eq!(cases.len(), 1, "the busy call opened no case");
+    assert_eq!(cases[0].resolution.as_deref(), Some("ended at shutdown"));
+    assert_eq!(cases[0].status, CaseStatus::Closed);
+}
+
+/// A caller the project never tuned on, whose code whisper (prompted) writes "a BC123": it is
+/// read back and confirmed.
+#[tokio::test(start_paused = true)]
+async fn a_stranger_whose_code_whisper_writes_a_bc123_is_read_back_and_confirmed_by_phone() {
+    stranger_by_phone(true).await;
+}
+
+/// The same caller on the default configuration (no prompt): whatever whisper makes of the code
+/// and the name, the booking is confirmed, only the caller's own booking is read back, and the
+/// bot says goodbye and hangs up.
+#[tokio::test(start_paused = true)]
+async fn a_stranger_on_the_default_configuration_confirms_by_phone() {
+    stranger_by_phone(false).await;
+}
+
+async fn stranger_by_phone(prompt: bool) {
+    let gw = gateway(|c| c.speech.asr.prompt = prompt).await;
+    let mut steps = vec![wait()];
+    for i in 1..=4 {
+        steps.push(Step::Say(ulaw_fixture(&format!("stranger/0{i}.wav"))));
+        steps.push(wait());
+    }
+    steps.push(Step::Silence(3000));
+    gw.call(&Script::new("user_000", steps)).await;
+    let caller = gw.said(LogType::CallerToAgent).await;
+    let bot = gw.said(LogType::AgentToCaller).await;
+    let transcript = format!("caller: {caller:#?}\nbot: {bot:#?}");
+    if prompt {
+        assert!(
+            caller.iter().any(|c| c.contains("a BC123")),
+            "whisper's rendering of the code: {transcript}"
+        );
+    }
+    // A read-back, if any, names the caller's own booking.
+    assert!(
+        bot.iter()
+            .filter(|b| b.contains("Is that right?"))
+            .all(|b| b == "I have reservation ABC123 under John Doe. Is that right?"),
+        "{transcript}"
+    );
+    assert!(
+        bot.iter()
+            .any(|b| b.starts_with("Great! I've confirmed your reservation.")),
+        "{transcript}"
+    );
+    assert!(
+        bot.last().is_some_and(|b| b.contains("Goodbye")),
+        "{transcript}"
+    );
+    gw.idle().await;
+    let cases = gw.cases().await;
+    assert_eq!(
+        cases[0].resolution.as_deref(),
+        Some("bot hung up"),
+        "{transcript}"
+    );
+}

@@ -456,13 +456,17 @@ async fn said(gw: &Gateway) -> Vec<String> {
 async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
     // "No, that's all. Thanks." as the first words of a call is only asked about ("Sorry, was
     // that goodbye?"); the caller's "Yes, that's right." → the bot says goodbye and hangs up.
-    let (_, _, gw) = call_saying(P::Telnyx, "scenario1/03.wav+stranger/03.wav", true).await;
+    // The two calls run side by side (each on its own gateway): real time is the cost here.
+    let ((_, _, gw), (_, _, plivo)) = tokio::join!(
+        call_saying(P::Telnyx, "scenario1/03.wav+stranger/03.wav", true),
+        call_saying(P::Plivo, "scenario1/03.wav+stranger/03.wav", true)
+    );
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "POST");
     assert_eq!(rest[0].path, "/v2/calls/v3:call-1/actions/hangup");
     assert_eq!(rest[0].auth, "Bearer tx-key");
-    let (_, _, gw) = call_saying(P::Plivo, "scenario1/03.wav+stranger/03.wav", true).await;
+    let gw = plivo;
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "DELETE");
@@ -477,7 +481,11 @@ async fn telnyx_and_plivo_calls_are_hung_up_through_their_rest_apis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telnyx_and_plivo_calls_are_transferred_through_their_rest_apis() {
     // "Confirm my reservation.", then keypad 0: a person.
-    let (_, _, gw) = call_with(P::Telnyx, "scenario1/01.wav", Some('0'), true).await;
+    // The two calls run side by side (each on its own gateway): real time is the cost here.
+    let ((_, _, gw), (_, _, plivo)) = tokio::join!(
+        call_with(P::Telnyx, "scenario1/01.wav", Some('0'), true),
+        call_with(P::Plivo, "scenario1/01.wav", Some('0'), true)
+    );
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "POST");
@@ -488,7 +496,7 @@ async fn telnyx_and_plivo_calls_are_transferred_through_their_rest_apis() {
         json!({"to": "+15005550006"})
     );
 
-    let (_, _, gw) = call_with(P::Plivo, "scenario1/01.wav", Some('0'), true).await;
+    let gw = plivo;
     let rest = gw.rest.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}; {:?}", said(&gw).await);
     assert_eq!(rest[0].method, "POST");

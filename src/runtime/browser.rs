@@ -30,7 +30,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 /// The channel browser calls are recorded under.
@@ -187,7 +186,6 @@ struct RtcRun {
     call: CallState,
     call_id: String,
     caller: String,
-    started: Instant,
     reason: EndReason,
     muted: bool,
     audio: AudioSender,
@@ -308,7 +306,6 @@ impl RtcRun {
             call: CallState::default(),
             call_id,
             caller,
-            started: Instant::now(),
             reason: EndReason::Hangup,
             muted: false,
             audio,
@@ -331,7 +328,7 @@ impl RtcRun {
     }
 
     fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.call.now()
     }
 
     fn outcome(&self) -> Option<String> {
@@ -381,14 +378,8 @@ impl RtcRun {
                     None => self.hang_up("media connection failed"),
                 },
                 _ = tick.tick() => self.tick().await?,
-                Some(d) = self.call.next_done() => {
-                    let now = self.started.elapsed().as_millis() as u64;
-                    self.call.done(now, d);
-                }
-                _ = stop_requested(&mut stop) => {
-                    tracing::warn!("ending the call: the gateway is shutting down");
-                    self.hang_up("ended at shutdown");
-                }
+                                Some(d) = self.call.next_done() => self.call.done_now(d),
+                                _ = stop_requested(&mut stop) => self.call.shutdown(),
             }
             self.flush().await?;
             self.send_page(tx).await;

@@ -28,7 +28,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Everything a live call needs, shared by all calls.
@@ -176,7 +175,6 @@ struct PhoneCall {
     /// When the provider last sent anything (ms on the call's clock).
     last_inbound_ms: u64,
     span: tracing::Span,
-    started: Instant,
     // Inbound audio.
     resampler: Option<StreamResampler>,
     pcm_in: Vec<f32>,
@@ -208,7 +206,6 @@ impl PhoneCall {
             call_id: String::new(),
             last_inbound_ms: 0,
             span,
-            started: Instant::now(),
             resampler: None,
             pcm_in: Vec::with_capacity(4096),
             pcm16: Vec::with_capacity(8192),
@@ -220,7 +217,7 @@ impl PhoneCall {
     }
 
     fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.call.now()
     }
 
     /// Ends the call with `outcome` (the first one given is kept).
@@ -254,7 +251,7 @@ impl PhoneCall {
         let (mut tx, mut rx) = socket.split();
         let mut stop = self.deps.registry.stop_signal();
         loop {
-            let deadline = self.started + Duration::from_millis(self.next_deadline(self.now()));
+            let deadline = self.call.instant_at(self.next_deadline(self.now()));
             tokio::select! {
                 msg = rx.next() => {
                     let frame = match msg {
@@ -284,14 +281,8 @@ impl PhoneCall {
                     self.inbound(parsed).await?;
                 }
                 _ = tokio::time::sleep_until(deadline) => self.timers(),
-                Some(d) = self.call.next_done() => {
-                    let now = self.started.elapsed().as_millis() as u64;
-                    self.call.done(now, d);
-                }
-                _ = stop_requested(&mut stop) => {
-                    tracing::warn!("ending the call: the gateway is shutting down");
-                    self.end_by_gateway("ended at shutdown");
-                }
+                                Some(d) = self.call.next_done() => self.call.done_now(d),
+                                _ = stop_requested(&mut stop) => self.call.shutdown(),
             }
             self.flush().await?;
             self.send_frames(&mut tx).await?;

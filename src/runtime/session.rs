@@ -768,15 +768,49 @@ impl Session {
     }
 }
 
-/// A driver's call before and after its session exists: until the media starts there is no
-/// session, and a call that ends then (refused, no start, the page left) has only an outcome.
-#[derive(Default)]
+/// A live driver's call before and after its session exists, and the call's clock: until the
+/// media starts there is no session, and a call that ends then (refused, no start, the page
+/// left) has only an outcome.
 pub struct CallState {
     session: Option<Session>,
     early_outcome: Option<String>,
+    started: tokio::time::Instant,
+}
+
+impl Default for CallState {
+    fn default() -> Self {
+        CallState {
+            session: None,
+            early_outcome: None,
+            started: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl CallState {
+    /// Milliseconds on the call's clock (since its socket was accepted).
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// When the call's clock reads `ms`.
+    pub fn instant_at(&self, ms: u64) -> tokio::time::Instant {
+        self.started + Duration::from_millis(ms)
+    }
+
+    /// An effect's result, now.
+    pub fn done_now(&mut self, d: Done) {
+        let now = self.now();
+        self.done(now, d);
+    }
+
+    /// The gateway is shutting down: the call ends.
+    pub fn shutdown(&mut self) {
+        tracing::warn!("ending the call: the gateway is shutting down");
+        let now = self.now();
+        self.end_by_gateway(now, "ended at shutdown");
+    }
+
     pub fn start(&mut self, s: Session) {
         self.session = Some(s);
     }

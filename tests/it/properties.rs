@@ -348,6 +348,20 @@ fn drive(wire: &mut Wire, parsed: Result<Inbound, switchboard::transport::Protoc
 }
 
 /// Outbound side after a start: bot audio, a mark, a clear, the idle tail.
+/// A provider's text frames in order, with bot audio sent back once the stream has started,
+/// then `stop`.
+fn play_stream(provider: Provider, msgs: &[String], pcm: &[f32], mark: u64) {
+    let mut wire = Wire::new(provider);
+    for m in msgs {
+        let parsed = wire.parse_text(m);
+        drive(&mut wire, parsed);
+        if wire.is_started() {
+            outbound(&mut wire, pcm, mark);
+        }
+    }
+    drive(&mut wire, Ok(Inbound::Stop));
+}
+
 fn outbound(wire: &mut Wire, pcm: &[f32], mark: u64) {
     let mut out: Vec<Frame> = Vec::new();
     wire.audio(pcm, &mut out);
@@ -398,15 +412,7 @@ proptest! {
         pcm in prop::collection::vec(-1.5f32..1.5, 0..500),
         mark in any::<u64>(),
     ) {
-        let mut wire = Wire::new(Provider::Twilio);
-        for m in &msgs {
-            let parsed = wire.parse_text(m);
-            drive(&mut wire, parsed);
-            if wire.is_started() {
-                outbound(&mut wire, &pcm, mark);
-            }
-        }
-        drive(&mut wire, Ok(Inbound::Stop));
+                play_stream(Provider::Twilio, &msgs, &pcm, mark);
     }
 
     #[test]
@@ -415,15 +421,7 @@ proptest! {
         pcm in prop::collection::vec(-1.5f32..1.5, 0..500),
         mark in any::<u64>(),
     ) {
-        let mut wire = Wire::new(Provider::Telnyx);
-        for m in &msgs {
-            let parsed = wire.parse_text(m);
-            drive(&mut wire, parsed);
-            if wire.is_started() {
-                outbound(&mut wire, &pcm, mark);
-            }
-        }
-        drive(&mut wire, Ok(Inbound::Stop));
+                play_stream(Provider::Telnyx, &msgs, &pcm, mark);
     }
 
     /// After a valid start, media frames with any sequence numbers (repeats, gaps, huge jumps)

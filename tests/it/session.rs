@@ -96,6 +96,16 @@ impl Rig {
             .map(|u| (u.role, u.content.clone(), u.interrupted))
             .collect()
     }
+
+    /// What the caller said, as the agent's history holds it.
+    async fn caller_said(&self) -> Vec<String> {
+        self.history()
+            .await
+            .into_iter()
+            .filter(|(r, _, _)| *r == Role::Caller)
+            .map(|(_, c, _)| c)
+            .collect()
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -112,13 +122,7 @@ async fn a_cancelled_turns_queued_agent_request_never_reaches_the_agent() {
         rig.session.dtmf(rig.t, d);
     }
     rig.play_out().await;
-    let said: Vec<String> = rig
-        .history()
-        .await
-        .into_iter()
-        .filter(|(r, _, _)| *r == Role::Caller)
-        .map(|(_, c, _)| c)
-        .collect();
+    let said = rig.caller_said().await;
     assert_eq!(said, vec!["6".to_string()], "{:#?}", rig.history().await);
     // Exactly one answer besides the greeting, and it was spoken.
     let replies: Vec<_> = rig
@@ -154,12 +158,5 @@ async fn keypad_zero_reaches_the_agent_as_a_key_and_transfers() {
         "{:?}",
         rig.session.end_action()
     );
-    let caller: Vec<_> = rig
-        .history()
-        .await
-        .into_iter()
-        .filter(|(r, _, _)| *r == Role::Caller)
-        .map(|(_, c, _)| c)
-        .collect();
-    assert_eq!(caller, vec!["0".to_string()]);
+    assert_eq!(rig.caller_said().await, vec!["0".to_string()]);
 }

@@ -161,6 +161,9 @@ pub struct Outcome {
     pub slots_ok: Option<bool>,
     /// An action (a successful task) on a record other than the intended one.
     pub wrong_record: bool,
+    /// A record other than the intended one was read back for confirmation (the caller heard
+    /// a booking that was not the one they meant; they declined it).
+    pub wrong_readback: bool,
     pub detail: String,
 }
 
@@ -221,6 +224,7 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         .iter()
         .find_map(|k| u.slots.get(*k).map(|v| (*k, v)));
     let mut attempts = turn.attempts.clone();
+    let mut wrong_readback = false;
     if turn.status == TurnStatus::Confirming {
         let conv = engine.conversation(&id).await?;
         if let Pending::ConfirmMatch { matched, .. } = &conv.pending {
@@ -229,6 +233,7 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
                     .get(k)
                     .is_none_or(|want| slot_matches(k, &param_text(v), want))
             });
+            wrong_readback = !right;
             let answer = if right { "Yes, that's right." } else { "No." };
             turn = engine.say(&id, answer).await?;
             let _ = writeln!(
@@ -333,6 +338,7 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         intent_ok: intent == u.intent,
         slots_ok,
         wrong_record,
+        wrong_readback,
         detail,
     })
 }
@@ -345,6 +351,7 @@ pub struct Score {
     pub slot_n: usize,
     pub slot_ok: usize,
     pub wrong_record: usize,
+    pub wrong_readback: usize,
 }
 
 impl Score {
@@ -356,6 +363,7 @@ impl Score {
             self.slot_ok += usize::from(ok);
         }
         self.wrong_record += usize::from(o.wrong_record);
+        self.wrong_readback += usize::from(o.wrong_readback);
     }
 
     pub fn intent_accuracy(&self) -> f64 {
@@ -368,14 +376,16 @@ impl Score {
 
     pub fn line(&self) -> String {
         format!(
-            "intent {}/{} = {:.1} %, slots {}/{} = {:.1} %, actions on a wrong record {}",
+            "intent {}/{} = {:.1} %, slots {}/{} = {:.1} %, actions on a wrong record {}, \
+             wrong records read back {}",
             self.intent_ok,
             self.n,
             100.0 * self.intent_accuracy(),
             self.slot_ok,
             self.slot_n,
             100.0 * self.slot_accuracy(),
-            self.wrong_record
+            self.wrong_record,
+            self.wrong_readback
         )
     }
 }

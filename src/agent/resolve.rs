@@ -36,6 +36,8 @@ const CONFUSABLE: &[&str] = &[
 
 /// The largest weighted distance at which a record is still offered for confirmation.
 pub const MAX_CODE_DISTANCE: f32 = 1.0;
+/// The same when the caller said the record's name exactly: two slips of the ear.
+pub const MAX_CODE_DISTANCE_NAMED: f32 = 2.0;
 /// Whole-name similarity at or above which a name that was heard badly ("Dondo", "Millie Clark"
 /// for Emily Clarke) still counts as part of the record's, never for "Jane Roe" against "John Doe"
 /// (0.43 as a whole) or "Mark Stone" (0.22).
@@ -79,6 +81,9 @@ pub enum NameMatch {
     /// Some of the record's name words, the same or sounding the same ("Jane" or "Jane Royal"
     /// for "Jane Roe"): enough to offer a confirmation when the code is exact, never alone.
     Partial,
+    /// The record's surname is among the words said, the rest is not ("James Smith" or
+    /// "Millie Clark" for Jane Smith or Emily Clarke): with a code heard nearly, a read-back.
+    Surname,
     /// Sounds like the record's name or nearly spelled like it ("Jondo", "Jon Doe", "Jane Smyth").
     Close,
     /// The same words, in any order, ignoring case and punctuation ("Doe, John").
@@ -109,6 +114,20 @@ fn sounds_alike(a: &str, b: &str) -> bool {
     codes_a
         .iter()
         .any(|x| !x.is_empty() && codes_b.iter().any(|y| x == y))
+}
+
+/// One whole name sounds like the start of the other ("General" for "Jane Roe": JNRL / JNR),
+/// at least three consonant sounds long: a faint match, only ever used with an exact code.
+fn sounds_like_start(a: &str, b: &str) -> bool {
+    let metaphone = DoubleMetaphone::new(Some(8));
+    let (ea, eb) = (metaphone.double_metaphone(a), metaphone.double_metaphone(b));
+    let (pa, pb) = (ea.primary(), eb.primary());
+    let (short, long) = if pa.len() <= pb.len() {
+        (pa, pb)
+    } else {
+        (pb, pa)
+    };
+    short.len() >= 3 && long.starts_with(&short)
 }
 
 /// Compares a spoken name with a record's name.
@@ -143,8 +162,15 @@ pub fn name_match(said: &str, record: &str) -> NameMatch {
     }
     if matched == s.len() && matched == r.len() {
         NameMatch::Close
+    } else if r.len() > 1
+        && used.last() == Some(&true)
+        && s.len() <= r.len() + 1
+        && r.last().is_some_and(|w| w.chars().count() >= 3)
+    {
+        NameMatch::Surname
     } else if (matched > 0 && s.len() <= r.len() + 1)
         || strsim::normalized_levenshtein(&sj, &rj) >= FAINT_SIMILARITY
+        || sounds_like_start(&sj, &rj)
     {
         // Part of the name ("Jane", "Jane Royal" for Jane Roe): enough, with the exact code,
         // to read the record back and ask.
@@ -200,27 +226,42 @@ pub fn resolve<'a, R: Identified>(
             match name_of(r) {
                 NameMatch::Exact => return Resolution::Act(r),
                 _ if r.owned_by(caller_id) => return Resolution::Act(r),
-                NameMatch::Close | NameMatch::Partial => return Resolution::Confirm(r),
+                NameMatch::Close | NameMatch::Surname | NameMatch::Partial => {
+                    return Resolution::Confirm(r);
+                }
                 // Someone else's code: perhaps a near code is the caller's own.
                 NameMatch::None => {}
             }
         }
     }
     // 2. Among the records the caller is verified for (the name matches, or the line owns
-    //    them), the nearest code, if it is near and unique.
+    //    them), the nearest code, if it is near enough for how well the name matched, and
+    //    unique. A name said exactly carries a code heard with two slips ("LM9054" for LMN905);
+    //    a name that sounds alike, or the surname, one slip. A code whose letters were lost
+    //    but whose digits all came through ("the 456", "M905") is one slip.
     let mut scored: Vec<(f32, &R)> = records
         .iter()
-        .filter(|r| {
-            matches!(name_of(r), NameMatch::Exact | NameMatch::Close) || r.owned_by(caller_id)
-        })
-        .map(|r| {
+        .filter_map(|r| {
+            let allowed = match name_of(r) {
+                NameMatch::Exact => MAX_CODE_DISTANCE_NAMED,
+                NameMatch::Close | NameMatch::Surname => MAX_CODE_DISTANCE,
+                _ if r.owned_by(caller_id) => MAX_CODE_DISTANCE,
+                _ => return None,
+            };
+            let named = name_of(r) >= NameMatch::Surname;
             let d = readings
                 .iter()
-                .map(|c| code_distance(c, r.code()))
+                .map(|c| {
+                    let d = code_distance(c, r.code());
+                    if named && digits_came_through(c, r.code()) {
+                        d.min(MAX_CODE_DISTANCE)
+                    } else {
+                        d
+                    }
+                })
                 .fold(f32::INFINITY, f32::min);
-            (d, r)
+            (d <= allowed).then_some((d, r))
         })
-        .filter(|(d, _)| *d <= MAX_CODE_DISTANCE)
         .collect();
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     match scored.as_slice() {
@@ -228,6 +269,31 @@ pub fn resolve<'a, R: Identified>(
         [(d0, _), (d1, _), ..] if d1 <= d0 => Resolution::NotFound,
         [(_, r), ..] => Resolution::Confirm(r),
     }
+}
+
+/// The record's digits (three or more) came through whole in what was heard, while its letters
+/// were lost or misheard ("the 456" or "M905" for LMN905, "2317" for GHJ317 with one digit
+/// added): the reading has no more letters than the record, its letters are near the record's,
+/// and its digits are the record's, with at most one extra digit at either end.
+fn digits_came_through(said: &str, record: &str) -> bool {
+    let digits = |s: &str| -> String { s.chars().filter(char::is_ascii_digit).collect() };
+    let letters = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphabetic)
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    };
+    let (sd, rd) = (digits(said), digits(record));
+    if rd.len() < 3 || !said.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let digits_ok =
+        sd == rd || (sd.len() == rd.len() + 1 && (sd.ends_with(&rd) || sd.starts_with(&rd)));
+    let (sl, rl) = (letters(said), letters(record));
+    // Letters heard must be a near, not longer, version of the record's: lost ones are free.
+    let letters_ok = sl.len() <= rl.len()
+        && code_distance(&sl, &rl) - (rl.len() - sl.len()) as f32 <= MAX_CODE_DISTANCE;
+    digits_ok && letters_ok
 }
 
 #[cfg(test)]
@@ -254,6 +320,7 @@ mod tests {
             Rec("ABC124", "Mark Stone", "user_433"),
             Rec("DEF456", "Jane Smith", "user_402"),
             Rec("KLM482", "Priya Patel", "user_417"),
+            Rec("XYZ789", "Jane Roe", "user_555"),
         ]
     }
 
@@ -317,6 +384,49 @@ mod tests {
         assert_eq!(got, Resolution::Confirm(&recs[3]));
         let got = resolve(&r(&["DEF456"]), Some("Jane"), "user_000", &recs);
         assert_eq!(got, Resolution::Confirm(&recs[2]));
+    }
+
+    #[test]
+    fn a_name_said_well_carries_a_code_heard_badly() {
+        let recs = records();
+        // whisper lost the letters ("the 456") but every digit came through; the surname too.
+        let got = resolve(&r(&["456"]), Some("James Smith"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[2]));
+        let got = resolve(&r(&["789"]), Some("Jane Rowe"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[4]));
+        // One digit too many at the front ("2317" for GHJ317) is still the same digits.
+        assert!(digits_came_through("2317", "GHJ317"));
+        assert!(digits_came_through("M905", "LMN905"));
+        assert!(!digits_came_through("QQQ456", "DEF456"));
+        assert!(!digits_came_through("45", "DEF456"));
+        // Two slips with the exact name; a name only sounding alike allows one.
+        let got = resolve(&r(&["KL4832"]), Some("Priya Patel"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[3]));
+        let got = resolve(&r(&["KL4832"]), Some("Pria Patel"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // The surname and a code one confusion away ("Martyr Stone, APC124").
+        assert_eq!(name_match("Martyr Stone", "Mark Stone"), NameMatch::Surname);
+        let got = resolve(&r(&["APC124"]), Some("Martyr Stone"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[1]));
+        // The exact code and a name that sounds like the start of the holder's ("General").
+        let got = resolve(&r(&["XYZ789"]), Some("General"), "user_000", &recs);
+        assert_eq!(got, Resolution::Confirm(&recs[4]));
+    }
+
+    #[test]
+    fn the_right_digits_under_other_letters_or_names_reveal_nothing() {
+        let recs = records();
+        // The holder's name, but clearly different letters.
+        let got = resolve(&r(&["QQQ456"]), Some("Jane Smith"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // The digits alone, with a first name only or another name.
+        let got = resolve(&r(&["456"]), Some("Jane"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        let got = resolve(&r(&["456"]), Some("Mark Jones"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
+        // Nearly the code, and a first name that is the holder's.
+        let got = resolve(&r(&["DEF457"]), Some("Jane"), "user_000", &recs);
+        assert_eq!(got, Resolution::NotFound);
     }
 
     fn two_of_mine() -> Vec<Rec> {

@@ -77,6 +77,9 @@ async fn callers_never_heard_are_understood() {
     println!("{report}");
     for s in scores.values() {
         assert_eq!(s.wrong_record, 0, "an action on a wrong record:\n{report}");
+        // A code heard badly is read back with the record only when the caller's name carries
+        // it: never someone else's booking.
+        assert_eq!(s.wrong_readback, 0, "a wrong record read back:\n{report}");
     }
     // What the engine does with the caller's words (targets: 95 %).
     let text = &scores[&("text", "dev")];
@@ -92,26 +95,27 @@ async fn callers_never_heard_are_understood() {
     // Through whisper tiny.en on these voices: guards at the figures measured, far from the
     // 95 % target — most misses are words whisper did not hear ("This video is 117 on time
     // today" for "Is B A one seventeen on time today?"). The live path by default (no prompt):
-    // dev 83.3 % intent, 48.6 % slots; held out 79.4 %, 51.9 %.
+    // dev 84.8 % intent, 58.1 % slots; held out 79.4 %, 59.3 % (before the resolver weighed the
+    // name and the code together: 48.6 % and 51.9 % slots).
     let live = &scores[&("plain", "dev")];
     assert!(
-        live.intent_accuracy() >= 0.80 && live.slot_accuracy() >= 0.45,
+        live.intent_accuracy() >= 0.82 && live.slot_accuracy() >= 0.55,
         "{report}"
     );
     let live = &scores[&("plain", "heldout")];
     assert!(
-        live.intent_accuracy() >= 0.75 && live.slot_accuracy() >= 0.45,
+        live.intent_accuracy() >= 0.75 && live.slot_accuracy() >= 0.55,
         "{report}"
     );
-    // With the engine's prompt: dev 87.7 %, 53.3 %; held out 85.3 %, 44.4 %.
+    // With the engine's prompt: dev 89.1 %, 60.0 %; held out 85.3 %, 55.6 %.
     let prompted = &scores[&("prompted", "dev")];
     assert!(
-        prompted.intent_accuracy() >= 0.85 && prompted.slot_accuracy() >= 0.48,
+        prompted.intent_accuracy() >= 0.86 && prompted.slot_accuracy() >= 0.57,
         "{report}"
     );
     let prompted = &scores[&("prompted", "heldout")];
     assert!(
-        prompted.intent_accuracy() >= 0.80 && prompted.slot_accuracy() >= 0.40,
+        prompted.intent_accuracy() >= 0.80 && prompted.slot_accuracy() >= 0.51,
         "{report}"
     );
 }

@@ -152,11 +152,42 @@ fn report() {
         totals.push(s.elapsed());
         firsts.push(Duration::from_micros(st.expect("synth").first_chunk_us));
     }
+    let espeak_first = median(firsts.clone());
     println!(
         "TTS espeak-ng: first chunk {:?} median, whole sentence (2.8 s of audio) {:?} median",
-        median(firsts),
+        espeak_first,
         median(totals)
     );
+    // Piper, the default voice: by clause (the default) and by sentence, against espeak-ng.
+    let mut piper_cfg = Config::embedded().expect("config");
+    piper_cfg.models_dir = root().join("models");
+    let reply = "Sure, I can help with that. I have reservation A B C one two three under John Doe. Is that right?";
+    for unit in [
+        switchboard::tts::PiperUnit::Clause,
+        switchboard::tts::PiperUnit::Sentence,
+    ] {
+        piper_cfg.speech.tts.piper_unit = unit;
+        let piper = switchboard::runtime::speech::load_tts(&piper_cfg).expect("Piper installed");
+        let (mut firsts, mut totals, mut audio_s) = (vec![], vec![], 0.0);
+        for _ in 0..10 {
+            let s = Instant::now();
+            let mut n = 0usize;
+            let st = piper.synthesize(reply, &Voice::default(), &mut |c| {
+                n += c.len();
+                true
+            });
+            totals.push(s.elapsed());
+            firsts.push(Duration::from_micros(st.expect("synth").first_chunk_us));
+            audio_s = n as f64 / f64::from(piper.sample_rate());
+        }
+        let (first, total) = (median(firsts), median(totals));
+        println!(
+            "TTS Piper joe ({unit:?}s, 1 thread): first chunk {first:?} median (x{:.0} espeak-ng's), \
+             whole reply ({audio_s:.1} s of audio) {total:?} median, real-time factor {:.3}",
+            first.as_secs_f64() / espeak_first.as_secs_f64().max(1e-6),
+            total.as_secs_f64() / audio_s.max(1e-6)
+        );
+    }
     // A full scripted call on the virtual clock.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -78,6 +78,8 @@ pub struct SpeechConfig {
     pub asr_workers: usize,
     /// The bot's voice (espeak-ng voice name, words per minute, pitch 0–100).
     pub voice: crate::tts::Voice,
+    /// Which engine speaks it (Piper by default, espeak-ng as its fallback or alone).
+    pub tts: crate::tts::TtsConfig,
     pub call: crate::call::CallConfig,
 }
 
@@ -88,6 +90,7 @@ impl Default for SpeechConfig {
             asr: Default::default(),
             asr_workers: 0,
             voice: Default::default(),
+            tts: Default::default(),
             call: Default::default(),
         }
     }

@@ -20,8 +20,6 @@ use switchboard::models::whisper::GGML_FILE;
 use switchboard::runtime::replay::{CallerSource, replay, transcript};
 use switchboard::runtime::speech::Speech;
 use switchboard::store::Store;
-use switchboard::tts::TtsEngine;
-use switchboard::tts::espeak::Espeak;
 use switchboard::tts::normalize::for_speech;
 
 #[derive(Parser)]
@@ -156,16 +154,23 @@ enum CorpusAction {
 enum ModelsAction {
     /// Download, unpack and verify the models the configuration needs (idempotent).
     Install {
-        /// Only these models (default: all-minilm-l6-v2 and whisper-tiny.en; also: whisper-base).
+        /// Only these models (default: all-minilm-l6-v2, whisper-tiny.en, onnxruntime and
+        /// piper-joe-medium; also: whisper-base).
         names: Vec<String>,
     },
     /// Check installed models against the manifest.
     Verify,
 }
 
-/// What `models install` fetches when no name is given: the router's model and the default
-/// speech model. `whisper-base` (more accurate, twice the cost) is installed when named.
-const DEFAULT_MODELS: &[&str] = &["all-minilm-l6-v2", "whisper-tiny.en"];
+/// What `models install` fetches when no name is given: the router's model, the default speech
+/// model and the bot's voice (Piper and the ONNX runtime it runs on). `whisper-base` (more
+/// accurate, twice the cost) is installed when named.
+const DEFAULT_MODELS: &[&str] = &[
+    "all-minilm-l6-v2",
+    "whisper-tiny.en",
+    "onnxruntime",
+    "piper-joe-medium",
+];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -256,12 +261,19 @@ fn main() -> Result<()> {
             fixtures,
         } => runtime()?.block_on(load(cfg, calls, ramp_ms, fixtures)),
         Command::Say { text, out, rate } => {
-            let tts = Espeak::new(None)?;
+            let tts = switchboard::runtime::speech::load_tts(&cfg)?;
             let mut pcm: Vec<f32> = vec![];
-            tts.synthesize(&for_speech(&text), &cfg.speech.voice, &mut |c| {
+            let started = std::time::Instant::now();
+            let stats = tts.synthesize(&for_speech(&text), &cfg.speech.voice, &mut |c| {
                 pcm.extend(c.iter().map(|s| *s as f32 / 32768.0));
                 true
             })?;
+            eprintln!(
+                "first audio after {} ms, all {} piece(s) in {} ms",
+                stats.first_chunk_us / 1000,
+                stats.chunks,
+                started.elapsed().as_millis()
+            );
             let audio = resample_whole(&pcm, tts.sample_rate(), rate)?;
             write_wav_i16(&out, rate, 1, &audio)?;
             println!(

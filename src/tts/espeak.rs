@@ -16,6 +16,32 @@
 //! never unwinds into C: a panic in the closure is caught, synthesis is aborted (callback
 //! returns 1) and the panic is resumed after `espeak_Synth` returns and the lock is released.
 //!
+//! # Phonemes for other engines
+//! [`Espeak::phonemize`] gives a neural voice (Piper) the IPA of each clause and the punctuation
+//! that ended it. How clauses and their terminators are found:
+//! Piper's reference runner uses `espeak_TextToPhonemesWithTerminator` (espeak-ng ≥ 1.52), which
+//! reports the punctuation that ended each clause. Debian 12's libespeak-ng 1.51 only has
+//! `espeak_TextToPhonemes`, which does not. Rather than splitting the text ourselves (and
+//! disagreeing with espeak about "1.5", "e.g. this", "What?!", "Wait...", long clauses, …), we let
+//! espeak split it and recover the terminator from the text it consumed:
+//!
+//! - each call reads one clause and advances the text pointer. When a clause ends before the end
+//!   of the text, espeak has already read one character of look-ahead (the first character of
+//!   the next clause, kept in its internal `ungot_char`), so the clause's source text ends one
+//!   character before the returned pointer;
+//! - the terminator is the clause's last non-blank character if it is `.` `,` `?` `!` `:` `;`
+//!   and is followed by a blank, the end of the text or a non-alphanumeric character (espeak's
+//!   own rule); a run such as `?!` counts as its first character (as espeak does); an en or em
+//!   dash between blanks counts as `;` (espeak's "extended dash"); `...` and `…` are an ellipsis,
+//!   which Piper maps to no terminator. Punctuation of other scripts (Arabic, CJK, …) is not
+//!   recognised and gives no terminator;
+//! - anything else (end of text without punctuation, a clause espeak cut because it was too long)
+//!   gives `' '`: no terminator.
+//!
+//! Two deliberate differences from piper-tts: a clause followed by a blank line keeps its
+//! punctuation (piper-tts drops it because espeak reports a paragraph instead), and a clause with
+//! no punctuation followed by a blank line gets `'.'` (piper-tts ends the sentence without one).
+//!
 //! This file is the only place in the TTS module with `unsafe`.
 
 use std::any::Any;
@@ -155,6 +181,19 @@ impl Espeak {
     /// The `espeak-ng-data` directory the library loaded.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The IPA of `text` in espeak-ng `voice`, one entry per clause with the punctuation that
+    /// ended it (`. , ? ! : ;`, or `' '` for none); language-switch flags such as `(fr)` are
+    /// removed and clauses without phonemes left out (blank text gives an empty list). Holds the
+    /// process-wide lock, like synthesis.
+    pub fn phonemize(&self, text: &str, voice: &str) -> Result<Vec<(String, char)>, TtsError> {
+        let mut library = lock_library();
+        let lib = library.as_mut().ok_or_else(|| {
+            TtsError::Init("espeak-ng is not initialised (use Espeak::new)".to_string())
+        })?;
+        set_voice(lib, voice)?;
+        text_to_ipa_clauses(text).map_err(TtsError::Synthesis)
     }
 }
 
@@ -311,6 +350,153 @@ fn set_voice(lib: &mut Library, name: &str) -> Result<(), TtsError> {
     }
 }
 
+/// Converts `text` to IPA with espeak-ng, one entry per clause: the clause's IPA (language-switch
+/// flags such as `(en)` removed) and its terminator, one of `. , ? ! : ;` or `' '` for none.
+/// Clauses that produce no phonemes (only punctuation, symbols espeak does not speak) are left
+/// out, so blank or punctuation-only text gives an empty list.
+///
+/// # Caller's duties
+/// libespeak-ng is process-global. The caller must hold `LIBRARY`, must have initialised it (`espeak_Initialize`) and selected the voice (the Piper voice
+/// config's `espeak.voice`, e.g. "en-us"), and must not have enabled SSML or `[[phoneme]]` input
+/// in its `espeak_Synth` flags (those are sticky library globals).
+fn text_to_ipa_clauses(text: &str) -> Result<Vec<(String, char)>, String> {
+    // espeak reads a NUL-terminated string, so interior NULs would cut the text short; other
+    // control characters (0x01 starts an embedded command) are turned into blanks as well.
+    let text: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let c_text = CString::new(text.as_str()).map_err(|_| "text contains a NUL byte".to_string())?;
+    let len = text.len();
+    let base = c_text.as_ptr() as usize;
+    let ipa_mode = sys::espeakPHONEMES_IPA as c_int;
+    let text_mode = sys::espeakCHARS_UTF8 as c_int;
+
+    // espeak keeps the look-ahead character of the last clause it read in a global. A run that
+    // was stopped early (an aborted espeak_Synth) can leave one behind, and the next call would
+    // prepend it to our text. Reading an empty string consumes it.
+    let empty: &CStr = c"";
+    let mut flush: *const c_void = empty.as_ptr().cast();
+    // SAFETY: the caller holds the espeak lock (see above) and the library is initialised.
+    // `flush` points to a NUL-terminated string that outlives the call; espeak only reads it and
+    // writes the advanced pointer (or null) back into `flush`.
+    unsafe { sys::espeak_TextToPhonemes(&mut flush, text_mode, ipa_mode) };
+
+    let mut clauses = Vec::new();
+    let mut cursor: *const c_void = c_text.as_ptr().cast();
+    let mut clause_start = 0usize;
+    let mut consumed = 0usize;
+    // Every call consumes at least one byte; the bound only guards against a library bug.
+    for _ in 0..=len + 2 {
+        if cursor.is_null() {
+            return Ok(clauses);
+        }
+        // SAFETY: as above; `cursor` points into `c_text` (NUL-terminated, alive until the end of
+        // this function). espeak decodes from it, advances it past the text it read (or sets it
+        // to null at the end) and returns a pointer to its own static phoneme buffer, valid until
+        // the next call, which we copy out at once.
+        let phonemes: *const c_char =
+            unsafe { sys::espeak_TextToPhonemes(&mut cursor, text_mode, ipa_mode) };
+        if phonemes.is_null() {
+            return Err("espeak_TextToPhonemes could not decode the text".to_string());
+        }
+        // SAFETY: non-null, NUL-terminated, owned by espeak and unchanged until the next call.
+        let ipa = unsafe { CStr::from_ptr(phonemes) }.to_string_lossy();
+        let ipa = strip_language_flags(&ipa);
+
+        let clause_end = if cursor.is_null() {
+            len
+        } else {
+            let offset = (cursor as usize).wrapping_sub(base);
+            if offset <= consumed || offset > len {
+                return Err(format!(
+                    "espeak_TextToPhonemes moved the text pointer from byte {consumed} to {offset} of {len}"
+                ));
+            }
+            consumed = offset;
+            // Step back over the look-ahead character, which starts the next clause.
+            let mut end = offset - 1;
+            while end > clause_start && !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            end.max(clause_start)
+        };
+        let terminator = clause_terminator(&text, clause_start, clause_end);
+        clause_start = clause_end;
+        if !ipa.trim().is_empty() {
+            clauses.push((ipa, terminator));
+        }
+    }
+    Err("espeak_TextToPhonemes did not reach the end of the text".to_string())
+}
+
+/// Removes espeak's language-switch flags, e.g. `(fr)` around a word it reads as French: any
+/// `(`, at least one character, `)`.
+fn strip_language_flags(ipa: &str) -> String {
+    let mut out = String::with_capacity(ipa.len());
+    let mut rest = ipa;
+    while let Some(open) = rest.find('(') {
+        match rest[open + 1..].find(')') {
+            Some(close) if close > 0 => {
+                out.push_str(&rest[..open]);
+                rest = &rest[open + 1 + close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The terminator of the clause whose source text is `text[start..end]` (see the module docs).
+fn clause_terminator(text: &str, start: usize, end: usize) -> char {
+    let (Some(clause), Some(after)) = (text.get(start..end), text.get(end..)) else {
+        return ' '; // not char boundaries: cannot happen, but never panic
+    };
+    let body = clause.trim_end();
+    let blank_after = &clause[body.len()..];
+    let Some(last) = body.chars().next_back() else {
+        return ' ';
+    };
+    // espeak only ends a clause on punctuation followed by a blank, the end of the text or a
+    // non-alphanumeric character (bracket, quote); "3.14" or "1,000" cut by espeak's clause
+    // length limit are not terminators.
+    let followed_ok =
+        !blank_after.is_empty() || after.chars().next().is_none_or(|c| !c.is_alphanumeric());
+    let punctuation = match last {
+        '.' if body.ends_with("...") => None, // ellipsis: no terminator in Piper
+        '.' | ',' | ':' | ';' => Some(last),
+        '?' | '!' => body
+            .chars()
+            .rev()
+            .take_while(|c| matches!(c, '?' | '!'))
+            .last(),
+        // espeak's "extended dashes" (en/em dash, …) end a clause like a semicolon.
+        '\u{2013}' | '\u{2014}' | '\u{2E3A}' | '\u{2E3B}' | '\u{FE31}' | '\u{FE32}' => Some(';'),
+        '\u{037E}' => Some('?'), // Greek question mark
+        _ => None,
+    };
+    match punctuation {
+        Some(p) if followed_ok => p,
+        _ if blank_after.matches('\n').count() >= 2 && last != '…' && !body.ends_with("...") => {
+            '.'
+        }
+        _ => ' ',
+    }
+}
+
 impl TtsEngine for Espeak {
     fn sample_rate(&self) -> u32 {
         self.sample_rate
@@ -404,6 +590,73 @@ mod tests {
 
     fn engine() -> Espeak {
         Espeak::new(None).expect("espeak-ng initialises (libespeak-ng-dev installed)")
+    }
+
+    fn terminators(text: &str) -> Vec<char> {
+        engine()
+            .phonemize(text, "en-us")
+            .expect("phonemize")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    #[test]
+    fn clause_terminators_follow_espeaks_rules() {
+        let t = |s: &str| clause_terminator(s, 0, s.len());
+        assert_eq!(t("Hello."), '.');
+        assert_eq!(t("Hello, "), ',');
+        assert_eq!(t("Really?! "), '?');
+        assert_eq!(t("Wow!? "), '!');
+        assert_eq!(t("Wait... "), ' ');
+        assert_eq!(t("Wait\u{2026} "), ' ');
+        assert_eq!(t("euros \u{2014} "), ';');
+        assert_eq!(clause_terminator("9\u{2013}5", 0, 2), ' '); // not a char boundary
+        assert_eq!(t("Hello"), ' ');
+        assert_eq!(t("Heading\n\n"), '.');
+        assert_eq!(clause_terminator("3.14", 0, 2), ' ');
+        assert_eq!(clause_terminator("(really?) yes", 0, 8), '?');
+        assert_eq!(t(""), ' ');
+        assert_eq!(
+            strip_language_flags("(fr)b\u{254}\u{303}(en) w"),
+            "b\u{254}\u{303} w"
+        );
+        assert_eq!(strip_language_flags("a(b"), "a(b");
+    }
+
+    #[test]
+    fn phonemes_come_clause_by_clause() {
+        assert_eq!(
+            terminators("Hello, world. How are you? Fine!"),
+            vec![',', '.', '?', '!']
+        );
+        assert_eq!(
+            terminators("It costs 1.5 dollars, e.g. this one"),
+            vec![',', ' ']
+        );
+        assert_eq!(terminators("Note: one; two"), vec![':', ';', ' ']);
+        assert!(terminators("").is_empty());
+        assert!(terminators("...").is_empty());
+        let ipa = engine().phonemize("Is that right?", "en-us").unwrap();
+        assert_eq!(ipa.len(), 1);
+        assert!(ipa[0].0.contains("\u{f0}"), "{ipa:?}"); // the "th" of "that"
+    }
+
+    /// A synthesis stopped by barge-in leaves espeak's look-ahead character behind; the next
+    /// phonemization must not see it.
+    #[test]
+    fn phonemes_after_an_aborted_synthesis_are_clean() {
+        let e = engine();
+        let fresh = e.phonemize("Is that right?", "en-us").unwrap();
+        let stats = e
+            .synthesize(
+                "Zebra, xylophone. Another sentence here.",
+                &Voice::default(),
+                &mut |_| false,
+            )
+            .unwrap();
+        assert!(stats.aborted);
+        assert_eq!(e.phonemize("Is that right?", "en-us").unwrap(), fresh);
     }
 
     fn collect(engine: &Espeak, text: &str, voice: &Voice) -> (Vec<i16>, SynthStats) {

@@ -3,7 +3,10 @@
 //! - [`normalize`]: rewrites written forms ("$125.50", "2025-12-01", "15:00", "ABC123") into the
 //!   words a person says, before any engine sees the text.
 //! - [`espeak`]: the [`Espeak`](espeak::Espeak) engine over the espeak-ng C library (22050 Hz
-//!   mono, formant synthesis, a few milliseconds per sentence).
+//!   mono, formant synthesis, a few milliseconds per sentence); also the phonemizer for Piper.
+//! - [`piper`]: the [`Piper`](piper::Piper) neural voice (the default), an ONNX model run by
+//!   ONNX Runtime, sentence by sentence.
+//! - [`Fallback`]: one engine backed by another (Piper, then espeak-ng if Piper fails).
 //!
 //! Engines implement [`TtsEngine`], so another one (a neural model, a cloud service) can be added
 //! without touching the callers. Synthesis is blocking and streams audio through a callback as it
@@ -11,6 +14,110 @@
 
 pub mod espeak;
 pub mod normalize;
+pub mod piper;
+
+/// Which engine speaks (`[speech.tts] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The Piper neural voice, with espeak-ng as its fallback.
+    Piper,
+    /// espeak-ng alone (formant synthesis: robotic, but tiny and instant).
+    Espeak,
+}
+
+/// `[speech.tts] piper_unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiperUnit {
+    Clause,
+    Sentence,
+}
+
+/// `[speech.tts]`: the engine and, for Piper, its voice.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TtsConfig {
+    pub engine: EngineKind,
+    /// The installed Piper voice (`switchboard models install`).
+    pub piper_voice: String,
+    /// Piper syntheses that can run at once (each holds a copy of the model, ~135 MB).
+    pub piper_sessions: usize,
+    /// ONNX Runtime threads per synthesis.
+    pub piper_threads: usize,
+    /// What one Piper model run speaks: "clause" (the default: the first audio is ready as soon
+    /// as the first clause is, e.g. "Sure," in ~50 ms) or "sentence" (Piper's own choice: the
+    /// intonation carries across commas, but the first audio waits for the whole sentence).
+    pub piper_unit: PiperUnit,
+    /// No sampled variation: the same sentence always sounds the same, and recorded calls
+    /// replay exactly. `false` gives the voice's natural variation from one rendering to the
+    /// next (the cache still reuses a phrase once synthesised).
+    pub deterministic: bool,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig {
+            engine: EngineKind::Piper,
+            piper_voice: "piper-joe-medium".to_string(),
+            piper_sessions: 1,
+            piper_threads: 1,
+            piper_unit: PiperUnit::Clause,
+            deterministic: true,
+        }
+    }
+}
+
+/// An engine that falls back to another when it fails before any audio: the caller still hears
+/// the reply (in the fallback's voice) instead of an apology. A failure after some audio was
+/// handed on is returned as it is (the call's recovery then apologises), so nothing is said
+/// twice. Both must run at the same sample rate.
+pub struct Fallback {
+    primary: Box<dyn TtsEngine>,
+    fallback: Box<dyn TtsEngine>,
+}
+
+impl Fallback {
+    pub fn new(
+        primary: Box<dyn TtsEngine>,
+        fallback: Box<dyn TtsEngine>,
+    ) -> Result<Fallback, TtsError> {
+        if primary.sample_rate() != fallback.sample_rate() {
+            return Err(TtsError::Init(format!(
+                "the fallback engine runs at {} Hz, the primary at {} Hz",
+                fallback.sample_rate(),
+                primary.sample_rate()
+            )));
+        }
+        Ok(Fallback { primary, fallback })
+    }
+}
+
+impl TtsEngine for Fallback {
+    fn sample_rate(&self) -> u32 {
+        self.primary.sample_rate()
+    }
+
+    fn synthesize(
+        &self,
+        text: &str,
+        voice: &Voice,
+        on_chunk: &mut dyn FnMut(&[i16]) -> bool,
+    ) -> Result<SynthStats, TtsError> {
+        let mut produced = false;
+        let result = self.primary.synthesize(text, voice, &mut |chunk| {
+            produced |= !chunk.is_empty();
+            on_chunk(chunk)
+        });
+        match result {
+            Err(e) if !produced => {
+                tracing::warn!(error = %e, "the voice failed; speaking with the fallback engine");
+                self.fallback.synthesize(text, voice, on_chunk)
+            }
+            other => other,
+        }
+    }
+}
 
 /// Which voice to speak with and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -19,6 +19,7 @@ mod scenarios;
 mod security;
 mod session;
 mod softphone;
+mod tts;
 mod twilio;
 mod virtual_calls;
 mod webrtc;

@@ -21,7 +21,8 @@
 //!   `browser` for WebRTC, `replay` on a virtual clock), admission, the shared speech stack.
 //! - `transport`: provider protocols as pure serializers, one `wire::Wire` per stream.
 //! - `webrtc`: the browser softphone's media (webrtc-rs + Opus) and page.
-//! - `asr`, `tts`, `turn`, `audio`: whisper and its worker pool, espeak-ng, the turn detector, DSP.
+//! - `asr`, `tts`, `turn`, `audio`: whisper and its worker pool, the voice (Piper on ONNX Runtime,
+//!   espeak-ng as its fallback and phonemizer), the turn detector, DSP.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
 //! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
 //!   uses it.

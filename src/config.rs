@@ -80,6 +80,8 @@ pub struct SpeechConfig {
     pub voice: crate::tts::Voice,
     /// Which engine speaks it (Piper by default, espeak-ng as its fallback or alone).
     pub tts: crate::tts::TtsConfig,
+    /// The end-of-turn model (Smart Turn) asked at each pause.
+    pub turn_model: crate::call::TurnModelConfig,
     pub call: crate::call::CallConfig,
 }
 
@@ -91,6 +93,7 @@ impl Default for SpeechConfig {
             asr_workers: 0,
             voice: Default::default(),
             tts: Default::default(),
+            turn_model: Default::default(),
             call: Default::default(),
         }
     }

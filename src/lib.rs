@@ -41,6 +41,7 @@ pub mod config;
 pub mod corpus;
 pub mod http;
 pub mod models;
+pub mod onnx;
 pub mod redact;
 pub mod runtime;
 pub mod store;

@@ -154,8 +154,8 @@ enum CorpusAction {
 enum ModelsAction {
     /// Download, unpack and verify the models the configuration needs (idempotent).
     Install {
-        /// Only these models (default: all-minilm-l6-v2, whisper-tiny.en, onnxruntime and
-        /// piper-joe-medium; also: whisper-base).
+        /// Only these models (default: all-minilm-l6-v2, whisper-tiny.en, onnxruntime,
+        /// piper-joe-medium and smart-turn-v3.2; also: whisper-base).
         names: Vec<String>,
     },
     /// Check installed models against the manifest.
@@ -163,13 +163,14 @@ enum ModelsAction {
 }
 
 /// What `models install` fetches when no name is given: the router's model, the default speech
-/// model and the bot's voice (Piper and the ONNX runtime it runs on). `whisper-base` (more
-/// accurate, twice the cost) is installed when named.
+/// model, the bot's voice (Piper and the ONNX runtime it runs on) and the end-of-turn model.
+/// `whisper-base` (more accurate, twice the cost) is installed when named.
 const DEFAULT_MODELS: &[&str] = &[
     "all-minilm-l6-v2",
     "whisper-tiny.en",
     "onnxruntime",
     "piper-joe-medium",
+    "smart-turn-v3.2",
 ];
 
 fn main() -> Result<()> {

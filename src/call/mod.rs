@@ -41,6 +41,8 @@ pub type TurnId = u64;
 
 /// Caller audio enters the core at this rate (the transport decodes and resamples to it).
 pub const CALLER_RATE: u32 = 16_000;
+/// The end-of-turn model hears at most the last 8 s of the utterance.
+pub const END_MODEL_WINDOW: usize = 8 * CALLER_RATE as usize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,6 +69,39 @@ pub struct CallConfig {
     /// Said when an effect fails (see [`EffectKind`]); the session sets it from the template.
     #[serde(skip)]
     pub apology: String,
+    /// The end-of-turn model, when the session has one: set by the session, not configured here
+    /// (see `[speech.turn_model]`).
+    #[serde(skip)]
+    pub turn_model: Option<TurnModelConfig>,
+}
+
+/// `[speech.turn_model]`: an audio model of "is the caller done?" (Smart Turn) asked at each
+/// pause, alongside the speculative transcription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnModelConfig {
+    /// Use the model (when it is installed); otherwise a pause's transcript ending a sentence
+    /// decides, as without it.
+    pub enabled: bool,
+    /// At or above this probability the caller is done: the turn ends after `quick_stop_ms`.
+    pub threshold: f32,
+    /// Below it the caller is still going ("Sure, it's…"): the pause may last this much longer
+    /// than `turn.stop_ms` before the turn ends anyway (the silence fallback).
+    pub hold_ms: u32,
+    /// The same when the pause's transcript reads as a finished sentence all the same ("Yes,
+    /// that's right."): the model and the words disagree, so the pause is held for less.
+    pub doubt_hold_ms: u32,
+}
+
+impl Default for TurnModelConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 0.5,
+            hold_ms: 1400,
+            doubt_hold_ms: 600,
+        }
+    }
 }
 
 impl Default for CallConfig {
@@ -82,6 +117,7 @@ impl Default for CallConfig {
             dtmf_timeout_ms: 2000,
             quick_stop_ms: 350,
             apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
+            turn_model: None,
         }
     }
 }
@@ -117,6 +153,11 @@ pub enum Input<'a> {
     TtsDone {
         turn: TurnId,
     },
+    /// The end-of-turn model's probability that the caller was done at `turn`'s pause.
+    EndPrediction {
+        turn: TurnId,
+        complete: f32,
+    },
     /// An effect the core asked for failed (the recogniser, the agent, the synthesiser): see
     /// [`EffectKind`] for what the caller hears.
     EffectFailed {
@@ -137,6 +178,7 @@ pub enum Input<'a> {
 /// (`CallConfig::apology`, from the template) and the call goes on listening:
 /// - `Asr`: the turn's words are lost; the apology asks the caller to say them again.
 /// - `Agent`: no answer came; the same.
+/// - `TurnModel`: nothing is said; the pause's transcript decides as if there were no model.
 /// - `Tts`: the reply cannot be spoken; the agent keeps only what the caller heard of it
 ///   ([`Effect::Interrupted`]) and the apology is spoken instead. If the apology cannot be
 ///   spoken either, the bot falls silent and listens. A reply that ends the call still ends it.
@@ -146,6 +188,7 @@ pub enum EffectKind {
     Asr,
     Agent,
     Tts,
+    TurnModel,
 }
 
 impl EffectKind {
@@ -154,6 +197,7 @@ impl EffectKind {
             EffectKind::Asr => "asr",
             EffectKind::Agent => "agent",
             EffectKind::Tts => "tts",
+            EffectKind::TurnModel => "turn_model",
         }
     }
 }
@@ -194,6 +238,12 @@ pub enum Effect {
     Synthesize {
         turn: TurnId,
         text: String,
+    },
+    /// Ask the end-of-turn model whether the caller is done: `audio` is the utterance so far,
+    /// its pause included (at most the last 8 s, 16 kHz).
+    PredictEnd {
+        turn: TurnId,
+        audio: Vec<f32>,
     },
     /// Everything still running or queued for `turn` and earlier is stale: drop it.
     CancelTurn {
@@ -249,6 +299,11 @@ pub enum EventKind {
     /// The caller went on after a pause: the tentative transcript is dropped.
     TentativeDropped {
         turn: TurnId,
+    },
+    /// The end-of-turn model's verdict on a pause (probability the caller was done).
+    EndPredicted {
+        turn: TurnId,
+        complete: f32,
     },
     BotReply {
         turn: TurnId,
@@ -355,6 +410,11 @@ struct Tentative {
     text: Option<String>,
     /// Its transcription failed: the apology is said when the turn ends.
     failed: bool,
+    /// The end-of-turn model's verdict: `Some(true)` done, `Some(false)` still going, `None`
+    /// not in yet (or no model, or it failed: then the transcript decides).
+    done: Option<bool>,
+    /// Waiting for the model's verdict.
+    asked: bool,
 }
 
 impl Call {
@@ -478,6 +538,7 @@ impl Call {
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
                     // The caller may still go on: hold the text until the turn is over.
                     t.text = Some(text.trim().to_string());
+                    self.hold_unfinished();
                     self.quick_stop();
                     return;
                 }
@@ -495,6 +556,27 @@ impl Call {
                         said: Said::Speech { text, speech_ms },
                     });
                 }
+            }
+            Input::EndPrediction { turn, complete } => {
+                let Some(m) = self.cfg.turn_model.clone() else {
+                    return;
+                };
+                let Some(t) = self
+                    .tentative
+                    .as_mut()
+                    .filter(|t| t.turn == turn && turn == self.turn)
+                else {
+                    return;
+                };
+                let done = complete >= m.threshold;
+                t.done = Some(done);
+                t.asked = false;
+                self.event(EventKind::EndPredicted {
+                    turn,
+                    complete: (complete * 1000.0).round() / 1000.0,
+                });
+                self.hold_unfinished();
+                self.quick_stop();
             }
             Input::AgentReply { turn, text, end } => {
                 if turn != self.turn {
@@ -632,12 +714,23 @@ impl Call {
                         turn: self.turn,
                         audio,
                     });
+                    let asked = self.cfg.turn_model.is_some();
+                    if asked {
+                        let utt = self.detector.utterance();
+                        let keep = utt.len().min(END_MODEL_WINDOW);
+                        self.effect(Effect::PredictEnd {
+                            turn: self.turn,
+                            audio: utt[utt.len() - keep..].to_vec(),
+                        });
+                    }
                     self.tentative = Some(Tentative {
                         turn: self.turn,
                         end,
                         start,
                         text: None,
                         failed: false,
+                        done: None,
+                        asked,
                     });
                 }
                 TurnEvent::Resume => {
@@ -702,14 +795,35 @@ impl Call {
         }
     }
 
+    /// When the end-of-turn model heard an unfinished turn at this pause, lets the pause last
+    /// longer before it ends the turn: `hold_ms`, or `doubt_hold_ms` once the transcript reads
+    /// as a finished sentence. Set again as each result arrives (the model usually answers
+    /// before whisper).
+    fn hold_unfinished(&mut self) {
+        let (Some(m), Some(t)) = (self.cfg.turn_model.as_ref(), self.tentative.as_ref()) else {
+            return;
+        };
+        if t.turn != self.turn || t.done != Some(false) {
+            return;
+        }
+        let finished = t.text.as_deref().is_some_and(reads_finished);
+        let ms = if finished { m.doubt_hold_ms } else { m.hold_ms };
+        self.detector.hold_pause(ms);
+    }
+
     /// Ends the turn after `quick_stop_ms` of silence instead of `stop_ms` when the pause's
     /// transcript reads as a finished sentence.
     fn quick_stop(&mut self) {
         let quick = self.cfg.quick_stop_ms as u64 * CALLER_RATE as u64 / 1000;
         let ready = self.tentative.as_ref().is_some_and(|t| {
+            // The model's verdict when there is one; without it (none, failed) the transcript's.
+            let finished = match t.done {
+                Some(done) => done && t.text.is_some(),
+                None => !t.asked && t.text.as_deref().is_some_and(reads_finished),
+            };
             quick > 0
                 && t.turn == self.turn
-                && t.text.as_deref().is_some_and(reads_finished)
+                && finished
                 && self.detector.state() == TurnState::Stopping
                 && self.detector.position().saturating_sub(t.end) >= quick
         });
@@ -968,6 +1082,13 @@ impl Call {
             return;
         }
         match effect {
+            EffectKind::TurnModel => {
+                if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
+                    // No verdict: the transcript decides, as without a model.
+                    t.asked = false;
+                    self.quick_stop();
+                }
+            }
             EffectKind::Asr => {
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
                     // The caller may still go on; the apology waits for the end of the turn.

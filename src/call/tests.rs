@@ -36,6 +36,9 @@ struct World {
     fail_agent: bool,
     fail_tts: Vec<String>,
     synthesized: Vec<String>,
+    /// The end-of-turn model's verdicts for the pauses, in order (answered at once); a NaN is
+    /// a failure of the model.
+    verdicts: Vec<f32>,
 }
 
 impl World {
@@ -58,6 +61,7 @@ impl World {
             fail_agent: false,
             fail_tts: vec![],
             synthesized: vec![],
+            verdicts: vec![],
         }
     }
 
@@ -174,6 +178,24 @@ impl World {
                     );
                     self.call.handle(self.now, Input::TtsDone { turn });
                 }
+                Output::Effect(Effect::PredictEnd { turn, audio }) => {
+                    assert!(audio.len() <= END_MODEL_WINDOW && audio.len() > 16_000 / 4);
+                    let complete = self.verdicts.remove(0);
+                    if complete.is_nan() {
+                        self.timeline
+                            .push(format!("{} end model failed {turn}", self.now));
+                        self.call.handle(
+                            self.now,
+                            Input::EffectFailed {
+                                turn,
+                                effect: EffectKind::TurnModel,
+                            },
+                        );
+                    } else {
+                        self.call
+                            .handle(self.now, Input::EndPrediction { turn, complete });
+                    }
+                }
                 Output::Effect(Effect::CancelTurn { turn }) => {
                     self.timeline.push(format!("{} cancel {turn}", self.now))
                 }
@@ -239,6 +261,7 @@ fn describe(k: &EventKind) -> String {
         EventKind::TranscriptDropped { turn } => format!("transcript {turn} dropped"),
         EventKind::Tentative { turn } => format!("tentative {turn}"),
         EventKind::TentativeDropped { turn } => format!("tentative {turn} dropped"),
+        EventKind::EndPredicted { turn, complete } => format!("end predicted {turn}: {complete}"),
         EventKind::BotReply { turn, text } => format!("bot reply {turn}: {text}"),
         EventKind::BotAudioStart { turn } => format!("bot audio start {turn}"),
         EventKind::BotAudioEnd { turn } => format!("bot audio end {turn}"),
@@ -813,4 +836,124 @@ fn poll_timeout_names_the_next_pacing_and_keypad_deadlines() {
     w.call.handle(w.now, Input::Dtmf('4'));
     w.drain();
     assert_eq!(w.call.poll_timeout(), Some(w.now + 2000));
+}
+
+fn with_end_model(replies: Vec<&'static str>) -> World {
+    let mut w = World::new(replies);
+    let cfg = CallConfig {
+        turn_model: Some(TurnModelConfig::default()),
+        ..CallConfig::default()
+    };
+    w.call = Call::new(cfg);
+    w
+}
+
+#[test]
+fn the_end_model_decides_a_pause_instead_of_the_punctuation() {
+    // Done by the model's ear although whisper wrote no full stop: the quick stop, as for a
+    // finished sentence without a model (2560).
+    let mut w = with_end_model(vec!["Done."]);
+    w.transcripts = vec!["Confirm my reservation"];
+    w.verdicts = vec![0.9];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribed 1: Confirm my reservation\n\
+         2420 end predicted 1: 0.9\n\
+         2560 caller speech end (1210 ms)\n\
+         2560 transcript 1: Confirm my reservation\n\
+         2560 agent asked: Confirm my reservation\n\
+         2560 bot reply 1: Done.\n\
+         2560 bot audio start 1\n\
+         2880 bot audio end 1",
+        "\n{t}"
+    );
+}
+
+/// "Sure, it's" ... 900 ms ... "A B C one two three": the pause is longer than `stop_ms` (600),
+/// so without the model the caller is cut off and the rest is a second request; with it the
+/// pause is held and the caller's whole turn is one request.
+#[test]
+fn an_unfinished_pause_is_held_so_the_caller_is_not_cut_off() {
+    let run = |model: bool| {
+        let mut w = if model {
+            with_end_model(vec!["Thanks.", "Thanks."])
+        } else {
+            World::new(vec!["Thanks.", "Thanks."])
+        };
+        w.transcripts = vec!["Sure, it's.", "Sure, it's ABC123."];
+        w.verdicts = vec![0.05, 0.95];
+        w.play(&silence(ms(1000)));
+        w.play(&speech_like(ms(800), -20.0, 7));
+        w.play(&silence(ms(900)));
+        w.play(&speech_like(ms(1200), -20.0, 8));
+        w.play(&silence(ms(3000)));
+        w.timeline
+            .iter()
+            .filter(|l| l.contains("agent asked"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(false),
+        [
+            "2420 agent asked: Sure, it's.",
+            "4260 agent asked: Sure, it's ABC123."
+        ]
+    );
+    assert_eq!(run(true), ["4260 agent asked: Sure, it's ABC123."]);
+}
+
+#[test]
+fn an_unfinished_pause_still_ends_the_turn_after_the_hold() {
+    // The model hears an unfinished turn and the caller says nothing more: the turn ends after
+    // stop_ms + hold_ms (600 + 1400) of silence, not never.
+    let mut w = with_end_model(vec!["Thanks."]);
+    w.transcripts = vec!["My number is"];
+    w.verdicts = vec![0.1];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2420 tentative 1\n\
+         2420 transcribed 1: My number is\n\
+         2420 end predicted 1: 0.1\n\
+         4220 caller speech end (1210 ms)\n\
+         4220 transcript 1: My number is\n\
+         4220 agent asked: My number is\n\
+         4220 bot reply 1: Thanks.\n\
+         4220 bot audio start 1\n\
+         4680 bot audio end 1",
+        "\n{t}"
+    );
+}
+
+#[test]
+fn a_failed_end_model_leaves_the_decision_to_the_transcript() {
+    let mut w = with_end_model(vec!["Done."]);
+    w.transcripts = vec!["Confirm my reservation."];
+    w.verdicts = vec![f32::NAN];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let asked: Vec<&String> = w
+        .timeline
+        .iter()
+        .filter(|l| l.contains("agent asked") || l.contains("failed"))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "2420 end model failed 1",
+            "2560 agent asked: Confirm my reservation."
+        ]
+    );
 }

@@ -72,10 +72,20 @@ pub const PIPER_JOE: ModelSpec = ModelSpec {
     files: &["en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"],
 };
 
+/// Smart Turn v3.2 (BSD-2): an audio model of "is the caller done?" over the last 8 s of speech
+/// (Whisper-style log-mel features), shipped inside Pipecat's wheel; only the model is kept.
+pub const SMART_TURN: ModelSpec = ModelSpec {
+    name: "smart-turn-v3.2",
+    package: "pipecat-ai",
+    version: "1.14.0",
+    files: &["smart-turn-v3.2-cpu.onnx"],
+};
+
 const CATALOG: &[ModelSpec] = &[
     MINILM,
     ONNXRUNTIME,
     PIPER_JOE,
+    SMART_TURN,
     crate::models::whisper::WHISPER_TINY_EN.manifest,
     crate::models::whisper::WHISPER_BASE.manifest,
 ];

@@ -114,6 +114,8 @@ pub enum Done {
         audio: Arc<Vec<f32>>,
         last: bool,
     },
+    /// The end-of-turn model's probability that the caller was done at `turn`'s pause.
+    EndPrediction { turn: TurnId, complete: f32 },
     Failed {
         turn: TurnId,
         effect: EffectKind,
@@ -273,6 +275,29 @@ impl Effects {
             Effect::Interrupted { turn, heard } => {
                 self.agent(AgentJob::Heard { turn, heard }).await?;
                 Ok(false)
+            }
+            Effect::PredictEnd { turn, audio } => {
+                let Some(model) = self.speech.turn_model.clone() else {
+                    // No model: the core only asks when the session gave it one.
+                    return Ok(false);
+                };
+                self.spawn_cancellable(turn, async move {
+                    let verdict = tokio::task::spawn_blocking(move || model.predict(&audio)).await;
+                    match verdict {
+                        Ok(Ok(complete)) => Done::EndPrediction { turn, complete },
+                        Ok(Err(e)) => Done::Failed {
+                            turn,
+                            effect: EffectKind::TurnModel,
+                            what: format!("end-of-turn model failed: {e}"),
+                        },
+                        Err(e) => Done::Failed {
+                            turn,
+                            effect: EffectKind::TurnModel,
+                            what: format!("end-of-turn model stopped: {e}"),
+                        },
+                    }
+                });
+                Ok(true)
             }
             Effect::CancelTurn { turn } => {
                 self.cancelled.send_if_modified(|c| {
@@ -465,6 +490,7 @@ impl Session {
         let mut cfg = parts.call.clone();
         cfg.out_rate = parts.out_rate;
         cfg.apology = parts.engine.template.lines.apology.clone();
+        cfg.turn_model = parts.speech.turn_model_config();
         let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
         Session {
             call: Call::new(cfg),
@@ -657,6 +683,9 @@ impl Session {
                 if last {
                     call.handle(now, Input::TtsDone { turn });
                 }
+            }
+            Done::EndPrediction { turn, complete } => {
+                call.handle(now, Input::EndPrediction { turn, complete })
             }
             Done::Failed { turn, effect, what } => {
                 tracing::warn!(turn, effect = effect.as_str(), "{what}");

@@ -5,9 +5,11 @@
 use crate::asr::pool::AsrPool;
 use crate::asr::whisper::{Transcript, Whisper};
 use crate::audio::resample::StreamResampler;
+use crate::call::TurnModelConfig;
 use crate::config::Config;
-use crate::models::ONNXRUNTIME;
 use crate::models::whisper::GGML_FILE;
+use crate::models::{ONNXRUNTIME, SMART_TURN};
+use crate::onnx::smart_turn::SmartTurn;
 use crate::tts::espeak::Espeak;
 use crate::tts::normalize::for_speech;
 use crate::tts::piper::{Piper, PiperOptions, SynthesisUnit};
@@ -67,10 +69,28 @@ pub fn load_tts(cfg: &Config) -> Result<Arc<dyn TtsEngine>> {
     }
 }
 
+/// Smart Turn v3.2 on the installed ONNX Runtime.
+pub fn load_turn_model(cfg: &Config) -> Result<SmartTurn> {
+    let need = |name: &str| {
+        crate::models::verify(&cfg.models_dir, name).with_context(|| {
+            format!(
+                "the end-of-turn model needs {name} (or set [speech.turn_model] enabled = false)"
+            )
+        })
+    };
+    let runtime = need(ONNXRUNTIME.name)?.join(ONNXRUNTIME.files[0]);
+    let model = need(SMART_TURN.name)?.join(SMART_TURN.files[0]);
+    let env = crate::onnx::ort_environment(&runtime).map_err(anyhow::Error::msg)?;
+    SmartTurn::load(&env, &model).map_err(anyhow::Error::msg)
+}
+
 #[derive(Clone)]
 pub struct Speech {
     pub asr: AsrPool,
     pub tts: Arc<dyn TtsEngine>,
+    /// The end-of-turn model (Smart Turn), when `[speech.turn_model]` enables it.
+    pub turn_model: Option<Arc<SmartTurn>>,
+    turn_model_cfg: TurnModelConfig,
     pub voice: Voice,
     /// Synthesised audio by (text, rate). Besides saving work, it makes replays deterministic:
     /// espeak-ng's rendering of a sentence varies by a few milliseconds with what it said before
@@ -97,12 +117,32 @@ impl Speech {
         };
         let asr = AsrPool::start(&model, workers, workers * 4)?;
         let tts = load_tts(cfg)?;
+        let turn_model = if s.turn_model.enabled {
+            Some(Arc::new(load_turn_model(cfg)?))
+        } else {
+            None
+        };
         Ok(Speech {
             asr,
             tts,
+            turn_model,
+            turn_model_cfg: s.turn_model.clone(),
             voice: s.voice.clone(),
             cache: Arc::default(),
         })
+    }
+
+    /// What a call's core is told about the end-of-turn model: its settings when there is one.
+    pub fn turn_model_config(&self) -> Option<TurnModelConfig> {
+        self.turn_model
+            .as_ref()
+            .map(|_| self.turn_model_cfg.clone())
+    }
+
+    /// Without the end-of-turn model (the pause's transcript decides, as before it).
+    pub fn without_turn_model(mut self) -> Speech {
+        self.turn_model = None;
+        self
     }
 
     /// Transcribes an utterance on the ASR pool; `prompt` is whisper's initial prompt.

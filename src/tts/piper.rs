@@ -34,16 +34,15 @@
 //! `intra_threads` threads (default 1) and never spin-waits.
 //!
 //! # ONNX Runtime
-//! The runtime library is loaded at run time (`ort` feature `load-dynamic`) and `ort` allows one
-//! environment per process: [`ort_environment`] creates it once and hands out clones. Other
-//! ONNX users in the process must get theirs from it too.
+//! The runtime library is loaded at run time (`ort` feature `load-dynamic`); the process's one
+//! environment comes from [`crate::onnx`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use ort::environment::Environment;
+use crate::onnx::{ort_environment, session};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorRef};
 use serde::Deserialize;
@@ -54,10 +53,6 @@ use super::{SynthStats, TtsEngine, TtsError, Voice};
 
 /// Errors here are the engine trait's: `Init` (runtime, model or voice config) and `Synthesis`.
 type PiperError = TtsError;
-
-fn init_err<R>(context: &str) -> impl FnOnce(ort::Error<R>) -> PiperError + '_ {
-    move |e| PiperError::Init(format!("{context}: {e}"))
-}
 
 fn synth_err(context: &str) -> impl FnOnce(ort::Error) -> PiperError + '_ {
     move |e| PiperError::Synthesis(format!("{context}: {e}"))
@@ -274,49 +269,6 @@ pub struct UnitStats {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ONNX Runtime environment (one per process)
-// ---------------------------------------------------------------------------------------------
-
-static ORT_ENV: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
-
-/// The process's ONNX Runtime environment, loading the runtime library from `ort_lib` the first
-/// time. Asking for a different library afterwards is an error: only one can be loaded.
-pub fn ort_environment(ort_lib: &Path) -> Result<Environment, PiperError> {
-    let mut slot = ORT_ENV.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((loaded, env)) = slot.as_ref() {
-        if same_file(loaded, ort_lib) {
-            return Ok(env.clone());
-        }
-        return Err(PiperError::Init(format!(
-            "ONNX Runtime is already loaded from {}; cannot also load {}",
-            loaded.display(),
-            ort_lib.display()
-        )));
-    }
-    if !ort_lib.is_file() {
-        return Err(PiperError::Init(format!(
-            "no ONNX Runtime library at {}",
-            ort_lib.display()
-        )));
-    }
-    let env = ort::init_from(ort_lib)
-        .map_err(|e| PiperError::Init(format!("loading ONNX Runtime: {e}")))?
-        .with_name("switchboard")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| PiperError::Init(format!("creating the ONNX Runtime environment: {e}")))?;
-    *slot = Some((ort_lib.to_path_buf(), env.clone()));
-    Ok(env)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Session pool
 // ---------------------------------------------------------------------------------------------
 
@@ -424,7 +376,7 @@ impl Piper {
         };
         let (bos, eos, pad) = (special('^')?, special('$')?, special('_')?);
 
-        let env = ort_environment(ort_lib)?;
+        let env = ort_environment(ort_lib).map_err(PiperError::Init)?;
         if !onnx.is_file() {
             return Err(PiperError::Init(format!("no model at {}", onnx.display())));
         }
@@ -436,7 +388,7 @@ impl Piper {
         };
         let mut sessions = Vec::with_capacity(options.sessions);
         for _ in 0..options.sessions {
-            sessions.push(open_session(&env, onnx, options.intra_threads)?);
+            sessions.push(session(&env, onnx, options.intra_threads).map_err(PiperError::Init)?);
         }
         let first = sessions
             .first()
@@ -717,25 +669,6 @@ impl Piper {
         }
         Ok(stats)
     }
-}
-
-fn open_session(
-    env: &Environment,
-    onnx: &Path,
-    intra_threads: usize,
-) -> Result<Session, PiperError> {
-    Session::builder(env)
-        .map_err(init_err("session builder"))?
-        .with_intra_threads(intra_threads)
-        .map_err(init_err("intra-op threads"))?
-        .with_inter_threads(1)
-        .map_err(init_err("inter-op threads"))?
-        .with_intra_op_spinning(false)
-        .map_err(init_err("intra-op spinning"))?
-        .with_inter_op_spinning(false)
-        .map_err(init_err("inter-op spinning"))?
-        .commit_from_file(onnx)
-        .map_err(|e| PiperError::Init(format!("loading {}: {e}", onnx.display())))
 }
 
 fn micros(since: Instant) -> u64 {

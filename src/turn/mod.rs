@@ -244,6 +244,9 @@ pub struct TurnDetector {
     resume_run: u32,
     /// `Pause` was reported for the current silence.
     paused: bool,
+    /// Extra silence (samples) the current pause may last before it ends the utterance (an
+    /// end-of-turn model judged the speech so far unfinished); 0 when not held.
+    hold: u64,
 }
 
 /// The configuration turned into samples, frames and linear powers.
@@ -342,6 +345,7 @@ impl TurnDetector {
             silence_start: 0,
             resume_run: 0,
             paused: false,
+            hold: 0,
             cfg,
             p,
         }
@@ -406,6 +410,7 @@ impl TurnDetector {
         self.silence_start = 0;
         self.resume_run = 0;
         self.paused = false;
+        self.hold = 0;
     }
 
     /// The utterance's audio (pre-roll included) up to position `end`, e.g. a `Pause`'s end.
@@ -426,6 +431,17 @@ impl TurnDetector {
         self.paused = false;
         self.utt_len = (self.utt_pre as u64 + (end - start)) as usize;
         Some((start, end))
+    }
+
+    /// Lets the current pause last `extra_ms` longer than `stop_ms` before it ends the
+    /// utterance (the speech so far sounds unfinished: "Sure, it's…"). Only while `Stopping`;
+    /// the hold lapses when the caller speaks again or the utterance ends. `max_utterance_ms`
+    /// still applies.
+    pub fn hold_pause(&mut self, extra_ms: u32) {
+        if self.state == TurnState::Stopping {
+            let rate = self.p.frame_len as u64 * u64::from(FRAMES_PER_SECOND);
+            self.hold = u64::from(extra_ms.min(60_000)) * rate / 1000;
+        }
     }
 
     /// The onset (first speech-like frame) of the speech under way, confirmed (`Speaking`) or
@@ -518,6 +534,7 @@ impl TurnDetector {
                     self.resume_run += 1;
                     if self.resume_run >= self.p.resume_frames {
                         self.state = TurnState::Speaking;
+                        self.hold = 0;
                         if std::mem::take(&mut self.paused) {
                             events.push(TurnEvent::Resume);
                         }
@@ -526,7 +543,7 @@ impl TurnDetector {
                     self.resume_run = 0;
                 }
                 let silent = s1 - self.silence_start;
-                if self.state == TurnState::Stopping && silent >= self.p.stop {
+                if self.state == TurnState::Stopping && silent >= self.p.stop + self.hold {
                     self.end(self.silence_start, false, events);
                 } else {
                     if self.state == TurnState::Stopping
@@ -595,6 +612,7 @@ impl TurnDetector {
     fn end(&mut self, end: u64, forced: bool, events: &mut Vec<TurnEvent>) {
         self.state = TurnState::Quiet;
         self.paused = false;
+        self.hold = 0;
         let start = self.onset;
         let len = self.utt_pre as u64 + (end - start);
         self.utt_len = (len as usize).min(self.utt_len);

@@ -20,6 +20,7 @@ mod security;
 mod session;
 mod softphone;
 mod tts;
+mod turn_taking;
 mod twilio;
 mod virtual_calls;
 mod webrtc;

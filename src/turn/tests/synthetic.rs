@@ -737,3 +737,62 @@ fn ending_at_the_pause_gives_the_utterance_up_to_it() {
     det.push(&silence(ms(1000)), &mut ev);
     assert!(ev.is_empty(), "{ev:?}");
 }
+
+/// An end-of-turn model that judges the speech so far unfinished holds the pause: a 700 ms pause
+/// (two turns by default) stays inside one turn, and the hold lapses once the caller speaks
+/// again, so the next pause ends at `stop_ms` as usual.
+#[test]
+fn a_held_pause_keeps_the_turn_open() {
+    let a = speech_like(ms(1000), SPEECH_DBFS, 15);
+    let b = speech_like(ms(1000), SPEECH_DBFS, 16);
+    let audio = concat(&[
+        &silence(ms(500)),
+        &a,
+        &silence(ms(700)),
+        &b,
+        &silence(ms(2000)),
+    ]);
+    let mut det = TurnDetector::new(TurnConfig::default(), RATE);
+    let mut events = Vec::new();
+    let mut all = Vec::new();
+    for c in audio.chunks(320) {
+        events.clear();
+        det.push(c, &mut events);
+        for e in &events {
+            if matches!(e, TurnEvent::Pause { .. }) {
+                det.hold_pause(1000);
+            }
+            all.push((*e, det.position()));
+        }
+    }
+    let ends: Vec<(u64, u64, u64)> = all
+        .iter()
+        .filter_map(|(e, at)| match e {
+            TurnEvent::SpeechEnd { start, end, .. } => Some((*start, *end, *at)),
+            _ => None,
+        })
+        .collect();
+    let [(start, end, emitted)] = ends[..] else {
+        panic!("{all:?}");
+    };
+    assert_near("start", start, ms(500), ms(20));
+    assert_near("end", end, ms(3200), ms(20));
+    // The second pause was held too (a new Pause, a new hold): 600 + 1000 ms after the end.
+    assert_near("emitted", emitted, end + ms(1600), ms(20));
+    // Without a pause to hold (speaking), nothing changes.
+    let mut fresh = TurnDetector::new(TurnConfig::default(), RATE);
+    fresh.hold_pause(1000);
+    let plain = run(&audio);
+    let mut ev = Vec::new();
+    let mut n = 0;
+    for c in audio.chunks(320) {
+        ev.clear();
+        fresh.push(c, &mut ev);
+        n += ev
+            .iter()
+            .filter(|e| matches!(e, TurnEvent::SpeechEnd { .. }))
+            .count();
+    }
+    assert_eq!(n, 2);
+    assert_eq!(plain.len(), 4);
+}

@@ -1,0 +1,252 @@
+//! Turn-taking on meaning: the end-of-turn model (Smart Turn v3.2) against the pause's transcript
+//! alone, on callers the project never tuned on (flite's voices, not the bot's) over the phone
+//! line (8 kHz μ-law). Two sets:
+//! - **paused**: a caller stops mid-turn for 0.9–1.2 s ("Sure, it's … A B C one two three.",
+//!   "um … ") — ending the turn at that pause cuts them off;
+//! - **complete**: a whole request, then silence — the time from the end of speech to the
+//!   agent being asked is the end-of-turn latency.
+//!
+//! The real call core runs on a virtual clock; whisper and the model run for real, and each
+//! result reaches the core as late as it took on this machine, so latencies are what a call
+//! would see. A report is printed; the test asserts what the model is for (fewer cut-offs) and
+//! the silence fallback (no finished turn waits past `stop_ms + hold_ms`). The settings were
+//! chosen with this whole set in view; there is no held-out split here.
+
+use crate::common::models_dir;
+use std::collections::BTreeMap;
+use std::process::Command;
+use switchboard::asr::whisper::{AsrConfig, Whisper};
+use switchboard::audio::decode::{ChannelPick, read_audio_at};
+use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
+use switchboard::audio::resample::resample_whole;
+use switchboard::call::{Call, Effect, Input, Output, Said};
+use switchboard::config::Config;
+use switchboard::onnx::smart_turn::SmartTurn;
+
+const PAUSED: &[(&str, &str)] = &[
+    ("Sure, it's", "A B C one two three."),
+    ("My reservation number is", "K L M four eight two."),
+    ("The code is A B C", "one two three."),
+    ("I'd like to", "cancel my reservation."),
+    ("It's under the name", "John Doe."),
+    ("Um,", "what time is check-in?"),
+    (
+        "My member number is five one seven six",
+        "double oh two four.",
+    ),
+    ("I need to change my flight to", "the fifth."),
+    ("So the booking reference is", "L M N nine oh five."),
+    ("Can you tell me", "how much I owe for November?"),
+];
+
+const COMPLETE: &[&str] = &[
+    "What's my bill this month?",
+    "I want to cancel my reservation.",
+    "Yes, that's right.",
+    "No.",
+    "Could you check my reservation please?",
+    "The code is A B C one two three, and the name is John Doe.",
+    "Thank you, goodbye.",
+    "What time is check-in?",
+    "I need a taxi to the airport.",
+    "Can I get extra towels in room four twelve?",
+];
+
+const VOICES: &[&str] = &["slt", "rms"];
+
+fn flite(text: &str, voice: &str) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("x.wav");
+    let ok = Command::new("flite")
+        .args(["-voice", voice, "-t", text, "-o"])
+        .arg(&wav)
+        .status()
+        .expect("flite (installed by .ci/setup)")
+        .success();
+    assert!(ok, "flite failed on {text:?}");
+    let audio = read_audio_at(&wav, ChannelPick::Mix, 16_000).unwrap();
+    // flite's own leading and trailing silence: trim to the speech.
+    let loud = |x: &f32| x.abs() > 0.01;
+    let first = audio.iter().position(loud).unwrap_or(0);
+    let last = audio.iter().rposition(loud).map_or(audio.len(), |i| i + 1);
+    audio[first..last].to_vec()
+}
+
+/// The phone line: 16 kHz → 8 kHz μ-law → 16 kHz, as the gateway hears a caller.
+fn phone(x: &[f32]) -> Vec<f32> {
+    let narrow = resample_whole(x, 16_000, 8_000).unwrap();
+    let mut ulaw = vec![0u8; narrow.len()];
+    encode_ulaw_from(&narrow, &mut ulaw);
+    let mut back = vec![0f32; ulaw.len()];
+    decode_ulaw_into(&ulaw, &mut back);
+    resample_whole(&back, 8_000, 16_000).unwrap()
+}
+
+fn silence(ms: usize) -> Vec<f32> {
+    vec![0.0; ms * 16]
+}
+
+/// One caller turn through the core: when the agent was asked (ms) and with what.
+fn run(
+    audio: &[f32],
+    model: Option<&SmartTurn>,
+    whisper: &Whisper,
+    cfg: &Config,
+) -> Vec<(u64, String)> {
+    let mut call_cfg = cfg.speech.call.clone();
+    call_cfg.turn_model = model.map(|_| cfg.speech.turn_model.clone());
+    let mut call = Call::new(call_cfg);
+    let mut asr = whisper.transcriber().unwrap();
+    let mut pending: BTreeMap<(u64, u64), Input<'static>> = BTreeMap::new();
+    let mut seq = 0;
+    let mut asked = vec![];
+    let mut now = 0u64;
+    for frame in audio.chunks(320) {
+        now += 20;
+        call.handle(now, Input::CallerAudio(frame));
+        if call.poll_timeout().is_some_and(|t| t <= now) {
+            call.handle(now, Input::Timeout);
+        }
+        loop {
+            // Results whose time has come, in the order they were ready.
+            while let Some((&(at, k), _)) = pending.iter().next() {
+                if at > now {
+                    break;
+                }
+                let input = pending.remove(&(at, k)).unwrap();
+                call.handle(now, input);
+            }
+            let Some(o) = call.poll() else { break };
+            if let Output::Effect(e) = o {
+                let started = std::time::Instant::now();
+                let input = match e {
+                    Effect::Transcribe { turn, audio } => Input::Transcript {
+                        turn,
+                        text: asr.transcribe(&audio, None).unwrap().text,
+                    },
+                    Effect::PredictEnd { turn, audio } => {
+                        let complete = model.unwrap().predict(&audio).unwrap();
+                        asked.push((now, format!("[end model {complete:.2}]")));
+                        Input::EndPrediction { turn, complete }
+                    }
+                    Effect::AskAgent { said, .. } => {
+                        if let Said::Speech { text, .. } = said {
+                            asked.push((now, text));
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let took = started.elapsed().as_millis() as u64;
+                seq += 1;
+                pending.insert((now + took, seq), input);
+            }
+        }
+    }
+    asked
+}
+
+#[derive(Default)]
+struct Tally {
+    cut: usize,
+    paused: usize,
+    latencies: Vec<u64>,
+    held: usize,
+}
+
+#[test]
+fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
+    let mut cfg = Config::embedded().unwrap();
+    cfg.models_dir = models_dir();
+    let whisper = Whisper::load(
+        &switchboard::models::verify(&cfg.models_dir, "whisper-tiny.en")
+            .unwrap()
+            .join(switchboard::models::whisper::GGML_FILE),
+        AsrConfig::default(),
+    )
+    .unwrap();
+    let model = switchboard::runtime::speech::load_turn_model(&cfg).expect("Smart Turn installed");
+    let mut report = String::new();
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+    for voice in VOICES {
+        for (a, b) in PAUSED {
+            let (first, second) = (flite(a, voice), flite(b, voice));
+            let gap = 900 + 100 * (a.len() % 4);
+            let audio = phone(
+                &[
+                    silence(600),
+                    first.clone(),
+                    silence(gap),
+                    second,
+                    silence(3500),
+                ]
+                .concat(),
+            );
+            let resumes = (600 + gap) as u64 + first.len() as u64 / 16;
+            for (name, m) in [("without", None), ("with", Some(&model))] {
+                let asked = run(&audio, m, &whisper, &cfg);
+                let t = tallies.entry(name).or_default();
+                t.paused += 1;
+                // Cut off: the agent was asked before the caller went on.
+                let cut = asked
+                    .iter()
+                    .find(|(_, t)| !t.starts_with('['))
+                    .is_some_and(|(at, _)| *at < resumes);
+                t.cut += usize::from(cut);
+                report.push_str(&format!(
+                    "  {name:7} {voice} paused {:?} | {:?}: {}{asked:?}\n",
+                    a,
+                    b,
+                    if cut { "CUT OFF " } else { "" }
+                ));
+            }
+        }
+        for text in COMPLETE {
+            let speech = flite(text, voice);
+            let end = 600 + speech.len() as u64 / 16;
+            let audio = phone(&[silence(600), speech, silence(3500)].concat());
+            for (name, m) in [("without", None), ("with", Some(&model))] {
+                let asked = run(&audio, m, &whisper, &cfg);
+                let t = tallies.entry(name).or_default();
+                let latency = asked
+                    .iter()
+                    .find(|(_, t)| !t.starts_with('['))
+                    .map_or(u64::MAX, |(at, _)| at.saturating_sub(end));
+                t.latencies.push(latency);
+                t.held += usize::from(latency > 1000);
+                report.push_str(&format!(
+                    "  {name:7} {voice} complete {text:?}: {latency} ms {asked:?}\n"
+                ));
+            }
+        }
+    }
+    let mut summary = String::new();
+    for (name, t) in &tallies {
+        let mut l = t.latencies.clone();
+        l.sort_unstable();
+        let p50 = l[l.len() / 2];
+        let mean = l.iter().filter(|&&x| x < u64::MAX).sum::<u64>() as f64 / l.len() as f64;
+        summary.push_str(&format!(
+            "{name:7} model: cut off {}/{} paused turns; complete turns: speech end → agent asked p50 {p50} ms, mean {mean:.0} ms, over 1 s {}/{}\n",
+            t.cut,
+            t.paused,
+            t.held,
+            l.len()
+        ));
+    }
+    println!("{report}{summary}");
+    let (with, without) = (&tallies["with"], &tallies["without"]);
+    assert!(
+        with.cut < without.cut,
+        "the model should spare callers cut-offs:\n{report}{summary}"
+    );
+    // The silence fallback: whatever the model hears, a finished turn is answered within
+    // stop_ms + hold_ms (600 + 1400) and the time the results take.
+    let cap = u64::from(cfg.speech.call.turn.stop_ms + cfg.speech.turn_model.hold_ms) + 600;
+    for t in [with, without] {
+        assert!(
+            t.latencies.iter().all(|&l| l <= cap),
+            "a finished turn waited too long:\n{report}{summary}"
+        );
+    }
+}

@@ -638,6 +638,8 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     let scratch = std::env::temp_dir().join(format!("switchboard-load-{}", std::process::id()));
     cfg.data_dir = scratch.clone();
     cfg.calls.max_active = calls.iter().copied().max().unwrap_or(1);
+    // Every simulated caller connects from loopback at once: one address opens them all.
+    cfg.calls.max_pending_per_ip = cfg.calls.max_pending_per_ip.max(cfg.calls.max_active);
     let engine = build_engine(&cfg)?;
     let mut live =
         switchboard::runtime::live::LiveDeps::new(engine.clone(), Speech::load(&cfg)?, &cfg)?;

@@ -20,9 +20,16 @@ use std::sync::{Arc, Mutex};
 
 /// Phrases kept synthesised (greetings and questions repeat across calls).
 const TTS_CACHE_ENTRIES: usize = 256;
-/// Streamed synthesis hands the call at least this much audio at a time (a Piper sentence is
-/// one piece however long; espeak-ng's small buffers are gathered).
+/// Streamed synthesis hands the call at least this much audio at a time (a Piper clause is one
+/// piece however long; espeak-ng's small buffers are gathered).
 pub const STREAM_PIECE_MS: usize = 250;
+/// The most audio the call waits for before it starts playing a reply (unless the reply is
+/// shorter). How much it waits for is what the next clause will take to synthesise at the pace
+/// the engine is going (see [`NEXT_CLAUSE_MS`]), so a busy machine plays a little later instead
+/// of leaving a gap after "Sure,", and a quiet one starts at once.
+pub const STREAM_FIRST_MS: usize = 1000;
+/// The audio length of a long next clause, for that estimate.
+pub const NEXT_CLAUSE_MS: f64 = 4000.0;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -63,6 +70,12 @@ pub fn load_tts(cfg: &Config) -> Result<Arc<dyn TtsEngine>> {
                 &dir.join(spec.files[0]),
                 &dir.join(spec.files[1]),
                 options,
+            )?;
+            // ONNX Runtime's first run of a session is several times slower than the rest:
+            // take it here, not on a caller's first reply.
+            piper.synthesize(
+                "Thanks for calling, I can help you with your reservation and your bill today.",
+                &mut |_| true,
             )?;
             Ok(Arc::new(Fallback::new(Box::new(piper), Box::new(espeak))?))
         }
@@ -168,8 +181,9 @@ impl Speech {
     }
 
     /// Synthesises `text` and hands its audio at `rate` to `emit` piece by piece as the engine
-    /// produces it (a sentence at a time for Piper; pieces of at least [`STREAM_PIECE_MS`] for
-    /// espeak-ng), so the caller hears the first sentence while the next is synthesised.
+    /// produces it (a clause at a time for Piper, the first piece long enough to cover the next
+    /// clause's synthesis, see [`STREAM_FIRST_MS`]; pieces of at least [`STREAM_PIECE_MS`] for
+    /// espeak-ng), so the caller hears the first clauses while the next are synthesised.
     /// `emit` runs on a blocking worker thread (it may block, e.g. `blocking_send`) and returns
     /// false to stop (the turn was cancelled). A phrase synthesised before comes whole from the
     /// cache. The pieces joined are exactly the whole clip resampled at once.
@@ -193,6 +207,16 @@ impl Speech {
             let mut rs = StreamResampler::new(from, rate, (from as usize / 10).max(1))?;
             let mut skip = rs.latency_samples();
             let piece_len = (rate as usize * STREAM_PIECE_MS / 1000).max(1);
+            let started = std::time::Instant::now();
+            // Samples to have in hand before the first piece goes: enough to cover the next
+            // clause's synthesis at the real-time factor so far, between a piece and a second.
+            let first_len = |have: usize| -> usize {
+                let audio_ms = have as f64 * 1000.0 / f64::from(rate);
+                let rtf = started.elapsed().as_secs_f64() * 1000.0 / audio_ms.max(1.0);
+                let ms =
+                    (rtf * NEXT_CLAUSE_MS).clamp(STREAM_PIECE_MS as f64, STREAM_FIRST_MS as f64);
+                (f64::from(rate) * ms / 1000.0) as usize
+            };
             let mut whole: Vec<f32> = Vec::with_capacity(rate as usize * 4);
             let mut sent = 0usize;
             let mut input: Vec<f32> = Vec::new();
@@ -212,7 +236,12 @@ impl Speech {
                 let trim = skip.min(whole.len() - before);
                 whole.drain(before..before + trim);
                 skip -= trim;
-                if whole.len() - sent >= piece_len {
+                let wanted = if sent == 0 {
+                    first_len(whole.len())
+                } else {
+                    piece_len
+                };
+                if whole.len() - sent >= wanted {
                     send(&whole, &mut sent, &mut open);
                 }
                 open

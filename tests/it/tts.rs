@@ -262,6 +262,13 @@ async fn a_call_gets_the_reply_as_it_is_synthesised() {
         .unwrap();
     let pieces = pieces.lock().unwrap().clone();
     assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+    // The call starts with enough in hand to cover the next clause's synthesis: at least a
+    // piece, at most a second unless the first clause alone is longer.
+    let first_ms = pieces[0].len() * 1000 / 8_000;
+    assert!(
+        first_ms >= switchboard::runtime::speech::STREAM_PIECE_MS,
+        "first piece {first_ms} ms"
+    );
     let joined: Vec<f32> = pieces.concat();
     let (whole, _) = say(&*speech.tts, text);
     let expected = resample_whole(&whole, 22_050, 8_000).unwrap();

@@ -817,8 +817,10 @@ impl Call {
         let quick = self.cfg.quick_stop_ms as u64 * CALLER_RATE as u64 / 1000;
         let ready = self.tentative.as_ref().is_some_and(|t| {
             // The model's verdict when there is one; without it (none, failed) the transcript's.
+            // A transcript that clearly goes on ("No, …", "and") vetoes the model's "done": the
+            // turn then ends at `stop_ms` as usual.
             let finished = match t.done {
-                Some(done) => done && t.text.is_some(),
+                Some(done) => done && t.text.as_deref().is_some_and(|x| !reads_unfinished(x)),
                 None => !t.asked && t.text.as_deref().is_some_and(reads_finished),
             };
             quick > 0
@@ -1162,24 +1164,40 @@ impl Call {
     }
 }
 
+/// Words a sentence does not end on.
+const GOES_ON: &[&str] = &[
+    "and", "or", "but", "so", "because", "um", "uh", "er", "like", "the", "a", "an", "to", "of",
+    "for", "my", "with", "is", "it's", "if", "then", "that", "which", "on", "in", "at",
+];
+
+fn last_word(t: &str) -> String {
+    t.split_whitespace()
+        .last()
+        .unwrap_or("")
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_lowercase()
+}
+
 /// Whether a transcript reads as a finished sentence: it ends with `.`, `?` or `!` (whisper
 /// punctuates) and not on a word that promises more ("and", "um", "the", "my", ...).
 pub fn reads_finished(text: &str) -> bool {
-    const GOES_ON: &[&str] = &[
-        "and", "or", "but", "so", "because", "um", "uh", "er", "like", "the", "a", "an", "to",
-        "of", "for", "my", "with", "is", "it's", "if", "then", "that", "which", "on", "in", "at",
-    ];
     let t = text.trim();
     if t.ends_with("...") || !t.ends_with(['.', '?', '!']) {
         return false;
     }
-    let last = t
-        .split_whitespace()
-        .last()
-        .unwrap_or("")
-        .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-        .to_lowercase();
+    let last = last_word(t);
     !last.is_empty() && !GOES_ON.contains(&last.as_str())
+}
+
+/// Whether a transcript clearly goes on: it ends with a comma, a dash or an ellipsis ("No, …")
+/// or on a word that promises more. Unpunctuated text that ends on an ordinary word is neither
+/// finished nor unfinished.
+pub fn reads_unfinished(text: &str) -> bool {
+    let t = text.trim();
+    if t.ends_with([',', '-', ';', ':']) || t.ends_with("...") || t.ends_with('\u{2026}') {
+        return true;
+    }
+    GOES_ON.contains(&last_word(t).as_str())
 }
 
 /// A mark's id: the turn in the top 24 bits, the pause epoch in the next 8, and the reply's

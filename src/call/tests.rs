@@ -957,3 +957,26 @@ fn a_failed_end_model_leaves_the_decision_to_the_transcript() {
         ]
     );
 }
+
+#[test]
+fn a_transcript_that_clearly_goes_on_vetoes_the_models_done() {
+    // "No," … the model hears a finished "No" but whisper's comma says more is coming: no quick
+    // stop; the turn ends at stop_ms (600) as without a model.
+    let mut w = with_end_model(vec!["Done."]);
+    w.transcripts = vec!["No,"];
+    w.verdicts = vec![0.93];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+    let asked: Vec<&String> = w
+        .timeline
+        .iter()
+        .filter(|l| l.contains("agent asked"))
+        .collect();
+    assert_eq!(asked, ["2820 agent asked: No,"]);
+    assert!(reads_unfinished("No,"));
+    assert!(reads_unfinished("I want to cancel and"));
+    assert!(reads_unfinished("Sure, it's..."));
+    assert!(!reads_unfinished("Confirm my reservation"));
+    assert!(!reads_unfinished("Yes."));
+}

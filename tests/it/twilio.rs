@@ -269,7 +269,17 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
         .unwrap();
     assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
     // The caller never talks over the bot: its audio is never stopped.
-    assert!(log.clears.is_empty(), "clears at {:?} ms", log.clears);
+    assert!(
+        log.clears.is_empty(),
+        "clears at {:?} ms; caller speech {:?}; bot audio gaps {:?}; bot replies (start, ms) {:?}",
+        log.clears,
+        log.speech,
+        log.gaps,
+        log.heard
+            .iter()
+            .map(|(at, a)| (*at, a.len() / 8))
+            .collect::<Vec<_>>()
+    );
     // The bot's audio as the caller heard it, transcribed with the project's whisper. espeak-ng
     // band-limited to 4 kHz needs the full 30 s encoder context (the live path's short context,
     // tuned for callers, hears only "your"), and even then mishears some words ("Deluxe Suite"

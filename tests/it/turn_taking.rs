@@ -108,7 +108,7 @@ fn run(
     let quiet = [0f32; 320];
     let frames = audio
         .chunks(320)
-        .chain(std::iter::repeat(&quiet[..]).take(1500))
+        .chain(std::iter::repeat_n(&quiet[..], 1500))
         .enumerate();
     for (i, frame) in frames {
         // Past the clip: stop once nothing is on its way and the core has had 2.5 s of silence

@@ -23,6 +23,8 @@
 //! - `webrtc`: the browser softphone's media (webrtc-rs + Opus) and page.
 //! - `asr`, `tts`, `turn`, `audio`: whisper and its worker pool, the voice (Piper on ONNX Runtime,
 //!   espeak-ng as its fallback and phonemizer), the turn detector, DSP.
+//! - `onnx`: the process's one ONNX Runtime environment; `onnx::smart_turn`, the end-of-turn
+//!   model asked at each pause.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
 //! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
 //!   uses it.

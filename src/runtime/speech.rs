@@ -152,12 +152,6 @@ impl Speech {
             .map(|_| self.turn_model_cfg.clone())
     }
 
-    /// Without the end-of-turn model (the pause's transcript decides, as before it).
-    pub fn without_turn_model(mut self) -> Speech {
-        self.turn_model = None;
-        self
-    }
-
     /// Transcribes an utterance on the ASR pool; `prompt` is whisper's initial prompt.
     pub async fn transcribe(
         &self,

@@ -292,3 +292,48 @@ async fn a_call_gets_the_reply_as_it_is_synthesised() {
         .unwrap();
     assert_eq!(*again.lock().unwrap(), 1);
 }
+
+/// Piper's input as its reference runner builds it: `^ _ (phoneme _)… $`, a clause's
+/// punctuation and a space after a comma, NFD code points; phonemes the voice does not know are
+/// skipped and counted.
+#[test]
+fn piper_ids_follow_the_voices_layout() {
+    use switchboard::models::{ONNXRUNTIME, PIPER_JOE};
+    use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
+    let models = models_dir();
+    let runtime = switchboard::models::verify(&models, ONNXRUNTIME.name)
+        .unwrap()
+        .join(ONNXRUNTIME.files[0]);
+    let voice = switchboard::models::verify(&models, PIPER_JOE.name).unwrap();
+    let piper = Piper::load(
+        &runtime,
+        &voice.join(PIPER_JOE.files[0]),
+        &voice.join(PIPER_JOE.files[1]),
+        PiperOptions {
+            unit: SynthesisUnit::Clause,
+            ..PiperOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        piper.phoneme_ids("h\u{259}", ','),
+        (vec![1, 0, 20, 0, 59, 0, 8, 0, 3, 0, 2], 0)
+    );
+    assert_eq!(
+        piper.phoneme_ids("h\u{1F600}", ' '),
+        (vec![1, 0, 20, 0, 2], 1)
+    );
+    // "ç" is c + combining cedilla.
+    assert_eq!(
+        piper.phoneme_ids("\u{e7}", ' ').0,
+        vec![1, 0, 16, 0, 140, 0, 2]
+    );
+    // Clause by clause (the configured default): one model run per clause.
+    let units = piper.text_to_ids("Hello, world. How are you?").unwrap();
+    assert_eq!(units.len(), 3, "{units:?}");
+    assert!(
+        units
+            .iter()
+            .all(|(_, ids)| ids.first() == Some(&1) && ids.last() == Some(&2))
+    );
+}

@@ -838,6 +838,21 @@ fn poll_timeout_names_the_next_pacing_and_keypad_deadlines() {
     assert_eq!(w.call.poll_timeout(), Some(w.now + 2000));
 }
 
+/// One second of silence, 1.2 s of speech, then three seconds of silence.
+fn one_utterance(w: &mut World) {
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(1200), -20.0, 7));
+    w.play(&silence(ms(3000)));
+}
+
+/// The timeline lines that mention any of `what`.
+fn timeline_with<'a>(w: &'a World, what: &[&str]) -> Vec<&'a String> {
+    w.timeline
+        .iter()
+        .filter(|l| what.iter().any(|x| l.contains(x)))
+        .collect()
+}
+
 fn with_end_model(replies: Vec<&'static str>) -> World {
     let mut w = World::new(replies);
     let cfg = CallConfig {
@@ -855,9 +870,7 @@ fn the_end_model_decides_a_pause_instead_of_the_punctuation() {
     let mut w = with_end_model(vec!["Done."]);
     w.transcripts = vec!["Confirm my reservation"];
     w.verdicts = vec![0.9];
-    w.play(&silence(ms(1000)));
-    w.play(&speech_like(ms(1200), -20.0, 7));
-    w.play(&silence(ms(3000)));
+    one_utterance(&mut w);
     let t = w.timeline.join("\n");
     assert_eq!(
         t,
@@ -916,9 +929,7 @@ fn an_unfinished_pause_still_ends_the_turn_after_the_hold() {
     let mut w = with_end_model(vec!["Thanks."]);
     w.transcripts = vec!["My number is"];
     w.verdicts = vec![0.1];
-    w.play(&silence(ms(1000)));
-    w.play(&speech_like(ms(1200), -20.0, 7));
-    w.play(&silence(ms(3000)));
+    one_utterance(&mut w);
     let t = w.timeline.join("\n");
     assert_eq!(
         t,
@@ -941,14 +952,8 @@ fn a_failed_end_model_leaves_the_decision_to_the_transcript() {
     let mut w = with_end_model(vec!["Done."]);
     w.transcripts = vec!["Confirm my reservation."];
     w.verdicts = vec![f32::NAN];
-    w.play(&silence(ms(1000)));
-    w.play(&speech_like(ms(1200), -20.0, 7));
-    w.play(&silence(ms(3000)));
-    let asked: Vec<&String> = w
-        .timeline
-        .iter()
-        .filter(|l| l.contains("agent asked") || l.contains("failed"))
-        .collect();
+    one_utterance(&mut w);
+    let asked = timeline_with(&w, &["agent asked", "failed"]);
     assert_eq!(
         asked,
         [
@@ -965,14 +970,8 @@ fn a_transcript_that_clearly_goes_on_vetoes_the_models_done() {
     let mut w = with_end_model(vec!["Done."]);
     w.transcripts = vec!["No,"];
     w.verdicts = vec![0.93];
-    w.play(&silence(ms(1000)));
-    w.play(&speech_like(ms(1200), -20.0, 7));
-    w.play(&silence(ms(3000)));
-    let asked: Vec<&String> = w
-        .timeline
-        .iter()
-        .filter(|l| l.contains("agent asked"))
-        .collect();
+    one_utterance(&mut w);
+    let asked = timeline_with(&w, &["agent asked"]);
     assert_eq!(asked, ["2820 agent asked: No,"]);
     assert!(reads_unfinished("No,"));
     assert!(reads_unfinished("I want to cancel and"));

@@ -22,7 +22,7 @@ pub fn whisper_tiny() -> Whisper {
 }
 
 /// 16 kHz → 8 kHz μ-law → 16 kHz, as a phone call carries it.
-fn telephone(x: &[f32]) -> Vec<f32> {
+pub fn telephone(x: &[f32]) -> Vec<f32> {
     let narrow = resample_whole(x, 16_000, 8_000).unwrap();
     let mut ulaw = vec![0u8; narrow.len()];
     encode_ulaw_from(&narrow, &mut ulaw);
@@ -155,7 +155,7 @@ fn normalize(text: &str) -> Vec<String> {
 }
 
 /// Word-level edit distance.
-fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
+pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
     let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
     for (i, r) in reference.iter().enumerate() {
         let mut cur = vec![i + 1; hypothesis.len() + 1];

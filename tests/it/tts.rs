@@ -3,10 +3,10 @@
 //! the way a caller hears it: the reply sentences through the telephone path (22,050 Hz → 8 kHz
 //! μ-law → 16 kHz), transcribed by the project's whisper, for both engines in the same test.
 
+use crate::asr::{telephone, word_errors};
 use crate::common::models_dir;
 use std::sync::Arc;
 use switchboard::asr::whisper::{AsrConfig, Whisper};
-use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
 use switchboard::audio::resample::resample_whole;
 use switchboard::config::Config;
 use switchboard::runtime::speech::{Speech, load_tts};
@@ -40,14 +40,9 @@ fn say(tts: &dyn TtsEngine, text: &str) -> (Vec<f32>, SynthStats) {
     (pcm, stats)
 }
 
-/// As a phone call carries the bot to the caller.
+/// As a phone call carries the bot to the caller: to 16 kHz, then the phone line.
 fn over_the_phone(pcm: &[f32], rate: u32) -> Vec<f32> {
-    let narrow = resample_whole(pcm, rate, 8_000).unwrap();
-    let mut ulaw = vec![0u8; narrow.len()];
-    encode_ulaw_from(&narrow, &mut ulaw);
-    let mut back = vec![0f32; ulaw.len()];
-    decode_ulaw_into(&ulaw, &mut back);
-    resample_whole(&back, 8_000, 16_000).unwrap()
+    telephone(&resample_whole(pcm, rate, 16_000).unwrap())
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -96,20 +91,6 @@ fn is_number(w: &str) -> bool {
         || NUMBERS.contains(&w)
         || w.chars().count() == 1
         || matches!(w, "am" | "pm")
-}
-
-fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (i, r) in reference.iter().enumerate() {
-        let mut cur = vec![i + 1; hypothesis.len() + 1];
-        for (j, h) in hypothesis.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(r != h))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[hypothesis.len()]
 }
 
 /// Word error rate of whisper on `tts` speaking every reply over the phone, against what the

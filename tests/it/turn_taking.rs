@@ -12,13 +12,12 @@
 //! the silence fallback (no finished turn waits past `stop_ms + hold_ms`). The settings were
 //! chosen with this whole set in view; there is no held-out split here.
 
+use crate::asr::telephone;
 use crate::common::models_dir;
 use std::collections::BTreeMap;
 use std::process::Command;
 use switchboard::asr::whisper::{AsrConfig, Whisper};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
-use switchboard::audio::g711::{decode_ulaw_into, encode_ulaw_from};
-use switchboard::audio::resample::resample_whole;
 use switchboard::call::{Call, Effect, Input, Output, Said};
 use switchboard::config::Config;
 use switchboard::onnx::smart_turn::SmartTurn;
@@ -70,16 +69,6 @@ fn flite(text: &str, voice: &str) -> Vec<f32> {
     let first = audio.iter().position(loud).unwrap_or(0);
     let last = audio.iter().rposition(loud).map_or(audio.len(), |i| i + 1);
     audio[first..last].to_vec()
-}
-
-/// The phone line: 16 kHz → 8 kHz μ-law → 16 kHz, as the gateway hears a caller.
-fn phone(x: &[f32]) -> Vec<f32> {
-    let narrow = resample_whole(x, 16_000, 8_000).unwrap();
-    let mut ulaw = vec![0u8; narrow.len()];
-    encode_ulaw_from(&narrow, &mut ulaw);
-    let mut back = vec![0f32; ulaw.len()];
-    decode_ulaw_into(&ulaw, &mut back);
-    resample_whole(&back, 8_000, 16_000).unwrap()
 }
 
 fn silence(ms: usize) -> Vec<f32> {
@@ -190,7 +179,7 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
         for (a, b) in PAUSED {
             let (first, second) = (flite(a, voice), flite(b, voice));
             let gap = 900 + 100 * (a.len() % 4);
-            let audio = phone(
+            let audio = telephone(
                 &[
                     silence(600),
                     first.clone(),
@@ -222,7 +211,7 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
         for text in COMPLETE {
             let speech = flite(text, voice);
             let end = 600 + speech.len() as u64 / 16;
-            let audio = phone(&[silence(600), speech, silence(3500)].concat());
+            let audio = telephone(&[silence(600), speech, silence(3500)].concat());
             for (name, m) in [("without", None), ("with", Some(&model))] {
                 let (asked, slowest) = run(&audio, m, &whisper, &cfg);
                 let t = tallies.entry(name).or_default();

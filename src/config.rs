@@ -57,6 +57,8 @@ pub struct Config {
     #[serde(default)]
     pub plivo: PlivoConfig,
     #[serde(default)]
+    pub vonage: VonageConfig,
+    #[serde(default)]
     pub webrtc: WebRtcConfig,
     #[serde(default)]
     pub api: ApiConfig,
@@ -293,13 +295,17 @@ impl TwilioConfig {
     }
 }
 
-/// Telnyx call control (hang-up, transfer). `TELNYX_API_KEY` overrides the file.
+/// Telnyx call control (hang-up, transfer) and webhook signatures. `TELNYX_API_KEY` and
+/// `TELNYX_PUBLIC_KEY` override the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelnyxConfig {
     /// Bearer API key; empty = calls are ended by closing the media stream only.
     pub api_key: String,
     pub api_base: String,
+    /// The account's webhook public key (base64 Ed25519, from the portal): `/telnyx/voice`
+    /// accepts only webhooks it signed.
+    pub public_key: String,
 }
 
 impl Default for TelnyxConfig {
@@ -307,7 +313,24 @@ impl Default for TelnyxConfig {
         Self {
             api_key: String::new(),
             api_base: "https://api.telnyx.com".into(),
+            public_key: String::new(),
         }
+    }
+}
+
+/// Vonage's signed webhooks. `VONAGE_SIGNATURE_SECRET` overrides the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VonageConfig {
+    /// The account's signature secret: `/vonage/answer` accepts only requests whose JWT it signed
+    /// (turn on signed callbacks for the application).
+    pub signature_secret: String,
+}
+
+impl VonageConfig {
+    pub fn with_env(mut self) -> Self {
+        env_override("VONAGE_SIGNATURE_SECRET", &mut self.signature_secret);
+        self
     }
 }
 
@@ -341,6 +364,7 @@ fn env_override(var: &str, into: &mut String) {
 impl TelnyxConfig {
     pub fn with_env(mut self) -> Self {
         env_override("TELNYX_API_KEY", &mut self.api_key);
+        env_override("TELNYX_PUBLIC_KEY", &mut self.public_key);
         self
     }
 }

@@ -5,6 +5,7 @@
 use crate::agent::engine::{Engine, EngineError};
 use crate::agent::registry::{AgentCard, RegistryError};
 use crate::runtime::live::{self, LiveDeps};
+use crate::runtime::stream_token::{StreamIdentity, now_ms};
 use crate::store::{LogQuery, LogType};
 use crate::transport::{Provider, plivo, twilio};
 use axum::extract::rejection::JsonRejection;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+mod answer;
 pub mod auth;
 pub mod server;
 use auth::{ApiAuth, HANDLE_HEADER, Principal};
@@ -52,10 +54,19 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/voice", post(twilio_voice))
         .route("/twilio/media", get(twilio_media))
         .route("/twilio/status", post(twilio_status))
+        .route("/telnyx/voice", post(answer::telnyx_voice))
         .route("/telnyx/media", get(unsigned_media(Provider::Telnyx)))
+        .route(
+            "/plivo/voice",
+            get(answer::plivo_voice).post(answer::plivo_voice),
+        )
         .route("/plivo/media", get(unsigned_media(Provider::Plivo)))
         .route("/plivo/transfer", get(plivo_transfer).post(plivo_transfer))
         .route("/exotel/media", get(unsigned_media(Provider::Exotel)))
+        .route(
+            "/vonage/answer",
+            get(answer::vonage_answer).post(answer::vonage_answer),
+        )
         .route("/vonage/media", get(unsigned_media(Provider::Vonage)))
         .route("/softphone", get(softphone_page))
         .route("/softphone/softphone.css", get(softphone_css))
@@ -557,10 +568,19 @@ async fn twilio_voice(
         .iter()
         .find(|(k, _)| k == "From")
         .map(|(_, v)| v.as_str())
-        .unwrap_or("unknown");
+        .unwrap_or("");
+    // The caller as Twilio signed it, bound into a one-call token the stream's start must carry
+    // (its `caller` parameter alone is not believed once signing is on).
+    let (token, _) = live
+        .stream_tokens
+        .mint("twilio", now_ms(), answer::TOKEN_TTL_MS, caller);
     let twiml = twilio::connect_twiml(
         &ws,
-        &[("caller", caller), ("template", &s.engine.template.name)],
+        &[
+            ("caller", caller),
+            ("template", &s.engine.template.name),
+            ("token", &token),
+        ],
     );
     ([(CONTENT_TYPE, "text/xml")], twiml).into_response()
 }
@@ -623,6 +643,7 @@ fn media_socket(
     provider: Provider,
     base: Option<String>,
     peer: Option<std::net::IpAddr>,
+    identity: StreamIdentity,
 ) -> Response {
     let Some(live) = s.live.clone() else {
         return no_speech();
@@ -633,7 +654,7 @@ fn media_socket(
     };
     ws.max_message_size(crate::transport::MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "media WebSocket upgrade failed"))
-        .on_upgrade(move |socket| live::serve_call(socket, live, provider, pending, base))
+        .on_upgrade(move |socket| live::serve_call(socket, live, provider, pending, base, identity))
 }
 
 type MediaQuery = Result<Query<MediaToken>, axum::extract::rejection::QueryRejection>;
@@ -661,36 +682,40 @@ struct MediaToken {
     token: Option<String>,
 }
 
-/// Whether a media socket of Telnyx, Plivo, Exotel or Vonage may connect: with a media token
-/// configured, its URL must carry it; without one, only in development mode (no API token and
-/// no provider credential configured).
+/// Whether a media socket of Telnyx, Plivo, Exotel or Vonage may connect, and who its caller is:
+/// a one-call token (from the gateway's answer to a signed webhook, or `POST /v1/stream-urls`)
+/// opens one socket and may name the caller; the static media token opens any; without either,
+/// only development mode (no API token and no provider credential configured) lets it in.
 fn media_allowed(
     s: &AppState,
     live: &LiveDeps,
     provider: Provider,
     presented: Option<&str>,
-) -> bool {
-    // A per-call token the gateway handed out (`POST /v1/stream-urls`), used once.
+) -> Option<StreamIdentity> {
     if let Some(t) = presented
         && t.contains('.')
     {
-        return live
+        let grant = live
             .stream_tokens
-            .redeem(t, live::channel(provider), now_ms());
+            .redeem(t, live::channel(provider), now_ms())?;
+        return Some(match grant.caller {
+            Some(c) => StreamIdentity::Bound(c),
+            None => StreamIdentity::FromParams,
+        });
     }
     let expected = live.calls.media_token.as_str();
     if expected.is_empty() {
-        let credentials = !live.twilio.auth_token.is_empty()
-            || !live.telnyx.api_key.is_empty()
-            || !live.plivo.auth_token.is_empty();
-        return s.auth.is_open() && !credentials;
+        return (s.auth.is_open() && !live.has_provider_credentials())
+            .then_some(StreamIdentity::FromParams);
     }
-    presented.is_some_and(|p| {
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            auth::digest(p).as_slice(),
-            auth::digest(expected).as_slice(),
-        ))
-    })
+    presented
+        .is_some_and(|p| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                auth::digest(p).as_slice(),
+                auth::digest(expected).as_slice(),
+            ))
+        })
+        .then_some(StreamIdentity::FromParams)
 }
 
 /// The media WebSocket of a provider whose stream carries no request signature: authenticated
@@ -706,26 +731,37 @@ fn unsigned_media(
 ) -> std::future::Ready<Response>
 + Clone {
     move |State(s), headers, ext, query, ws| {
+        let mut identity = StreamIdentity::FromParams;
         if let Some(live) = &s.live {
             let token = query.as_ref().ok().and_then(|q| q.token.as_deref());
-            if !media_allowed(&s, live, provider, token) {
-                tracing::warn!(
-                    provider = live::channel(provider),
-                    peer = ?server::peer(&ext),
-                    "media WebSocket without a valid token refused"
-                );
-                return std::future::ready(
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "BAD_TOKEN",
-                        "this media URL needs the gateway's media token",
-                    )
-                    .into_response(),
-                );
+            match media_allowed(&s, live, provider, token) {
+                Some(i) => identity = i,
+                None => {
+                    tracing::warn!(
+                        provider = live::channel(provider),
+                        peer = ?server::peer(&ext),
+                        "media WebSocket without a valid token refused"
+                    );
+                    return std::future::ready(
+                        ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "BAD_TOKEN",
+                            "this media URL needs the gateway's media token",
+                        )
+                        .into_response(),
+                    );
+                }
             }
         }
         let base = public_base(&s, &headers);
-        std::future::ready(media_socket(&s, ws, provider, base, server::peer(&ext)))
+        std::future::ready(media_socket(
+            &s,
+            ws,
+            provider,
+            base,
+            server::peer(&ext),
+            identity,
+        ))
     }
 }
 
@@ -759,17 +795,14 @@ async fn plivo_transfer(
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StreamUrlRequest {
     provider: String,
     ttl_secs: Option<u64>,
+    /// The caller as the operator's application knows it (from the provider's signed webhook);
+    /// bound into the token, so the stream's own parameters cannot change it.
+    caller: Option<String>,
 }
 
 /// A media stream URL for one call of a provider that does not sign its media socket (Telnyx,
@@ -789,27 +822,42 @@ async fn stream_url(
         ));
     };
     let provider = match req.provider.as_str() {
-        "telnyx" | "plivo" | "exotel" | "vonage" => req.provider.as_str(),
+        "twilio" | "telnyx" | "plivo" | "exotel" | "vonage" => req.provider.as_str(),
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "INVALID_INPUT",
-                "provider must be telnyx, plivo, exotel or vonage (Twilio signs its own)",
+                "provider must be twilio, telnyx, plivo, exotel or vonage",
             ));
         }
     };
+    let caller = req.caller.as_deref().unwrap_or("").trim();
+    if caller.len() > crate::runtime::stream_token::MAX_CALLER_BYTES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "caller is too long",
+        ));
+    }
     let ttl_ms = req.ttl_secs.unwrap_or(60).saturating_mul(1000);
-    let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms);
+    let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms, caller);
     let base = public_base(&s, &headers)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header"))?;
     let ws = ws_base(&base);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
+    // Twilio's stream URL takes no query: the token goes in a <Parameter name="token">.
+    let body = if provider == "twilio" {
+        json!({
+            "url": format!("{ws}/twilio/media"),
+            "parameters": {"token": token},
+            "expires_at_ms": expires_at_ms,
+        })
+    } else {
+        json!({
             "url": format!("{ws}/{provider}/media?token={token}"),
             "expires_at_ms": expires_at_ms,
-        })),
-    ))
+        })
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// Twilio's bidirectional Media Streams WebSocket.
@@ -835,7 +883,12 @@ async fn twilio_media(
         return forbidden();
     }
     let base = public_base(&s, &headers);
-    media_socket(&s, ws, Provider::Twilio, base, server::peer(&ext))
+    // With signing on, the caller is named only by the token of the gateway's own answer.
+    let identity = match &s.live {
+        Some(l) if !l.twilio.auth_token.is_empty() => StreamIdentity::TokenParam,
+        _ => StreamIdentity::FromParams,
+    };
+    media_socket(&s, ws, Provider::Twilio, base, server::peer(&ext), identity)
 }
 
 /// The softphone's files are built into the binary; the page loads nothing from elsewhere.

@@ -13,13 +13,14 @@ use crate::agent::engine::Engine;
 use crate::audio::g711::{decode_alaw_into, decode_l16le_into, decode_ulaw_into};
 use crate::audio::resample::StreamResampler;
 use crate::call::{CALLER_RATE, CallConfig, CallEvent, EndAction};
-use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig};
+use crate::config::{CallsConfig, Config, PlivoConfig, TelnyxConfig, TwilioConfig, VonageConfig};
 use crate::runtime::calls::{Admission, CallRegistry, Pending, Slot};
 pub use crate::runtime::session::shown_caller;
 use crate::runtime::session::{
     CallState, LocalMarks, MediaPort, Session, SessionParts, stop_requested,
 };
 use crate::runtime::speech::Speech;
+use crate::runtime::stream_token::{StreamIdentity, now_ms};
 use crate::transport::wire::{Frame, Wire};
 use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx, twilio};
 use axum::extract::ws::{Message, WebSocket};
@@ -39,6 +40,7 @@ pub struct LiveDeps {
     pub twilio: TwilioConfig,
     pub telnyx: TelnyxConfig,
     pub plivo: PlivoConfig,
+    pub vonage: VonageConfig,
     /// For provider REST calls (hang-up, transfer).
     pub http: reqwest::Client,
     pub registry: Arc<CallRegistry>,
@@ -60,6 +62,7 @@ impl LiveDeps {
             twilio: cfg.twilio.clone().with_env(),
             telnyx: cfg.telnyx.clone().with_env(),
             plivo: cfg.plivo.clone().with_env(),
+            vonage: cfg.vonage.clone().with_env(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
@@ -74,6 +77,15 @@ impl LiveDeps {
 }
 
 impl LiveDeps {
+    /// Whether any provider credential is configured (then nothing provider-facing is open).
+    pub fn has_provider_credentials(&self) -> bool {
+        !self.twilio.auth_token.is_empty()
+            || !self.telnyx.api_key.is_empty()
+            || !self.telnyx.public_key.is_empty()
+            || !self.plivo.auth_token.is_empty()
+            || !self.vonage.signature_secret.is_empty()
+    }
+
     /// What every call's session is started with.
     pub fn parts(&self, out_rate: u32) -> SessionParts<'_> {
         SessionParts {
@@ -104,13 +116,14 @@ pub async fn serve_call(
     provider: Provider,
     pending: Pending,
     base_url: Option<String>,
+    identity: StreamIdentity,
 ) {
     let span = tracing::info_span!(
         "call",
         provider = channel(provider),
         id = tracing::field::Empty
     );
-    let mut run = PhoneCall::new(deps, provider, pending, span.clone(), base_url);
+    let mut run = PhoneCall::new(deps, provider, pending, span.clone(), base_url, identity);
     async move {
         if let Err(e) = run.run(socket).await {
             tracing::warn!(error = %e, "call ended with an error");
@@ -165,6 +178,8 @@ struct PhoneCall {
     /// The gateway's public base URL as the provider reached it (Plivo fetches a transfer's XML
     /// from there).
     base_url: Option<String>,
+    /// Who the caller is, or where to find out at start.
+    identity: StreamIdentity,
     port: PhonePort,
     /// Until the call starts: its place among connections waiting to start.
     pending: Option<Pending>,
@@ -191,8 +206,10 @@ impl PhoneCall {
         pending: Pending,
         span: tracing::Span,
         base_url: Option<String>,
+        identity: StreamIdentity,
     ) -> Self {
         PhoneCall {
+            identity,
             port: PhonePort {
                 wire: Wire::new(provider),
                 frames: Vec::with_capacity(16),
@@ -395,11 +412,18 @@ impl PhoneCall {
                     self.slot = Some(slot);
                     return Ok(());
                 }
-                let caller = params
-                    .get("caller")
-                    .or_else(|| params.get("from"))
-                    .map(String::as_str)
-                    .unwrap_or("");
+                let caller = self.identity.caller(
+                    &self.deps.stream_tokens,
+                    channel(self.port.wire.provider()),
+                    &params,
+                    now_ms(),
+                );
+                if caller.is_empty() && self.identity == StreamIdentity::TokenParam {
+                    tracing::warn!(
+                        "a signed stream without a valid caller token from the gateway's answer: \
+                         the caller is unknown"
+                    );
+                }
                 if let Some(t) = params.get("template")
                     && *t != self.deps.engine.template.name
                 {
@@ -416,7 +440,7 @@ impl PhoneCall {
                        "format": format!("{:?}/{}", format.encoding, format.sample_rate),
                        "params": shown});
                 let channel = channel(self.port.wire.provider());
-                let session = Session::start(&parts, caller, channel, detail, now).await?;
+                let session = Session::start(&parts, &caller, channel, detail, now).await?;
                 if let Some(conv) = session.conversation_id() {
                     slot.bind(&self.call_id, conv);
                 }

@@ -45,6 +45,8 @@ pub struct Script {
     pub steps: Vec<Step>,
     /// Headers for the upgrade request (e.g. `x-twilio-signature`).
     pub headers: Vec<(String, String)>,
+    /// More `customParameters` for the start message (e.g. the `token` of the gateway's TwiML).
+    pub params: Vec<(String, String)>,
     /// Give up on the call after this long.
     pub max_ms: u64,
 }
@@ -55,6 +57,7 @@ impl Script {
             caller: caller.into(),
             steps,
             headers: vec![],
+            params: vec![],
             max_ms: 120_000,
         }
     }
@@ -195,9 +198,14 @@ where
             .into(),
     ))
     .await?;
+    let mut custom = serde_json::Map::new();
+    custom.insert("caller".into(), script.caller.clone().into());
+    for (k, v) in &script.params {
+        custom.insert(k.clone(), v.clone().into());
+    }
     sink.send(Message::Text(json!({"event": "start", "sequenceNumber": next(&mut seq), "streamSid": sid,
         "start": {"streamSid": sid, "accountSid": "ACsimulated", "callSid": call_sid, "tracks": ["inbound"],
-                  "customParameters": {"caller": script.caller},
+                  "customParameters": custom,
                   "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}).to_string().into()))
         .await?;
 

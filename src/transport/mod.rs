@@ -134,6 +134,26 @@ pub enum ProtocolError {
     Provider(String),
 }
 
+/// How far a signed webhook's own time may be from the gateway's (the providers' SDKs use 300 s).
+pub const WEBHOOK_TOLERANCE_SECS: u64 = 300;
+
+/// Why a provider's webhook signature was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The request carries no signature (or no timestamp/nonce the scheme needs).
+    #[error("the request is not signed")]
+    Missing,
+    /// The signature, its timestamp or the configured key cannot be decoded.
+    #[error("the signature or its key is malformed")]
+    Malformed,
+    /// A well-formed signature that does not match the request.
+    #[error("the signature does not match the request")]
+    Mismatch,
+    /// Signed, but too long ago (or too far ahead) to be this request's.
+    #[error("the signature is too old")]
+    Stale,
+}
+
 /// Telephony provider behind a media WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {

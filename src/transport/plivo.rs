@@ -4,6 +4,10 @@
 //! Inbound `playedStream` (a `checkpoint` we sent was reached) maps to [`Inbound::Mark`];
 //! `clearedAudio` (acknowledges `clearAudio`) maps to [`Inbound::Ignored`]. `start.extra_headers`
 //! (an object, or a string holding a JSON object) ends up in `params`.
+//!
+//! A call reaches the gateway through Plivo's answer URL: Plivo's request carries a V3 signature
+//! ([`verify_v3`]) and the gateway answers [`stream_xml`], which connects the call's audio to a
+//! media URL carrying a one-call token.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +17,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{
-    CowStr, Encoding, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart,
-    build_url, check_size, dtmf_event, encode_b64_into, media_event, opt_u64, push_json_str,
-    push_xml_escaped,
+    CowStr, Encoding, FormatRules, Inbound, MediaBody, Named, ProtocolError, SignatureError,
+    StartFormat, UrlPart, build_url, check_size, dtmf_event, encode_b64_into, media_event, opt_u64,
+    push_json_str, push_xml_escaped,
 };
 
 /// `contentType` for μ-law audio.
@@ -212,6 +216,95 @@ pub fn transfer_xml_url(base: &str, auth_token: &str, to: &str) -> String {
     format!("{}/plivo/transfer?{query}", base.trim_end_matches('/'))
 }
 
+/// The text Plivo's V3 scheme signs for a request to `url` (as Plivo called it, query included)
+/// with form parameters `params` (POST; pass none for GET, whose parameters are in the query):
+/// the URL without its query, then `?` and the query's parameters sorted (`k=v` joined by `&`,
+/// percent-decoded, values of one name sorted), then — for a POST with parameters — `.` (after a
+/// non-empty query) and each parameter's name and value concatenated in sorted order.
+pub fn v3_signed_url(url: &str, params: &[(String, String)]) -> String {
+    let url = url.split('#').next().unwrap_or("");
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    q.sort_unstable();
+    let mut p: Vec<&(String, String)> = params.iter().collect();
+    p.sort_unstable();
+    let mut out = String::with_capacity(url.len() + 64 * params.len());
+    out.push_str(base);
+    if !q.is_empty() || !p.is_empty() {
+        out.push('?');
+        for (i, (k, v)) in q.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    if !q.is_empty() && !p.is_empty() {
+        out.push('.');
+    }
+    for (k, v) in p {
+        out.push_str(k);
+        out.push_str(v);
+    }
+    out
+}
+
+/// `X-Plivo-Signature-V3` of [`v3_signed_url`] with the request's nonce: base64(HMAC-SHA256(
+/// auth_token, signed_url + "." + nonce)).
+pub fn v3_signature(auth_token: &str, signed_url: &str, nonce: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(signed_url.as_bytes());
+    mac.update(b".");
+    mac.update(nonce.as_bytes());
+    let mut out = String::with_capacity(44);
+    encode_b64_into(&mac.finalize().into_bytes(), &mut out);
+    out
+}
+
+/// Checks Plivo's V3 signature of a request to `url` (query included) with form `params` (POST)
+/// or none (GET): `header` (`X-Plivo-Signature-V3`, one signature per active auth token,
+/// comma-separated) must hold [`v3_signature`] for `nonce` (`X-Plivo-Signature-V3-Nonce`).
+/// Compared in constant time.
+pub fn verify_v3(
+    auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    nonce: Option<&str>,
+    header: Option<&str>,
+) -> Result<(), SignatureError> {
+    let (Some(nonce), Some(header)) = (nonce, header) else {
+        return Err(SignatureError::Missing);
+    };
+    if auth_token.is_empty() || nonce.trim().is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    let want = v3_signature(auth_token, &v3_signed_url(url, params), nonce.trim());
+    let mut ok = subtle::Choice::from(0u8);
+    for got in header.split(',') {
+        ok |= want.as_bytes().ct_eq(got.trim().as_bytes());
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Plivo XML answering a call with a bidirectional μ-law stream to `ws_url` that keeps the call
+/// up while it lasts; XML-escaped.
+pub fn stream_xml(ws_url: &str) -> String {
+    let mut out = String::with_capacity(200 + ws_url.len());
+    out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">"#);
+    push_xml_escaped(&mut out, ws_url);
+    out.push_str("</Stream></Response>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +451,114 @@ mod tests {
         assert_eq!(
             v(&transfer_body("https://x/y?a=1&b=2")),
             json!({"legs": "aleg", "aleg_url": "https://x/y?a=1&b=2", "aleg_method": "GET"})
+        );
+    }
+
+    // Computed with Plivo's Python SDK (plivo.utils.signature_v3: construct_post_url,
+    // construct_get_url, get_signature_v3), auth token "pl-token", nonce below.
+    const NONCE: &str = "12345678901234567890";
+
+    fn form() -> Vec<(String, String)> {
+        [
+            ("From", "+15550100123"),
+            ("To", "+15557650000"),
+            ("CallUUID", "c0ffee"),
+            ("Direction", "inbound"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn v3_signatures_match_plivos_sdk_for_post_and_get() {
+        let url = "https://gw.example.com/plivo/voice?tenant=acme";
+        assert_eq!(
+            v3_signed_url(url, &form()),
+            "https://gw.example.com/plivo/voice?tenant=acme.CallUUIDc0ffeeDirectioninboundFrom+15550100123To+15557650000"
+        );
+        let post = "ZBMt4kpjlF3WSV+rIkm3sshTA+8kXrVK31Pc0eGNnyY=";
+        assert_eq!(
+            verify_v3("pl-token", url, &form(), Some(NONCE), Some(post)),
+            Ok(())
+        );
+        // One signature per active token: any one of them may match.
+        let two = format!("c29tZXRoaW5nIGVsc2U=, {post}");
+        assert_eq!(
+            verify_v3("pl-token", url, &form(), Some(NONCE), Some(&two)),
+            Ok(())
+        );
+
+        let get_url = "https://gw.example.com/plivo/voice?From=%2B15550100123&CallUUID=c0ffee";
+        assert_eq!(
+            v3_signed_url(get_url, &[]),
+            "https://gw.example.com/plivo/voice?CallUUID=c0ffee&From=+15550100123"
+        );
+        let get = "7SybPki2G0sYxt8RUQGEE64LeGlO9jqcLHXS5zv6kIM=";
+        assert_eq!(
+            verify_v3("pl-token", get_url, &[], Some(NONCE), Some(get)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_v3_signature_fails_for_any_other_request() {
+        let url = "https://gw.example.com/plivo/voice?tenant=acme";
+        let post = "ZBMt4kpjlF3WSV+rIkm3sshTA+8kXrVK31Pc0eGNnyY=";
+        let mut other = form();
+        other[0].1 = "+15550100199".into();
+        let check = |token: &str,
+                     url: &str,
+                     f: &[(String, String)],
+                     nonce: Option<&str>,
+                     h: Option<&str>| { verify_v3(token, url, f, nonce, h) };
+        assert_eq!(
+            check("pl-token", url, &other, Some(NONCE), Some(post)),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(
+                "pl-token",
+                url,
+                &form(),
+                Some("12345678901234567891"),
+                Some(post)
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("another", url, &form(), Some(NONCE), Some(post)),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(
+                "pl-token",
+                "https://evil.example.com/plivo/voice?tenant=acme",
+                &form(),
+                Some(NONCE),
+                Some(post)
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("pl-token", url, &form(), None, Some(post)),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            check("pl-token", url, &form(), Some(NONCE), None),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            check("", url, &form(), Some(NONCE), Some(post)),
+            Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn the_answer_streams_mulaw_both_ways() {
+        assert_eq!(
+            stream_xml("wss://gw/plivo/media?token=a&b"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Stream bidirectional=\"true\" keepCallAlive=\"true\" contentType=\"audio/x-mulaw;rate=8000\">wss://gw/plivo/media?token=a&amp;b</Stream></Response>"
         );
     }
 }

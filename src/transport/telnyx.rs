@@ -5,14 +5,20 @@
 //! Start carries top-level `stream_id`, `start.call_control_id` and `start.media_format`
 //! (`encoding` `PCMU`/`PCMA`/`L16`, `sample_rate`, `channels`); `start.client_state` and
 //! `start.custom_parameters` (if any) end up in `params`.
+//!
+//! A call reaches the gateway through a TeXML application: Telnyx posts the call's webhook (form
+//! fields `From`, `To`, `CallSid`, …) signed with Ed25519 ([`verify_webhook`]) and the gateway
+//! answers [`stream_texml`], which connects the call's audio to a media URL carrying a one-call
+//! token.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::{
-    CowStr, FormatRules, Inbound, MediaBody, Named, ProtocolError, StartFormat, UrlPart, build_url,
-    check_size, clear_json, dtmf_event, mark_event, mark_json, media_event, media_json, opt_u64,
+    CowStr, FormatRules, Inbound, MediaBody, Named, ProtocolError, SignatureError, StartFormat,
+    UrlPart, WEBHOOK_TOLERANCE_SECS, build_url, check_size, clear_json, decode_b64, dtmf_event,
+    mark_event, mark_json, media_event, media_json, opt_u64, push_xml_escaped,
 };
 
 #[derive(Deserialize)]
@@ -131,6 +137,52 @@ pub fn transfer_url(api_base: &str, call_control_id: &str) -> String {
     )
 }
 
+/// Checks a Telnyx webhook: `signature` (header `telnyx-signature-ed25519`, base64) must be an
+/// Ed25519 signature by `public_key` (the account's key from the portal, base64 of 32 bytes) of
+/// `"{timestamp}|{body}"`, where `timestamp` is the `telnyx-timestamp` header (Unix seconds) and
+/// `body` the raw request body; and the timestamp must be within [`WEBHOOK_TOLERANCE_SECS`] of
+/// `now_secs`.
+pub fn verify_webhook(
+    public_key: &str,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now_secs: u64,
+) -> Result<(), SignatureError> {
+    let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
+        return Err(SignatureError::Missing);
+    };
+    let key = decode_b64(public_key).map_err(|_| SignatureError::Malformed)?;
+    let sig = decode_b64(signature).map_err(|_| SignatureError::Malformed)?;
+    let at: u64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::Malformed)?;
+    if key.len() != 32 || sig.len() != 64 {
+        return Err(SignatureError::Malformed);
+    }
+    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.push(b'|');
+    signed.extend_from_slice(body);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key)
+        .verify(&signed, &sig)
+        .map_err(|_| SignatureError::Mismatch)?;
+    if now_secs.abs_diff(at) > WEBHOOK_TOLERANCE_SECS {
+        return Err(SignatureError::Stale);
+    }
+    Ok(())
+}
+
+/// TeXML answering a call with a bidirectional RTP stream (PCMU) to `ws_url`, XML-escaped.
+pub fn stream_texml(ws_url: &str) -> String {
+    let mut out = String::with_capacity(200 + ws_url.len());
+    out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url=""#);
+    push_xml_escaped(&mut out, ws_url);
+    out.push_str(r#"" bidirectionalMode="rtp" bidirectionalCodec="PCMU"/></Connect></Response>"#);
+    out
+}
+
 /// Puts sequence-numbered frames back in order within a bounded window.
 ///
 /// `push` frames as they arrive, then `pop` until `None`. A frame older than the next expected one
@@ -218,6 +270,78 @@ impl<T> Reorder<T> {
 mod tests {
     use super::*;
     use crate::transport::MediaFormat;
+
+    // Signed with PyNaCl (libsodium), the library Telnyx's own Python SDK verifies with: the key
+    // pair from seed bytes 0..32, over "1764950400|" + BODY.
+    const PUBLIC_KEY: &str = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    const SIGNATURE: &str =
+        "IngX8JjiTE0YxG4PZgT/jw4hU2gkKcgvCo7818qt5DZz4Om/NY17AIVEaZK84GQrsYmQILsH9Nw2ZaobGFQFDA==";
+    const BODY: &str = "AccountSid=AC1&CallSid=v3%3Aabc&From=%2B15550100123&To=%2B15557650000";
+
+    #[test]
+    fn a_webhook_signed_by_telnyxs_library_verifies_and_nothing_else_does() {
+        let ok = |sig: Option<&str>, ts: Option<&str>, body: &str, now: u64| {
+            verify_webhook(PUBLIC_KEY, sig, ts, body.as_bytes(), now)
+        };
+        assert_eq!(
+            ok(Some(SIGNATURE), Some("1764950400"), BODY, 1764950410),
+            Ok(())
+        );
+        assert_eq!(
+            ok(
+                Some(SIGNATURE),
+                Some("1764950400"),
+                &BODY.replace("0123", "0124"),
+                1764950410
+            ),
+            Err(SignatureError::Mismatch),
+            "another caller's number"
+        );
+        assert_eq!(
+            ok(Some(SIGNATURE), Some("1764950401"), BODY, 1764950410),
+            Err(SignatureError::Mismatch),
+            "another time"
+        );
+        assert_eq!(
+            ok(Some(SIGNATURE), Some("1764950400"), BODY, 1764950400 + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            ok(None, Some("1764950400"), BODY, 1764950410),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            ok(Some(SIGNATURE), None, BODY, 1764950410),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            ok(Some("not base64!"), Some("1764950400"), BODY, 1764950410),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            ok(Some(SIGNATURE), Some("soon"), BODY, 1764950410),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_webhook(
+                "AAAA",
+                Some(SIGNATURE),
+                Some("1764950400"),
+                BODY.as_bytes(),
+                1764950410
+            ),
+            Err(SignatureError::Malformed),
+            "a key that is not 32 bytes"
+        );
+    }
+
+    #[test]
+    fn the_answer_streams_to_the_escaped_url() {
+        assert_eq!(
+            stream_texml("wss://gw.example.com/telnyx/media?token=1.a&b"),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect><Stream url=\"wss://gw.example.com/telnyx/media?token=1.a&amp;b\" bidirectionalMode=\"rtp\" bidirectionalCodec=\"PCMU\"/></Connect></Response>"
+        );
+    }
     use crate::transport::{Encoding, MAX_MESSAGE_BYTES};
     use serde_json::{Value, json};
 

@@ -19,7 +19,8 @@ async fn good_call(gw: &Gateway) {
             "user_789",
             vec![Step::WaitBotDone { max_ms: 15_000 }, Step::HangUp],
         ),
-    );
+    )
+    .await;
     let log = simcall::run(&gw.url("/twilio/media"), &script)
         .await
         .unwrap();
@@ -355,7 +356,8 @@ async fn ten_calls_at_once_all_complete() {
                     Step::HangUp,
                 ],
             ),
-        );
+        )
+        .await;
         let url = gw.url("/twilio/media");
         calls.push(tokio::spawn(
             async move { simcall::run(&url, &script).await },

@@ -18,6 +18,7 @@ mod router;
 mod scenarios;
 mod security;
 mod session;
+mod signed_calls;
 mod softphone;
 mod tts;
 mod turn_taking;

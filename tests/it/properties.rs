@@ -17,7 +17,7 @@ use switchboard::agent::slots;
 use switchboard::config::{Config, Template};
 use switchboard::redact::redact;
 use switchboard::transport::wire::{Frame, Wire};
-use switchboard::transport::{Inbound, Provider, plivo, twilio};
+use switchboard::transport::{Inbound, Provider, SignatureError, plivo, telnyx, twilio, vonage};
 
 const CASES: u32 = 256;
 
@@ -885,6 +885,127 @@ proptest! {
         if bad_sig.trim().len() == sig.len() {
             prop_assert!(!twilio::verify_signature(&token, &url, &params, &bad_sig));
         }
+    }
+
+    #[test]
+    fn plivo_v3_signature_accepts_exactly_what_was_signed(
+        token in "[ -~]{1,40}",
+        url in ascii_url(),
+        params in prop::collection::btree_map("[A-Z][a-z]{2,8}", "[ -~]{1,16}", 0..5),
+        nonce in "[0-9]{8,24}",
+        at in any::<usize>(),
+        delta in any::<u8>(),
+    ) {
+        let params: Vec<(String, String)> = params.into_iter().collect();
+        let sig = plivo::v3_signature(&token, &plivo::v3_signed_url(&url, &params), &nonce);
+        prop_assert_eq!(plivo::verify_v3(&token, &url, &params, Some(&nonce), Some(&sig)), Ok(()));
+        if !params.is_empty() {
+            let mut bad = params.clone();
+            let i = at % bad.len();
+            bad[i].1 = flip(&bad[i].1, at / 7, delta);
+            prop_assert_eq!(
+                plivo::verify_v3(&token, &url, &bad, Some(&nonce), Some(&sig)),
+                Err(SignatureError::Mismatch),
+                "params {:?}", bad
+            );
+        }
+        let other_nonce = flip(&nonce, at, delta);
+        prop_assert!(plivo::verify_v3(&token, &url, &params, Some(&other_nonce), Some(&sig)).is_err());
+        let bad_sig = flip(&sig, at, delta);
+        if !bad_sig.split(',').any(|p| p.trim() == sig) {
+            prop_assert!(plivo::verify_v3(&token, &url, &params, Some(&nonce), Some(&bad_sig)).is_err());
+        }
+    }
+
+    #[test]
+    fn telnyx_signature_accepts_exactly_what_was_signed(
+        seed in prop::array::uniform32(any::<u8>()),
+        body in prop::collection::vec(any::<u8>(), 0..300),
+        ts in 1_700_000_000u64..1_900_000_000,
+        skew in 0u64..=300,
+        at in any::<usize>(),
+    ) {
+        use ring::signature::KeyPair;
+        let keys = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("32 bytes");
+        let public = base64::engine::general_purpose::STANDARD.encode(keys.public_key().as_ref());
+        let stamp = ts.to_string();
+        let mut signed = format!("{stamp}|").into_bytes();
+        signed.extend_from_slice(&body);
+        let sig = base64::engine::general_purpose::STANDARD.encode(keys.sign(&signed).as_ref());
+        prop_assert_eq!(telnyx::verify_webhook(&public, Some(&sig), Some(&stamp), &body, ts + skew), Ok(()));
+        prop_assert_eq!(
+            telnyx::verify_webhook(&public, Some(&sig), Some(&stamp), &body, ts + 301 + skew),
+            Err(SignatureError::Stale)
+        );
+        if !body.is_empty() {
+            let mut bad = body.clone();
+            let i = at % bad.len();
+            bad[i] ^= 1 + (at % 255) as u8;
+            prop_assert_eq!(
+                telnyx::verify_webhook(&public, Some(&sig), Some(&stamp), &bad, ts),
+                Err(SignatureError::Mismatch)
+            );
+        }
+        let later = (ts + 1).to_string();
+        prop_assert_eq!(
+            telnyx::verify_webhook(&public, Some(&sig), Some(&later), &body, ts),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn vonage_webhook_token_accepts_exactly_what_was_signed(
+        secret in "[ -~]{1,40}",
+        body in "[ -~]{0,200}",
+        iat in 1_700_000_000u64..1_900_000_000,
+        at in any::<usize>(),
+        delta in any::<u8>(),
+    ) {
+        use hmac::{KeyInit, Mac};
+        use sha2::Digest;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = b64.encode(
+            json!({"iat": iat, "jti": "j", "payload_hash": hex::encode(sha2::Sha256::digest(body.as_bytes()))})
+                .to_string(),
+        );
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+        mac.update(format!("{head}.{claims}").as_bytes());
+        let auth = format!("Bearer {head}.{claims}.{}", b64.encode(mac.finalize().into_bytes()));
+        let ok = vonage::verify_signed_webhook(&secret, Some(&auth), body.as_bytes(), iat);
+        prop_assert_eq!(ok.map(|c| c.iat), Ok(iat));
+        if !body.is_empty() {
+            let bad = flip(&body, at, delta);
+            prop_assert_eq!(
+                vonage::verify_signed_webhook(&secret, Some(&auth), bad.as_bytes(), iat).map(|c| c.iat),
+                Err(SignatureError::Mismatch)
+            );
+        }
+        let other = flip(&secret, at, delta);
+        prop_assert_eq!(
+            vonage::verify_signed_webhook(&other, Some(&auth), body.as_bytes(), iat).map(|c| c.iat),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn provider_signature_checks_never_panic_and_refuse_arbitrary_input(
+        key in ".{0,60}",
+        sig in ".{0,100}",
+        stamp in ".{0,20}",
+        body in prop::collection::vec(any::<u8>(), 0..200),
+        url in ".{0,60}",
+        params in prop::collection::vec((".{0,8}", ".{0,8}"), 0..4),
+        token in ".{0,80}",
+        now in any::<u64>(),
+    ) {
+        prop_assert!(telnyx::verify_webhook(&key, Some(&sig), Some(&stamp), &body, now).is_err());
+        prop_assert!(plivo::verify_v3(&key, &url, &params, Some(&stamp), Some(&sig)).is_err());
+        prop_assert!(vonage::verify_signed_webhook(&key, Some(&sig), &body, now).is_err());
+        let bearer = format!("Bearer {}", sig);
+        prop_assert!(vonage::verify_signed_webhook(&key, Some(&bearer), &body, now).is_err());
+        let tokens = switchboard::runtime::stream_token::StreamTokens::new(&key);
+        prop_assert!(tokens.redeem(&token, "twilio", now).is_none());
     }
 
     #[test]

@@ -124,11 +124,47 @@ pub async fn gateway(tweak: impl FnOnce(&mut Config)) -> Gateway {
     }
 }
 
-/// A signed upgrade request for the media socket (the token is the test gateway's).
-pub fn signed(gw: &Gateway, mut script: Script) -> Script {
+/// The call as Twilio places it with the test gateway's auth token: the voice webhook (`From` =
+/// the script's caller), signed, is answered with TwiML whose `token` parameter the stream's start
+/// then carries (the gateway believes no other caller parameter); the media upgrade is signed.
+pub async fn signed(gw: &Gateway, mut script: Script) -> Script {
+    use switchboard::transport::twilio::signature;
+    let fields = vec![
+        (
+            "CallSid".to_string(),
+            format!("CA{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("From".to_string(), script.caller.clone()),
+        ("To".to_string(), "+15557650000".to_string()),
+    ];
+    let sig = signature(
+        "secret-token",
+        &format!("https://{}/twilio/voice", gw.addr),
+        &fields,
+    );
+    let twiml = reqwest::Client::new()
+        .post(format!("http://{}/twilio/voice", gw.addr))
+        .header("x-twilio-signature", sig)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&fields).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"<Parameter name="token" value=""#;
+    let at = twiml
+        .find(marker)
+        .unwrap_or_else(|| panic!("no token in the TwiML: {twiml}"))
+        + marker.len();
+    let token = &twiml[at..at + twiml[at..].find('"').unwrap()];
+    script.params.push(("token".into(), token.into()));
     let url = format!("wss://{}/twilio/media", gw.addr);
-    let sig = switchboard::transport::twilio::signature("secret-token", &url, &[]);
-    script.headers.push(("x-twilio-signature".into(), sig));
+    script.headers.push((
+        "x-twilio-signature".into(),
+        signature("secret-token", &url, &[]),
+    ));
     script
 }
 
@@ -181,7 +217,8 @@ async fn the_greeting_is_paced_marked_and_an_answer_follows_the_request() {
                 Step::HangUp,
             ],
         ),
-    );
+    )
+    .await;
     let log = simcall::run(&gw.url("/twilio/media"), &script)
         .await
         .unwrap();
@@ -266,7 +303,8 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
                 Step::Silence(3000),
             ],
         ),
-    );
+    )
+    .await;
     let log = simcall::run(&gw.url("/twilio/media"), &script)
         .await
         .unwrap();

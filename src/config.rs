@@ -162,6 +162,9 @@ pub struct ApiConfig {
     pub client_tokens: Vec<String>,
     /// Turns (messages, new conversations) per minute for one token (development mode: no limit).
     pub turns_per_minute: u32,
+    /// Turns per minute from one client address, whatever tokens it uses (0: no per-address
+    /// limit, e.g. behind a reverse proxy that hides the clients' addresses).
+    pub turns_per_minute_per_ip: u32,
     /// A client must send its request headers within this long.
     pub header_read_timeout_ms: u64,
     /// Open connections at most (WebSockets count until they are upgraded); the rest wait.
@@ -174,6 +177,7 @@ impl Default for ApiConfig {
             admin_tokens: vec![],
             client_tokens: vec![],
             turns_per_minute: 120,
+            turns_per_minute_per_ip: 300,
             header_read_timeout_ms: 5000,
             max_connections: 4096,
         }

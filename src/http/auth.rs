@@ -41,6 +41,8 @@ impl Principal {
 pub struct ApiAuth {
     tokens: Vec<([u8; 32], Scope)>,
     limiter: RateLimiter,
+    /// Per client address; `None` when configured off.
+    per_ip: Option<RateLimiter>,
 }
 
 pub fn digest(secret: &str) -> [u8; 32] {
@@ -65,6 +67,8 @@ impl ApiAuth {
         Ok(ApiAuth {
             tokens,
             limiter: RateLimiter::new(cfg.turns_per_minute),
+            per_ip: (cfg.turns_per_minute_per_ip > 0)
+                .then(|| RateLimiter::new(cfg.turns_per_minute_per_ip)),
         })
     }
 
@@ -73,6 +77,7 @@ impl ApiAuth {
         ApiAuth {
             tokens: vec![],
             limiter: RateLimiter::new(ApiConfig::default().turns_per_minute),
+            per_ip: None,
         }
     }
 
@@ -136,10 +141,15 @@ impl ApiAuth {
         Ok(p)
     }
 
-    /// Counts one turn against the principal's budget; 429 when it is spent. Development mode
-    /// (loopback only, every request trusted) has no limit.
-    pub fn turn(&self, who: &Principal) -> Result<(), ApiError> {
-        if self.is_open() || self.limiter.allow(&who.key, std::time::Instant::now()) {
+    /// Counts one turn against the principal's budget and its address's; 429 when either is
+    /// spent. Development mode (loopback only, every request trusted) has no limit.
+    pub fn turn(&self, who: &Principal, peer: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        let now = std::time::Instant::now();
+        let by_address = || match (&self.per_ip, peer) {
+            (Some(l), Some(ip)) => l.allow(&ip.to_string(), now),
+            _ => true,
+        };
+        if self.is_open() || (self.limiter.allow(&who.key, now) && by_address()) {
             Ok(())
         } else {
             Err(ApiError::new(

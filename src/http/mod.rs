@@ -206,10 +206,11 @@ struct NewConversation {
 async fn create_conversation(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = s.auth.authenticate(&headers, None)?;
-    s.auth.turn(&who)?;
+    s.auth.turn(&who, server::peer(&ext))?;
     let body = body.map_err(|r| ApiError::new(r.status(), "INVALID_INPUT", r.body_text()))?;
     // The body is optional: no body means the demo caller on the text channel.
     let req: NewConversation = if body.iter().all(u8::is_ascii_whitespace) {
@@ -274,12 +275,13 @@ struct Message {
 async fn post_message(
     State(s): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     Path(id): Path<String>,
     body: Result<Json<Message>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let who = s.auth.authenticate(&headers, None)?;
     own_conversation(&s, &who, &headers, &id).await?;
-    s.auth.turn(&who)?;
+    s.auth.turn(&who, server::peer(&ext))?;
     let Json(msg) = body.map_err(bad_json)?;
     let t = s.engine.say(&id, &msg.text).await?;
     Ok(Json(json!({

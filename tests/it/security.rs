@@ -359,6 +359,56 @@ async fn turns_are_rate_limited_per_token() {
     assert_eq!(codes[4..], [429; 8], "{codes:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_are_rate_limited_per_address_whatever_the_token() {
+    let second = "client-secret-token-0002";
+    let both = format!("{CLIENT},{second}");
+    let s = serve(
+        |c| {
+            c.replace(
+                "turns_per_minute_per_ip = 300",
+                "turns_per_minute_per_ip = 6",
+            )
+        },
+        &[("SWITCHBOARD_CLIENT_TOKENS", &both)],
+    )
+    .await;
+    let b = &s.base;
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let turn = |client: reqwest::Client, token: &'static str| {
+        let url = format!("{b}/v1/conversations");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut codes = vec![];
+    for i in 0..10 {
+        let token = if i % 2 == 0 {
+            CLIENT
+        } else {
+            "client-secret-token-0002"
+        };
+        codes.push(turn(from("127.0.0.1"), token).await);
+    }
+    // A burst of 5 from the address, however the turns are spread over tokens.
+    assert_eq!(codes[..5], [201; 5], "{codes:?}");
+    assert_eq!(codes[5..], [429; 5], "{codes:?}");
+    // Another address still has its own budget (and each token had turns left).
+    assert_eq!(turn(from("127.0.0.2"), CLIENT).await, 201);
+}
+
 #[test]
 fn without_a_token_the_gateway_refuses_to_listen_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,51 @@ mkdir -p noise
 sox -q -n -r 8000 -c 1 -e u-law noise/line.wav synth 4 whitenoise vol 0.02
 echo "  noise/line.wav"
 
+echo "noise set: what a phone line carries besides the caller (tests/it/voice_check.rs)"
+mkdir -p noise/set
+tmp=$(mktemp -d)
+# Line: mains hum and its harmonic, hiss, and a click every 0.7 s.
+sox -R -q -n -r 8000 -c 1 "$tmp/hum.wav" synth 6 sine 60 vol 0.15
+sox -R -q -n -r 8000 -c 1 "$tmp/hum3.wav" synth 6 sine 180 vol 0.05
+sox -R -q -n -r 8000 -c 1 "$tmp/hiss.wav" synth 6 whitenoise vol 0.03
+sox -R -q -n -r 8000 -c 1 "$tmp/click.wav" synth 0.004 square 900 vol 0.6 pad 0 0.696
+sox -q "$tmp/click.wav" "$tmp/clicks.wav" repeat 8
+sox -R -q -m "$tmp/hum.wav" "$tmp/hum3.wav" "$tmp/hiss.wav" "$tmp/clicks.wav" -c 1 -e u-law noise/set/line.wav trim 0 6
+# Babble: four talkers at once (flite kal, awb, rms, slt) across the room, some 25 dB under the
+# caller's level.
+i=0
+for v in kal awb rms slt; do
+  i=$((i + 1))
+  case $i in
+    1) t="The market closed higher today as investors welcomed the latest figures on jobs and prices." ;;
+    2) t="I told her we would meet at the station at six, but the train was late again." ;;
+    3) t="Could you pass the salt? And did anyone see where I left my keys this morning?" ;;
+    4) t="The weather tomorrow will be cloudy with a chance of rain in the afternoon." ;;
+  esac
+  flite -voice "$v" -t "$t" -o "$tmp/b$i.wav"
+  sox -q "$tmp/b$i.wav" -r 8000 "$tmp/b${i}8.wav"
+done
+sox -R -q -m "$tmp/b18.wav" "$tmp/b28.wav" "$tmp/b38.wav" "$tmp/b48.wav" -e u-law noise/set/babble.wav norm -30
+# Music: a plucked-string tune (arpeggios), as hold music or a radio in the room.
+n=0
+for note in C4 E4 G4 C5 G4 E4 A3 C4 E4 A4 E4 C4 F3 A3 C4 F4; do
+  n=$((n + 1))
+  sox -R -q -n -r 8000 "$tmp/m$(printf %02d $n).wav" synth 0.3 pluck "$note" vol 0.5
+done
+sox -q "$tmp"/m*.wav -e u-law noise/set/music.wav
+# A television in the room: a newsreader (Festival kal_diphone) with room reverb, through the
+# telephone band, some 30 dB under the caller's level.
+echo "Good evening. Here is the news. Heavy rain is expected across the region tonight, and drivers are asked to take care on the roads." \
+  | text2wave -eval "(voice_kal_diphone)" -o "$tmp/tv.wav"
+sox -q "$tmp/tv.wav" -r 8000 -e u-law noise/set/tv.wav reverb 50 sinc 300-3400 norm -32
+# Coughs: bursts of band-passed noise with a fast attack and a decay, in twos and threes.
+sox -R -q -n -r 8000 "$tmp/c.wav" synth 0.25 pinknoise sinc 300-2500 fade q 0.01 0.25 0.2 norm -12
+sox -q -n -r 8000 "$tmp/g.wav" trim 0 0.45
+sox -q "$tmp/c.wav" "$tmp/g.wav" "$tmp/c.wav" "$tmp/g.wav" "$tmp/g.wav" "$tmp/c.wav" "$tmp/g.wav" \
+  "$tmp/c.wav" "$tmp/g.wav" "$tmp/c.wav" -e u-law noise/set/coughs.wav
+rm -rf "$tmp"
+echo "  noise/set/: line, babble, music, tv, coughs"
+
 echo "real human speech (pocketsphinx-testdata), through the telephone format"
 src=/usr/share/pocketsphinx/test/data
 mkdir -p real

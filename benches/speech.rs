@@ -2,7 +2,9 @@
 //! - the per-frame cost of the live audio path: μ-law decode + 8→16 kHz resample + turn
 //!   detection for one 20 ms frame, as a share of one core per call;
 //! - end of utterance → final transcript for 1–7 s utterances (whisper tiny.en, 2 threads);
-//! - TTS time to first chunk and per sentence (espeak-ng);
+//! - TTS time to first chunk and per sentence (espeak-ng, Piper);
+//! - the voice check (Silero VAD) per 32 ms window and the end-of-turn model (Smart Turn) per
+//!   pause;
 //! - a full scripted call (scenario 1 fixtures) on the virtual clock: calls per second.
 //!
 //! Ratios are against a baseline measured in the same run (μ-law decode alone; real time), so a
@@ -188,6 +190,42 @@ fn report() {
             total.as_secs_f64() / audio_s.max(1e-6)
         );
     }
+    // Per call, the models that listen: the voice check (Silero VAD, each 32 ms window while
+    // the caller is heard) and the end-of-turn model (Smart Turn, once per pause, 8 s of audio).
+    let vad =
+        Arc::new(switchboard::runtime::speech::load_vad(&piper_cfg).expect("Silero installed"));
+    let talk = speech_of(3.0);
+    let mut stream = vad.stream().expect("stream");
+    let windows = talk.len() / vad.window_samples();
+    let rounds = 20;
+    let s = Instant::now();
+    for _ in 0..rounds {
+        stream.reset();
+        for c in talk.chunks(320) {
+            black_box(stream.push(c));
+        }
+    }
+    let per_window = s.elapsed() / (rounds * windows) as u32;
+    let vad_share = per_window.as_secs_f64() / 0.032;
+    println!(
+        "voice check Silero VAD v6, per 32 ms window: {per_window:?} = {:.2} % of one core per call while the caller is heard (x{:.0} the live path's share)",
+        vad_share * 100.0,
+        vad_share / (full.as_secs_f64() / 0.020).max(1e-12)
+    );
+    let smart =
+        switchboard::runtime::speech::load_turn_model(&piper_cfg).expect("Smart Turn installed");
+    let eight = speech_of(8.0);
+    let runs: Vec<Duration> = (0..10)
+        .map(|_| {
+            let s = Instant::now();
+            black_box(smart.predict(&eight).expect("prediction"));
+            s.elapsed()
+        })
+        .collect();
+    println!(
+        "end-of-turn model Smart Turn v3.2, one pause (8 s of audio, features + model, 1 thread): {:?} median",
+        median(runs)
+    );
     // A full scripted call on the virtual clock.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -84,6 +84,8 @@ pub struct SpeechConfig {
     pub tts: crate::tts::TtsConfig,
     /// The end-of-turn model (Smart Turn) asked at each pause.
     pub turn_model: crate::call::TurnModelConfig,
+    /// The voice check (Silero VAD) on the energy detector's speech.
+    pub vad: crate::call::VoiceCheckConfig,
     pub call: crate::call::CallConfig,
 }
 
@@ -96,6 +98,7 @@ impl Default for SpeechConfig {
             voice: Default::default(),
             tts: Default::default(),
             turn_model: Default::default(),
+            vad: Default::default(),
             call: Default::default(),
         }
     }

@@ -19,12 +19,14 @@
 //! - `call`: THE CORE — one call as a sans-I/O state machine with typed outputs and deadlines.
 //! - `runtime`: the call session (`session`) and its drivers (`live` for providers' WebSockets,
 //!   `browser` for WebRTC, `replay` on a virtual clock), admission, the shared speech stack.
-//! - `transport`: provider protocols as pure serializers, one `wire::Wire` per stream.
+//! - `transport`: provider protocols as pure serializers, one `wire::Wire` per stream, and each
+//!   provider's webhook signature check (Twilio, Telnyx, Plivo, Vonage).
 //! - `webrtc`: the browser softphone's media (webrtc-rs + Opus) and page.
 //! - `asr`, `tts`, `turn`, `audio`: whisper and its worker pool, the voice (Piper on ONNX Runtime,
 //!   espeak-ng as its fallback and phonemizer), the turn detector, DSP.
 //! - `onnx`: the process's one ONNX Runtime environment; `onnx::smart_turn`, the end-of-turn
-//!   model asked at each pause.
+//!   model asked at each pause; `onnx::silero`, the voice check run while the detector hears
+//!   something.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
 //! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
 //!   uses it.

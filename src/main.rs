@@ -155,7 +155,7 @@ enum ModelsAction {
     /// Download, unpack and verify the models the configuration needs (idempotent).
     Install {
         /// Only these models (default: all-minilm-l6-v2, whisper-tiny.en, onnxruntime,
-        /// piper-joe-medium and smart-turn-v3.2; also: whisper-base).
+        /// piper-joe-medium, smart-turn-v3.2 and silero-vad-6; also: whisper-base).
         names: Vec<String>,
     },
     /// Check installed models against the manifest.
@@ -163,7 +163,8 @@ enum ModelsAction {
 }
 
 /// What `models install` fetches when no name is given: the router's model, the default speech
-/// model, the bot's voice (Piper and the ONNX runtime it runs on) and the end-of-turn model.
+/// model, the bot's voice (Piper and the ONNX runtime it runs on), the end-of-turn model and the
+/// voice check.
 /// `whisper-base` (more accurate, twice the cost) is installed when named.
 const DEFAULT_MODELS: &[&str] = &[
     "all-minilm-l6-v2",
@@ -171,6 +172,7 @@ const DEFAULT_MODELS: &[&str] = &[
     "onnxruntime",
     "piper-joe-medium",
     "smart-turn-v3.2",
+    "silero-vad-6",
 ];
 
 fn main() -> Result<()> {

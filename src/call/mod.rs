@@ -73,6 +73,38 @@ pub struct CallConfig {
     /// (see `[speech.turn_model]`).
     #[serde(skip)]
     pub turn_model: Option<TurnModelConfig>,
+    /// The voice check (Silero VAD), when the session runs one: set by the session (see
+    /// `[speech.vad]`).
+    #[serde(skip)]
+    pub voice_check: Option<VoiceCheckConfig>,
+}
+
+/// `[speech.vad]`: a voice model (Silero VAD) confirms that sound the energy detector takes for
+/// speech is a voice before it starts a turn, pauses the bot or interrupts it. The session runs
+/// the model only while the detector hears something ([`Call::wants_voice`]) and hands each
+/// 32 ms window's probability to the core ([`Input::Voice`]). Noise, music and coughs then
+/// neither start turns nor talk over the bot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceCheckConfig {
+    /// Run the model (when it is installed); otherwise the energy detector alone decides.
+    pub enabled: bool,
+    /// A window at or above this probability confirms the sound as a voice.
+    pub threshold: f32,
+    /// ... and only once the sound has peaked at least this loud (band power of a 10 ms frame,
+    /// dBFS): a television or people talking across the room are voices too, but 20–30 dB under
+    /// the caller's, whose speech peaks around −10 to −22 dBFS on a phone line.
+    pub min_level_dbfs: f32,
+}
+
+impl Default for VoiceCheckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 0.5,
+            min_level_dbfs: -35.0,
+        }
+    }
 }
 
 /// `[speech.turn_model]`: an audio model of "is the caller done?" (Smart Turn) asked at each
@@ -118,6 +150,7 @@ impl Default for CallConfig {
             quick_stop_ms: 350,
             apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
             turn_model: None,
+            voice_check: None,
         }
     }
 }
@@ -134,6 +167,11 @@ pub enum EndAction {
 pub enum Input<'a> {
     /// Caller audio, 16 kHz mono, any length.
     CallerAudio(&'a [f32]),
+    /// The voice model's probability that the caller audio given last (its latest 32 ms
+    /// window) is a voice; only counted while [`Call::wants_voice`].
+    Voice {
+        p: f32,
+    },
     /// The final transcript of `turn`'s utterance; empty when nothing usable was heard.
     Transcript {
         turn: TurnId,
@@ -276,6 +314,8 @@ pub struct CallEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     CallerSpeechStart,
+    /// The voice model confirmed the sound being heard as a voice.
+    VoiceConfirmed,
     CallerSpeechEnd {
         duration_ms: u64,
     },
@@ -388,6 +428,10 @@ pub struct Call {
     playout: Option<Playout>,
     /// Caller speech that started while the bot was talking (sample index), if any.
     overlap_start: Option<u64>,
+    /// The voice model confirmed the sound the detector is hearing (reset when it goes quiet).
+    voiced: bool,
+    /// A speech start the detector reported before the voice model confirmed it (its onset).
+    unvoiced_start: Option<u64>,
     dtmf: String,
     dtmf_last_ms: u64,
     ended: bool,
@@ -432,6 +476,8 @@ impl Call {
             turn: 0,
             playout: None,
             overlap_start: None,
+            voiced: false,
+            unvoiced_start: None,
             dtmf: String::with_capacity(16),
             dtmf_last_ms: 0,
             ended: false,
@@ -454,6 +500,18 @@ impl Call {
 
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Whether the session should run the voice model on the caller audio it just gave: there is
+    /// one, and the detector hears something (the model's state is fresh at each onset).
+    pub fn wants_voice(&self) -> bool {
+        self.cfg.voice_check.is_some() && self.detector.state() != TurnState::Quiet
+    }
+
+    /// Whether the sound being heard counts as a voice: confirmed by the voice model, or there
+    /// is no model.
+    fn is_voice(&self) -> bool {
+        self.voiced || self.cfg.voice_check.is_none()
     }
 
     /// Whether the bot is talking (audio queued, in flight, or still being synthesised).
@@ -531,6 +589,7 @@ impl Call {
         }
         match input {
             Input::CallerAudio(samples) => self.caller_audio(samples),
+            Input::Voice { p } => self.voice(p),
             Input::Transcript { turn, text } => {
                 if turn != self.turn {
                     return;
@@ -665,14 +724,21 @@ impl Call {
         for i in 0..self.events_buf.len() {
             match self.events_buf[i] {
                 TurnEvent::SpeechStart { at } => {
-                    self.event(EventKind::CallerSpeechStart);
-                    if self.bot_speaking() {
-                        self.overlap_start = Some(at);
+                    if self.is_voice() {
+                        self.speech_started(at);
+                    } else {
+                        self.unvoiced_start = Some(at);
                     }
                 }
                 TurnEvent::SpeechEnd { start, end, .. } => {
                     self.overlap_start = None;
+                    self.unvoiced_start = None;
                     let duration_ms = (end - start) * 1000 / CALLER_RATE as u64;
+                    if !self.is_voice() {
+                        // Sound the voice model never took for a voice: noise, not a turn.
+                        self.event(EventKind::CallerNoise { duration_ms });
+                        continue;
+                    }
                     self.event(EventKind::CallerSpeechEnd { duration_ms });
                     if let Some(t) = self.tentative.take() {
                         if t.turn == self.turn && t.end == end {
@@ -697,6 +763,7 @@ impl Call {
                 }
                 TurnEvent::Discarded { start, end } => {
                     self.overlap_start = None;
+                    self.unvoiced_start = None;
                     self.event(EventKind::CallerNoise {
                         duration_ms: (end - start) * 1000 / CALLER_RATE as u64,
                     });
@@ -704,7 +771,7 @@ impl Call {
                 TurnEvent::Pause { start, end } => {
                     // Only a caller's turn is transcribed early; speech over the bot is a
                     // barge-in or a backchannel, decided by the rules below.
-                    if self.bot_speaking() || self.tentative.is_some() {
+                    if self.bot_speaking() || self.tentative.is_some() || !self.is_voice() {
                         continue;
                     }
                     self.next_turn();
@@ -746,7 +813,46 @@ impl Call {
                 }
             }
         }
+        if self.detector.state() == TurnState::Quiet {
+            self.voiced = false;
+            self.unvoiced_start = None;
+        }
         self.quick_stop();
+        self.talk_over();
+    }
+
+    /// The detector confirmed speech with its onset at `at` (and it is a voice).
+    fn speech_started(&mut self, at: u64) {
+        self.event(EventKind::CallerSpeechStart);
+        if self.bot_speaking() {
+            self.overlap_start = Some(at);
+        }
+    }
+
+    /// The voice model's verdict on the latest window: a voice confirms the sound the detector
+    /// is hearing, and a speech start held back for it happens now (with its real onset).
+    fn voice(&mut self, p: f32) {
+        let Some(check) = &self.cfg.voice_check else {
+            return;
+        };
+        if self.voiced
+            || self.detector.state() == TurnState::Quiet
+            || p.is_nan()
+            || p < check.threshold
+            || self.detector.sound_peak_db() < f64::from(check.min_level_dbfs)
+        {
+            return;
+        }
+        self.voiced = true;
+        self.event(EventKind::VoiceConfirmed);
+        if let Some(at) = self.unvoiced_start.take() {
+            self.speech_started(at);
+        }
+        self.talk_over();
+    }
+
+    /// Sound over the bot: pause it, resume it, or interrupt it (see the module docs).
+    fn talk_over(&mut self) {
         self.pause_or_resume();
         if let Some(start) = self.overlap_start
             && self.bot_speaking()
@@ -853,8 +959,10 @@ impl Call {
         let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
             return;
         };
+        let voice = self.voiced || self.cfg.voice_check.is_none();
         if !p.paused {
             if hush > 0
+                && voice
                 && p.started_ms.is_some()
                 && onset.is_some_and(|at| position.saturating_sub(at) >= hush)
             {

@@ -39,6 +39,8 @@ struct World {
     /// The end-of-turn model's verdicts for the pauses, in order (answered at once); a NaN is
     /// a failure of the model.
     verdicts: Vec<f32>,
+    /// The voice model's probability from each time (ms) on, while the core wants it.
+    voice: Vec<(u64, f32)>,
 }
 
 impl World {
@@ -62,7 +64,19 @@ impl World {
             fail_tts: vec![],
             synthesized: vec![],
             verdicts: vec![],
+            voice: vec![],
         }
+    }
+
+    /// A world whose call has the voice check, with the model answering `p` from the start.
+    fn with_voice(replies: Vec<&'static str>, p: f32) -> Self {
+        let mut w = World::new(replies);
+        w.call = Call::new(CallConfig {
+            voice_check: Some(VoiceCheckConfig::default()),
+            ..CallConfig::default()
+        });
+        w.voice = vec![(0, p)];
+        w
     }
 
     fn greet(&mut self, text: &str) {
@@ -220,6 +234,12 @@ impl World {
             self.call.handle(self.now, Input::MarkPlayed { id });
         }
         self.call.handle(self.now, Input::CallerAudio(caller));
+        if self.call.wants_voice() {
+            let now = self.now;
+            if let Some(&(_, p)) = self.voice.iter().rev().find(|(from, _)| *from <= now) {
+                self.call.handle(self.now, Input::Voice { p });
+            }
+        }
         // Time reaches the core only at the deadlines it asked for: the exact timelines below
         // hold only if `poll_timeout` names every one.
         if self.call.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -252,6 +272,7 @@ impl World {
 fn describe(k: &EventKind) -> String {
     match k {
         EventKind::CallerSpeechStart => "caller speech start".into(),
+        EventKind::VoiceConfirmed => "voice confirmed".into(),
         EventKind::CallerSpeechEnd { duration_ms } => {
             format!("caller speech end ({duration_ms} ms)")
         }
@@ -549,6 +570,96 @@ fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
     // Nothing was played after the pause; exactly one Clear (the barge-in does not clear twice).
     assert!(w.received * 1000 / 8000 <= paused, "{t}");
     assert_eq!(w.clears, 1, "{t}");
+}
+
+/// The caller's turn, then sound over the bot's reply, with the voice model saying `p` all along.
+fn over_the_bot_with_voice(p: f32, level_dbfs: f64) -> (World, u64) {
+    let reply = "I have confirmed your reservation for December first through December fifth, check in is at three.";
+    let mut w = World::with_voice(vec![reply], p);
+    // The caller's own turn is a voice.
+    w.voice = vec![(0, 0.95), (2500, p)];
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1500)));
+    let onset = w.now;
+    w.play(&speech_like(ms(1200), level_dbfs, 9));
+    w.play(&silence(ms(1500)));
+    (w, onset)
+}
+
+#[test]
+fn sound_the_voice_model_rejects_neither_pauses_the_bot_nor_takes_a_turn() {
+    let (w, _) = over_the_bot_with_voice(0.1, -20.0);
+    let t = w.timeline.join("\n");
+    assert!(
+        t.contains("bot reply 1"),
+        "the caller's own turn was taken\n{t}"
+    );
+    assert!(!t.contains("bot paused"), "{t}");
+    assert!(!t.contains("barge-in"), "{t}");
+    assert!(
+        !t.contains("tentative 2") && !t.contains("transcribed 2"),
+        "{t}"
+    );
+    assert!(t.contains("noise (1"), "reported as noise\n{t}");
+    assert_eq!(w.clears, 0, "{t}");
+    assert!(w.interrupted.is_empty());
+    // Nor in the bot's silence: a sound the model rejects is no turn.
+    let mut w = World::with_voice(vec![], 0.1);
+    w.play(&silence(ms(500)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    assert!(
+        !t.contains("tentative") && !t.contains("caller speech start"),
+        "{t}"
+    );
+    assert!(t.contains("noise ("), "{t}");
+}
+
+#[test]
+fn a_voice_the_model_confirms_talks_over_the_bot_as_without_it() {
+    let (w, onset) = over_the_bot_with_voice(0.9, -20.0);
+    let t = w.timeline.join("\n");
+    let paused = at(&t, "bot paused 1");
+    assert!(
+        (onset + 150..=onset + 180).contains(&paused),
+        "onset {onset}, paused {paused}\n{t}"
+    );
+    let barge = at(&t, "barge-in 1");
+    assert!(barge >= onset + 300 && barge > paused, "{t}");
+    assert_eq!(w.clears, 1, "{t}");
+}
+
+#[test]
+fn a_voice_too_quiet_to_be_the_callers_is_background() {
+    // A television across the room: a voice, 30 dB under the caller's.
+    let (w, _) = over_the_bot_with_voice(0.99, -42.0);
+    let t = w.timeline.join("\n");
+    assert!(!t.contains("bot paused") && !t.contains("barge-in"), "{t}");
+    // The energy detector did hear it: it is reported as noise.
+    assert!(t.contains("noise (1"), "{t}");
+    assert_eq!(w.clears, 0, "{t}");
+}
+
+#[test]
+fn a_start_the_voice_model_confirms_late_is_taken_then() {
+    let mut w = World::with_voice(vec!["Sure."], 0.1);
+    w.play(&silence(ms(500)));
+    let onset = w.now;
+    // The model hears a voice only 400 ms into the sound (after the detector's start).
+    w.voice = vec![(0, 0.1), (onset + 400, 0.9)];
+    w.play(&speech_like(ms(1200), -20.0, 3));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    let confirmed = at(&t, "voice confirmed");
+    let start = at(&t, "caller speech start");
+    assert_eq!(
+        start, confirmed,
+        "the held start happens at the confirmation\n{t}"
+    );
+    assert!((onset + 400..=onset + 440).contains(&start), "{t}");
+    assert!(t.contains("transcribed 1"), "the turn is taken\n{t}");
 }
 
 #[test]

@@ -81,11 +81,21 @@ pub const SMART_TURN: ModelSpec = ModelSpec {
     files: &["smart-turn-v3.2-cpu.onnx"],
 };
 
+/// Silero VAD v6 (MIT): a small recurrent model of "is this 32 ms window a voice?" at 8 or
+/// 16 kHz, from the PyPI `silero-vad` wheel; it confirms the energy detector's speech.
+pub const SILERO_VAD: ModelSpec = ModelSpec {
+    name: "silero-vad-6",
+    package: "silero-vad",
+    version: "6.2.3",
+    files: &["silero_vad.onnx"],
+};
+
 const CATALOG: &[ModelSpec] = &[
     MINILM,
     ONNXRUNTIME,
     PIPER_JOE,
     SMART_TURN,
+    SILERO_VAD,
     crate::models::whisper::WHISPER_TINY_EN.manifest,
     crate::models::whisper::WHISPER_BASE.manifest,
 ];

@@ -17,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use ort::environment::Environment;
 use ort::session::Session;
 
+pub mod silero;
 pub mod smart_turn;
 
 static ORT_ENV: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);

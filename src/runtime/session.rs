@@ -27,6 +27,7 @@ use crate::call::{
     CALLER_RATE, Call, CallConfig, CallEvent, Effect, EffectKind, EndAction, EventKind, Input,
     Output, Said, TurnId, WireCmd,
 };
+use crate::onnx::silero::SileroStream;
 use crate::runtime::speech::Speech;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -483,6 +484,11 @@ pub struct Session {
     in_flight: usize,
     speech_end_ms: Option<u64>,
     timeline: Option<Vec<Value>>,
+    /// This call's voice-model state (the model is shared), when there is a voice check.
+    voice: Option<SileroStream>,
+    /// The voice model has run since it was last reset.
+    voice_dirty: bool,
+    voice_errors: u64,
 }
 
 impl Session {
@@ -491,8 +497,21 @@ impl Session {
         cfg.out_rate = parts.out_rate;
         cfg.apology = parts.engine.template.lines.apology.clone();
         cfg.turn_model = parts.speech.turn_model_config();
+        cfg.voice_check = parts.speech.voice_check_config();
+        let voice = match parts.speech.vad.as_ref().map(|m| m.stream()) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no voice check for this call: the energy detector decides");
+                cfg.voice_check = None;
+                None
+            }
+            None => None,
+        };
         let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
         Session {
+            voice,
+            voice_dirty: false,
+            voice_errors: 0,
             call: Call::new(cfg),
             fx,
             done_rx,
@@ -593,8 +612,35 @@ impl Session {
 
     /// Caller audio, 16 kHz. A busy call ignores it.
     pub fn caller_audio(&mut self, now: u64, samples: &[f32]) {
-        if !self.busy {
-            self.call.handle(now, Input::CallerAudio(samples));
+        if self.busy {
+            return;
+        }
+        self.call.handle(now, Input::CallerAudio(samples));
+        let Some(voice) = self.voice.as_mut() else {
+            return;
+        };
+        if !self.call.wants_voice() {
+            if self.voice_dirty {
+                // Fresh state for the next sound (no allocation).
+                voice.reset();
+                self.voice_dirty = false;
+            }
+            return;
+        }
+        self.voice_dirty = true;
+        let p = match voice.try_push(samples) {
+            Ok(p) => p,
+            Err(e) => {
+                // Fail open: the energy detector decides, as without a voice check.
+                self.voice_errors += 1;
+                if self.voice_errors == 1 {
+                    tracing::warn!(error = %e, "the voice check failed; taking the sound as a voice");
+                }
+                Some(1.0)
+            }
+        };
+        if let Some(p) = p {
+            self.call.handle(now, Input::Voice { p });
         }
     }
 

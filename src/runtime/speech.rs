@@ -5,10 +5,11 @@
 use crate::asr::pool::AsrPool;
 use crate::asr::whisper::{Transcript, Whisper};
 use crate::audio::resample::StreamResampler;
-use crate::call::TurnModelConfig;
+use crate::call::{TurnModelConfig, VoiceCheckConfig};
 use crate::config::Config;
 use crate::models::whisper::GGML_FILE;
-use crate::models::{ONNXRUNTIME, SMART_TURN};
+use crate::models::{ONNXRUNTIME, SILERO_VAD, SMART_TURN};
+use crate::onnx::silero::Silero;
 use crate::onnx::smart_turn::SmartTurn;
 use crate::tts::espeak::Espeak;
 use crate::tts::normalize::for_speech;
@@ -97,6 +98,19 @@ pub fn load_turn_model(cfg: &Config) -> Result<SmartTurn> {
     SmartTurn::load(&env, &model).map_err(anyhow::Error::msg)
 }
 
+/// Silero VAD on the installed ONNX Runtime, at the core's caller rate (16 kHz).
+pub fn load_vad(cfg: &Config) -> Result<Silero> {
+    let need = |name: &str| {
+        crate::models::verify(&cfg.models_dir, name).with_context(|| {
+            format!("the voice check needs {name} (or set [speech.vad] enabled = false)")
+        })
+    };
+    let runtime = need(ONNXRUNTIME.name)?.join(ONNXRUNTIME.files[0]);
+    let model = need(SILERO_VAD.name)?.join(SILERO_VAD.files[0]);
+    let env = crate::onnx::ort_environment(&runtime).map_err(anyhow::Error::msg)?;
+    Silero::load(&env, &model, crate::call::CALLER_RATE).map_err(anyhow::Error::msg)
+}
+
 #[derive(Clone)]
 pub struct Speech {
     pub asr: AsrPool,
@@ -104,6 +118,10 @@ pub struct Speech {
     /// The end-of-turn model (Smart Turn), when `[speech.turn_model]` enables it.
     pub turn_model: Option<Arc<SmartTurn>>,
     turn_model_cfg: TurnModelConfig,
+    /// The voice check (Silero VAD), when `[speech.vad]` enables it; one model for every call,
+    /// each call with its own stream state.
+    pub vad: Option<Arc<Silero>>,
+    vad_cfg: VoiceCheckConfig,
     pub voice: Voice,
     /// Synthesised audio by (text, rate). Besides saving work, it makes replays deterministic:
     /// espeak-ng's rendering of a sentence varies by a few milliseconds with what it said before
@@ -135,11 +153,18 @@ impl Speech {
         } else {
             None
         };
+        let vad = if s.vad.enabled {
+            Some(Arc::new(load_vad(cfg)?))
+        } else {
+            None
+        };
         Ok(Speech {
             asr,
             tts,
             turn_model,
             turn_model_cfg: s.turn_model.clone(),
+            vad,
+            vad_cfg: s.vad.clone(),
             voice: s.voice.clone(),
             cache: Arc::default(),
         })
@@ -150,6 +175,11 @@ impl Speech {
         self.turn_model
             .as_ref()
             .map(|_| self.turn_model_cfg.clone())
+    }
+
+    /// What a call's core is told about the voice check: its settings when there is a model.
+    pub fn voice_check_config(&self) -> Option<VoiceCheckConfig> {
+        self.vad.as_ref().map(|_| self.vad_cfg.clone())
     }
 
     /// Transcribes an utterance on the ASR pool; `prompt` is whisper's initial prompt.

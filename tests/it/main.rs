@@ -24,4 +24,5 @@ mod tts;
 mod turn_taking;
 mod twilio;
 mod virtual_calls;
+mod voice_check;
 mod webrtc;

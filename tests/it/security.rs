@@ -763,6 +763,10 @@ async fn expired_conversations_leave_memory() {
             c.replace("ttl_secs = 1800", "ttl_secs = 15")
                 .replace("sweep_secs = 60", "sweep_secs = 1")
                 .replace("turns_per_minute = 120", "turns_per_minute = 1000000")
+                .replace(
+                    "turns_per_minute_per_ip = 300",
+                    "turns_per_minute_per_ip = 0",
+                )
         },
         &[("SWITCHBOARD_CLIENT_TOKENS", CLIENT)],
     )

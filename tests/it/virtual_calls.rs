@@ -373,3 +373,77 @@ async fn stranger_by_phone(prompt: bool) {
         "{transcript}"
     );
 }
+
+/// What one call of the noise set did: bot pauses (clears) and caller turns taken.
+struct NoiseOutcome {
+    clears: usize,
+    turns: usize,
+}
+
+/// A caller's line carries `noise` over the greeting, then again while the bot is silent, and
+/// then the caller asks for something ("Confirm my reservation.").
+async fn noise_call(gw: &VirtualGateway, noise: &str) -> NoiseOutcome {
+    let before = gw.said(LogType::CallerToAgent).await.len();
+    let script = Script::new(
+        "+15550001111",
+        vec![
+            Step::WaitBotSpeaking {
+                ms: 300,
+                max_ms: 10_000,
+            },
+            Step::Say(ulaw_fixture(noise)),
+            wait(),
+            Step::Say(ulaw_fixture(noise)),
+            Step::Silence(2_000),
+            wait(),
+            Step::Say(ulaw_fixture("scenario1/01.wav")),
+            wait(),
+            Step::HangUp,
+        ],
+    );
+    let log = gw.call(&script).await;
+    gw.idle().await;
+    NoiseOutcome {
+        clears: log.clears.len(),
+        turns: gw.said(LogType::CallerToAgent).await.len() - before,
+    }
+}
+
+/// The noise set (`audio-fixtures/noise/set/`: line hum, hiss and clicks; four-talker babble;
+/// music; a television 30 dB under the caller; coughs), played over the bot's greeting and then
+/// into the bot's silence. With the voice check none of it pauses the bot or starts a turn; the
+/// energy detector alone is fooled by it (the figures are printed), and the caller who then speaks
+/// is still heard.
+#[tokio::test(start_paused = true)]
+async fn noise_on_the_line_neither_pauses_the_bot_nor_starts_a_turn() {
+    let with = gateway(|_| {}).await;
+    assert!(
+        with.live.speech.vad.is_some(),
+        "the voice check is on by default"
+    );
+    let mut speech = with.live.speech.clone();
+    speech.vad = None;
+    let without = gateway_with(Some(speech), |c| c.speech.vad.enabled = false).await;
+    let set = ["line", "babble", "music", "tv", "coughs"];
+    let mut fooled = 0;
+    for name in set {
+        let clip = format!("noise/set/{name}.wav");
+        let on = noise_call(&with, &clip).await;
+        let off = noise_call(&without, &clip).await;
+        eprintln!(
+            "{name:>7}: voice check on: {} bot pauses, {} turns; energy detector alone: {} bot pauses, {} turns",
+            on.clears,
+            on.turns.saturating_sub(1),
+            off.clears,
+            off.turns.saturating_sub(1)
+        );
+        assert_eq!(on.clears, 0, "{name} paused the bot");
+        // Exactly one turn: the caller's own request after the noise.
+        assert_eq!(on.turns, 1, "{name}: turns other than the caller's request");
+        fooled += off.clears + off.turns.saturating_sub(1);
+    }
+    assert!(
+        fooled > 0,
+        "the noise set does not fool the energy detector: it tests nothing"
+    );
+}

@@ -1015,6 +1015,15 @@ pub async fn housekeeping(engine: Arc<Engine>, session: crate::config::SessionCo
                 in_memory = engine.in_memory(),
                 "conversations left memory"
             );
+            // Hand the freed heap back to the system, so the process shrinks after a burst of
+            // conversations (glibc otherwise keeps the pages for reuse).
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            let _ = tokio::task::spawn_blocking(|| {
+                // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps and
+                // arenas; it has no preconditions.
+                unsafe { libc::malloc_trim(0) }
+            })
+            .await;
         }
         if last_purge.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(3600)) {
             last_purge = Some(tokio::time::Instant::now());

@@ -809,9 +809,24 @@ async fn expired_conversations_leave_memory() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The sweep hands the freed heap back: the process shrinks to where it was (within half of
+    // what the conversations took; checked for up to 5 s after the last one left).
+    let mut after = rss_kb(s.child.id());
+    let settle = Instant::now() + Duration::from_secs(5);
+    while after > before + (peak - before) / 2 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = rss_kb(s.child.id());
+    }
     println!(
-        "RSS: {before} kB before, {peak} kB with 1,000 conversations, {} kB after they expired",
-        rss_kb(s.child.id())
+        "RSS: {before} kB before, {peak} kB with 1,000 conversations, {after} kB after they expired"
+    );
+    assert!(
+        peak > before,
+        "the conversations took memory: {before} → {peak} kB"
+    );
+    assert!(
+        after <= before + (peak - before) / 2,
+        "memory did not return: {before} kB before, {peak} kB at the peak, {after} kB after"
     );
 }
 

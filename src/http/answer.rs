@@ -117,6 +117,41 @@ fn media_url(
     Ok(format!("{}/{provider}/media?token={token}", ws_base(&base)))
 }
 
+/// The call a verified webhook is about: the provider (as in the media path), its call id and the
+/// caller's number as the provider signed it.
+struct Answered<'a> {
+    provider: &'a str,
+    call: &'a str,
+    caller: &'a str,
+}
+
+/// What every answer does once the request is verified: the `draining` reply while the gateway
+/// shuts down, else `stream` with a one-call media URL bound to the caller.
+fn answer(
+    s: &AppState,
+    live: &LiveDeps,
+    headers: &HeaderMap,
+    a: Answered<'_>,
+    draining: impl FnOnce() -> Response,
+    stream: impl FnOnce(&str) -> Response,
+) -> Response {
+    if live.registry.is_draining() {
+        return draining();
+    }
+    match media_url(s, live, headers, a.provider, a.caller) {
+        Ok(url) => {
+            tracing::info!(
+                provider = a.provider,
+                call = a.call,
+                caller = %crate::runtime::session::shown_caller(a.caller),
+                "call answered"
+            );
+            stream(&url)
+        }
+        Err(r) => r,
+    }
+}
+
 fn xml(body: String) -> Response {
     ([(CONTENT_TYPE, "application/xml")], body).into_response()
 }
@@ -185,23 +220,23 @@ pub async fn telnyx_voice(
         Ok(f) => f,
         Err(r) => return r,
     };
-    if live.registry.is_draining() {
-        return xml(format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{DRAINING}</Say><Hangup/></Response>"#
-        ));
-    }
-    let caller = field(&fields, "From");
-    match media_url(&s, &live, &headers, "telnyx", caller) {
-        Ok(url) => {
-            tracing::info!(
-                call = field(&fields, "CallSid"),
-                caller = %crate::runtime::session::shown_caller(caller),
-                "Telnyx call answered"
-            );
-            xml(telnyx::stream_texml(&url))
-        }
-        Err(r) => r,
-    }
+    let call = Answered {
+        provider: "telnyx",
+        call: field(&fields, "CallSid"),
+        caller: field(&fields, "From"),
+    };
+    answer(
+        &s,
+        &live,
+        &headers,
+        call,
+        || {
+            xml(format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{DRAINING}</Say><Hangup/></Response>"#
+            ))
+        },
+        |url| xml(telnyx::stream_texml(url)),
+    )
 }
 
 /// The URLs Plivo may have signed for this request: the configured public URL or the Host it
@@ -263,23 +298,23 @@ pub async fn plivo_voice(
         }
     }
     let fields = if post { form } else { query_fields(&uri) };
-    if live.registry.is_draining() {
-        return xml(format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Speak>{DRAINING}</Speak><Hangup/></Response>"#
-        ));
-    }
-    let caller = field(&fields, "From");
-    match media_url(&s, &live, &headers, "plivo", caller) {
-        Ok(url) => {
-            tracing::info!(
-                call = field(&fields, "CallUUID"),
-                caller = %crate::runtime::session::shown_caller(caller),
-                "Plivo call answered"
-            );
-            xml(plivo::stream_xml(&url))
-        }
-        Err(r) => r,
-    }
+    let call = Answered {
+        provider: "plivo",
+        call: field(&fields, "CallUUID"),
+        caller: field(&fields, "From"),
+    };
+    answer(
+        &s,
+        &live,
+        &headers,
+        call,
+        || {
+            xml(format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response><Speak>{DRAINING}</Speak><Hangup/></Response>"#
+            ))
+        },
+        |url| xml(plivo::stream_xml(url)),
+    )
 }
 
 /// Vonage's answer URL (`GET` or `POST /vonage/answer`): checks the signed-callback JWT with the
@@ -335,20 +370,18 @@ pub async fn vonage_answer(
         query
     };
     let json = |b: String| ([(CONTENT_TYPE, "application/json")], b).into_response();
-    if live.registry.is_draining() {
-        return json(serde_json::json!([{"action": "talk", "text": DRAINING}]).to_string());
-    }
-    let caller = field(&fields, "from");
     let uuid = field(&fields, "uuid");
-    match media_url(&s, &live, &headers, "vonage", caller) {
-        Ok(url) => {
-            tracing::info!(
-                call = uuid,
-                caller = %crate::runtime::session::shown_caller(caller),
-                "Vonage call answered"
-            );
-            json(vonage::connect_ncco(&url, &[("uuid", uuid)]))
-        }
-        Err(r) => r,
-    }
+    let call = Answered {
+        provider: "vonage",
+        call: uuid,
+        caller: field(&fields, "from"),
+    };
+    answer(
+        &s,
+        &live,
+        &headers,
+        call,
+        || json(serde_json::json!([{"action": "talk", "text": DRAINING}]).to_string()),
+        |url| json(vonage::connect_ncco(url, &[("uuid", uuid)])),
+    )
 }

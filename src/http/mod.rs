@@ -807,8 +807,9 @@ struct StreamUrlRequest {
     caller: Option<String>,
 }
 
-/// A media stream URL for one call of a provider that does not sign its media socket (Telnyx,
-/// Plivo, Exotel, Vonage), for the application that answers the call to hand to the provider.
+/// A media stream URL for one call, for an answer application of the operator's own to hand to
+/// the provider (instead of the gateway's answer webhooks), optionally naming the caller it
+/// verified; for Twilio, whose stream URL takes no query, the token is a stream parameter.
 async fn stream_url(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -956,10 +956,10 @@ impl Call {
         let hush = self.cfg.hush_ms as u64 * CALLER_RATE as u64 / 1000;
         let position = self.detector.position();
         let onset = self.detector.sound_onset();
+        let voice = self.is_voice();
         let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
             return;
         };
-        let voice = self.voiced || self.cfg.voice_check.is_none();
         if !p.paused {
             if hush > 0
                 && voice

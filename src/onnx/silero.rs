@@ -106,6 +106,7 @@ impl Silero {
             last: None,
             windows: 0,
             errors: 0,
+            fresh: true,
         })
     }
 }
@@ -122,6 +123,8 @@ pub struct SileroStream {
     last: Option<f32>,
     windows: u64,
     errors: u64,
+    /// Nothing pushed since creation or the last reset (a reset then has nothing to do).
+    fresh: bool,
 }
 
 impl std::fmt::Debug for SileroStream {
@@ -148,6 +151,7 @@ impl SileroStream {
     pub fn try_push(&mut self, mut frame: &[f32]) -> Result<Option<f32>, String> {
         let (context, window) = (self.model.context, self.model.window);
         let mut latest = None;
+        self.fresh &= frame.is_empty();
         while !frame.is_empty() {
             let take = (window - self.filled).min(frame.len());
             let (_, data) = self
@@ -236,8 +240,13 @@ impl SileroStream {
         self.errors
     }
 
-    /// Back to the initial state (zero state and context, empty window).
+    /// Back to the initial state (zero state and context, empty window); nothing to do, and
+    /// nothing done, when nothing was pushed since the last reset.
     pub fn reset(&mut self) {
+        if self.fresh {
+            return;
+        }
+        self.fresh = true;
         // Our own CPU tensors: extraction cannot fail in practice; if it did, nothing is reset.
         if let Ok((_, d)) = self.input.try_extract_tensor_mut::<f32>() {
             d.fill(0.0);

@@ -486,9 +486,6 @@ pub struct Session {
     timeline: Option<Vec<Value>>,
     /// This call's voice-model state (the model is shared), when there is a voice check.
     voice: Option<SileroStream>,
-    /// The voice model has run since it was last reset.
-    voice_dirty: bool,
-    voice_errors: u64,
 }
 
 impl Session {
@@ -510,8 +507,6 @@ impl Session {
         let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
         Session {
             voice,
-            voice_dirty: false,
-            voice_errors: 0,
             call: Call::new(cfg),
             fx,
             done_rx,
@@ -620,20 +615,15 @@ impl Session {
             return;
         };
         if !self.call.wants_voice() {
-            if self.voice_dirty {
-                // Fresh state for the next sound (no allocation).
-                voice.reset();
-                self.voice_dirty = false;
-            }
+            // Fresh state for the next sound (nothing to do when it is fresh already).
+            voice.reset();
             return;
         }
-        self.voice_dirty = true;
         let p = match voice.try_push(samples) {
             Ok(p) => p,
             Err(e) => {
                 // Fail open: the energy detector decides, as without a voice check.
-                self.voice_errors += 1;
-                if self.voice_errors == 1 {
+                if voice.errors() == 1 {
                     tracing::warn!(error = %e, "the voice check failed; taking the sound as a voice");
                 }
                 Some(1.0)

@@ -8,7 +8,7 @@
 //! Without the provider's key configured these webhooks answer only in development mode (no API
 //! token and no provider credential), like the unsigned media sockets.
 
-use super::{ApiError, AppState, no_speech, parse_form, public_base, ws_base};
+use super::{ApiError, AppState, called_urls, dev_mode, no_speech, one_call_stream, parse_form};
 use crate::runtime::live::LiveDeps;
 use crate::runtime::stream_token::now_ms;
 use crate::transport::{SignatureError, WEBHOOK_TOLERANCE_SECS, plivo, telnyx, vonage};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub const TOKEN_TTL_MS: u64 = 60_000;
 
 /// What a caller hears when the gateway is shutting down.
-const DRAINING: &str = "We cannot take your call right now. Please call again shortly.";
+pub const DRAINING: &str = "We cannot take your call right now. Please call again shortly.";
 
 /// The webhook's fields, in the order they came.
 type Fields = Vec<(String, String)>;
@@ -84,37 +84,11 @@ fn live(s: &AppState) -> Result<Arc<LiveDeps>, Response> {
     s.live.clone().ok_or_else(no_speech)
 }
 
-/// Whether an unsigned webhook may be answered: development mode only.
-fn open(s: &AppState, live: &LiveDeps) -> bool {
-    s.auth.is_open() && !live.has_provider_credentials()
-}
-
 /// Remembers a signed request's unique part until it could no longer verify; `false` if seen.
 fn first_time(live: &LiveDeps, key: &str) -> bool {
     let now = now_ms();
     let until = now + 2 * WEBHOOK_TOLERANCE_SECS * 1000;
     live.stream_tokens.first_use(key, until, now)
-}
-
-/// `wss://…/{provider}/media?token=…` for one call of `caller`.
-#[allow(clippy::result_large_err)]
-fn media_url(
-    s: &AppState,
-    live: &LiveDeps,
-    headers: &HeaderMap,
-    provider: &str,
-    caller: &str,
-) -> Result<String, Response> {
-    let Some(base) = public_base(s, headers) else {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
-                .into_response(),
-        );
-    };
-    let (token, _) = live
-        .stream_tokens
-        .mint(provider, now_ms(), TOKEN_TTL_MS, caller);
-    Ok(format!("{}/{provider}/media?token={token}", ws_base(&base)))
 }
 
 /// The call a verified webhook is about: the provider (as in the media path), its call id and the
@@ -126,29 +100,29 @@ struct Answered<'a> {
 }
 
 /// What every answer does once the request is verified: the `draining` reply while the gateway
-/// shuts down, else `stream` with a one-call media URL bound to the caller.
+/// shuts down, else `reply` with a one-call media URL bound to the caller.
 fn answer(
     s: &AppState,
     live: &LiveDeps,
     headers: &HeaderMap,
     a: Answered<'_>,
     draining: impl FnOnce() -> Response,
-    stream: impl FnOnce(&str) -> Response,
+    reply: impl FnOnce(&str) -> Response,
 ) -> Response {
     if live.registry.is_draining() {
         return draining();
     }
-    match media_url(s, live, headers, a.provider, a.caller) {
-        Ok(url) => {
+    match one_call_stream(s, live, headers, a.provider, TOKEN_TTL_MS, a.caller) {
+        Ok(stream) => {
             tracing::info!(
                 provider = a.provider,
                 call = a.call,
                 caller = %crate::runtime::session::shown_caller(a.caller),
                 "call answered"
             );
-            stream(&url)
+            reply(&stream.url)
         }
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -203,7 +177,7 @@ pub async fn telnyx_voice(
     };
     let key = live.telnyx.public_key.as_str();
     if key.is_empty() {
-        if !open(&s, &live) {
+        if !dev_mode(&s, &live) {
             return unconfigured("Telnyx", "telnyx.public_key (TELNYX_PUBLIC_KEY)");
         }
     } else {
@@ -239,20 +213,6 @@ pub async fn telnyx_voice(
     )
 }
 
-/// The URLs Plivo may have signed for this request: the configured public URL or the Host it
-/// came in on, with the path and query it asked for.
-fn called_urls(s: &AppState, headers: &HeaderMap, uri: &Uri) -> Vec<String> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let mut out = Vec::with_capacity(2);
-    if let Some(u) = &s.public_url {
-        out.push(format!("{}{path}", u.trim_end_matches('/')));
-    }
-    if let Some(h) = header(headers, "host") {
-        out.push(format!("https://{h}{path}"));
-    }
-    out
-}
-
 /// Plivo's answer URL (`GET` or `POST /plivo/voice`): checks the V3 signature with the account's
 /// auth token and answers Plivo XML streaming the call to a one-call media URL.
 pub async fn plivo_voice(
@@ -277,14 +237,14 @@ pub async fn plivo_voice(
     };
     let token = live.plivo.auth_token.as_str();
     if token.is_empty() {
-        if !open(&s, &live) {
+        if !dev_mode(&s, &live) {
             return unconfigured("Plivo", "plivo.auth_token (PLIVO_AUTH_TOKEN)");
         }
     } else {
         let nonce = header(&headers, "x-plivo-signature-v3-nonce");
         let sig = header(&headers, "x-plivo-signature-v3");
         let mut result = Err(SignatureError::Missing);
-        for url in called_urls(&s, &headers, &uri) {
+        for url in called_urls(s.public_url.as_deref(), &headers, &uri) {
             result = plivo::verify_v3(token, &url, &form, nonce, sig);
             if result.is_ok() {
                 break;
@@ -335,7 +295,7 @@ pub async fn vonage_answer(
     let query = query_fields(&uri);
     let secret = live.vonage.signature_secret.as_str();
     if secret.is_empty() {
-        if !open(&s, &live) {
+        if !dev_mode(&s, &live) {
             return unconfigured(
                 "Vonage",
                 "vonage.signature_secret (VONAGE_SIGNATURE_SECRET)",

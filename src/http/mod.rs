@@ -455,16 +455,7 @@ fn twilio_signed(
     else {
         return false;
     };
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let mut bases: Vec<String> = Vec::with_capacity(2);
-    if let Some(u) = public_url {
-        bases.push(u.trim_end_matches('/').to_string());
-    }
-    if let Some(h) = headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        bases.push(format!("https://{h}"));
-    }
-    for base in &bases {
-        let https = format!("{base}{path}");
+    for https in called_urls(public_url, headers, uri) {
         if ws {
             // On the WebSocket upgrade Twilio signs the wss:// URL (reported; not documented).
             let wss = https
@@ -479,6 +470,60 @@ fn twilio_signed(
         }
     }
     false
+}
+
+/// The URLs a provider may have signed for this request: the configured public URL, or `https://`
+/// and the Host it came in on, with the path and query it asked for.
+fn called_urls(public_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> Vec<String> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let mut out = Vec::with_capacity(2);
+    if let Some(u) = public_url {
+        out.push(format!("{}{path}", u.trim_end_matches('/')));
+    }
+    if let Some(h) = headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        out.push(format!("https://{h}{path}"));
+    }
+    out
+}
+
+/// Development mode for provider-facing routes: no API token and no provider credential
+/// configured (then unsigned webhooks and token-less media sockets are let in, on loopback).
+fn dev_mode(s: &AppState, live: &LiveDeps) -> bool {
+    s.auth.is_open() && !live.has_provider_credentials()
+}
+
+/// One call's media stream as the provider is to open it.
+struct OneCallStream {
+    /// `{ws base}/{provider}/media`, with `?token=` except for Twilio (whose stream URL takes no
+    /// query: the token goes in a stream parameter).
+    url: String,
+    token: String,
+    expires_at_ms: u64,
+}
+
+/// A one-call stream of `provider` for `caller` (empty: the stream's parameters will say),
+/// valid for `ttl_ms`, at the public base the request came in on.
+fn one_call_stream(
+    s: &AppState,
+    live: &LiveDeps,
+    headers: &HeaderMap,
+    provider: &str,
+    ttl_ms: u64,
+    caller: &str,
+) -> Result<OneCallStream, ApiError> {
+    let base = public_base(s, headers)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header"))?;
+    let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms, caller);
+    let mut url = format!("{}/{provider}/media", ws_base(&base));
+    if provider != "twilio" {
+        url.push_str("?token=");
+        url.push_str(&token);
+    }
+    Ok(OneCallStream {
+        url,
+        token,
+        expires_at_ms,
+    })
 }
 
 fn forbidden() -> Response {
@@ -558,14 +603,12 @@ async fn twilio_voice(
     };
     if live.registry.is_draining() {
         // Shutting down: the caller is told, not left in silence.
-        let twiml = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>We cannot take your call right now. Please call again shortly.</Say><Hangup/></Response>"#;
+        let twiml = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{}</Say><Hangup/></Response>"#,
+            answer::DRAINING
+        );
         return ([(CONTENT_TYPE, "text/xml")], twiml).into_response();
     }
-    let Some(base) = public_base(&s, &headers) else {
-        return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header")
-            .into_response();
-    };
-    let ws = format!("{}/twilio/media", ws_base(&base));
     let caller = form
         .iter()
         .find(|(k, _)| k == "From")
@@ -573,15 +616,17 @@ async fn twilio_voice(
         .unwrap_or("");
     // The caller as Twilio signed it, bound into a one-call token the stream's start must carry
     // (its `caller` parameter alone is not believed once signing is on).
-    let (token, _) = live
-        .stream_tokens
-        .mint("twilio", now_ms(), answer::TOKEN_TTL_MS, caller);
+    let stream = match one_call_stream(&s, &live, &headers, "twilio", answer::TOKEN_TTL_MS, caller)
+    {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
     let twiml = twilio::connect_twiml(
-        &ws,
+        &stream.url,
         &[
             ("caller", caller),
             ("template", &s.engine.template.name),
-            ("token", &token),
+            ("token", &stream.token),
         ],
     );
     ([(CONTENT_TYPE, "text/xml")], twiml).into_response()
@@ -707,8 +752,7 @@ fn media_allowed(
     }
     let expected = live.calls.media_token.as_str();
     if expected.is_empty() {
-        return (s.auth.is_open() && !live.has_provider_credentials())
-            .then_some(StreamIdentity::FromParams);
+        return dev_mode(s, live).then_some(StreamIdentity::FromParams);
     }
     presented
         .is_some_and(|p| {
@@ -843,23 +887,12 @@ async fn stream_url(
         ));
     }
     let ttl_ms = req.ttl_secs.unwrap_or(60).saturating_mul(1000);
-    let (token, expires_at_ms) = live.stream_tokens.mint(provider, now_ms(), ttl_ms, caller);
-    let base = public_base(&s, &headers)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "no Host header"))?;
-    let ws = ws_base(&base);
-    // Twilio's stream URL takes no query: the token goes in a <Parameter name="token">.
-    let body = if provider == "twilio" {
-        json!({
-            "url": format!("{ws}/twilio/media"),
-            "parameters": {"token": token},
-            "expires_at_ms": expires_at_ms,
-        })
-    } else {
-        json!({
-            "url": format!("{ws}/{provider}/media?token={token}"),
-            "expires_at_ms": expires_at_ms,
-        })
-    };
+    let stream = one_call_stream(&s, live, &headers, provider, ttl_ms, caller)?;
+    let mut body = json!({"url": stream.url, "expires_at_ms": stream.expires_at_ms});
+    if provider == "twilio" {
+        // The token goes in a <Parameter name="token">.
+        body["parameters"] = json!({"token": stream.token});
+    }
     Ok((StatusCode::CREATED, Json(body)))
 }
 

@@ -168,7 +168,7 @@ pub fn query_payload(params: &[(String, String)]) -> String {
 /// Checks a signed Vonage Voice webhook. `authorization` is the `Authorization` header,
 /// `Bearer <JWT>`: the JWT must be HS256 (no other algorithm is accepted) under `secret` (the
 /// account's signature secret), issued (`iat`) within [`WEBHOOK_TOLERANCE_SECS`] of `now_secs` and
-/// not expired (`exp`, when present); its `payload_hash`, when present, must be the hex SHA-256 of
+/// not expired (`exp`, when present); its `payload_hash` must be there and be the hex SHA-256 of
 /// `payload` (a POST's raw body, or [`query_payload`] of a GET's query).
 pub fn verify_signed_webhook(
     secret: &str,
@@ -225,12 +225,13 @@ pub fn verify_signed_webhook(
             None => return Err(SignatureError::Malformed),
         }
     }
-    if let Some(hash) = claims.get("payload_hash") {
-        let hash = hash.as_str().ok_or(SignatureError::Malformed)?;
-        let got = hex::encode(Sha256::digest(payload));
-        if !got.eq_ignore_ascii_case(hash) {
-            return Err(SignatureError::Mismatch);
-        }
+    // Without the hash the token would vouch for any body: it is required.
+    let hash = claims
+        .get("payload_hash")
+        .and_then(Value::as_str)
+        .ok_or(SignatureError::Malformed)?;
+    if !hex::encode(Sha256::digest(payload)).eq_ignore_ascii_case(hash) {
+        return Err(SignatureError::Mismatch);
     }
     let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
     Ok(WebhookClaims {
@@ -447,6 +448,19 @@ mod tests {
         assert_eq!(
             v(SECRET, Some(&forged), BODY, 1764950460),
             Err(SignatureError::Mismatch)
+        );
+        // Properly signed, but vouching for no body: refused.
+        let head = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(r#"{"iat":1764950400,"jti":"y"}"#);
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{head}.{claims}").as_bytes());
+        let unhashed = format!(
+            "Bearer {head}.{claims}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(
+            v(SECRET, Some(&unhashed), BODY, 1764950460),
+            Err(SignatureError::Malformed)
         );
         assert_eq!(
             v(SECRET, Some("Bearer a.b"), BODY, 1764950460),

@@ -119,6 +119,49 @@ sox -q "$tmp/c.wav" "$tmp/g.wav" "$tmp/c.wav" "$tmp/g.wav" "$tmp/g.wav" "$tmp/c.
 rm -rf "$tmp"
 echo "  noise/set/: line, babble, music, tv, coughs"
 
+echo "held-out noise set: other sources of the same kinds, made after the voice check's settings"
+echo "were chosen and never tuned on (tests/it/virtual_calls.rs reports both sets)"
+mkdir -p noise/heldout
+tmp=$(mktemp -d)
+# Line: 50 Hz mains hum, brown noise and crackle (short bursts at random-looking spacings).
+sox -R -q -n -r 8000 -c 1 "$tmp/hum.wav" synth 6 sine 50 vol 0.12
+sox -R -q -n -r 8000 -c 1 "$tmp/brown.wav" synth 6 brownnoise vol 0.08
+sox -R -q -n -r 8000 -c 1 "$tmp/k1.wav" synth 0.01 whitenoise vol 0.5 pad 0 0.33
+sox -R -q -n -r 8000 -c 1 "$tmp/k2.wav" synth 0.006 whitenoise vol 0.4 pad 0 0.51
+sox -q "$tmp/k1.wav" "$tmp/k2.wav" "$tmp/k1.wav" "$tmp/k2.wav" "$tmp/k1.wav" "$tmp/k2.wav" "$tmp/k1.wav" "$tmp/crackle.wav" repeat 1
+sox -R -q -m "$tmp/hum.wav" "$tmp/brown.wav" "$tmp/crackle.wav" -c 1 -e u-law noise/heldout/line.wav trim 0 6
+# Babble: Festival's kal and ked diphone voices and flite's slt and kal16 saying other things,
+# across the room (some 25 dB under the caller, as in the first set).
+echo "Did you hear what happened at the office party last Friday? Nobody expected that." | text2wave -eval "(voice_kal_diphone)" -o "$tmp/h1.wav"
+echo "We should book the tickets early, the prices always go up in the summer." | text2wave -eval "(voice_ked_diphone)" -o "$tmp/h2.wav"
+flite -voice slt -t "My sister moved to the coast last year and she loves it there." -o "$tmp/h3.wav"
+flite -voice kal16 -t "Turn left at the lights, then it is the second building on the right." -o "$tmp/h4.wav"
+for i in 1 2 3 4; do sox -q "$tmp/h$i.wav" -r 8000 -c 1 "$tmp/h${i}8.wav"; done
+sox -R -q -m "$tmp/h18.wav" "$tmp/h28.wav" "$tmp/h38.wav" "$tmp/h48.wav" -e u-law noise/heldout/babble.wav norm -30
+# Music: square-wave chords over a noise-burst beat.
+n=0
+for chord in "C4 E4 G4" "A3 C4 E4" "F3 A3 C4" "G3 B3 D4" "C4 E4 G4" "A3 C4 E4" "F3 A3 C4" "G3 B3 D4"; do
+  n=$((n + 1))
+  set -- $chord
+  sox -R -q -n -r 8000 -c 1 "$tmp/a.wav" synth 0.5 square "$1" vol 0.15
+  sox -R -q -n -r 8000 -c 1 "$tmp/b.wav" synth 0.5 square "$2" vol 0.15
+  sox -R -q -n -r 8000 -c 1 "$tmp/c.wav" synth 0.5 square "$3" vol 0.15
+  sox -R -q -n -r 8000 -c 1 "$tmp/d.wav" synth 0.06 pinknoise vol 0.5 pad 0 0.44
+  sox -R -q -m "$tmp/a.wav" "$tmp/b.wav" "$tmp/c.wav" "$tmp/d.wav" "$tmp/ch$(printf %02d $n).wav"
+done
+sox -q "$tmp"/ch*.wav -e u-law noise/heldout/music.wav
+# A television: a weather forecast (flite rms) with room reverb, ~30 dB under the caller.
+flite -voice rms -t "And now the weather. Tomorrow starts cloudy, with showers moving in from the west by the afternoon, and a cold night to follow." -o "$tmp/tv.wav"
+sox -q "$tmp/tv.wav" -r 8000 -c 1 -e u-law noise/heldout/tv.wav reverb 70 sinc 300-3400 norm -32
+# Coughs and a sneeze: low-passed bursts of other lengths, and a long bright one.
+sox -R -q -n -r 8000 -c 1 "$tmp/c1.wav" synth 0.18 brownnoise sinc 200-1800 fade q 0.005 0.18 0.15 norm -10
+sox -R -q -n -r 8000 -c 1 "$tmp/sn.wav" synth 0.5 whitenoise sinc 1000-3400 fade q 0.02 0.5 0.4 norm -14
+sox -q -n -r 8000 -c 1 "$tmp/g.wav" trim 0 0.6
+sox -q "$tmp/c1.wav" "$tmp/g.wav" "$tmp/c1.wav" "$tmp/c1.wav" "$tmp/g.wav" "$tmp/g.wav" "$tmp/sn.wav" \
+  "$tmp/g.wav" "$tmp/c1.wav" -e u-law noise/heldout/coughs.wav
+rm -rf "$tmp"
+echo "  noise/heldout/: line, babble, music, tv, coughs"
+
 echo "real human speech (pocketsphinx-testdata), through the telephone format"
 src=/usr/share/pocketsphinx/test/data
 mkdir -p real

@@ -413,7 +413,8 @@ async fn noise_call(gw: &VirtualGateway, noise: &str) -> NoiseOutcome {
 /// music; a television 30 dB under the caller; coughs), played over the bot's greeting and then
 /// into the bot's silence. With the voice check none of it pauses the bot or starts a turn; the
 /// energy detector alone is fooled by it (the figures are printed), and the caller who then speaks
-/// is still heard.
+/// is still heard. The held-out set (`noise/heldout/`: other sources of the same kinds, made after
+/// the settings were chosen, never tuned on) is run and held to the same.
 #[tokio::test(start_paused = true)]
 async fn noise_on_the_line_neither_pauses_the_bot_nor_starts_a_turn() {
     let with = gateway(|_| {}).await;
@@ -424,26 +425,43 @@ async fn noise_on_the_line_neither_pauses_the_bot_nor_starts_a_turn() {
     let mut speech = with.live.speech.clone();
     speech.vad = None;
     let without = gateway_with(Some(speech), |c| c.speech.vad.enabled = false).await;
-    let set = ["line", "babble", "music", "tv", "coughs"];
-    let mut fooled = 0;
-    for name in set {
-        let clip = format!("noise/set/{name}.wav");
-        let on = noise_call(&with, &clip).await;
-        let off = noise_call(&without, &clip).await;
+    let mut totals = vec![];
+    for set in ["set", "heldout"] {
+        // (pauses, noise turns) with the check, then without; the caller's own requests taken.
+        let (mut on, mut off, mut heard) = ((0, 0), (0, 0), 0);
+        for name in ["line", "babble", "music", "tv", "coughs"] {
+            let clip = format!("noise/{set}/{name}.wav");
+            let a = noise_call(&with, &clip).await;
+            let b = noise_call(&without, &clip).await;
+            eprintln!(
+                "{set:>7} {name:>7}: voice check on: {} bot pauses, {} turns; energy detector alone: {} bot pauses, {} turns",
+                a.clears,
+                a.turns.saturating_sub(1),
+                b.clears,
+                b.turns.saturating_sub(1)
+            );
+            on.0 += a.clears;
+            on.1 += a.turns.saturating_sub(1);
+            off.0 += b.clears;
+            off.1 += b.turns.saturating_sub(1);
+            heard += usize::from(a.turns >= 1);
+        }
         eprintln!(
-            "{name:>7}: voice check on: {} bot pauses, {} turns; energy detector alone: {} bot pauses, {} turns",
-            on.clears,
-            on.turns.saturating_sub(1),
-            off.clears,
-            off.turns.saturating_sub(1)
+            "{set}: with the check {} pauses and {} noise turns, the caller heard {heard}/5; alone {} pauses and {} noise turns",
+            on.0, on.1, off.0, off.1
         );
-        assert_eq!(on.clears, 0, "{name} paused the bot");
-        // Exactly one turn: the caller's own request after the noise.
-        assert_eq!(on.turns, 1, "{name}: turns other than the caller's request");
-        fooled += off.clears + off.turns.saturating_sub(1);
+        totals.push((set, on, off, heard));
     }
-    assert!(
-        fooled > 0,
-        "the noise set does not fool the energy detector: it tests nothing"
-    );
+    // The held-out set met these assertions on its first run, before any of it was looked at.
+    for (set, on, off, heard) in totals {
+        assert_eq!(on, (0, 0), "{set}: the noise paused the bot or took turns");
+        assert_eq!(
+            heard, 5,
+            "{set}: the caller's request after the noise was not taken"
+        );
+        assert!(
+            off.0 + off.1 > 0,
+            "{set} does not fool the energy detector: it tests nothing"
+        );
+    }
 }

@@ -549,14 +549,7 @@ fn at(t: &str, what: &str) -> u64 {
 
 #[test]
 fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
-    let reply = "I have confirmed your reservation for December first through December fifth, check in is at three.";
-    let mut w = World::new(vec![reply]);
-    w.play(&silence(ms(500)));
-    w.play(&speech_like(ms(1000), -20.0, 3));
-    w.play(&silence(ms(1500)));
-    let onset = w.now; // the caller talks over the bot from here
-    w.play(&speech_like(ms(1200), -20.0, 9));
-    w.play(&silence(ms(1500)));
+    let (w, onset) = over_the_bot(None, -20.0);
     let t = w.timeline.join("\n");
     let paused = at(&t, "bot paused 1");
     // Paused (with Clear) 150 ms into the speech, to the frame; the barge-in is confirmed later.
@@ -572,12 +565,19 @@ fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
     assert_eq!(w.clears, 1, "{t}");
 }
 
-/// The caller's turn, then sound over the bot's reply, with the voice model saying `p` all along.
-fn over_the_bot_with_voice(p: f32, level_dbfs: f64) -> (World, u64) {
+/// The caller's turn, then sound at `level_dbfs` over the bot's reply from the returned onset
+/// on; with a voice check whose model says `voice` of that sound (the caller's own turn is a
+/// voice), or without one.
+fn over_the_bot(voice: Option<f32>, level_dbfs: f64) -> (World, u64) {
     let reply = "I have confirmed your reservation for December first through December fifth, check in is at three.";
-    let mut w = World::with_voice(vec![reply], p);
-    // The caller's own turn is a voice.
-    w.voice = vec![(0, 0.95), (2500, p)];
+    let mut w = match voice {
+        Some(p) => {
+            let mut w = World::with_voice(vec![reply], p);
+            w.voice = vec![(0, 0.95), (2500, p)];
+            w
+        }
+        None => World::new(vec![reply]),
+    };
     w.play(&silence(ms(500)));
     w.play(&speech_like(ms(1000), -20.0, 3));
     w.play(&silence(ms(1500)));
@@ -589,7 +589,7 @@ fn over_the_bot_with_voice(p: f32, level_dbfs: f64) -> (World, u64) {
 
 #[test]
 fn sound_the_voice_model_rejects_neither_pauses_the_bot_nor_takes_a_turn() {
-    let (w, _) = over_the_bot_with_voice(0.1, -20.0);
+    let (w, _) = over_the_bot(Some(0.1), -20.0);
     let t = w.timeline.join("\n");
     assert!(
         t.contains("bot reply 1"),
@@ -619,7 +619,7 @@ fn sound_the_voice_model_rejects_neither_pauses_the_bot_nor_takes_a_turn() {
 
 #[test]
 fn a_voice_the_model_confirms_talks_over_the_bot_as_without_it() {
-    let (w, onset) = over_the_bot_with_voice(0.9, -20.0);
+    let (w, onset) = over_the_bot(Some(0.9), -20.0);
     let t = w.timeline.join("\n");
     let paused = at(&t, "bot paused 1");
     assert!(
@@ -634,7 +634,7 @@ fn a_voice_the_model_confirms_talks_over_the_bot_as_without_it() {
 #[test]
 fn a_voice_too_quiet_to_be_the_callers_is_background() {
     // A television across the room: a voice, 30 dB under the caller's.
-    let (w, _) = over_the_bot_with_voice(0.99, -42.0);
+    let (w, _) = over_the_bot(Some(0.99), -42.0);
     let t = w.timeline.join("\n");
     assert!(!t.contains("bot paused") && !t.contains("barge-in"), "{t}");
     // The energy detector did hear it: it is reported as noise.

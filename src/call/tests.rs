@@ -549,20 +549,23 @@ fn at(t: &str, what: &str) -> u64 {
 
 #[test]
 fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
-    let (w, onset) = over_the_bot(None, -20.0);
-    let t = w.timeline.join("\n");
-    let paused = at(&t, "bot paused 1");
-    // Paused (with Clear) 150 ms into the speech, to the frame; the barge-in is confirmed later.
-    assert!(
-        (onset + 150..=onset + 180).contains(&paused),
-        "onset {onset}, paused {paused}\n{t}"
-    );
-    let barge = at(&t, "barge-in 1");
-    assert!(barge >= onset + 300 && barge > paused, "{t}");
-    assert!(!t.contains("bot resumed"), "{t}");
-    // Nothing was played after the pause; exactly one Clear (the barge-in does not clear twice).
-    assert!(w.received * 1000 / 8000 <= paused, "{t}");
-    assert_eq!(w.clears, 1, "{t}");
+    // The same without a voice check and with one whose model hears a voice.
+    for voice in [None, Some(0.9)] {
+        let (w, onset) = over_the_bot(voice, -20.0);
+        let t = w.timeline.join("\n");
+        let paused = at(&t, "bot paused 1");
+        // Paused (with Clear) 150 ms into the speech, to the frame; the barge-in is confirmed later.
+        assert!(
+            (onset + 150..=onset + 180).contains(&paused),
+            "onset {onset}, paused {paused}\n{t}"
+        );
+        let barge = at(&t, "barge-in 1");
+        assert!(barge >= onset + 300 && barge > paused, "{t}");
+        assert!(!t.contains("bot resumed"), "{t}");
+        // Nothing was played after the pause; exactly one Clear (the barge-in does not clear twice).
+        assert!(w.received * 1000 / 8000 <= paused, "{t}");
+        assert_eq!(w.clears, 1, "{t}");
+    }
 }
 
 /// The caller's turn, then sound at `level_dbfs` over the bot's reply from the returned onset
@@ -615,20 +618,6 @@ fn sound_the_voice_model_rejects_neither_pauses_the_bot_nor_takes_a_turn() {
         "{t}"
     );
     assert!(t.contains("noise ("), "{t}");
-}
-
-#[test]
-fn a_voice_the_model_confirms_talks_over_the_bot_as_without_it() {
-    let (w, onset) = over_the_bot(Some(0.9), -20.0);
-    let t = w.timeline.join("\n");
-    let paused = at(&t, "bot paused 1");
-    assert!(
-        (onset + 150..=onset + 180).contains(&paused),
-        "onset {onset}, paused {paused}\n{t}"
-    );
-    let barge = at(&t, "barge-in 1");
-    assert!(barge >= onset + 300 && barge > paused, "{t}");
-    assert_eq!(w.clears, 1, "{t}");
 }
 
 #[test]

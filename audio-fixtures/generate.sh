@@ -69,6 +69,10 @@ sox -q bargein/_lead.wav bargein/ask.wav bargein/_gap.wav bargein/answer.wav bar
 rm -f bargein/_lead.wav bargein/_gap.wav bargein/_wait.wav
 echo "  bargein/track.wav"
 
+echo "transfer: a caller who asks for a person (caller: flite rms)"
+mkdir -p transfer
+say rms transfer/person.wav "Can I talk to a real person, please?"
+
 echo "noise: a line with hiss and clicks, nobody speaking"
 mkdir -p noise
 sox -q -n -r 8000 -c 1 -e u-law noise/line.wav synth 4 whitenoise vol 0.02

@@ -20,7 +20,9 @@ use crate::runtime::live::LiveDeps;
 use crate::runtime::session::{
     CallState, LocalMarks, MediaPort, Session, shown_caller, stop_requested,
 };
-use crate::webrtc::peer::{self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcEvent};
+use crate::webrtc::peer::{
+    self, AudioSender, CallCloser, CloseReason, FRAME_SAMPLES, RtcCall, RtcEvent, RtcMedia,
+};
 use crate::webrtc::signal::{AgentState, EndReason, FromPage, ToPage, Who};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -77,7 +79,7 @@ pub async fn serve(
                 return;
             }
         };
-        let (answer, rtc) = match peer::accept(&sdp, &deps.rtc).await {
+        let (answer, rtc) = match accept(&sdp, &deps, &call_id).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "the offer was refused");
@@ -121,6 +123,21 @@ pub async fn serve(
     }
     .instrument(span)
     .await
+}
+
+/// Answers the page's offer with the gateway's media: a webrtc-rs peer connection, or an
+/// in-process far end (`[RtcMedia::InProcess]`, for calls on a virtual clock).
+async fn accept(sdp: &str, deps: &LiveDeps, call_id: &str) -> anyhow::Result<(String, RtcCall)> {
+    match &deps.rtc_media {
+        RtcMedia::Network => peer::accept(sdp, &deps.rtc).await,
+        RtcMedia::InProcess(far) => {
+            let (call, far_end) = peer::accept_in_process(&deps.rtc)?;
+            far.send((call_id.to_string(), far_end))
+                .await
+                .map_err(|_| anyhow::anyhow!("no one takes in-process calls"))?;
+            Ok((peer::IN_PROCESS_ANSWER.to_string(), call))
+        }
+    }
 }
 
 /// Reads page messages until the offer arrives. None: the page left, hung up or never offered.

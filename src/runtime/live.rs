@@ -46,6 +46,9 @@ pub struct LiveDeps {
     pub registry: Arc<CallRegistry>,
     /// The media settings of browser calls (`[webrtc]`).
     pub rtc: crate::webrtc::peer::RtcSettings,
+    /// How browser calls carry their media: over the network, or in the process for calls on
+    /// a virtual clock.
+    pub rtc_media: crate::webrtc::peer::RtcMedia,
     /// Per-call stream tokens handed out for providers that do not sign their media socket.
     pub stream_tokens: crate::runtime::stream_token::StreamTokens,
 }
@@ -72,6 +75,7 @@ impl LiveDeps {
                 cfg.calls.max_pending_per_ip,
             )),
             rtc: crate::webrtc::settings(&cfg.webrtc),
+            rtc_media: crate::webrtc::peer::RtcMedia::Network,
         })
     }
 }

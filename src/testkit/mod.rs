@@ -7,8 +7,11 @@
 //! - [`loadtest`]: `switchboard load` — N concurrent `simcall` callers and their latency report.
 //! - [`rtc_client`]: a Rust WebRTC peer that calls the softphone's signaling socket.
 //! - [`vnet`]: an in-memory network, for calls on a virtual clock.
+//! - [`vbrowser`]: a softphone page and its media on that network, for browser calls on a
+//!   virtual clock.
 
 pub mod loadtest;
 pub mod rtc_client;
 pub mod simcall;
+pub mod vbrowser;
 pub mod vnet;

@@ -585,11 +585,21 @@ impl OpusDecoder16k {
 
 /// Sending half: Opus-encodes 20 ms frames and writes them to the call's outbound track.
 pub struct AudioSender {
-    track: Arc<TrackLocalStaticSample>,
-    ssrc: u32,
+    out: Outbound,
     payload_type: u8,
     encoder: OpusEncoder16k,
     shared: Arc<Shared>,
+}
+
+/// Where encoded bot audio goes.
+enum Outbound {
+    /// The peer connection's track: RTP over SRTP to the browser.
+    Track {
+        track: Arc<TrackLocalStaticSample>,
+        ssrc: u32,
+    },
+    /// An in-process far end ([`InProcessPeer`]): the Opus packets themselves.
+    InProcess(mpsc::Sender<bytes::Bytes>),
 }
 
 impl AudioSender {
@@ -609,15 +619,25 @@ impl AudioSender {
             return Ok(false);
         }
         let data = self.encoder.encode(pcm16k_20ms)?;
-        let sample = Sample {
-            data,
-            duration: FRAME_DURATION,
-            ..Sample::new(Instant::now())
-        };
-        self.track
-            .sample_writer(self.ssrc, self.payload_type)
-            .write_sample(&sample)
-            .await?;
+        match &self.out {
+            Outbound::Track { track, ssrc } => {
+                let sample = Sample {
+                    data,
+                    duration: FRAME_DURATION,
+                    ..Sample::new(Instant::now())
+                };
+                track
+                    .sample_writer(*ssrc, self.payload_type)
+                    .write_sample(&sample)
+                    .await?;
+            }
+            // A far end that does not keep up loses packets, as it would on a network.
+            Outbound::InProcess(tx) => {
+                if tx.try_send(data).is_err() {
+                    return Ok(false);
+                }
+            }
+        }
         self.shared
             .counters
             .frames_sent
@@ -756,7 +776,8 @@ pub async fn accept(offer_sdp: &str, settings: &RtcSettings) -> Result<(String, 
             let (close_tx, close_rx) = oneshot::channel();
             let done = Arc::new(tokio::sync::Notify::new());
             let task = tokio::spawn(call_task(CallTask {
-                pc,
+                pc: Some(pc),
+                inbound: None,
                 sig_rx,
                 close_rx,
                 ev_tx,
@@ -767,8 +788,7 @@ pub async fn accept(offer_sdp: &str, settings: &RtcSettings) -> Result<(String, 
                 _live: LiveGuard::new(&LIVE_CALL_TASKS),
             }));
             let audio = AudioSender {
-                track,
-                ssrc,
+                out: Outbound::Track { track, ssrc },
                 payload_type: pt,
                 encoder,
                 shared: shared.clone(),
@@ -829,7 +849,11 @@ async fn negotiate(
 }
 
 struct CallTask {
-    pc: Arc<dyn PeerConnection>,
+    /// None for an in-process call.
+    pc: Option<Arc<dyn PeerConnection>>,
+    /// The inbound packets, when known from the start (an in-process call); a network call's
+    /// arrive with the remote track.
+    inbound: Option<Inbound>,
     sig_rx: mpsc::Receiver<Signal>,
     close_rx: oneshot::Receiver<()>,
     ev_tx: mpsc::Sender<RtcEvent>,
@@ -854,7 +878,7 @@ async fn call_task(mut t: CallTask) {
         late_or_dup: 0,
         errors: 0,
     };
-    let mut track: Option<Arc<dyn TrackRemote>> = None;
+    let mut track: Option<Inbound> = t.inbound.take();
     let mut sig_open = true;
     // media watchdog: a coarse 250 ms tick instead of re-arming a timer on every packet
     let mut last_rtp = tokio::time::Instant::now();
@@ -882,18 +906,18 @@ async fn call_task(mut t: CallTask) {
                     if track.is_some() {
                         tracing::warn!("second remote audio track ignored");
                     } else {
-                        track = Some(tr);
+                        track = Some(Inbound::Track(tr));
                     }
                 }
                 None => sig_open = false,
             },
-            ev = poll_track(&track), if track.is_some() => match ev {
-                Some(TrackRemoteEvent::OnRtpPacket(pkt)) => {
+            ev = poll_inbound(&mut track), if track.is_some() => match ev {
+                InEvent::Packet(seq, payload) => {
                     counters.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
                     last_rtp = tokio::time::Instant::now();
                     let Some(dec) = decoder.as_mut() else { continue };
                     let ev_tx = &t.ev_tx;
-                    dec.push_packet(pkt.header.sequence_number, &pkt.payload, &mut dstats, |pcm, concealed| {
+                    dec.push_packet(seq, &payload, &mut dstats, |pcm, concealed| {
                         // keep RESERVED_LIFECYCLE_SLOTS free; single producer, so check-then-send is exact
                         if ev_tx.capacity() > RESERVED_LIFECYCLE_SLOTS
                             && ev_tx.try_send(RtcEvent::Audio(AudioFrame { samples: *pcm, concealed })).is_ok()
@@ -907,8 +931,8 @@ async fn call_task(mut t: CallTask) {
                     counters.packets_late_or_dup.store(dstats.late_or_dup, Ordering::Relaxed);
                     counters.decode_errors.store(dstats.errors, Ordering::Relaxed);
                 }
-                Some(TrackRemoteEvent::OnEnded) | None => track = None,
-                Some(_) => {}
+                InEvent::Ended => track = None,
+                InEvent::Other => {}
             },
             _ = tokio::time::sleep_until(t.connect_deadline), if !t.shared.connected.load(Ordering::Acquire) => {
                 break CloseReason::ConnectTimeout;
@@ -925,7 +949,9 @@ async fn call_task(mut t: CallTask) {
     t.shared.closed.store(true, Ordering::Release);
     // Order matters only for tidiness: close the connection (stops the driver, ends the track's
     // event stream, frees the socket), then drop every handle we hold to webrtc-rs objects.
-    if let Err(e) = t.pc.close().await {
+    if let Some(pc) = &t.pc
+        && let Err(e) = pc.close().await
+    {
         tracing::debug!("pc.close: {e}");
     }
     drop(track);
@@ -936,12 +962,161 @@ async fn call_task(mut t: CallTask) {
     t.done.notify_waiters();
 }
 
-async fn poll_track(track: &Option<Arc<dyn TrackRemote>>) -> Option<TrackRemoteEvent> {
-    match track {
-        Some(t) => t.poll().await,
+/// A call's source of inbound Opus packets.
+enum Inbound {
+    /// The browser's remote track (RTP over SRTP).
+    Track(Arc<dyn TrackRemote>),
+    /// An in-process far end: (sequence number, Opus payload).
+    InProcess(mpsc::Receiver<(u16, bytes::Bytes)>),
+}
+
+enum InEvent {
+    Packet(u16, bytes::Bytes),
+    /// The source ended: no more packets (the media watchdog then ends the call).
+    Ended,
+    Other,
+}
+
+async fn poll_inbound(src: &mut Option<Inbound>) -> InEvent {
+    match src {
+        Some(Inbound::Track(t)) => match t.poll().await {
+            Some(TrackRemoteEvent::OnRtpPacket(pkt)) => {
+                InEvent::Packet(pkt.header.sequence_number, pkt.payload)
+            }
+            Some(TrackRemoteEvent::OnEnded) | None => InEvent::Ended,
+            Some(_) => InEvent::Other,
+        },
+        Some(Inbound::InProcess(rx)) => match rx.recv().await {
+            Some((seq, payload)) => InEvent::Packet(seq, payload),
+            None => InEvent::Ended,
+        },
         None => std::future::pending().await,
     }
 }
+
+// ───────────────────────────── in-process calls ─────────────────────────────
+
+/// How browser calls carry their media.
+#[derive(Clone, Default)]
+pub enum RtcMedia {
+    /// WebRTC over the network (ICE, DTLS, SRTP), answered by [`accept`]: what the softphone
+    /// page uses.
+    #[default]
+    Network,
+    /// In the process, answered by [`accept_in_process`]: each call's far end is handed, with
+    /// the call's id, to this channel. For browser calls on a virtual clock
+    /// (`testkit::vbrowser`), where no socket can take part; the call task, the Opus codec, the
+    /// watchdog and everything above them are the network path's.
+    InProcess(mpsc::Sender<(String, InProcessPeer)>),
+}
+
+/// The answer an in-process call gives to whatever offer it was sent.
+pub const IN_PROCESS_ANSWER: &str = "in-process";
+
+/// Packets either way an in-process call buffers (5 s of 20 ms frames).
+const IN_PROCESS_QUEUE: usize = 250;
+
+/// The far end of an in-process call: it connects, sends Opus packets as a browser's track
+/// would, receives the bot's, and hangs up or goes silent.
+pub struct InProcessPeer {
+    sig: mpsc::Sender<Signal>,
+    packets: Option<mpsc::Sender<(u16, bytes::Bytes)>>,
+    audio: Option<mpsc::Receiver<bytes::Bytes>>,
+}
+
+impl InProcessPeer {
+    /// The media path is up (the peer connection's `Connected`).
+    pub fn connect(&self) {
+        let _ = self
+            .sig
+            .try_send(Signal::State(RTCPeerConnectionState::Connected));
+    }
+
+    /// One inbound Opus packet. False once the call no longer takes any.
+    pub async fn send(&self, seq: u16, payload: bytes::Bytes) -> bool {
+        match &self.packets {
+            Some(tx) => tx.send((seq, payload)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// The bot's audio, one Opus packet per 20 ms frame, for a task of its own (None the
+    /// second time). The channel closes when the call is over.
+    pub fn take_audio(&mut self) -> Option<mpsc::Receiver<bytes::Bytes>> {
+        self.audio.take()
+    }
+
+    /// The remote side closed the connection (a browser's DTLS close_notify).
+    pub fn close(&self) {
+        let _ = self
+            .sig
+            .try_send(Signal::State(RTCPeerConnectionState::Closed));
+    }
+
+    /// Stops sending for good, as a vanished browser does: the media watchdog ends the call.
+    pub fn go_silent(&mut self) {
+        self.packets = None;
+    }
+}
+
+/// Answers an offer in the process: the call is [`accept`]'s, with its packets exchanged with
+/// the returned [`InProcessPeer`] instead of a peer connection.
+pub fn accept_in_process(settings: &RtcSettings) -> Result<(RtcCall, InProcessPeer)> {
+    let encoder = OpusEncoder16k::new(&settings.opus)?;
+    let (sig_tx, sig_rx) = mpsc::channel(32);
+    let (pkt_tx, pkt_rx) = mpsc::channel(IN_PROCESS_QUEUE);
+    let (audio_tx, audio_rx) = mpsc::channel(IN_PROCESS_QUEUE);
+    let shared = Arc::new(Shared {
+        connected: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        counters: CallCounters::default(),
+    });
+    let (ev_tx, ev_rx) =
+        mpsc::channel(settings.event_queue_frames.max(1) + RESERVED_LIFECYCLE_SLOTS);
+    let (close_tx, close_rx) = oneshot::channel();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(call_task(CallTask {
+        pc: None,
+        inbound: Some(Inbound::InProcess(pkt_rx)),
+        sig_rx,
+        close_rx,
+        ev_tx,
+        shared: shared.clone(),
+        done: done.clone(),
+        connect_deadline: tokio::time::Instant::now() + settings.connect_timeout,
+        media_timeout: settings.media_timeout,
+        _live: LiveGuard::new(&LIVE_CALL_TASKS),
+    }));
+    let audio = AudioSender {
+        out: Outbound::InProcess(audio_tx),
+        payload_type: IN_PROCESS_PAYLOAD_TYPE,
+        encoder,
+        shared: shared.clone(),
+    };
+    let closer = CallCloser {
+        close_tx: Arc::new(std::sync::Mutex::new(Some(close_tx))),
+        done,
+        shared: shared.clone(),
+    };
+    Ok((
+        RtcCall {
+            events: ev_rx,
+            audio,
+            closer,
+            task: Some(task),
+            shared,
+        },
+        InProcessPeer {
+            sig: sig_tx,
+            packets: Some(pkt_tx),
+            audio: Some(audio_rx),
+        },
+    ))
+}
+
+/// The payload type an in-process call reports (Opus's usual dynamic one; nothing reads it).
+const IN_PROCESS_PAYLOAD_TYPE: u8 = 111;
 
 #[cfg(test)]
 mod tests {

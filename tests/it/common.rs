@@ -84,11 +84,25 @@ pub fn live_state(
     Arc<switchboard::runtime::live::LiveDeps>,
     switchboard::http::AppState,
 ) {
+    live_state_with(engine, speech, cfg, |_| {})
+}
+
+/// `live_state`, with the live dependencies adjusted by `tweak` before they are shared.
+pub fn live_state_with(
+    engine: Arc<Engine>,
+    speech: switchboard::runtime::speech::Speech,
+    cfg: &Config,
+    tweak: impl FnOnce(&mut switchboard::runtime::live::LiveDeps),
+) -> (
+    Arc<switchboard::runtime::live::LiveDeps>,
+    switchboard::http::AppState,
+) {
     let mut live = switchboard::runtime::live::LiveDeps::new(engine.clone(), speech, cfg).unwrap();
     live.twilio = cfg.twilio.clone();
     live.telnyx = cfg.telnyx.clone();
     live.plivo = cfg.plivo.clone();
     live.calls = cfg.calls.clone();
+    tweak(&mut live);
     let live = Arc::new(live);
     let state = switchboard::http::AppState {
         engine,

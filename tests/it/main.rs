@@ -23,6 +23,7 @@ mod softphone;
 mod tts;
 mod turn_taking;
 mod twilio;
+mod virtual_browser;
 mod virtual_calls;
 mod voice_check;
 mod webrtc;

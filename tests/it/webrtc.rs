@@ -1,7 +1,10 @@
 //! Browser calls over WebRTC, on loopback: a Rust WebRTC peer (`switchboard::testkit::rtc_client`)
 //! plays the browser — it signals on `/webrtc/signal` exactly like the softphone page, streams a
 //! caller fixture as its microphone (Opus, 20 ms, real time) — against the gateway's real
-//! router, whisper and espeak-ng.
+//! router, whisper and the bot's voice. The real-time tier of browser calls: one call that
+//! proves ICE, DTLS and SRTP carry the call, and fifty calls that prove webrtc-rs frees every
+//! peer connection. The call scenarios (barge-in, the bot's hang-up, transfer, mute, a vanished
+//! tab, admission and draining) run on the virtual clock in `virtual_browser.rs`.
 
 use crate::twilio::{Gateway, gateway, idle};
 use futures_util::{SinkExt, StreamExt};
@@ -249,125 +252,6 @@ async fn a_browser_call_hears_the_greeting_and_an_answer_and_closes_a_webrtc_cas
     let actions: Vec<&str> = case.audit.iter().map(|a| a.action.as_str()).collect();
     assert!(actions.contains(&"call_started"), "{actions:?}");
     assert!(actions.contains(&"call_ended"), "{actions:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn talking_over_the_bot_stops_its_audio_and_keeps_what_the_browser_heard() {
-    let _serial = SERIAL.lock().await;
-    let gw = gateway(|_| {}).await;
-    let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
-    sig.wait("speaking", Duration::from_secs(10), |v| {
-        v["type"] == "agent_state" && v["state"] == "speaking"
-    })
-    .await;
-    let greeting = sig
-        .wait("the greeting's caption", Duration::from_secs(5), |v| {
-            v["type"] == "caption" && v["who"] == "bot"
-        })
-        .await;
-    let greeting = greeting["text"].as_str().unwrap().to_string();
-    // Wait until the greeting is audible, then talk over it.
-    let t0 = Instant::now();
-    while client.audible_frames.load(Ordering::Relaxed) < 25 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the greeting never became audible"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    client.play(fixture16k("scenario1/01.wav")).await.unwrap();
-    let interrupted = sig
-        .wait("interrupted", Duration::from_secs(10), is("interrupted"))
-        .await;
-    assert_eq!(interrupted["turn"], 0, "{interrupted}");
-    let heard = interrupted["heard"].as_str().unwrap();
-    // The caller heard the greeting's start (it was audible), not all of it.
-    assert!(
-        !heard.is_empty() && heard.len() < greeting.len() && greeting.starts_with(heard),
-        "heard {heard:?} of {greeting:?}"
-    );
-    // The gateway stopped sending at once: while the caller is still talking, nothing audible
-    // arrives (the answer comes only after the caller's request is over).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = client.audible_frames.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        client.audible_frames.load(Ordering::Relaxed),
-        after,
-        "bot audio went on after the barge-in"
-    );
-    // The request is then answered as usual.
-    sig.wait("the bot's answer", Duration::from_secs(15), |v| {
-        v["type"] == "caption" && v["who"] == "bot" && v["turn"].as_u64() > Some(0)
-    })
-    .await;
-    sig.send(json!({"type": "hangup"})).await;
-    sig.wait("ended", Duration::from_secs(5), is("ended")).await;
-    client.close().await.unwrap();
-    idle(&gw).await;
-    let case = the_case(&gw).await;
-    let barge = case
-        .audit
-        .iter()
-        .find(|a| a.action == "barge_in")
-        .expect("the barge-in is on the case");
-    assert!(
-        barge.detail.to_string().contains(heard),
-        "{:?}",
-        barge.detail
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bot_hangs_up_a_browser_call_and_its_peer_connection_is_freed() {
-    let _serial = SERIAL.lock().await;
-    let gw = gateway(|_| {}).await;
-    let (mut sig, client) = dial(&gw.url("/webrtc/signal")).await;
-    greeting_played(&mut sig).await;
-    // "No, that's all. Thanks." as the first words of a call is only asked about; after the
-    // caller's yes the bot says goodbye, and ends the call once it has played.
-    client.play(fixture16k("scenario1/03.wav")).await.unwrap();
-    let (asked, _) = sig
-        .wait_from(
-            0,
-            "the goodbye is asked about",
-            Duration::from_secs(20),
-            |v| {
-                v["type"] == "caption"
-                    && v["who"] == "bot"
-                    && v["text"]
-                        .as_str()
-                        .is_some_and(|t| t.contains("was that goodbye"))
-            },
-        )
-        .await;
-    sig.wait_from(asked, "the bot listens", Duration::from_secs(15), |v| {
-        v["type"] == "agent_state" && v["state"] == "listening"
-    })
-    .await;
-    client.play(fixture16k("stranger/03.wav")).await.unwrap();
-    let ended = sig
-        .wait("ended", Duration::from_secs(30), is("ended"))
-        .await;
-    assert_eq!(ended["reason"], "hangup", "{ended}");
-    assert_eq!(ended["detail"], "bot hung up", "{ended}");
-    let farewell = sig
-        .of_type("caption")
-        .into_iter()
-        .rfind(|c| c["who"] == "bot")
-        .cloned()
-        .unwrap();
-    assert!(
-        farewell["text"].as_str().unwrap().contains("Goodbye"),
-        "{farewell}"
-    );
-    client.close().await.unwrap();
-    idle(&gw).await;
-    all_freed("after the bot's hang-up").await;
-    let case = the_case(&gw).await;
-    assert_eq!(case.channel, "webrtc");
-    assert_eq!(case.status, CaseStatus::Closed);
-    assert_eq!(case.resolution.as_deref(), Some("bot hung up"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

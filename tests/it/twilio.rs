@@ -275,18 +275,14 @@ fn basic_auth() -> String {
     )
 }
 
-/// A caller on a line that owns nothing, in a voice the project never tuned on, through the
-/// phone band, with whisper given the engine's prompt (`[speech.asr] prompt = true`): whisper
-/// writes the code as "a BC123" (and, depending on where the pause cut the clip, the name as
-/// "John Doe" or "Dondo"). The code is read as ABC123; a name heard inexactly makes the bot read
-/// the booking back first, and the caller's "Yes, that's right." confirms it (heard exactly, the
-/// yes answers "anything else?" instead).
+/// The bot ends a phone call through Twilio's REST API. "No, that's all. Thanks." as the first
+/// words of a call is only asked about; after the caller's yes the farewell plays, then the
+/// gateway asks Twilio to complete the call, with the account's credentials. (The whole seed
+/// scenario by phone runs on the virtual clock: `virtual_calls.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_rest_api() {
+async fn the_bot_hangs_up_a_phone_call_through_the_rest_api() {
     let gw = gateway(|_| {}).await;
-    // Long enough for a busy machine: the test is about what happens, not how fast (a CI run
-    // took 10 s from the caller's last word to the bot's answer and this wait, at 20 s, ran
-    // out while the answer was still playing).
+    // Long enough for a busy machine: the test is about what happens, not how fast.
     let wait = || Step::WaitBotDone { max_ms: 60_000 };
     let script = signed(
         &gw,
@@ -294,11 +290,9 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
             "user_789",
             vec![
                 wait(),
-                Step::Say(ulaw_fixture("scenario1/01.wav")),
-                wait(),
-                Step::Say(ulaw_fixture("scenario1/02.wav")),
-                wait(),
                 Step::Say(ulaw_fixture("scenario1/03.wav")),
+                wait(),
+                Step::Say(ulaw_fixture("stranger/03.wav")),
                 wait(),
                 Step::Silence(3000),
             ],
@@ -309,62 +303,25 @@ async fn seed_scenario_one_completes_by_phone_and_the_bot_hangs_up_through_the_r
         .await
         .unwrap();
     assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
-    // The caller never talks over the bot: its audio is never stopped.
-    assert!(
-        log.clears.is_empty(),
-        "clears at {:?} ms; caller speech {:?}; bot audio gaps {:?}; bot replies (start, ms) {:?}",
-        log.clears,
-        log.speech,
-        log.gaps,
-        log.heard
-            .iter()
-            .map(|(at, a)| (*at, a.len() / 8))
-            .collect::<Vec<_>>()
-    );
-    // The bot's audio as the caller heard it, transcribed with the project's whisper. espeak-ng
-    // band-limited to 4 kHz needs the full 30 s encoder context (the live path's short context,
-    // tuned for callers, hears only "your"), and even then mishears some words ("Deluxe Suite"
-    // → "unlock suites"), so the check is on facts that survive the phone line.
-    let mut check_cfg = config(&Setup::default());
-    check_cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    check_cfg.speech.asr.audio_ctx_floor = 1500;
-    check_cfg.speech.asr.beam_size = 5;
-    let checker = Speech::load(&check_cfg).unwrap();
-    let heard = heard_text(&checker, &log).await;
-    eprintln!("heard: {heard:#?}; gaps in the bot's audio: {:?}", log.gaps);
-    assert_eq!(
-        heard.len(),
-        4,
-        "greeting, question, confirmation, farewell: {heard:?}"
-    );
-    let lower: Vec<String> = heard.iter().map(|h| h.to_lowercase()).collect();
-    assert!(
-        lower[0].contains("welcome") && lower[0].contains("hotel"),
-        "{heard:?}"
-    );
-    assert!(lower[1].contains("full name"), "{heard:?}");
-    // espeak-ng's rendering of a sentence varies by ~10 ms with what the process synthesised
-    // before (so with which tests ran alongside), and tiny.en then hears "December 1st" as
-    // "December 1," or drops it, and "11:00 AM" as "1 p.m." (2 of about 20 full-suite runs);
-    // the check-out date and the check-in time survive every rendering seen. The exact
-    // sentence, both dates and times included, is checked in the log below. (The voice itself
-    // is issue 14's: a neural voice instead of espeak-ng's formants.)
-    assert!(
-        ["december 5th", "3 p.m."]
-            .iter()
-            .all(|f| lower[2].contains(f)),
-        "the confirmation carries the dates and times: {heard:?}"
-    );
-    assert!(lower[3].contains("goodbye"), "{heard:?}");
-    // What was said, word for word, is in the log.
-    let logs = gw.engine.logs(LogQuery::default()).await.unwrap();
-    assert!(logs.iter().any(|l| l.log_type == LogType::AgentToCaller
-        && l.message.starts_with(
-            "Great! I've confirmed your reservation. You have a Deluxe Suite reserved for \
-                December 1st through December 5th. Check-in is at 3:00 PM and check-out is at 11:00 AM."
-        )));
     assert!(log.closed_by_server.is_some(), "the gateway ended the call");
     idle(&gw).await;
+    let replies: Vec<String> = gw
+        .engine
+        .logs(LogQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.log_type == LogType::AgentToCaller)
+        .map(|l| l.message)
+        .collect();
+    assert!(
+        replies.iter().any(|r| r.contains("was that goodbye")),
+        "{replies:?}"
+    );
+    assert!(
+        replies.last().is_some_and(|r| r.contains("Goodbye")),
+        "{replies:?}"
+    );
     let rest = rest_calls(&gw);
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert!(

@@ -7,7 +7,7 @@
 //! espeak-ng work. Timelines are asserted exactly. `twilio.rs` keeps the real-time tier.
 
 use crate::common::{Setup, config, engine_with, live_state};
-use crate::twilio::ulaw_fixture;
+use crate::twilio::{heard_text, ulaw_fixture};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,76 @@ async fn a_call_on_the_virtual_clock_is_paced_exactly_and_replays_to_the_same_ti
         log.duration_ms + again.duration_ms,
         wall.elapsed().as_millis()
     );
+}
+
+/// Seed scenario 1 by phone: "Confirm my reservation.", the code and name, "No, that's all.
+/// Thanks." The caller never talks over the bot; every reply, as the caller heard it over
+/// μ-law and transcribed again by whisper, carries what it must; the bot ends the call.
+/// (Without provider credentials it ends it by closing the stream; the REST hang-up is in
+/// `twilio.rs`'s real-time tier.)
+#[tokio::test(start_paused = true)]
+async fn seed_scenario_one_completes_by_phone_on_the_virtual_clock() {
+    let gw = gateway(|_| {}).await;
+    let script = Script::new(
+        "user_789",
+        vec![
+            wait(),
+            Step::Say(ulaw_fixture("scenario1/01.wav")),
+            wait(),
+            Step::Say(ulaw_fixture("scenario1/02.wav")),
+            wait(),
+            Step::Say(ulaw_fixture("scenario1/03.wav")),
+            wait(),
+            Step::Silence(3000),
+        ],
+    );
+    let log = gw.call(&script).await;
+    assert!(
+        log.clears.is_empty(),
+        "clears at {:?} ms; caller speech {:?}",
+        log.clears,
+        log.speech
+    );
+    assert!(log.gaps.is_empty(), "bot audio ran dry: {:?}", log.gaps);
+    // The bot's audio as the caller heard it, transcribed again by the gateway's own whisper.
+    let heard = heard_text(&gw.live.speech, &log).await;
+    assert_eq!(
+        heard.len(),
+        4,
+        "greeting, question, confirmation, farewell: {heard:?}"
+    );
+    let lower: Vec<String> = heard.iter().map(|h| h.to_lowercase()).collect();
+    assert!(
+        lower[0].contains("welcome") && lower[0].contains("hotel"),
+        "{heard:?}"
+    );
+    assert!(lower[1].contains("full name"), "{heard:?}");
+    // Compared without spaces and dots: whisper writes "3 p.m." or "3pm" for the same words.
+    let confirmation: String = lower[2]
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.'))
+        .collect();
+    assert!(
+        ["december1st", "december5th", "3pm", "11am"]
+            .iter()
+            .all(|f| confirmation.contains(f)),
+        "the confirmation carries the dates and times: {heard:?}"
+    );
+    assert!(lower[3].contains("goodbye"), "{heard:?}");
+    // What was said, word for word, is in the log.
+    let replies = gw.said(LogType::AgentToCaller).await;
+    assert!(
+        replies.iter().any(|r| r.starts_with(
+            "Great! I've confirmed your reservation. You have a Deluxe Suite reserved for \
+             December 1st through December 5th. Check-in is at 3:00 PM and check-out is at 11:00 AM."
+        )),
+        "{replies:?}"
+    );
+    assert!(log.closed_by_server.is_some(), "the gateway ended the call");
+    gw.idle().await;
+    let case = &gw.cases().await[0];
+    assert_eq!(case.resolution.as_deref(), Some("bot hung up"));
+    assert_eq!(case.status, CaseStatus::Closed);
 }
 
 #[tokio::test(start_paused = true)]

@@ -765,54 +765,84 @@ pub async fn accept(offer_sdp: &str, settings: &RtcSettings) -> Result<(String, 
 
     match negotiate(&pc, offer_sdp, settings, &mut gathered_rx).await {
         Ok((answer, track, ssrc, pt)) => {
-            let shared = Arc::new(Shared {
-                connected: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                finished: AtomicBool::new(false),
-                counters: CallCounters::default(),
-            });
-            let (ev_tx, ev_rx) =
-                mpsc::channel(settings.event_queue_frames.max(1) + RESERVED_LIFECYCLE_SLOTS);
-            let (close_tx, close_rx) = oneshot::channel();
-            let done = Arc::new(tokio::sync::Notify::new());
-            let task = tokio::spawn(call_task(CallTask {
-                pc: Some(pc),
-                inbound: None,
-                sig_rx,
-                close_rx,
-                ev_tx,
-                shared: shared.clone(),
-                done: done.clone(),
-                connect_deadline: tokio::time::Instant::now() + settings.connect_timeout,
-                media_timeout: settings.media_timeout,
-                _live: LiveGuard::new(&LIVE_CALL_TASKS),
-            }));
-            let audio = AudioSender {
-                out: Outbound::Track { track, ssrc },
-                payload_type: pt,
-                encoder,
-                shared: shared.clone(),
-            };
-            let closer = CallCloser {
-                close_tx: Arc::new(std::sync::Mutex::new(Some(close_tx))),
-                done,
-                shared: shared.clone(),
-            };
-            Ok((
-                answer,
-                RtcCall {
-                    events: ev_rx,
-                    audio,
-                    closer,
-                    task: Some(task),
-                    shared,
+            let call = start_call(
+                settings,
+                Media {
+                    pc: Some(pc),
+                    inbound: None,
+                    out: Outbound::Track { track, ssrc },
+                    payload_type: pt,
                 },
-            ))
+                sig_rx,
+                encoder,
+            );
+            Ok((answer, call))
         }
         Err(e) => {
             let _ = pc.close().await;
             Err(e)
         }
+    }
+}
+
+/// A call's media, as `call_task` and the `AudioSender` see it.
+struct Media {
+    /// None for an in-process call.
+    pc: Option<Arc<dyn PeerConnection>>,
+    /// Inbound packets known from the start (an in-process call); a network call's arrive with
+    /// the remote track.
+    inbound: Option<Inbound>,
+    out: Outbound,
+    payload_type: u8,
+}
+
+/// Starts a call's task on `media` and returns the call: its events, its sending half and its
+/// closer, over one shared state.
+fn start_call(
+    settings: &RtcSettings,
+    media: Media,
+    sig_rx: mpsc::Receiver<Signal>,
+    encoder: OpusEncoder16k,
+) -> RtcCall {
+    let shared = Arc::new(Shared {
+        connected: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        counters: CallCounters::default(),
+    });
+    let (ev_tx, ev_rx) =
+        mpsc::channel(settings.event_queue_frames.max(1) + RESERVED_LIFECYCLE_SLOTS);
+    let (close_tx, close_rx) = oneshot::channel();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(call_task(CallTask {
+        pc: media.pc,
+        inbound: media.inbound,
+        sig_rx,
+        close_rx,
+        ev_tx,
+        shared: shared.clone(),
+        done: done.clone(),
+        connect_deadline: tokio::time::Instant::now() + settings.connect_timeout,
+        media_timeout: settings.media_timeout,
+        _live: LiveGuard::new(&LIVE_CALL_TASKS),
+    }));
+    let audio = AudioSender {
+        out: media.out,
+        payload_type: media.payload_type,
+        encoder,
+        shared: shared.clone(),
+    };
+    let closer = CallCloser {
+        close_tx: Arc::new(std::sync::Mutex::new(Some(close_tx))),
+        done,
+        shared: shared.clone(),
+    };
+    RtcCall {
+        events: ev_rx,
+        audio,
+        closer,
+        task: Some(task),
+        shared,
     }
 }
 
@@ -1066,47 +1096,19 @@ pub fn accept_in_process(settings: &RtcSettings) -> Result<(RtcCall, InProcessPe
     let (sig_tx, sig_rx) = mpsc::channel(32);
     let (pkt_tx, pkt_rx) = mpsc::channel(IN_PROCESS_QUEUE);
     let (audio_tx, audio_rx) = mpsc::channel(IN_PROCESS_QUEUE);
-    let shared = Arc::new(Shared {
-        connected: AtomicBool::new(false),
-        closed: AtomicBool::new(false),
-        finished: AtomicBool::new(false),
-        counters: CallCounters::default(),
-    });
-    let (ev_tx, ev_rx) =
-        mpsc::channel(settings.event_queue_frames.max(1) + RESERVED_LIFECYCLE_SLOTS);
-    let (close_tx, close_rx) = oneshot::channel();
-    let done = Arc::new(tokio::sync::Notify::new());
-    let task = tokio::spawn(call_task(CallTask {
-        pc: None,
-        inbound: Some(Inbound::InProcess(pkt_rx)),
-        sig_rx,
-        close_rx,
-        ev_tx,
-        shared: shared.clone(),
-        done: done.clone(),
-        connect_deadline: tokio::time::Instant::now() + settings.connect_timeout,
-        media_timeout: settings.media_timeout,
-        _live: LiveGuard::new(&LIVE_CALL_TASKS),
-    }));
-    let audio = AudioSender {
-        out: Outbound::InProcess(audio_tx),
-        payload_type: IN_PROCESS_PAYLOAD_TYPE,
-        encoder,
-        shared: shared.clone(),
-    };
-    let closer = CallCloser {
-        close_tx: Arc::new(std::sync::Mutex::new(Some(close_tx))),
-        done,
-        shared: shared.clone(),
-    };
-    Ok((
-        RtcCall {
-            events: ev_rx,
-            audio,
-            closer,
-            task: Some(task),
-            shared,
+    let call = start_call(
+        settings,
+        Media {
+            pc: None,
+            inbound: Some(Inbound::InProcess(pkt_rx)),
+            out: Outbound::InProcess(audio_tx),
+            payload_type: IN_PROCESS_PAYLOAD_TYPE,
         },
+        sig_rx,
+        encoder,
+    );
+    Ok((
+        call,
         InProcessPeer {
             sig: sig_tx,
             packets: Some(pkt_tx),

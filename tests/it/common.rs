@@ -113,3 +113,32 @@ pub fn live_state_with(
     };
     (live, state)
 }
+
+/// Waits (a virtual clock's time, or real time) until every call has closed its case and
+/// freed its slot.
+pub async fn calls_idle(live: &switchboard::runtime::live::LiveDeps) {
+    for _ in 0..200 {
+        if live.registry.active() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("calls still active: {}", live.registry.active());
+}
+
+/// Every case the engine opened, one per conversation in its log.
+pub async fn cases(engine: &Engine) -> Vec<switchboard::store::Case> {
+    let logs = engine
+        .logs(switchboard::store::LogQuery::default())
+        .await
+        .unwrap();
+    let mut sessions: Vec<String> = logs.iter().map(|l| l.session_id.clone()).collect();
+    sessions.sort();
+    sessions.dedup();
+    let mut out = vec![];
+    for s in sessions {
+        let conv = engine.conversation(&s).await.unwrap();
+        out.push(engine.case(&conv.case_id).await.unwrap().unwrap());
+    }
+    out
+}

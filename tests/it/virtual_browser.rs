@@ -67,26 +67,11 @@ impl BrowserGateway {
 
     /// Waits (virtual time) until every call has closed its case and freed its slot.
     async fn idle(&self) {
-        for _ in 0..200 {
-            if self.live.registry.active() == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("calls still active: {}", self.live.registry.active());
+        crate::common::calls_idle(&self.live).await
     }
 
     async fn cases(&self) -> Vec<Case> {
-        let logs = self.engine.logs(LogQuery::default()).await.unwrap();
-        let mut sessions: Vec<String> = logs.iter().map(|l| l.session_id.clone()).collect();
-        sessions.sort();
-        sessions.dedup();
-        let mut out = vec![];
-        for s in sessions {
-            let conv = self.engine.conversation(&s).await.unwrap();
-            out.push(self.engine.case(&conv.case_id).await.unwrap().unwrap());
-        }
-        out
+        crate::common::cases(&self.engine).await
     }
 }
 

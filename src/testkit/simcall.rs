@@ -262,10 +262,10 @@ where
                         log.media.push((ms(now), bytes.len()));
                         // The buffer ran dry inside a reply and audio resumed within a second:
                         // a gap the caller hears. (Replies are a caller's turn apart: longer.)
-                        // (The first audio of a call can arrive the instant it starts: on a
-                        // virtual clock, before the playout clock has moved.)
-                        if play.play_end < now || play.reply_start.is_none() {
-                            let dry = now.saturating_duration_since(play.play_end);
+                        // (`<=`: on a virtual clock the first audio can arrive the instant the
+                        // call starts, with nothing played yet.)
+                        if play.play_end <= now {
+                            let dry = now - play.play_end;
                             if play.reply_start.is_some() && dry < Duration::from_millis(1000) {
                                 if dry >= Duration::from_millis(20) {
                                     log.gaps.push((ms(now), dry.as_millis() as u64));

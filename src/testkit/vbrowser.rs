@@ -127,15 +127,11 @@ enum Mic {
     Play(Vec<f32>, oneshot::Sender<(u64, u64)>),
     /// Stop sending for good, as a vanished tab does.
     GoSilent,
-    /// The browser closes the peer connection.
-    Close,
 }
 
 /// What the browser's speaker received.
 #[derive(Default, Debug, Clone)]
 pub struct Heard {
-    /// Every frame received.
-    pub frames: u64,
     /// When each audible frame arrived (ms).
     pub audible: Vec<u64>,
     pub decode_errors: u64,
@@ -222,15 +218,13 @@ impl Browser {
     /// Says `clip` (16 kHz) into the microphone; returns when its last frame has been sent,
     /// with the clip's (start, end) in ms.
     pub async fn say(&self, clip: Vec<f32>) -> Result<(u64, u64)> {
-        let (tx, rx) = oneshot::channel();
-        self.mic
-            .send(Mic::Play(clip, tx))
+        self.start_saying(clip)
+            .await?
             .await
-            .map_err(|_| anyhow!("the microphone is off"))?;
-        rx.await.map_err(|_| anyhow!("the microphone stopped"))
+            .map_err(|_| anyhow!("the microphone stopped"))
     }
 
-    /// Starts saying `clip` and returns at once with the ms it starts at.
+    /// Starts saying `clip`; the receiver gets the clip's (start, end) in ms once it is sent.
     pub async fn start_saying(&self, clip: Vec<f32>) -> Result<oneshot::Receiver<(u64, u64)>> {
         let (tx, rx) = oneshot::channel();
         self.mic
@@ -258,11 +252,6 @@ impl Browser {
     /// The tab goes away without a word: no more audio.
     pub async fn go_silent(&self) {
         let _ = self.mic.send(Mic::GoSilent).await;
-    }
-
-    /// The browser closes its peer connection.
-    pub async fn close_media(&self) {
-        let _ = self.mic.send(Mic::Close).await;
     }
 
     /// Waits for the microphone and speaker to stop (the call's media is over).
@@ -299,7 +288,6 @@ async fn microphone(mut far: InProcessPeer, mut cmds: mpsc::Receiver<Mic>, t0: I
                     far.go_silent();
                     silent = true;
                 }
-                Some(Mic::Close) => far.close(),
                 None => return,
             },
             _ = tick.tick(), if !silent => {
@@ -338,7 +326,6 @@ async fn speaker(mut audio: mpsc::Receiver<bytes::Bytes>, heard: Arc<Mutex<Heard
         let now = t0.elapsed().as_millis() as u64;
         let decoded = dec.decode_into(&packet, &mut pcm);
         let mut h = heard.lock().unwrap_or_else(|p| p.into_inner());
-        h.frames += 1;
         match decoded {
             Ok(n) if n > 0 => {
                 let ms = pcm[..n].iter().map(|s| s * s).sum::<f32>() / n as f32;

@@ -1076,13 +1076,6 @@ impl InProcessPeer {
         self.audio.take()
     }
 
-    /// The remote side closed the connection (a browser's DTLS close_notify).
-    pub fn close(&self) {
-        let _ = self
-            .sig
-            .try_send(Signal::State(RTCPeerConnectionState::Closed));
-    }
-
     /// Stops sending for good, as a vanished browser does: the media watchdog ends the call.
     pub fn go_silent(&mut self) {
         self.packets = None;

@@ -142,3 +142,30 @@ pub async fn cases(engine: &Engine) -> Vec<switchboard::store::Case> {
     }
     out
 }
+
+/// The parts of a gateway for calls on a virtual clock: the default test configuration changed
+/// by `tweak`, the models in the repository, whisper awaited on the blocking pool, and the live
+/// dependencies changed by `live`. `speech`: a speech stack to share, so that two gateways speak
+/// alike (its synthesis cache makes their renderings the same).
+pub fn virtual_gateway(
+    speech: Option<switchboard::runtime::speech::Speech>,
+    tweak: impl FnOnce(&mut Config),
+    live: impl FnOnce(&mut switchboard::runtime::live::LiveDeps),
+) -> (
+    axum::Router,
+    Arc<Engine>,
+    Arc<switchboard::runtime::live::LiveDeps>,
+) {
+    let setup = Setup::default();
+    let mut cfg = config(&setup);
+    cfg.models_dir = models_dir();
+    tweak(&mut cfg);
+    let engine = Arc::new(engine_with(setup, &cfg));
+    let speech = speech.unwrap_or_else(|| {
+        let mut s = switchboard::runtime::speech::Speech::load(&cfg).unwrap();
+        s.asr = s.asr.on_virtual_clock();
+        s
+    });
+    let (deps, state) = live_state_with(engine.clone(), speech, &cfg, live);
+    (switchboard::http::router(state), engine, deps)
+}

@@ -5,15 +5,14 @@
 //! are left out, and `webrtc.rs` (a Rust WebRTC peer over loopback) and `softphone.rs`
 //! (Chromium) keep those in the real-time tier. Timelines are asserted exactly.
 
-use crate::common::{Setup, config, engine_with, live_state_with};
+use crate::common::virtual_gateway;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::agent::engine::Engine;
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::config::Config;
-use switchboard::http::router;
 use switchboard::runtime::live::LiveDeps;
 use switchboard::runtime::speech::Speech;
 use switchboard::store::{Case, CaseStatus, LogQuery};
@@ -36,22 +35,11 @@ async fn gateway(tweak: impl FnOnce(&mut Config)) -> BrowserGateway {
 /// A gateway whose browser calls carry their media in the process. `speech`: a speech stack
 /// to share, so that two gateways speak alike.
 async fn gateway_with(speech: Option<Speech>, tweak: impl FnOnce(&mut Config)) -> BrowserGateway {
-    let setup = Setup::default();
-    let mut cfg = config(&setup);
-    cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    tweak(&mut cfg);
-    let engine = Arc::new(engine_with(setup, &cfg));
-    let speech = speech.unwrap_or_else(|| {
-        let mut s = Speech::load(&cfg).unwrap();
-        s.asr = s.asr.on_virtual_clock();
-        s
-    });
     let (tx, far_ends) = tokio::sync::mpsc::channel(8);
-    let (live, state) = live_state_with(engine.clone(), speech, &cfg, |l| {
-        l.rtc_media = RtcMedia::InProcess(tx)
-    });
+    let (app, engine, live) =
+        virtual_gateway(speech, tweak, |l| l.rtc_media = RtcMedia::InProcess(tx));
     BrowserGateway {
-        app: router(state),
+        app,
         engine,
         live,
         far_ends,

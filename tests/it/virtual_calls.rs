@@ -6,14 +6,12 @@
 //! timeline is the same on every run, and a 30 s call takes about as long as its whisper and
 //! espeak-ng work. Timelines are asserted exactly. `twilio.rs` keeps the real-time tier.
 
-use crate::common::{Setup, config, engine_with, live_state};
+use crate::common::virtual_gateway;
 use crate::twilio::{heard_text, ulaw_fixture};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::agent::engine::Engine;
 use switchboard::config::Config;
-use switchboard::http::router;
 use switchboard::runtime::live::LiveDeps;
 use switchboard::runtime::speech::Speech;
 use switchboard::store::{Case, CaseStatus, LogQuery, LogType};
@@ -32,25 +30,10 @@ async fn gateway(tweak: impl FnOnce(&mut Config)) -> VirtualGateway {
     gateway_with(None, tweak).await
 }
 
-/// `speech`: a speech stack to share (its synthesis cache makes espeak-ng's renderings, which
-/// vary by a few samples with what the process said before, the same for both gateways).
+/// `speech`: a speech stack to share (see `common::virtual_gateway`).
 async fn gateway_with(speech: Option<Speech>, tweak: impl FnOnce(&mut Config)) -> VirtualGateway {
-    let setup = Setup::default();
-    let mut cfg = config(&setup);
-    cfg.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    tweak(&mut cfg);
-    let engine = Arc::new(engine_with(setup, &cfg));
-    let speech = speech.unwrap_or_else(|| {
-        let mut s = Speech::load(&cfg).unwrap();
-        s.asr = s.asr.on_virtual_clock();
-        s
-    });
-    let (live, state) = live_state(engine.clone(), speech, &cfg);
-    VirtualGateway {
-        app: router(state),
-        engine,
-        live,
-    }
+    let (app, engine, live) = virtual_gateway(speech, tweak, |_| {});
+    VirtualGateway { app, engine, live }
 }
 
 impl VirtualGateway {

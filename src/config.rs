@@ -76,7 +76,8 @@ pub struct SpeechConfig {
     /// Which installed whisper model transcribes callers (whisper-tiny.en or whisper-base).
     pub asr_model: String,
     pub asr: crate::asr::whisper::AsrConfig,
-    /// Concurrent decodes (0 = as many as the cores allow at `asr.threads` each).
+    /// Concurrent decodes (0 = one per core; a decode alone takes `asr.threads` cores, decodes
+    /// side by side one each).
     pub asr_workers: usize,
     /// The bot's voice (espeak-ng voice name, words per minute, pitch 0–100).
     pub voice: crate::tts::Voice,

@@ -28,6 +28,7 @@
 //!   model asked at each pause; `onnx::silero`, the voice check run while the detector hears
 //!   something.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
+//! - `net`: every outbound HTTP client, built with the one TLS provider.
 //! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
 //!   uses it.
 //!
@@ -43,8 +44,10 @@ pub mod audio;
 pub mod call;
 pub mod config;
 pub mod corpus;
+pub mod cpu;
 pub mod http;
 pub mod models;
+pub mod net;
 pub mod onnx;
 pub mod redact;
 pub mod runtime;

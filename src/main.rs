@@ -602,7 +602,7 @@ async fn serve(cfg: Config) -> Result<()> {
         live: Some(live.clone()),
         public_url: (!cfg.public_url.is_empty()).then(|| cfg.public_url.clone()),
         engine,
-        http: reqwest::Client::builder()
+        http: switchboard::net::client_builder()
             .timeout(std::time::Duration::from_millis(
                 cfg.reliability.task_timeout_ms,
             ))
@@ -652,7 +652,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
         live: Some(Arc::new(live)),
         public_url: None,
         engine,
-        http: reqwest::Client::new(),
+        http: switchboard::net::client(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -670,10 +670,10 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
         clear_window_ms,
     };
     eprintln!(
-        "gateway on {addr}: ASR {} ({} worker(s) x {} thread(s)), {} core(s)",
+        "gateway on {addr}: ASR {} ({} worker(s), up to {} thread(s) for a decode alone), {} core(s)",
         cfg.speech.asr_model,
         if cfg.speech.asr_workers == 0 {
-            switchboard::asr::pool::AsrPool::default_workers(cfg.speech.asr.threads)
+            switchboard::asr::pool::AsrPool::default_workers()
         } else {
             cfg.speech.asr_workers
         },

@@ -16,9 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::bert::{Bert, BertConfig};
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingStrategy, Tokenizer};
 
 /// Longest input in tokens (sentence-transformers' `max_seq_length` for this model).
@@ -55,7 +56,7 @@ pub enum EmbedError {
 
 /// all-MiniLM-L6-v2 on the CPU. Loading takes ~0.1 s; share one instance (it is `Sync`).
 pub struct MiniLm {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     dim: usize,
     device: Device,
@@ -69,11 +70,17 @@ impl MiniLm {
 
         let config_path = model_dir.join("config.json");
         let config_text = read(&config_path)?;
-        let config: Config =
+        let config: BertConfig =
             serde_json::from_slice(&config_text).map_err(|e| EmbedError::Config {
                 path: config_path.clone(),
                 reason: e.to_string(),
             })?;
+        if let Some(reason) = config.unsupported() {
+            return Err(EmbedError::Config {
+                path: config_path,
+                reason,
+            });
+        }
         if config.hidden_size == 0 || config.max_position_embeddings < MAX_TOKENS {
             return Err(EmbedError::Config {
                 path: config_path,
@@ -105,7 +112,7 @@ impl MiniLm {
         let weights_path = model_dir.join("model.safetensors");
         let weights = read(&weights_path)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-        let model = BertModel::load(vb, &config)?;
+        let model = Bert::load(vb, &config)?;
 
         Ok(MiniLm {
             model,
@@ -161,7 +168,7 @@ impl Embedder for MiniLm {
         let type_ids = Tensor::from_vec(type_ids, (batch, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
 
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (batch, len, dim)
+        let hidden = self.model.forward(&ids, &type_ids, &mask)?; // (batch, len, dim)
 
         // Mean over real tokens only.
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)

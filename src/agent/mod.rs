@@ -2,6 +2,7 @@
 //! Deterministic and testable without audio: text in, spoken-style text out.
 
 pub mod agents;
+pub mod bert;
 pub mod caller;
 pub mod clock;
 pub mod data;

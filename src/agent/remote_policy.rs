@@ -81,7 +81,7 @@ impl RemotePolicy {
     /// The HTTP client for remote agents: no redirects, its own resolver that drops addresses
     /// the policy does not allow, the per-attempt timeout.
     pub fn client(&self, timeout: std::time::Duration) -> reqwest::Client {
-        reqwest::Client::builder()
+        crate::net::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(std::time::Duration::from_secs(3)))
@@ -89,7 +89,7 @@ impl RemotePolicy {
                 allow_private: self.cfg.allow_private,
             }))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
+            .unwrap_or_else(|_| crate::net::client())
     }
 }
 

@@ -39,12 +39,13 @@ pub struct AsrPool {
 }
 
 impl AsrPool {
-    /// Workers sized for the machine: each decode uses `threads` cores.
-    pub fn default_workers(threads_per_decode: u32) -> usize {
-        let cores = std::thread::available_parallelism()
+    /// Workers sized for the machine: one per core. A decode alone takes `asr.threads` cores;
+    /// decodes side by side take one each (see `cpu`), so calls that finish speaking together
+    /// are transcribed together instead of queueing.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1);
-        (cores / threads_per_decode.max(1) as usize).max(1)
+            .unwrap_or(1)
     }
 
     /// Starts `workers` threads (each creates its own decoding state) with room for `queue`

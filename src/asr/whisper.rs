@@ -18,7 +18,8 @@ pub const SAMPLE_RATE: u32 = 16_000;
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AsrConfig {
-    /// Threads per decode (FACTS §3: 1 → 2 threads halves the time).
+    /// Threads for a decode when it is the only one running (FACTS §3: 1 → 2 threads halves the
+    /// time alone); decodes side by side take one each (see `cpu`).
     pub threads: u32,
     /// Lower bound of the encoder context of the first, fast pass. Short contexts make some
     /// short clips loop ("No, goodbye. Goodbye. Goodbye. …"); such a pass is detected and
@@ -160,6 +161,8 @@ impl Transcriber {
                 passes: 0,
             });
         }
+        // Counted as a running decode (see `cpu`).
+        let _running = crate::cpu::running();
         // whisper needs at least one second of audio; pad short clips with silence.
         let min = SAMPLE_RATE as usize + SAMPLE_RATE as usize / 10;
         let padded;
@@ -228,7 +231,8 @@ impl Transcriber {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut params = FullParams::new(strategy);
-        params.set_n_threads(self.cfg.threads.max(1) as i32);
+        // A second core only when no other decode is running (see `cpu`).
+        params.set_n_threads(crate::cpu::decode_threads(self.cfg.threads) as i32);
         params.set_language(Some("en"));
         params.set_translate(false);
         params.set_single_segment(true);

@@ -66,7 +66,7 @@ impl LiveDeps {
             telnyx: cfg.telnyx.clone().with_env(),
             plivo: cfg.plivo.clone().with_env(),
             vonage: cfg.vonage.clone().with_env(),
-            http: reqwest::Client::builder()
+            http: crate::net::client_builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
             registry: Arc::new(CallRegistry::with_pending_limits(

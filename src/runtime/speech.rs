@@ -142,7 +142,7 @@ impl Speech {
             .with_context(|| format!("speech recognition needs model {}", s.asr_model))?;
         let model = Whisper::load(&dir.join(GGML_FILE), s.asr.clone())?;
         let workers = if s.asr_workers == 0 {
-            AsrPool::default_workers(s.asr.threads)
+            AsrPool::default_workers()
         } else {
             s.asr_workers
         };

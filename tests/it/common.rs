@@ -106,7 +106,7 @@ pub fn live_state_with(
     let live = Arc::new(live);
     let state = switchboard::http::AppState {
         engine,
-        http: reqwest::Client::new(),
+        http: switchboard::net::client(),
         live: Some(live.clone()),
         public_url: None,
         auth: Arc::new(switchboard::http::auth::ApiAuth::open()),

@@ -31,7 +31,7 @@ async fn gateway() -> Gateway {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
         engine: engine.clone(),
-        http: reqwest::Client::new(),
+        http: switchboard::net::client(),
         live: None,
         public_url: None,
         auth: std::sync::Arc::new(switchboard::http::auth::ApiAuth::open()),
@@ -45,7 +45,7 @@ async fn gateway() -> Gateway {
     Gateway {
         base,
         engine,
-        client: reqwest::Client::new(),
+        client: switchboard::net::client(),
     }
 }
 

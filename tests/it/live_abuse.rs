@@ -226,7 +226,7 @@ async fn signatures_are_required_when_a_token_is_configured() {
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
     // The voice webhook: signed over the URL and the form parameters.
-    let http = reqwest::Client::new();
+    let http = switchboard::net::client();
     let voice = format!("http://{}/twilio/voice", gw.addr);
     let form = [("CallSid", "CA9"), ("From", "+15551234567")];
     let body = serde_urlencoded::to_string(form).unwrap();
@@ -321,7 +321,7 @@ async fn stream_status_callbacks_are_logged_on_the_calls_case() {
         &format!("https://{}/twilio/status", gw.addr),
         &form,
     );
-    let r = reqwest::Client::new()
+    let r = switchboard::net::client()
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", sig)
@@ -431,7 +431,7 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     let base = format!("127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..300 {
-        if reqwest::get(format!("http://{base}/healthz"))
+        if switchboard::net::get(format!("http://{base}/healthz"))
             .await
             .is_ok_and(|r| r.status() == 200)
         {
@@ -453,7 +453,7 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     assert!(sent.success());
     let t0 = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let health = reqwest::get(format!("http://{base}/healthz"))
+    let health = switchboard::net::get(format!("http://{base}/healthz"))
         .await
         .unwrap();
     assert_eq!(health.status(), 503, "draining");

@@ -511,7 +511,7 @@ async fn telnyx_and_plivo_calls_are_transferred_through_their_rest_apis() {
     let prefix = format!("https://{}/plivo/transfer?", gw.addr);
     assert!(aleg_url.starts_with(&prefix), "{aleg_url}");
     let fetch = |url: String| async move {
-        let r = reqwest::get(url).await.unwrap();
+        let r = switchboard::net::get(url).await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     };
     let plain = aleg_url.replacen("https://", "http://", 1);

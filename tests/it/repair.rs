@@ -25,7 +25,7 @@ async fn api(template: &'static str) -> Api {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
         engine,
-        http: reqwest::Client::new(),
+        http: switchboard::net::client(),
         live: None,
         public_url: None,
         auth: std::sync::Arc::new(switchboard::http::auth::ApiAuth::open()),
@@ -38,7 +38,7 @@ async fn api(template: &'static str) -> Api {
     ));
     Api {
         base,
-        client: reqwest::Client::new(),
+        client: switchboard::net::client(),
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn serve(edit: impl Fn(String) -> String, env: &[(&str, &str)]) -> Ser
         base: format!("http://127.0.0.1:{port}"),
         dir,
     };
-    let http = reqwest::Client::new();
+    let http = switchboard::net::client();
     let t0 = Instant::now();
     loop {
         if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
@@ -127,7 +127,7 @@ pub async fn call(
     handle: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r = reqwest::Client::new().request(method, url);
+    let mut r = switchboard::net::client().request(method, url);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
@@ -375,7 +375,7 @@ async fn turns_are_rate_limited_per_address_whatever_the_token() {
     .await;
     let b = &s.base;
     let from = |ip: &str| {
-        reqwest::Client::builder()
+        switchboard::net::client_builder()
             .local_address(ip.parse::<std::net::IpAddr>().unwrap())
             .build()
             .unwrap()
@@ -453,7 +453,7 @@ async fn slow_header_clients_are_cut_off_and_do_not_stop_the_health_check() {
         slow.push(c);
     }
     let t0 = Instant::now();
-    let r = reqwest::Client::builder()
+    let r = switchboard::net::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
@@ -772,7 +772,7 @@ async fn expired_conversations_leave_memory() {
     )
     .await;
     let health = || async {
-        reqwest::get(format!("{}/healthz", s.base))
+        switchboard::net::get(format!("{}/healthz", s.base))
             .await
             .unwrap()
             .json::<Value>()
@@ -781,7 +781,7 @@ async fn expired_conversations_leave_memory() {
     };
     assert_eq!(health().await["conversations_in_memory"], 0);
     let before = rss_kb(s.child.id());
-    let http = reqwest::Client::new();
+    let http = switchboard::net::client();
     let t0 = Instant::now();
     for _ in 0..1000 {
         let r = http

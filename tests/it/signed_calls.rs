@@ -58,7 +58,7 @@ fn host(s: &Server) -> String {
 
 /// A POST with form `fields` and `headers`; status and body.
 async fn post(url: &str, headers: &[(&str, String)], body: String, json: bool) -> (u16, String) {
-    let mut r = reqwest::Client::new().post(url).body(body).header(
+    let mut r = switchboard::net::client().post(url).body(body).header(
         "content-type",
         if json {
             "application/json"

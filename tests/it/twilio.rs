@@ -142,7 +142,7 @@ pub async fn signed(gw: &Gateway, mut script: Script) -> Script {
         &format!("https://{}/twilio/voice", gw.addr),
         &fields,
     );
-    let twiml = reqwest::Client::new()
+    let twiml = switchboard::net::client()
         .post(format!("http://{}/twilio/voice", gw.addr))
         .header("x-twilio-signature", sig)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -1,0 +1,70 @@
+//! How many whisper decodes are running in the process right now, so that a decode takes a
+//! second core only when it is the only one.
+//!
+//! Why: whisper.cpp's threads wait for each other at every step of the graph by spinning. Two
+//! two-thread decodes at once on two cores keep losing their partner threads to the scheduler and
+//! spin for whole time slices. Measured on this 2-core machine (`tests/it`'s seed scenario, a
+//! whole call on the virtual clock, two copies at once): 75 s of CPU and 39 s of wall time at two
+//! threads per decode against 20 s and 11 s at one; alone, the two settings take 9.0 s and 9.9 s.
+//! Whisper's transcripts are the same at either thread count. Other model work (a Piper clause,
+//! Smart Turn's 40 ms at a pause) is not counted: it is short, and counting it put one call's
+//! speculative pass, which starts beside Smart Turn at every pause, on one thread.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks one decode as running until dropped.
+#[must_use = "the decode counts as running only while the guard lives"]
+pub struct Running(());
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts the caller's decode as running until the guard is dropped.
+pub fn running() -> Running {
+    RUNNING.fetch_add(1, Ordering::SeqCst);
+    Running(())
+}
+
+/// Decodes running now, the caller's own included when it holds a guard.
+pub fn running_now() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
+
+/// Threads for a whisper decode that holds a [`Running`] guard: `max` when it is the only decode
+/// running, one otherwise.
+pub fn decode_threads(max: u32) -> u32 {
+    threads_for(max, running_now())
+}
+
+fn threads_for(max: u32, running: usize) -> u32 {
+    if running <= 1 { max.max(1) } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_takes_its_threads_only_alone() {
+        assert_eq!(threads_for(2, 1), 2);
+        assert_eq!(threads_for(4, 0), 4);
+        assert_eq!(threads_for(2, 2), 1);
+        assert_eq!(threads_for(2, 7), 1);
+        assert_eq!(threads_for(0, 1), 1);
+    }
+
+    // The counter is the process's and unit tests run in parallel: only lower bounds hold.
+    #[test]
+    fn a_guard_counts_while_it_lives() {
+        let one = running();
+        let two = running();
+        assert!(running_now() >= 2);
+        assert_eq!(decode_threads(2), 1);
+        drop((one, two));
+    }
+}

@@ -46,6 +46,7 @@ pub mod config;
 pub mod corpus;
 pub mod cpu;
 pub mod http;
+pub mod metrics;
 pub mod models;
 pub mod net;
 pub mod onnx;

@@ -32,8 +32,18 @@ struct Cli {
     /// Configuration file (default: config/switchboard.toml if present, else the embedded defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines as text (for a person) or as one JSON object each (for a log shipper); a call's
+    /// lines carry its provider and call id either way.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -187,15 +197,26 @@ fn main() -> Result<()> {
             | Command::Say { .. }
             | Command::Load { .. }
     );
-    tracing_subscriber::fmt()
-        .with_env_filter(if is_chat && std::env::var_os("RUST_LOG").is_none() {
-            "warn".into()
-        } else {
-            filter
-        })
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = if is_chat && std::env::var_os("RUST_LOG").is_none() {
+        "warn".into()
+    } else {
+        filter
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line: timestamp, level, target, fields, and the spans it ran in (a
+        // call's span holds its provider and id).
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Models { action } => models_cmd(&cfg, action),

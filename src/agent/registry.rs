@@ -11,6 +11,7 @@ use crate::agent::protocol::{
 };
 use crate::agent::reliability::{BreakerState, CircuitBreaker, RetryPolicy};
 use crate::config::ReliabilityConfig;
+use crate::metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -306,6 +307,18 @@ impl Registry {
                     tracing::warn!(agent = %id, "circuit breaker open");
                 }
             }
+            // Agent ids are the registry's (built in or registered by an admin).
+            let open = e.breaker.state(Instant::now()) == BreakerState::Open;
+            metrics::count(
+                metrics::AGENT_CALLS,
+                &[("agent", id), ("result", if ok { "ok" } else { "error" })],
+                1.0,
+            );
+            metrics::gauge_set(
+                metrics::AGENT_BREAKER_OPEN,
+                &[("agent", id)],
+                if open { 1.0 } else { 0.0 },
+            );
         }
     }
 }
@@ -498,6 +511,7 @@ impl Dispatcher {
             let delay = self.retry.delay(retry);
             let fits = Instant::now() + delay < deadline;
             if retryable && fits && self.retry.should_retry(retry, true) {
+                metrics::count(metrics::AGENT_RETRIES, &[("agent", &id)], 1.0);
                 tracing::info!(agent = %id, task = %input.task, retry = retry + 1, delay_ms = delay.as_millis() as u64, "retrying");
                 tokio::time::sleep(delay).await;
                 retry += 1;

@@ -129,6 +129,7 @@ impl AsrPool {
         audio: Vec<f32>,
         prompt: Option<Arc<str>>,
     ) -> Result<Transcript, AsrError> {
+        let _queued = Queued::new();
         let (reply, rx) = oneshot::channel();
         let abandoned = Arc::new(AtomicBool::new(false));
         self.tx
@@ -148,5 +149,22 @@ impl AsrPool {
             Ok(Ok(result)) => result,
             _ => Err(AsrError::PoolClosed),
         }
+    }
+}
+
+/// One transcription in `switchboard_asr_queue_depth` from the request until its result (or
+/// until the caller stops waiting).
+struct Queued;
+
+impl Queued {
+    fn new() -> Queued {
+        crate::metrics::gauge_add(crate::metrics::ASR_QUEUE, &[], 1.0);
+        Queued
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        crate::metrics::gauge_add(crate::metrics::ASR_QUEUE, &[], -1.0);
     }
 }

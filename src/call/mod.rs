@@ -313,11 +313,17 @@ pub struct CallEvent {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    CallerSpeechStart,
+    /// The caller's voice began `since_ms` ago (the detector's onset, before it was sure).
+    CallerSpeechStart {
+        since_ms: u64,
+    },
     /// The voice model confirmed the sound being heard as a voice.
     VoiceConfirmed,
+    /// The caller's turn of `duration_ms` of speech ended `silence_ms` ago (the silence the
+    /// detector waited for).
     CallerSpeechEnd {
         duration_ms: u64,
+        silence_ms: u64,
     },
     CallerNoise {
         duration_ms: u64,
@@ -739,7 +745,12 @@ impl Call {
                         self.event(EventKind::CallerNoise { duration_ms });
                         continue;
                     }
-                    self.event(EventKind::CallerSpeechEnd { duration_ms });
+                    let silence_ms =
+                        self.detector.position().saturating_sub(end) * 1000 / CALLER_RATE as u64;
+                    self.event(EventKind::CallerSpeechEnd {
+                        duration_ms,
+                        silence_ms,
+                    });
                     if let Some(t) = self.tentative.take() {
                         if t.turn == self.turn && t.end == end {
                             self.commit(t);
@@ -823,7 +834,8 @@ impl Call {
 
     /// The detector confirmed speech with its onset at `at` (and it is a voice).
     fn speech_started(&mut self, at: u64) {
-        self.event(EventKind::CallerSpeechStart);
+        let since_ms = self.detector.position().saturating_sub(at) * 1000 / CALLER_RATE as u64;
+        self.event(EventKind::CallerSpeechStart { since_ms });
         if self.bot_speaking() {
             self.overlap_start = Some(at);
         }
@@ -946,7 +958,11 @@ impl Call {
             return;
         }
         let duration_ms = (t.end - t.start) * 1000 / CALLER_RATE as u64;
-        self.event(EventKind::CallerSpeechEnd { duration_ms });
+        let silence_ms = self.detector.position().saturating_sub(t.end) * 1000 / CALLER_RATE as u64;
+        self.event(EventKind::CallerSpeechEnd {
+            duration_ms,
+            silence_ms,
+        });
         self.commit(t);
     }
 

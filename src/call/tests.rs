@@ -271,9 +271,9 @@ impl World {
 
 fn describe(k: &EventKind) -> String {
     match k {
-        EventKind::CallerSpeechStart => "caller speech start".into(),
+        EventKind::CallerSpeechStart { .. } => "caller speech start".into(),
         EventKind::VoiceConfirmed => "voice confirmed".into(),
-        EventKind::CallerSpeechEnd { duration_ms } => {
+        EventKind::CallerSpeechEnd { duration_ms, .. } => {
             format!("caller speech end ({duration_ms} ms)")
         }
         EventKind::CallerNoise { duration_ms } => format!("noise ({duration_ms} ms)"),

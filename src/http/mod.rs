@@ -43,6 +43,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
         .route("/v1/conversations", post(create_conversation))
         .route("/v1/conversations/{id}", get(get_conversation))
         .route("/v1/conversations/{id}/messages", post(post_message))
@@ -173,6 +174,16 @@ async fn own_conversation(
             ),
         ))
     }
+}
+
+/// Prometheus metrics (`crate::metrics`); admin scope, as they describe every call.
+async fn metrics_page(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    s.auth.admin(&headers)?;
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(),
+    )
+        .into_response())
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {

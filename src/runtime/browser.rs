@@ -449,8 +449,12 @@ impl RtcRun {
                 "over the call cap: playing the busy message"
             );
             self.reason = EndReason::Busy;
-            self.call
-                .start(Session::busy(&parts, &self.deps.calls.busy_message, now));
+            self.call.start(Session::busy(
+                &parts,
+                CHANNEL,
+                &self.deps.calls.busy_message,
+                now,
+            ));
             return Ok(());
         }
         let detail = json!({"call_id": self.call_id, "format": "opus/48000 → pcm/16000",

@@ -411,8 +411,12 @@ impl PhoneCall {
                         cap = self.deps.registry.max_active(),
                         "over the call cap: playing the busy message"
                     );
-                    self.call
-                        .start(Session::busy(&parts, &self.deps.calls.busy_message, now));
+                    self.call.start(Session::busy(
+                        &parts,
+                        channel(self.port.wire.provider()),
+                        &self.deps.calls.busy_message,
+                        now,
+                    ));
                     self.slot = Some(slot);
                     return Ok(());
                 }

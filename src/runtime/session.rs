@@ -27,6 +27,7 @@ use crate::call::{
     CALLER_RATE, Call, CallConfig, CallEvent, Effect, EffectKind, EndAction, EventKind, Input,
     Output, Said, TurnId, WireCmd,
 };
+use crate::metrics;
 use crate::onnx::silero::SileroStream;
 use crate::runtime::speech::Speech;
 use serde_json::{Value, json};
@@ -213,6 +214,13 @@ impl Effects {
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
                     match speech.transcribe(audio, prompt).await {
                         Ok(t) => {
+                            if t.passes > 0 {
+                                metrics::observe(
+                                    metrics::ASR_DECODE,
+                                    &[],
+                                    metrics::ms(t.decode_ms),
+                                );
+                            }
                             tracing::debug!(
                                 turn,
                                 audio_ms,
@@ -254,12 +262,20 @@ impl Effects {
                     done.blocking_send(piece).is_ok()
                 };
                 self.spawn_cancellable(turn, async move {
+                    let started = std::time::Instant::now();
                     match speech.synthesize_stream(&text, rate, emit).await {
-                        Ok(()) => Done::Audio {
-                            turn,
-                            audio: Arc::default(),
-                            last: true,
-                        },
+                        Ok(()) => {
+                            metrics::observe(
+                                metrics::TTS_SYNTHESIS,
+                                &[],
+                                started.elapsed().as_secs_f64(),
+                            );
+                            Done::Audio {
+                                turn,
+                                audio: Arc::default(),
+                                last: true,
+                            }
+                        }
                         Err(e) => Done::Failed {
                             turn,
                             effect: EffectKind::Tts,
@@ -404,6 +420,12 @@ async fn agent_worker(
         let msg = match engine.hear(&conversation, heard).await {
             Ok(t) => {
                 set_prompt(&prompt, &t.asr_prompt);
+                // Intent names are the template's (a bounded set), "none" when none was taken.
+                metrics::count(
+                    metrics::INTENTS,
+                    &[("intent", t.intent.as_deref().unwrap_or("none"))],
+                    1.0,
+                );
                 last_reply = Some(turn);
                 if turn < *cancelled.borrow() {
                     // The caller moved on while the agent answered: nobody heard this reply.
@@ -484,6 +506,13 @@ pub struct Session {
     in_flight: usize,
     speech_end_ms: Option<u64>,
     timeline: Option<Vec<Value>>,
+    /// The provider or channel, for the metrics' labels.
+    channel: String,
+    /// Counts the call in `switchboard_calls_active` while the session lives.
+    _active: Option<ActiveCall>,
+    stages: Stages,
+    /// The stage measurements of the latest input, reused.
+    measures: Vec<Measure>,
     /// This call's voice-model state (the model is shared), when there is a voice check.
     voice: Option<SileroStream>,
 }
@@ -520,12 +549,18 @@ impl Session {
             in_flight: 0,
             speech_end_ms: None,
             timeline: None,
+            channel: String::new(),
+            _active: None,
+            stages: Stages::default(),
+            measures: Vec::with_capacity(4),
         }
     }
 
-    /// A call over the cap: `message` is played and the bot hangs up; no conversation is opened.
-    pub fn busy(parts: &SessionParts<'_>, message: &str, now: u64) -> Session {
+    /// A call over the cap on `channel`: `message` is played and the bot hangs up; no
+    /// conversation is opened.
+    pub fn busy(parts: &SessionParts<'_>, channel: &str, message: &str, now: u64) -> Session {
         let mut s = Session::new(parts, true);
+        s.channel = channel.to_string();
         s.call.handle(
             now,
             Input::AgentReply {
@@ -547,8 +582,11 @@ impl Session {
         now: u64,
     ) -> anyhow::Result<Session> {
         let mut s = Session::new(parts, false);
+        s.channel = channel.to_string();
         let caller = crate::agent::caller::normalize(caller).unwrap_or_else(|| "unknown".into());
         let greeting = parts.engine.start_call(&caller, channel).await?;
+        metrics::count(metrics::CALLS_STARTED, &[("provider", channel)], 1.0);
+        s._active = Some(ActiveCall::new(channel));
         let conv = greeting.conversation_id.clone();
         tracing::info!(conversation = %conv, caller = %shown_caller(&caller), "call started");
         detail["provider"] = json!(channel);
@@ -677,6 +715,8 @@ impl Session {
         if !matches!(d, Done::Audio { last: false, .. }) {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
+        self.stages.done(now, &d, &mut self.measures);
+        self.record_measures();
         let call = &mut self.call;
         match d {
             Done::Transcript {
@@ -744,6 +784,11 @@ impl Session {
                 Output::Wire(WireCmd::Mark { id }) => port.mark(id, now),
                 Output::Wire(WireCmd::Clear) => port.clear(now),
                 Output::Effect(e) => {
+                    if let Effect::AskAgent { turn, said } = &e {
+                        metrics::count(metrics::TURNS, &[("provider", &self.channel)], 1.0);
+                        self.stages.asked(now, *turn, said, &mut self.measures);
+                        self.record_measures();
+                    }
                     if self.fx.run(e, self.out_rate).await? {
                         self.in_flight += 1;
                     }
@@ -779,9 +824,17 @@ impl Session {
         Ok(())
     }
 
+    fn record_measures(&mut self) {
+        for m in self.measures.drain(..) {
+            m.record();
+        }
+    }
+
     /// Logs an event and records the ones the case keeps.
     fn event(&mut self, e: &CallEvent) {
         tracing::debug!(t_ms = e.t_ms, event = ?e.kind, "call event");
+        self.stages.event(e, &mut self.measures);
+        self.record_measures();
         let note = match &e.kind {
             EventKind::CallerSpeechEnd { .. } => {
                 self.speech_end_ms = Some(e.t_ms);
@@ -856,6 +909,15 @@ impl Session {
             tracing::warn!(error = %e, "could not close the case");
         }
         tracing::info!(outcome = %outcome, "call ended");
+        metrics::count(
+            metrics::CALLS_ENDED,
+            &[
+                ("provider", &self.channel),
+                ("outcome", outcome_class(&outcome, self.busy)),
+            ],
+            1.0,
+        );
+        self._active = None;
         outcome
     }
 }
@@ -983,5 +1045,253 @@ impl CallState {
                 tracing::info!(outcome = %outcome, "call ended");
             }
         }
+    }
+}
+
+/// The outcome of a call as the metrics class it: a handful of values, never the free text.
+fn outcome_class(outcome: &str, busy: bool) -> &'static str {
+    if busy || outcome.starts_with("busy") {
+        "refused"
+    } else if outcome.starts_with("transferred") {
+        "transferred"
+    } else if outcome == "bot hung up" {
+        "resolved"
+    } else if outcome.contains("shutdown") {
+        "drained"
+    } else if outcome == "caller hung up" {
+        "caller_hung_up"
+    } else {
+        "dropped"
+    }
+}
+
+/// One call in `switchboard_calls_active` for as long as it lives, however the session ends.
+struct ActiveCall(String);
+
+impl ActiveCall {
+    fn new(channel: &str) -> ActiveCall {
+        metrics::gauge_add(metrics::CALLS_ACTIVE, &[("provider", channel)], 1.0);
+        ActiveCall(channel.to_string())
+    }
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        metrics::gauge_add(metrics::CALLS_ACTIVE, &[("provider", &self.0)], -1.0);
+    }
+}
+
+/// A measurement for the metrics, in ms on the call's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Measure {
+    /// `switchboard_turn_stage_seconds{stage}`: from the end of the caller's speech.
+    Stage(&'static str, u64),
+    /// `switchboard_barge_in_clear_seconds`: from the onset of the voice over the bot.
+    BargeInClear(u64),
+}
+
+impl Measure {
+    fn record(self) {
+        match self {
+            Measure::Stage(stage, ms) => {
+                metrics::observe(metrics::TURN_STAGE, &[("stage", stage)], metrics::ms(ms))
+            }
+            Measure::BargeInClear(ms) => {
+                metrics::observe(metrics::BARGE_IN_CLEAR, &[], metrics::ms(ms))
+            }
+        }
+    }
+}
+
+/// Each turn's stages on the call's clock, measured from the end of the caller's speech, and
+/// barge-in onset to clear. Pure: events, effect results and agent requests in, [`Measure`]s
+/// out.
+#[derive(Default)]
+struct Stages {
+    /// When the caller's latest speech ended, until a turn is decided on it.
+    speech_end: Option<u64>,
+    /// When each recent turn's transcript arrived (a pause's transcript can come first).
+    transcripts: VecDeque<(TurnId, u64)>,
+    /// The turn being measured, its speech end, and whether its first audio chunk came.
+    turn: Option<(TurnId, u64, bool)>,
+    /// When the caller's latest voice began.
+    onset: Option<u64>,
+}
+
+impl Stages {
+    fn event(&mut self, e: &CallEvent, out: &mut Vec<Measure>) {
+        match &e.kind {
+            EventKind::CallerSpeechStart { since_ms } => {
+                self.onset = Some(e.t_ms.saturating_sub(*since_ms));
+                self.speech_end = None;
+            }
+            EventKind::CallerSpeechEnd { silence_ms, .. } => {
+                self.speech_end = Some(e.t_ms.saturating_sub(*silence_ms));
+            }
+            EventKind::BotPaused { .. } => {
+                if let Some(onset) = self.onset.take() {
+                    out.push(Measure::BargeInClear(e.t_ms.saturating_sub(onset)));
+                }
+            }
+            EventKind::BotAudioStart { turn } => {
+                if let Some((t, from, _)) = self.turn
+                    && t == *turn
+                {
+                    out.push(Measure::Stage("first_audio", e.t_ms.saturating_sub(from)));
+                    self.turn = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The core asks the agent about `turn`: the turn is decided.
+    fn asked(&mut self, now: u64, turn: TurnId, said: &Said, out: &mut Vec<Measure>) {
+        let Said::Speech { .. } = said else {
+            // Keys: no speech to measure from.
+            return;
+        };
+        let Some(from) = self.speech_end.take() else {
+            return;
+        };
+        if let Some(&(_, at)) = self.transcripts.iter().rev().find(|(t, _)| *t == turn) {
+            out.push(Measure::Stage("transcript", at.saturating_sub(from)));
+        }
+        out.push(Measure::Stage("turn_decided", now.saturating_sub(from)));
+        self.turn = Some((turn, from, false));
+    }
+
+    fn done(&mut self, now: u64, d: &Done, out: &mut Vec<Measure>) {
+        match d {
+            Done::Transcript { turn, .. } => {
+                if self.transcripts.len() == 4 {
+                    self.transcripts.pop_front();
+                }
+                self.transcripts.push_back((*turn, now));
+            }
+            Done::Reply { turn, .. } => {
+                if let Some((t, from, _)) = self.turn
+                    && t == *turn
+                {
+                    out.push(Measure::Stage("agent_answered", now.saturating_sub(from)));
+                }
+            }
+            Done::Audio { turn, audio, .. } if !audio.is_empty() => {
+                if let Some((t, from, first_seen)) = self.turn.as_mut()
+                    && *t == *turn
+                    && !*first_seen
+                {
+                    *first_seen = true;
+                    out.push(Measure::Stage("first_tts_chunk", now.saturating_sub(*from)));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+
+    fn ev(t_ms: u64, kind: EventKind) -> CallEvent {
+        CallEvent { t_ms, kind }
+    }
+
+    fn speech() -> Said {
+        Said::Speech {
+            text: "confirm my reservation".into(),
+            speech_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn a_turn_is_measured_from_the_end_of_speech_to_its_first_audio() {
+        let mut s = Stages::default();
+        let mut out = vec![];
+        s.event(
+            &ev(1000, EventKind::CallerSpeechStart { since_ms: 80 }),
+            &mut out,
+        );
+        // The pause's transcript of turn 1 arrives 300 ms after the speech ended at 2500 ms.
+        s.done(
+            2800,
+            &Done::Transcript {
+                turn: 1,
+                text: "confirm my reservation".into(),
+                suppressed: None,
+            },
+            &mut out,
+        );
+        s.event(
+            &ev(
+                2850,
+                EventKind::CallerSpeechEnd {
+                    duration_ms: 1580,
+                    silence_ms: 350,
+                },
+            ),
+            &mut out,
+        );
+        s.asked(2850, 1, &speech(), &mut out);
+        s.done(
+            2870,
+            &Done::Reply {
+                turn: 1,
+                text: "Sure.".into(),
+                end: None,
+                routing: Value::Null,
+            },
+            &mut out,
+        );
+        let piece = |turn, n: usize| Done::Audio {
+            turn,
+            audio: Arc::new(vec![0.0; n]),
+            last: false,
+        };
+        s.done(2900, &piece(0, 160), &mut out); // an older turn's audio: not this one's
+        s.done(2960, &piece(1, 0), &mut out); // empty: not audio yet
+        s.done(2990, &piece(1, 160), &mut out);
+        s.done(3100, &piece(1, 160), &mut out);
+        s.event(&ev(3000, EventKind::BotAudioStart { turn: 1 }), &mut out);
+        s.event(&ev(3500, EventKind::BotAudioStart { turn: 1 }), &mut out);
+        assert_eq!(
+            out,
+            [
+                Measure::Stage("transcript", 300),
+                Measure::Stage("turn_decided", 350),
+                Measure::Stage("agent_answered", 370),
+                Measure::Stage("first_tts_chunk", 490),
+                Measure::Stage("first_audio", 500),
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_and_stale_speech_are_not_measured_and_barge_in_counts_from_the_onset() {
+        let mut s = Stages::default();
+        let mut out = vec![];
+        s.event(
+            &ev(
+                2000,
+                EventKind::CallerSpeechEnd {
+                    duration_ms: 400,
+                    silence_ms: 600,
+                },
+            ),
+            &mut out,
+        );
+        // New speech began: the earlier end is not this turn's.
+        s.event(
+            &ev(2500, EventKind::CallerSpeechStart { since_ms: 100 }),
+            &mut out,
+        );
+        s.asked(2600, 2, &Said::Keys("0".into()), &mut out);
+        s.asked(2700, 3, &speech(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // The voice over the bot began at 2400 ms; the bot's audio was cleared at 2550 ms.
+        s.event(&ev(2550, EventKind::BotPaused { turn: 1 }), &mut out);
+        s.event(&ev(2600, EventKind::BotPaused { turn: 1 }), &mut out);
+        assert_eq!(out, [Measure::BargeInClear(150)]);
     }
 }

@@ -169,3 +169,64 @@ pub fn virtual_gateway(
     let (deps, state) = live_state_with(engine.clone(), speech, &cfg, live);
     (switchboard::http::router(state), engine, deps)
 }
+
+/// `/metrics` of a gateway's router, parsed: every sample line `series value`, where `series` is
+/// the name with its labels as written. Panics unless the page is well-formed Prometheus text:
+/// each line a comment (`# HELP`/`# TYPE` of a declared family) or one sample of a declared
+/// family with a number.
+pub async fn metrics(app: &axum::Router) -> std::collections::BTreeMap<String, f64> {
+    use tower::ServiceExt;
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let mut families = std::collections::BTreeMap::new();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect(line);
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                families
+                    .insert(name.to_string(), kind.to_string())
+                    .is_none(),
+                "{line}"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| families.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(families.contains_key(family), "undeclared family: {line}");
+        let v: f64 = if value == "+Inf" {
+            f64::INFINITY
+        } else {
+            value.parse().expect(line)
+        };
+        out.insert(series.to_string(), v);
+    }
+    out
+}

@@ -387,7 +387,8 @@ async fn ten_calls_at_once_all_complete() {
 
 /// The real binary: SIGTERM while a call is up. New calls are refused and the health check
 /// fails while draining; the call is ended at the drain timeout; the process exits 0; the case
-/// in the database file is closed with the outcome.
+/// in the database file is closed with the outcome. The gateway logs as JSON
+/// (`--log-format json`): every line parses, and the call's lines carry its provider and id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -418,13 +419,15 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     .replace("drain_secs = 30", "drain_secs = 3");
     let cfg_path = dir.path().join("switchboard.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    let log_path = dir.path().join("gateway.log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--config"])
+        .args(["--log-format", "json", "serve", "--config"])
         .arg(&cfg_path)
         .env_remove("TWILIO_AUTH_TOKEN")
         .env_remove("TWILIO_ACCOUNT_SID")
+        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -490,4 +493,22 @@ async fn sigterm_drains_calls_then_exits_with_every_case_closed() {
     let case = store.get_case(&rec.case_id).unwrap().unwrap();
     assert_eq!(case.status, CaseStatus::Closed);
     assert_eq!(case.resolution.as_deref(), Some("ended at shutdown"));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "call started")
+        .unwrap_or_else(|| panic!("no call started line in {log}"));
+    assert_eq!(started["level"], "INFO", "{started}");
+    assert_eq!(started["span"]["name"], "call", "{started}");
+    assert_eq!(started["span"]["provider"], "twilio", "{started}");
+    assert!(
+        started["span"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "the call's id is on its lines: {started}"
+    );
 }

@@ -109,7 +109,8 @@ fn reliability() -> switchboard::config::ReliabilityConfig {
 #[tokio::test(start_paused = true)]
 async fn backoff_follows_the_seed_shape_on_virtual_time() {
     let registry = Arc::new(Registry::new(&reliability()));
-    let agent = Scripted::new("flaky", &["x"], Behaviour::FailRetryable);
+    // Its own agent id: /metrics is the process's, and this test reads its agent's series.
+    let agent = Scripted::new("flaky-backoff", &["x"], Behaviour::FailRetryable);
     registry.register(agent.clone()).unwrap();
     let d = Dispatcher {
         registry,
@@ -144,6 +145,21 @@ async fn backoff_follows_the_seed_shape_on_virtual_time() {
         out.result.unwrap().error_code(),
         Some(ErrorCode::ExternalApiFailure)
     );
+    assert_eq!(
+        metric("switchboard_agent_calls_total{agent=\"flaky-backoff\",result=\"error\"}"),
+        Some(4.0)
+    );
+    assert_eq!(
+        metric("switchboard_agent_retries_total{agent=\"flaky-backoff\"}"),
+        Some(3.0)
+    );
+}
+
+/// One series of `/metrics`' page, by its name and labels as written.
+fn metric(series: &str) -> Option<f64> {
+    switchboard::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test(start_paused = true)]
@@ -179,7 +195,7 @@ async fn no_retry_is_started_that_would_overrun_the_budget() {
 #[tokio::test(start_paused = true)]
 async fn circuit_breaker_stops_routing_after_five_failures_for_sixty_seconds() {
     let registry = Arc::new(Registry::new(&reliability()));
-    let agent = Scripted::new("flaky", &["x"], Behaviour::FailRetryable);
+    let agent = Scripted::new("flaky-breaker", &["x"], Behaviour::FailRetryable);
     registry.register(agent.clone()).unwrap();
     let d = Dispatcher {
         registry: registry.clone(),
@@ -206,6 +222,14 @@ async fn circuit_breaker_stops_routing_after_five_failures_for_sixty_seconds() {
     );
     let st = registry.status();
     assert_eq!(serde_json::to_value(&st[0]).unwrap()["breaker"], "open");
+    assert_eq!(
+        metric("switchboard_agent_breaker_open{agent=\"flaky-breaker\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("switchboard_agent_calls_total{agent=\"flaky-breaker\",result=\"error\"}"),
+        Some(5.0)
+    );
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(registry.candidates("x").is_empty());
     tokio::time::advance(Duration::from_secs(1)).await;

@@ -164,6 +164,7 @@ async fn every_admin_route_needs_an_admin_token() {
     let case = conv["case_id"].as_str().unwrap().to_string();
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, format!("{b}/v1/logs"), None),
+        (Method::GET, format!("{b}/metrics"), None),
         (Method::GET, format!("{b}/v1/agents"), None),
         (
             Method::POST,
@@ -195,7 +196,7 @@ async fn every_admin_route_needs_an_admin_token() {
         assert_eq!(st, 401, "{m} {url} with an unknown token");
     }
     // A client token is not an admin token.
-    for (m, url, body) in &routes[..5] {
+    for (m, url, body) in &routes[..6] {
         let (st, v) = call(m.clone(), url, Some(CLIENT), None, body.clone()).await;
         assert_eq!(st, 403, "{m} {url} with a client token: {v}");
     }
@@ -236,6 +237,21 @@ async fn every_admin_route_needs_an_admin_token() {
     )
     .await;
     assert_eq!(st, 200);
+    let (st, page) = call(
+        Method::GET,
+        &format!("{b}/metrics"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let page = page.as_str().expect("Prometheus text, not JSON");
+    assert!(
+        page.contains("# TYPE switchboard_turn_stage_seconds histogram\n")
+            && page.contains("\nprocess_resident_memory_bytes "),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

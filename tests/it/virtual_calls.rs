@@ -257,6 +257,42 @@ async fn talking_over_the_bot_on_the_virtual_clock_clears_at_once_and_keeps_what
     );
     let cases = gw.cases().await;
     assert!(cases[0].audit.iter().any(|a| a.action == "barge_in"));
+    // The call's turns and its barge-in reach /metrics. The registry is the process's (other
+    // tests' calls add to it too): each series this call feeds has at least one sample; the
+    // stage arithmetic itself is unit-tested exactly (`runtime::session`'s stage tests).
+    let m = crate::common::metrics(&gw.app).await;
+    for stage in [
+        "transcript",
+        "turn_decided",
+        "agent_answered",
+        "first_tts_chunk",
+        "first_audio",
+    ] {
+        let n = m
+            .get(&format!(
+                "switchboard_turn_stage_seconds_count{{stage=\"{stage}\"}}"
+            ))
+            .copied()
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "no {stage} sample: {m:?}");
+    }
+    for series in [
+        "switchboard_barge_in_clear_seconds_count",
+        "switchboard_asr_decode_seconds_count",
+        "switchboard_tts_synthesis_seconds_count",
+        "switchboard_calls_started_total{provider=\"twilio\"}",
+        "switchboard_turns_total{provider=\"twilio\"}",
+        "switchboard_agent_calls_total{agent=\"billing_agent\",result=\"ok\"}",
+        "switchboard_calls_ended_total{provider=\"twilio\",outcome=\"caller_hung_up\"}",
+    ] {
+        assert!(m.get(series).is_some_and(|n| *n >= 1.0), "{series}: {m:?}");
+    }
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("switchboard_intents_total{intent=") && *v >= 1.0),
+        "{m:?}"
+    );
+    assert!(m["process_resident_memory_bytes"] > 1e6);
 }
 
 #[tokio::test(start_paused = true)]

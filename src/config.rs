@@ -64,6 +64,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub remote_agents: RemoteAgentsConfig,
+    #[serde(default)]
+    pub recording: crate::recording::RecordingConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -678,6 +680,15 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("switchboard.db")
+    }
+
+    /// Where calls are recorded: `[recording] dir`, or `<data_dir>/recordings`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.recording.dir.as_os_str().is_empty() {
+            self.data_dir.join("recordings")
+        } else {
+            self.recording.dir.clone()
+        }
     }
 }
 

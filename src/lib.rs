@@ -15,7 +15,8 @@
 //! - `agent::engine`: conversations across turns and restarts, persisted per turn.
 //! - `store`: SQLite — sessions, cases with an append-only audit trail, the central log.
 //! - `agent::caller`: the one caller-id rule; `redact`: card numbers, security codes, phones.
-//! - `http`: the REST API (axum), the provider endpoints, the softphone page's socket.
+//! - `http`: the REST API (axum), the provider endpoints, the softphone page's socket, the
+//!   operations dashboard and its admin API (`http::admin`).
 //! - `call`: THE CORE — one call as a sans-I/O state machine with typed outputs and deadlines.
 //! - `runtime`: the call session (`session`) and its drivers (`live` for providers' WebSockets,
 //!   `browser` for WebRTC, `replay` on a virtual clock), admission, the shared speech stack.
@@ -27,6 +28,10 @@
 //! - `onnx`: the process's one ONNX Runtime environment; `onnx::smart_turn`, the end-of-turn
 //!   model asked at each pause; `onnx::silero`, the voice check run while the detector hears
 //!   something.
+//! - `cpu`: whisper decodes running in the process (a decode takes a second core only alone).
+//! - `metrics`: the Prometheus registry and the `/metrics` page.
+//! - `monitor`: live calls for the dashboard (`/v1/live`) and an operator's hang-up or transfer.
+//! - `recording`: call recordings (stereo WAV, timeline, metadata), written as calls run.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
 //! - `net`: every outbound HTTP client, built with the one TLS provider.
 //! - `testkit`: the far end of a call for tests and `switchboard load`; the serving path never
@@ -48,8 +53,10 @@ pub mod cpu;
 pub mod http;
 pub mod metrics;
 pub mod models;
+pub mod monitor;
 pub mod net;
 pub mod onnx;
+pub mod recording;
 pub mod redact;
 pub mod runtime;
 pub mod store;

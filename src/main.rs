@@ -69,7 +69,8 @@ enum Command {
     /// Run a call through the whole pipeline (turn-taking, whisper, the agents, espeak-ng)
     /// without a network, on a virtual clock unless --realtime.
     Replay {
-        /// A recorded caller track (WAV/FLAC/MP3/OGG, any rate) on its own timeline.
+        /// A recorded caller track (WAV/FLAC/MP3/OGG, any rate) on its own timeline, or a call
+        /// recording's directory (`[recording]`: its caller channel is replayed).
         #[arg(long, conflicts_with = "script")]
         track: Option<PathBuf>,
         /// Caller turns as audio files, each played after the bot finishes plus --pause-ms.
@@ -242,6 +243,16 @@ fn main() -> Result<()> {
             }
             let channel = parse_channel(&channel)?;
             let source = match (track, script.is_empty()) {
+                (Some(t), true) if t.is_dir() => {
+                    let wav = t.join("call.wav");
+                    anyhow::ensure!(
+                        wav.is_file(),
+                        "{} is a directory without a call.wav: give a recording's directory or an audio file",
+                        t.display()
+                    );
+                    // A recording is the caller left, the bot right.
+                    CallerSource::Track(read_audio_at(&wav, ChannelPick::Left, 16_000)?)
+                }
                 (Some(t), true) => CallerSource::Track(read_audio_at(&t, channel, 16_000)?),
                 (None, false) => CallerSource::Script {
                     clips: script
@@ -618,6 +629,17 @@ async fn serve(cfg: Config) -> Result<()> {
         "phone calls: /twilio/voice, /twilio/media, /telnyx/media, /plivo/media, /exotel/media, /vonage/media (at most {} at once)",
         cfg.calls.max_active
     );
+    tracing::info!(
+        "operations: the dashboard at /admin, metrics at /metrics (admin token){}",
+        match &live.recordings {
+            Some(r) => format!("; calls are recorded in {}", r.dir().display()),
+            None => String::new(),
+        }
+    );
+    let purge = live
+        .recordings
+        .clone()
+        .map(|r| tokio::spawn(http::purge_recordings(r)));
     let state = AppState {
         auth,
         live: Some(live.clone()),
@@ -646,6 +668,9 @@ async fn serve(cfg: Config) -> Result<()> {
     .await?;
     health.abort();
     sweep.abort();
+    if let Some(p) = purge {
+        p.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

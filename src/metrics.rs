@@ -56,7 +56,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         CALLS_ENDED,
         Kind::Counter,
-        "Calls ended, by provider and outcome (resolved, transferred, abandoned, refused, drained).",
+        "Calls ended, by provider and outcome: resolved (the bot hung up after the goodbye), transferred, caller_hung_up, dropped, refused (over the cap or too many waiting), drained (refused or ended while shutting down).",
     ),
     (
         TURNS,

@@ -713,6 +713,32 @@ impl Store {
     }
 
     /// The case with its whole audit trail, or `None` if unknown.
+    /// The `limit` most recently updated cases, without their audit trails.
+    pub fn recent_cases(&self, limit: usize) -> Result<Vec<Case>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, session_id, customer_id, owner, channel, priority, status,
+                    resolution, created_at_ms, updated_at_ms
+             FROM cases ORDER BY updated_at_ms DESC, id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Case {
+                id: r.get(0)?,
+                session_id: r.get(1)?,
+                customer_id: r.get(2)?,
+                owner: r.get(3)?,
+                channel: r.get(4)?,
+                priority: r.get(5)?,
+                status: parse_col(r, 6)?,
+                resolution: r.get(7)?,
+                created_at_ms: r.get(8)?,
+                updated_at_ms: r.get(9)?,
+                audit: Vec::new(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn get_case(&self, case_id: &str) -> Result<Option<Case>, StoreError> {
         let conn = self.conn();
         let row = conn

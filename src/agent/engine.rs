@@ -312,13 +312,13 @@ impl Engine {
                     .map(|c| c.status)
                     .unwrap_or(CaseStatus::Closed);
                 if !matches!(status, CaseStatus::Escalated | CaseStatus::Closed) {
-                    s.set_case_status(
-                        &case_id,
-                        CaseStatus::Closed,
-                        MASTER_AGENT,
-                        "call ended",
-                        now,
-                    )?;
+                    // A call handed to a person (an operator's transfer) leaves its case with them.
+                    let (to, why) = if outcome.starts_with("transferred") {
+                        (CaseStatus::Escalated, "call transferred")
+                    } else {
+                        (CaseStatus::Closed, "call ended")
+                    };
+                    s.set_case_status(&case_id, to, MASTER_AGENT, why, now)?;
                 }
                 Ok(())
             })
@@ -386,6 +386,11 @@ impl Engine {
             return Ok(c.handle_sha256.clone());
         }
         Ok(self.conversation(id).await?.handle_sha256)
+    }
+
+    /// The `limit` most recently updated cases (no audit trails).
+    pub async fn recent_cases(&self, limit: usize) -> Result<Vec<Case>, EngineError> {
+        Ok(self.store.run(move |s| s.recent_cases(limit)).await?)
     }
 
     pub async fn case(&self, id: &str) -> Result<Option<Case>, EngineError> {

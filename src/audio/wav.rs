@@ -71,7 +71,7 @@ fn data_len(samples: usize, bytes_per_sample: u64) -> io::Result<u32> {
 
 /// RIFF/WAVE header up to the start of the sample data. PCM (`format` 1): the canonical 44
 /// bytes. Other formats: 18-byte `fmt ` chunk plus a `fact` chunk holding `fact_samples`.
-fn riff_header(
+pub(crate) fn riff_header(
     format: u16,
     rate: u32,
     channels: u16,

@@ -362,8 +362,10 @@ pub enum EventKind {
         turn: TurnId,
     },
     /// Sound over the bot: its audio stopped (`Clear`) until the sound proves an interruption.
+    /// The sound began `since_ms` ago.
     BotPaused {
         turn: TurnId,
+        since_ms: u64,
     },
     /// The sound over the bot ended without interrupting it: playout goes on from `from_ms` into
     /// the reply (the last mark the caller heard).
@@ -988,11 +990,14 @@ impl Call {
                 p.sent = self.base;
                 p.next_mark_at = self.base;
                 let turn = p.turn;
+                let since_ms = onset.map_or(0, |at| {
+                    position.saturating_sub(at) * 1000 / CALLER_RATE as u64
+                });
                 self.taken = 0;
                 self.announced = 0;
                 self.drop_pending_audio();
                 self.wire(WireCmd::Clear);
-                self.event(EventKind::BotPaused { turn });
+                self.event(EventKind::BotPaused { turn, since_ms });
             }
             return;
         }

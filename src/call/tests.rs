@@ -286,7 +286,7 @@ fn describe(k: &EventKind) -> String {
         EventKind::BotReply { turn, text } => format!("bot reply {turn}: {text}"),
         EventKind::BotAudioStart { turn } => format!("bot audio start {turn}"),
         EventKind::BotAudioEnd { turn } => format!("bot audio end {turn}"),
-        EventKind::BotPaused { turn } => format!("bot paused {turn}"),
+        EventKind::BotPaused { turn, since_ms } => format!("bot paused {turn} ({since_ms} ms)"),
         EventKind::BotResumed { turn, from_ms } => format!("bot resumed {turn} from {from_ms} ms"),
         EventKind::BargeIn { turn, heard } => format!("barge-in {turn}: heard {heard:?}"),
         EventKind::Dtmf { digit } => format!("dtmf {digit}"),
@@ -558,6 +558,18 @@ fn talking_over_the_bot_stops_its_audio_within_the_hush_window() {
         assert!(
             (onset + 150..=onset + 180).contains(&paused),
             "onset {onset}, paused {paused}\n{t}"
+        );
+        // The pause says how long the sound had lasted: its onset is the speech's, to the frame.
+        let line = t.lines().find(|l| l.contains("bot paused 1")).unwrap();
+        let since: u64 = line
+            .rsplit('(')
+            .next()
+            .and_then(|s| s.strip_suffix(" ms)"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            since + 20 >= paused - onset && since <= paused - onset + 20,
+            "the sound began {since} ms before the pause: onset {onset}, paused {paused}"
         );
         let barge = at(&t, "barge-in 1");
         assert!(barge >= onset + 300 && barge > paused, "{t}");

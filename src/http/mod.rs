@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+mod admin;
 mod answer;
 pub mod auth;
 pub mod server;
@@ -50,7 +51,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents", get(list_agents).post(register_agent))
         .route("/v1/agents/{id}", delete(delete_agent))
         .route("/v1/logs", get(get_logs))
+        .route("/v1/cases", get(admin::cases))
         .route("/v1/cases/{id}", get(get_case))
+        .route("/v1/live", get(admin::live))
+        .route("/v1/calls", get(admin::calls))
+        .route("/v1/calls/{id}/hangup", post(admin::hang_up))
+        .route("/v1/calls/{id}/transfer", post(admin::transfer))
+        .route("/v1/recordings", get(admin::list_recordings))
+        .route("/v1/recordings/{id}/call.wav", get(admin::recording_wav))
+        .route(
+            "/v1/recordings/{id}/timeline",
+            get(admin::recording_timeline),
+        )
+        .route("/admin", get(admin::html))
+        .route("/admin/dashboard.css", get(admin::css))
+        .route("/admin/dashboard.js", get(admin::js))
         .route("/v1/stream-urls", post(stream_url))
         .route("/twilio/voice", post(twilio_voice))
         .route("/twilio/media", get(twilio_media))
@@ -726,6 +741,15 @@ fn connect(
 ) -> Result<crate::runtime::calls::Pending, Response> {
     live.registry.connect(peer).map_err(|why| {
         tracing::warn!(provider = channel, peer = ?peer, ?why, "call refused");
+        let outcome = match why {
+            crate::runtime::calls::Refusal::Draining => "drained",
+            crate::runtime::calls::Refusal::TooManyPending => "refused",
+        };
+        crate::metrics::count(
+            crate::metrics::CALLS_ENDED,
+            &[("provider", channel), ("outcome", outcome)],
+            1.0,
+        );
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
@@ -1079,6 +1103,21 @@ pub async fn housekeeping(engine: Arc<Engine>, session: crate::config::SessionCo
                 }
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
             }
+        }
+    }
+}
+
+/// Deletes recordings past their retention, hourly.
+pub async fn purge_recordings(recordings: Arc<crate::recording::Recordings>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let r = recordings.clone();
+        let now = now_ms();
+        match tokio::task::spawn_blocking(move || r.purge(now)).await {
+            Ok(0) | Err(_) => {}
+            Ok(n) => tracing::info!(recordings = n, "recordings past the retention deleted"),
         }
     }
 }

@@ -71,6 +71,11 @@ pub async fn serve(
             Admission::Admitted(s) => (s, false),
             Admission::Busy(s) => (s, true),
             Admission::Draining => {
+                crate::metrics::count(
+                    crate::metrics::CALLS_ENDED,
+                    &[("provider", CHANNEL), ("outcome", "drained")],
+                    1.0,
+                );
                 let msg = ToPage::Error {
                     message: "the gateway is not taking calls now".into(),
                 };

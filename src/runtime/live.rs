@@ -23,6 +23,7 @@ use crate::runtime::speech::Speech;
 use crate::runtime::stream_token::{StreamIdentity, now_ms};
 use crate::transport::wire::{Frame, Wire};
 use crate::transport::{Encoding, Inbound, ProtocolError, Provider, plivo, telnyx, twilio};
+use anyhow::Context;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -51,6 +52,10 @@ pub struct LiveDeps {
     pub rtc_media: crate::webrtc::peer::RtcMedia,
     /// Per-call stream tokens handed out for providers that do not sign their media socket.
     pub stream_tokens: crate::runtime::stream_token::StreamTokens,
+    /// Live calls, for the dashboard (and an operator's hang-up or transfer).
+    pub monitor: Arc<crate::monitor::Monitor>,
+    /// Where calls are recorded, when `[recording]` is on.
+    pub recordings: Option<Arc<crate::recording::Recordings>>,
 }
 
 impl LiveDeps {
@@ -76,6 +81,18 @@ impl LiveDeps {
             )),
             rtc: crate::webrtc::settings(&cfg.webrtc),
             rtc_media: crate::webrtc::peer::RtcMedia::Network,
+            monitor: Arc::default(),
+            recordings: if cfg.recording.enabled {
+                let dir = cfg.recordings_dir();
+                Some(
+                    crate::recording::Recordings::start(dir.clone(), cfg.recording.retention_days)
+                        .with_context(|| {
+                            format!("creating the recordings directory {}", dir.display())
+                        })?,
+                )
+            } else {
+                None
+            },
         })
     }
 }
@@ -97,6 +114,8 @@ impl LiveDeps {
             speech: &self.speech,
             call: &self.call,
             out_rate,
+            monitor: Some(&self.monitor),
+            recordings: self.recordings.as_ref(),
         }
     }
 }
@@ -391,6 +410,14 @@ impl PhoneCall {
                     Admission::Busy(s) => (s, true),
                     Admission::Draining => {
                         tracing::warn!("call refused at start: the gateway is shutting down");
+                        crate::metrics::count(
+                            crate::metrics::CALLS_ENDED,
+                            &[
+                                ("provider", channel(self.port.wire.provider())),
+                                ("outcome", "drained"),
+                            ],
+                            1.0,
+                        );
                         self.call.hang_up(now, "refused: shutting down");
                         return Ok(());
                     }

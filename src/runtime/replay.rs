@@ -129,6 +129,8 @@ pub async fn replay(
         speech: &speech,
         call: &cfg,
         out_rate: cfg.out_rate,
+        monitor: None,
+        recordings: None,
     };
     let mut transport = Transport {
         rate: out_rate,

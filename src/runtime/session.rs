@@ -18,6 +18,10 @@
 //! caller never heard). A failed effect is an [`Input::EffectFailed`]: the caller hears the
 //! template's apology and the call goes on.
 //!
+//! A live call also shows on the operations dashboard ([`crate::monitor`], from which an operator
+//! may end or transfer it: a [`Done::Control`] on the same channel) and, when recordings are on,
+//! is recorded as it runs ([`crate::recording`]).
+//!
 //! Nothing here reads a clock, sleeps or touches a socket; `next_done` and `settle` are the only
 //! waits, and a virtual-clock driver calls `settle` so that time stands still while effects run.
 
@@ -28,7 +32,9 @@ use crate::call::{
     Output, Said, TurnId, WireCmd,
 };
 use crate::metrics;
+use crate::monitor::{Control, Feed, LiveCall, Monitor};
 use crate::onnx::silero::SileroStream;
+use crate::recording::{Recorder, Recordings};
 use crate::runtime::speech::Speech;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -125,6 +131,8 @@ pub enum Done {
     },
     /// The effect was dropped because its turn was cancelled.
     Dropped { turn: TurnId },
+    /// An operator's request from the dashboard (not an effect's result).
+    Control(Control),
 }
 
 /// Work for the call's agent task, in order.
@@ -488,6 +496,10 @@ pub struct SessionParts<'a> {
     pub call: &'a CallConfig,
     /// Bot audio leaves at this rate.
     pub out_rate: u32,
+    /// The dashboard's live calls (none for replay).
+    pub monitor: Option<&'a Arc<Monitor>>,
+    /// Where calls are recorded, when recordings are on.
+    pub recordings: Option<&'a Arc<Recordings>>,
 }
 
 /// One call, from media connected to case closed. See the module docs.
@@ -515,6 +527,11 @@ pub struct Session {
     measures: Vec<Measure>,
     /// This call's voice-model state (the model is shared), when there is a voice check.
     voice: Option<SileroStream>,
+    /// The call on the dashboard.
+    feed: Option<Feed>,
+    recorder: Option<Recorder>,
+    /// Where an operator's transfer goes (the template's human line).
+    human_number: String,
 }
 
 impl Session {
@@ -553,6 +570,9 @@ impl Session {
             _active: None,
             stages: Stages::default(),
             measures: Vec::with_capacity(4),
+            feed: None,
+            recorder: None,
+            human_number: parts.engine.template.human_number.clone(),
         }
     }
 
@@ -588,7 +608,37 @@ impl Session {
         metrics::count(metrics::CALLS_STARTED, &[("provider", channel)], 1.0);
         s._active = Some(ActiveCall::new(channel));
         let conv = greeting.conversation_id.clone();
-        tracing::info!(conversation = %conv, caller = %shown_caller(&caller), "call started");
+        let shown = shown_caller(&caller);
+        tracing::info!(conversation = %conv, caller = %shown, "call started");
+        if let Some(recs) = parts.recordings {
+            s.recorder = recs.recorder(
+                &greeting.case_id,
+                json!({"provider": channel, "caller": &shown, "case_id": &greeting.case_id,
+                       "conversation_id": &conv}),
+                parts.out_rate,
+            );
+        }
+        if let Some(monitor) = parts.monitor {
+            let tx = s.fx.done_tx.clone();
+            s.feed = Some(
+                monitor.open(
+                    LiveCall {
+                        id: greeting.case_id.clone(),
+                        provider: channel.to_string(),
+                        caller: shown,
+                        case_id: greeting.case_id.clone(),
+                        started_at_ms: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                        state: crate::monitor::State::Listening,
+                        lines: VecDeque::new(),
+                        barge_ins: 0,
+                    },
+                    now,
+                    move |c| tx.try_send(Done::Control(c)).is_ok(),
+                ),
+            );
+        }
         detail["provider"] = json!(channel);
         s.fx.start_agent(&conv, &greeting.asr_prompt, detail);
         s.conversation = Some(conv);
@@ -649,6 +699,9 @@ impl Session {
             return;
         }
         self.call.handle(now, Input::CallerAudio(samples));
+        if let Some(r) = self.recorder.as_mut() {
+            r.caller(samples);
+        }
         let Some(voice) = self.voice.as_mut() else {
             return;
         };
@@ -711,26 +764,31 @@ impl Session {
 
     /// Gives an effect's result to the core.
     pub fn done(&mut self, now: u64, d: Done) {
+        if let Done::Control(c) = d {
+            self.control(now, c);
+            return;
+        }
         // A streamed piece is not the effect's end; its last piece (or any other result) is.
         if !matches!(d, Done::Audio { last: false, .. }) {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.stages.done(now, &d, &mut self.measures);
         self.record_measures();
-        let call = &mut self.call;
         match d {
             Done::Transcript {
                 turn,
                 text,
                 suppressed,
             } => {
-                if let (Some(tl), Some((raw, why))) = (self.timeline.as_mut(), suppressed) {
-                    tl.push(
+                if let Some((raw, why)) = suppressed
+                    && self.keeps_timeline()
+                {
+                    self.keep(
                         json!({"t_ms": now, "kind": "transcript_suppressed", "turn": turn,
-                                   "raw": raw, "reason": why}),
+                                     "raw": raw, "reason": why}),
                     );
                 }
-                call.handle(now, Input::Transcript { turn, text })
+                self.call.handle(now, Input::Transcript { turn, text })
             }
             Done::Reply {
                 turn,
@@ -738,15 +796,16 @@ impl Session {
                 end,
                 mut routing,
             } => {
-                if let Some(tl) = self.timeline.as_mut() {
+                if self.keeps_timeline() {
                     routing["t_ms"] = json!(now);
                     routing["kind"] = json!("intent");
                     routing["turn"] = json!(turn);
-                    tl.push(routing);
+                    self.keep(routing);
                 }
-                call.handle(now, Input::AgentReply { turn, text, end })
+                self.call.handle(now, Input::AgentReply { turn, text, end })
             }
             Done::Audio { turn, audio, last } => {
+                let call = &mut self.call;
                 if !audio.is_empty() {
                     call.handle(
                         now,
@@ -760,14 +819,55 @@ impl Session {
                     call.handle(now, Input::TtsDone { turn });
                 }
             }
-            Done::EndPrediction { turn, complete } => {
-                call.handle(now, Input::EndPrediction { turn, complete })
-            }
+            Done::EndPrediction { turn, complete } => self
+                .call
+                .handle(now, Input::EndPrediction { turn, complete }),
             Done::Failed { turn, effect, what } => {
                 tracing::warn!(turn, effect = effect.as_str(), "{what}");
-                call.handle(now, Input::EffectFailed { turn, effect });
+                self.call.handle(now, Input::EffectFailed { turn, effect });
             }
-            Done::Dropped { .. } => {}
+            Done::Dropped { .. } | Done::Control(_) => {}
+        }
+    }
+
+    /// An operator ends the call or sends it to the human line; the case records who did.
+    fn control(&mut self, now: u64, c: Control) {
+        if self.is_over() {
+            return;
+        }
+        let (outcome, end, action) = match c {
+            Control::HangUp => (
+                "hung up by an operator".to_string(),
+                EndAction::Hangup,
+                "operator_hang_up",
+            ),
+            Control::Transfer => (
+                format!("transferred by an operator to {}", self.human_number),
+                EndAction::Transfer {
+                    to: self.human_number.clone(),
+                },
+                "operator_transfer",
+            ),
+        };
+        tracing::info!(outcome = %outcome, "an operator ends the call");
+        self.fx.note(action, json!({}));
+        self.call.handle(now, Input::HangUp);
+        self.outcome.get_or_insert(outcome);
+        self.end.get_or_insert(end);
+    }
+
+    /// Whether timeline entries are kept (for replay or a recording).
+    fn keeps_timeline(&self) -> bool {
+        self.timeline.is_some() || self.recorder.is_some()
+    }
+
+    /// A timeline entry, for replay's timeline and the recording.
+    fn keep(&mut self, v: Value) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.line(&v);
+        }
+        if let Some(tl) = self.timeline.as_mut() {
+            tl.push(v);
         }
     }
 
@@ -780,9 +880,17 @@ impl Session {
                     let samples = samples.min(self.out_pcm.len());
                     let n = self.call.take_audio(&mut self.out_pcm[..samples]);
                     port.send_audio(&self.out_pcm[..n], now);
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.bot(&self.out_pcm[..n]);
+                    }
                 }
                 Output::Wire(WireCmd::Mark { id }) => port.mark(id, now),
-                Output::Wire(WireCmd::Clear) => port.clear(now),
+                Output::Wire(WireCmd::Clear) => {
+                    port.clear(now);
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.clear();
+                    }
+                }
                 Output::Effect(e) => {
                     if let Effect::AskAgent { turn, said } = &e {
                         metrics::count(metrics::TURNS, &[("provider", &self.channel)], 1.0);
@@ -796,8 +904,8 @@ impl Session {
                 Output::Event(e) => {
                     self.event(&e);
                     port.event(&e);
-                    if let Some(tl) = self.timeline.as_mut() {
-                        tl.push(serde_json::to_value(&e)?);
+                    if self.keeps_timeline() {
+                        self.keep(serde_json::to_value(&e)?);
                     }
                 }
                 Output::End(action) => {
@@ -833,6 +941,9 @@ impl Session {
     /// Logs an event and records the ones the case keeps.
     fn event(&mut self, e: &CallEvent) {
         tracing::debug!(t_ms = e.t_ms, event = ?e.kind, "call event");
+        if let Some(f) = &self.feed {
+            f.event(e);
+        }
         self.stages.event(e, &mut self.measures);
         self.record_measures();
         let note = match &e.kind {
@@ -850,7 +961,7 @@ impl Session {
                 }
                 None
             }
-            EventKind::BotPaused { turn } => {
+            EventKind::BotPaused { turn, .. } => {
                 tracing::info!(turn, "sound over the bot: playback paused");
                 None
             }
@@ -909,6 +1020,12 @@ impl Session {
             tracing::warn!(error = %e, "could not close the case");
         }
         tracing::info!(outcome = %outcome, "call ended");
+        if let Some(r) = self.recorder.take() {
+            r.finish(&outcome);
+        }
+        if let Some(f) = self.feed.take() {
+            f.end(&outcome);
+        }
         metrics::count(
             metrics::CALLS_ENDED,
             &[
@@ -1060,6 +1177,8 @@ fn outcome_class(outcome: &str, busy: bool) -> &'static str {
         "drained"
     } else if outcome == "caller hung up" {
         "caller_hung_up"
+    } else if outcome.contains("operator") {
+        "operator_ended"
     } else {
         "dropped"
     }
@@ -1114,25 +1233,19 @@ struct Stages {
     transcripts: VecDeque<(TurnId, u64)>,
     /// The turn being measured, its speech end, and whether its first audio chunk came.
     turn: Option<(TurnId, u64, bool)>,
-    /// When the caller's latest voice began.
-    onset: Option<u64>,
 }
 
 impl Stages {
     fn event(&mut self, e: &CallEvent, out: &mut Vec<Measure>) {
         match &e.kind {
-            EventKind::CallerSpeechStart { since_ms } => {
-                self.onset = Some(e.t_ms.saturating_sub(*since_ms));
+            EventKind::CallerSpeechStart { .. } => {
                 self.speech_end = None;
             }
             EventKind::CallerSpeechEnd { silence_ms, .. } => {
                 self.speech_end = Some(e.t_ms.saturating_sub(*silence_ms));
             }
-            EventKind::BotPaused { .. } => {
-                if let Some(onset) = self.onset.take() {
-                    out.push(Measure::BargeInClear(e.t_ms.saturating_sub(onset)));
-                }
-            }
+            // The clear goes out with this event: the sound began `since_ms` before it.
+            EventKind::BotPaused { since_ms, .. } => out.push(Measure::BargeInClear(*since_ms)),
             EventKind::BotAudioStart { turn } => {
                 if let Some((t, from, _)) = self.turn
                     && t == *turn
@@ -1289,9 +1402,18 @@ mod stage_tests {
         s.asked(2600, 2, &Said::Keys("0".into()), &mut out);
         s.asked(2700, 3, &speech(), &mut out);
         assert!(out.is_empty(), "{out:?}");
-        // The voice over the bot began at 2400 ms; the bot's audio was cleared at 2550 ms.
-        s.event(&ev(2550, EventKind::BotPaused { turn: 1 }), &mut out);
-        s.event(&ev(2600, EventKind::BotPaused { turn: 1 }), &mut out);
+        // The sound over the bot began 150 ms before its audio was cleared; the earlier
+        // speech start (the caller's turn, not over the bot) is not its onset.
+        s.event(
+            &ev(
+                5550,
+                EventKind::BotPaused {
+                    turn: 1,
+                    since_ms: 150,
+                },
+            ),
+            &mut out,
+        );
         assert_eq!(out, [Measure::BargeInClear(150)]);
     }
 }

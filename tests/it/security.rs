@@ -163,6 +163,23 @@ async fn every_admin_route_needs_an_admin_token() {
     let id = conv["conversation_id"].as_str().unwrap().to_string();
     let case = conv["case_id"].as_str().unwrap().to_string();
     let routes: Vec<(Method, String, Option<Value>)> = vec![
+        // The operations dashboard's data (the page itself holds none).
+        (Method::GET, format!("{b}/v1/live"), None),
+        (Method::GET, format!("{b}/v1/calls"), None),
+        (Method::POST, format!("{b}/v1/calls/{case}/hangup"), None),
+        (Method::POST, format!("{b}/v1/calls/{case}/transfer"), None),
+        (Method::GET, format!("{b}/v1/cases"), None),
+        (Method::GET, format!("{b}/v1/recordings"), None),
+        (
+            Method::GET,
+            format!("{b}/v1/recordings/{case}/call.wav"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("{b}/v1/recordings/{case}/timeline"),
+            None,
+        ),
         (Method::GET, format!("{b}/v1/logs"), None),
         (Method::GET, format!("{b}/metrics"), None),
         (Method::GET, format!("{b}/v1/agents"), None),
@@ -196,7 +213,7 @@ async fn every_admin_route_needs_an_admin_token() {
         assert_eq!(st, 401, "{m} {url} with an unknown token");
     }
     // A client token is not an admin token.
-    for (m, url, body) in &routes[..6] {
+    for (m, url, body) in &routes[..14] {
         let (st, v) = call(m.clone(), url, Some(CLIENT), None, body.clone()).await;
         assert_eq!(st, 403, "{m} {url} with a client token: {v}");
     }
@@ -252,6 +269,62 @@ async fn every_admin_route_needs_an_admin_token() {
             && page.contains("\nprocess_resident_memory_bytes "),
         "{page}"
     );
+    // The dashboard's routes open to the admin token: no call is live, the conversation opened
+    // above is among the recent cases, recordings are off by default, and the page is served.
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/calls"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((st, v), (200, json!({"calls": []})));
+    let (st, v) = call(
+        Method::POST,
+        &format!("{b}/v1/calls/{case}/hangup"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "not a live call: {v}");
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/cases"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == case),
+        "{v}"
+    );
+    let (st, v) = call(
+        Method::GET,
+        &format!("{b}/v1/recordings"),
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recordings are off"),
+        "{v}"
+    );
+    let (st, page) = call(Method::GET, &format!("{b}/admin"), None, None, None).await;
+    assert_eq!(st, 200);
+    assert!(page.as_str().unwrap().contains("dashboard.js"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,8 @@ impl Rig {
             speech: &speech,
             call: &cfg.speech.call,
             out_rate: 8000,
+            monitor: None,
+            recordings: None,
         };
         let session = Session::start(&parts, "user_789", "test", json!({}), 0)
             .await

@@ -293,6 +293,12 @@ async fn talking_over_the_bot_on_the_virtual_clock_clears_at_once_and_keeps_what
         "{m:?}"
     );
     assert!(m["process_resident_memory_bytes"] > 1e6);
+    // This call's clear came 140–180 ms after the caller's onset: a sample at or below 200 ms.
+    assert!(
+        m.get("switchboard_barge_in_clear_seconds_bucket{le=\"0.2\"}")
+            .is_some_and(|n| *n >= 1.0),
+        "{m:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -388,6 +394,18 @@ async fn a_call_over_the_cap_hears_the_busy_message_and_draining_refuses_then_en
     assert_eq!(cases.len(), 1, "the busy call opened no case");
     assert_eq!(cases[0].resolution.as_deref(), Some("ended at shutdown"));
     assert_eq!(cases[0].status, CaseStatus::Closed);
+    // /metrics counts the busy call as refused, and the refused connection and the call ended
+    // at shutdown as drained (the registry is the process's: at least these).
+    let m = crate::common::metrics(&gw.app).await;
+    let ended = |outcome: &str| {
+        m.get(&format!(
+            "switchboard_calls_ended_total{{provider=\"twilio\",outcome=\"{outcome}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert!(ended("refused") >= 1.0, "{m:?}");
+    assert!(ended("drained") >= 2.0, "{m:?}");
 }
 
 /// A caller the project never tuned on, whose code whisper (prompted) writes "a BC123": it is

@@ -66,6 +66,8 @@ pub struct Config {
     pub remote_agents: RemoteAgentsConfig,
     #[serde(default)]
     pub recording: crate::recording::RecordingConfig,
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -31,6 +31,7 @@
 //! - `cpu`: whisper decodes running in the process (a decode takes a second core only alone).
 //! - `metrics`: the Prometheus registry and the `/metrics` page.
 //! - `monitor`: live calls for the dashboard (`/v1/live`) and an operator's hang-up or transfer.
+//! - `telemetry`: OpenTelemetry traces (a trace per call, a span per turn and its work).
 //! - `recording`: call recordings (stereo WAV, timeline, metadata), written as calls run.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
 //! - `net`: every outbound HTTP client, built with the one TLS provider.
@@ -60,6 +61,7 @@ pub mod recording;
 pub mod redact;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod testkit;
 pub mod transport;
 pub mod tts;

@@ -203,22 +203,39 @@ fn main() -> Result<()> {
     } else {
         filter
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match cli.log_format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+            .boxed(),
         // One object per line: timestamp, level, target, fields, and the spans it ran in (a
         // call's span holds its provider and id).
         LogFormat::Json => logs
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .init(),
+            .boxed(),
+    };
+    // Traces only from the gateway, and only to a configured collector.
+    let telemetry = match cli.command {
+        Command::Serve { .. } => switchboard::telemetry::start(&cfg.telemetry)?,
+        _ => None,
+    };
+    let traces = telemetry
+        .as_ref()
+        .map(|t| tracing_opentelemetry::layer().with_tracer(t.tracer()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .init();
+    if let Some(t) = &telemetry {
+        tracing::info!(endpoint = %t.endpoint, "traces are sent to the collector (OTLP/HTTP)");
     }
-    let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Models { action } => models_cmd(&cfg, action),
         Command::Corpus { action } => runtime()?.block_on(corpus_cmd(cfg, action)),

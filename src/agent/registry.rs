@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// What an agent declares about itself (seed 003's agent definition).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -453,7 +454,16 @@ impl Dispatcher {
                     retryable: false,
                 })
             } else if self.registry.allow(&id) {
-                match tokio::time::timeout(limit, agent.handle(input.clone())).await {
+                let span = tracing::info_span!(
+                    "subagent",
+                    agent = %id,
+                    task = %input.task,
+                    retry
+                );
+                match tokio::time::timeout(limit, agent.handle(input.clone()))
+                    .instrument(span)
+                    .await
+                {
                     Err(_) => Err(ErrorInfo {
                         code: ErrorCode::TimeoutError,
                         message: format!("{id} did not answer within {} ms", limit.as_millis()),

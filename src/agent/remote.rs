@@ -85,10 +85,12 @@ impl SubAgent for RemoteAgent {
     }
 
     async fn handle(&self, input: AgentInput) -> Result<AgentOutput, DispatchError> {
-        let resp = self
-            .client
-            .post(self.endpoint.clone())
-            .json(&input)
+        let mut req = self.client.post(self.endpoint.clone()).json(&input);
+        // The trace goes on into the agent's own (W3C Trace Context), when the call is traced.
+        if let Some(tp) = crate::telemetry::traceparent() {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| DispatchError::Transport(failure(&e)))?;

@@ -59,7 +59,12 @@ pub async fn serve(
     issued_caller: Option<String>,
 ) {
     let call_id = format!("rtc-{}", uuid::Uuid::new_v4().simple());
-    let span = tracing::info_span!("call", provider = CHANNEL, id = %call_id);
+    let span = tracing::info_span!(
+        "call",
+        provider = CHANNEL,
+        id = %call_id,
+        case_id = tracing::field::Empty
+    );
     async move {
         let (mut tx, mut rx) = socket.split();
         let Some((sdp, named)) = wait_offer(&mut tx, &mut rx, &deps).await else {

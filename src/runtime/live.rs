@@ -144,7 +144,8 @@ pub async fn serve_call(
     let span = tracing::info_span!(
         "call",
         provider = channel(provider),
-        id = tracing::field::Empty
+        id = tracing::field::Empty,
+        case_id = tracing::field::Empty
     );
     let mut run = PhoneCall::new(deps, provider, pending, span.clone(), base_url, identity);
     async move {

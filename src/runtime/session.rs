@@ -140,12 +140,11 @@ enum AgentJob {
     Ask {
         turn: TurnId,
         said: Said,
+        /// The turn's `agent` span (its sub-agent calls are spans within it).
+        span: tracing::Span,
     },
     /// Only `heard` of `turn`'s reply reached the caller.
-    Heard {
-        turn: TurnId,
-        heard: String,
-    },
+    Heard { turn: TurnId, heard: String },
     /// A call event for the case's audit trail.
     Note(&'static str, Value),
 }
@@ -206,8 +205,21 @@ impl Effects {
         self.agent_tx = Some(agent_tx);
     }
 
-    /// Starts `e`; returns whether it will send a [`Done`].
-    async fn run(&mut self, e: Effect, rate: u32) -> anyhow::Result<bool> {
+    /// Starts `e` (its work traced as a child of `turn_span`, when it has one); returns whether
+    /// it will send a [`Done`].
+    async fn run(
+        &mut self,
+        e: Effect,
+        rate: u32,
+        turn_span: Option<&tracing::Span>,
+    ) -> anyhow::Result<bool> {
+        let child = |name: &'static str| match (turn_span, name) {
+            (Some(p), "asr") => tracing::info_span!(parent: p, "asr"),
+            (Some(p), "tts") => tracing::info_span!(parent: p, "tts"),
+            (Some(p), "agent") => tracing::info_span!(parent: p, "agent"),
+            (Some(p), _) => tracing::info_span!(parent: p, "end_of_turn"),
+            (None, _) => tracing::Span::current(),
+        };
         match e {
             Effect::Transcribe { turn, audio } => {
                 let speech = self.speech.clone();
@@ -217,7 +229,7 @@ impl Effects {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
                 // Dropping the transcription makes the pool skip it if still queued.
-                self.spawn_cancellable(turn, async move {
+                self.spawn_cancellable(turn, child("asr"), async move {
                     let started = std::time::Instant::now();
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
                     match speech.transcribe(audio, prompt).await {
@@ -269,7 +281,7 @@ impl Effects {
                     };
                     done.blocking_send(piece).is_ok()
                 };
-                self.spawn_cancellable(turn, async move {
+                self.spawn_cancellable(turn, child("tts"), async move {
                     let started = std::time::Instant::now();
                     match speech.synthesize_stream(&text, rate, emit).await {
                         Ok(()) => {
@@ -294,7 +306,8 @@ impl Effects {
                 Ok(true)
             }
             Effect::AskAgent { turn, said } => {
-                self.agent(AgentJob::Ask { turn, said }).await?;
+                let span = child("agent");
+                self.agent(AgentJob::Ask { turn, said, span }).await?;
                 Ok(true)
             }
             Effect::Interrupted { turn, heard } => {
@@ -306,7 +319,7 @@ impl Effects {
                     // No model: the core only asks when the session gave it one.
                     return Ok(false);
                 };
-                self.spawn_cancellable(turn, async move {
+                self.spawn_cancellable(turn, child("end_of_turn"), async move {
                     let verdict = tokio::task::spawn_blocking(move || model.predict(&audio)).await;
                     match verdict {
                         Ok(Ok(complete)) => Done::EndPrediction { turn, complete },
@@ -340,6 +353,7 @@ impl Effects {
     fn spawn_cancellable(
         &self,
         turn: TurnId,
+        span: tracing::Span,
         work: impl std::future::Future<Output = Done> + Send + 'static,
     ) {
         let done = self.done_tx.clone();
@@ -352,7 +366,7 @@ impl Effects {
                 };
                 let _ = done.send(msg).await;
             }
-            .in_current_span(),
+            .instrument(span),
         );
     }
 
@@ -395,8 +409,8 @@ async fn agent_worker(
     // The turn whose reply is the conversation's last (the greeting is turn 0).
     let mut last_reply: Option<TurnId> = Some(0);
     while let Some(job) = rx.recv().await {
-        let (turn, said) = match job {
-            AgentJob::Ask { turn, said } => (turn, said),
+        let (turn, said, span) = match job {
+            AgentJob::Ask { turn, said, span } => (turn, said, span),
             AgentJob::Heard { turn, heard } => {
                 // Only the reply it is about: a later one may have been given since.
                 if last_reply == Some(turn) {
@@ -425,7 +439,7 @@ async fn agent_worker(
             Said::Speech { text, speech_ms } => Heard::speech(text, *speech_ms),
             Said::Keys(keys) => Heard::keys(keys),
         };
-        let msg = match engine.hear(&conversation, heard).await {
+        let msg = match engine.hear(&conversation, heard).instrument(span).await {
             Ok(t) => {
                 set_prompt(&prompt, &t.asr_prompt);
                 // Intent names are the template's (a bounded set), "none" when none was taken.
@@ -461,6 +475,33 @@ async fn agent_worker(
         };
         // The call may be over; the remaining jobs (notes) are still recorded.
         let _ = done.send(msg).await;
+    }
+}
+
+/// Turns whose spans are kept open at once (a turn's span ends when its reply starts playing).
+const TRACED_TURNS: usize = 4;
+
+/// The turn span's attribute for a stage's time.
+fn stage_field(stage: &str) -> &'static str {
+    match stage {
+        "transcript" => "transcript_ms",
+        "turn_decided" => "turn_decided_ms",
+        "agent_answered" => "agent_answered_ms",
+        "first_tts_chunk" => "first_tts_chunk_ms",
+        _ => "first_audio_ms",
+    }
+}
+
+/// The turn an effect's result is about.
+fn done_turn(d: &Done) -> Option<TurnId> {
+    match d {
+        Done::Transcript { turn, .. }
+        | Done::Reply { turn, .. }
+        | Done::Audio { turn, .. }
+        | Done::EndPrediction { turn, .. }
+        | Done::Failed { turn, .. }
+        | Done::Dropped { turn } => Some(*turn),
+        Done::Control(_) => None,
     }
 }
 
@@ -532,6 +573,9 @@ pub struct Session {
     recorder: Option<Recorder>,
     /// Where an operator's transfer goes (the template's human line).
     human_number: String,
+    /// The driver's `call` span (the trace of the call), and the recent turns' spans under it.
+    call_span: tracing::Span,
+    turns: VecDeque<(TurnId, tracing::Span)>,
 }
 
 impl Session {
@@ -573,6 +617,8 @@ impl Session {
             feed: None,
             recorder: None,
             human_number: parts.engine.template.human_number.clone(),
+            call_span: tracing::Span::current(),
+            turns: VecDeque::with_capacity(TRACED_TURNS),
         }
     }
 
@@ -610,6 +656,7 @@ impl Session {
         let conv = greeting.conversation_id.clone();
         let shown = shown_caller(&caller);
         tracing::info!(conversation = %conv, caller = %shown, "call started");
+        s.call_span.record("case_id", greeting.case_id.as_str());
         if let Some(recs) = parts.recordings {
             s.recorder = recs.recorder(
                 &greeting.case_id,
@@ -773,7 +820,7 @@ impl Session {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.stages.done(now, &d, &mut self.measures);
-        self.record_measures();
+        self.record_measures(done_turn(&d));
         match d {
             Done::Transcript {
                 turn,
@@ -895,9 +942,16 @@ impl Session {
                     if let Effect::AskAgent { turn, said } = &e {
                         metrics::count(metrics::TURNS, &[("provider", &self.channel)], 1.0);
                         self.stages.asked(now, *turn, said, &mut self.measures);
-                        self.record_measures();
+                        self.record_measures(Some(*turn));
                     }
-                    if self.fx.run(e, self.out_rate).await? {
+                    let span = match &e {
+                        Effect::Transcribe { turn, .. }
+                        | Effect::Synthesize { turn, .. }
+                        | Effect::AskAgent { turn, .. }
+                        | Effect::PredictEnd { turn, .. } => Some(self.turn_span(*turn)),
+                        _ => None,
+                    };
+                    if self.fx.run(e, self.out_rate, span.as_ref()).await? {
                         self.in_flight += 1;
                     }
                 }
@@ -932,10 +986,39 @@ impl Session {
         Ok(())
     }
 
-    fn record_measures(&mut self) {
+    /// Records the latest measurements in the metrics, and a stage's time on its turn's span.
+    fn record_measures(&mut self, turn: Option<TurnId>) {
         for m in self.measures.drain(..) {
             m.record();
+            if let (Measure::Stage(stage, ms), Some(turn)) = (m, turn)
+                && let Some((_, span)) = self.turns.iter().find(|(t, _)| *t == turn)
+            {
+                span.record(stage_field(stage), ms);
+            }
         }
+    }
+
+    /// The span of `turn`'s work (created under the call's span at its first effect).
+    fn turn_span(&mut self, turn: TurnId) -> tracing::Span {
+        if let Some((_, s)) = self.turns.iter().find(|(t, _)| *t == turn) {
+            return s.clone();
+        }
+        if self.turns.len() >= TRACED_TURNS {
+            self.turns.pop_front();
+        }
+        let empty = tracing::field::Empty;
+        let s = tracing::info_span!(
+            parent: &self.call_span,
+            "turn",
+            turn,
+            transcript_ms = empty,
+            turn_decided_ms = empty,
+            agent_answered_ms = empty,
+            first_tts_chunk_ms = empty,
+            first_audio_ms = empty,
+        );
+        self.turns.push_back((turn, s.clone()));
+        s
     }
 
     /// Logs an event and records the ones the case keeps.
@@ -945,7 +1028,13 @@ impl Session {
             f.event(e);
         }
         self.stages.event(e, &mut self.measures);
-        self.record_measures();
+        if let EventKind::BotAudioStart { turn } = e.kind {
+            // The turn's reply is on the line: its span ends once its work does.
+            self.record_measures(Some(turn));
+            self.turns.retain(|(t, _)| *t != turn);
+        } else {
+            self.record_measures(None);
+        }
         let note = match &e.kind {
             EventKind::CallerSpeechEnd { .. } => {
                 self.speech_end_ms = Some(e.t_ms);

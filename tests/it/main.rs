@@ -21,6 +21,7 @@ mod security;
 mod session;
 mod signed_calls;
 mod softphone;
+mod telemetry;
 mod tts;
 mod turn_taking;
 mod twilio;

@@ -68,6 +68,8 @@ pub struct Config {
     pub recording: crate::recording::RecordingConfig,
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    #[serde(default)]
+    pub llm: crate::llm::LlmConfig,
     /// Directory the config file was read from (templates and demo data are looked up beside it).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -31,6 +31,8 @@
 //! - `cpu`: whisper decodes running in the process (a decode takes a second core only alone).
 //! - `metrics`: the Prometheus registry and the `/metrics` page.
 //! - `monitor`: live calls for the dashboard (`/v1/live`) and an operator's hang-up or transfer.
+//! - `llm`: an OpenAI-compatible model for the call's hand-off and post-call summaries (off unless
+//!   configured), with the engine's own summary as the fallback.
 //! - `telemetry`: OpenTelemetry traces (a trace per call, a span per turn and its work).
 //! - `recording`: call recordings (stereo WAV, timeline, metadata), written as calls run.
 //! - `models`: installing and verifying models from registry packages (whisper conversion too).
@@ -52,6 +54,7 @@ pub mod config;
 pub mod corpus;
 pub mod cpu;
 pub mod http;
+pub mod llm;
 pub mod metrics;
 pub mod models;
 pub mod monitor;

@@ -397,6 +397,24 @@ pub struct LogQuery {
 // Store
 // ---------------------------------------------------------------------------
 
+/// A case's row (`id, session_id, customer_id, owner, channel, priority, status, resolution,
+/// created_at_ms, updated_at_ms`), without its audit trail.
+fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Case> {
+    Ok(Case {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        customer_id: r.get(2)?,
+        owner: r.get(3)?,
+        channel: r.get(4)?,
+        priority: r.get(5)?,
+        status: parse_col(r, 6)?,
+        resolution: r.get(7)?,
+        created_at_ms: r.get(8)?,
+        updated_at_ms: r.get(9)?,
+        audit: Vec::new(),
+    })
+}
+
 /// Handle to the database; cheap to clone (all clones share one connection).
 #[derive(Clone)]
 pub struct Store {
@@ -721,21 +739,7 @@ impl Store {
                     resolution, created_at_ms, updated_at_ms
              FROM cases ORDER BY updated_at_ms DESC, id DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(Case {
-                id: r.get(0)?,
-                session_id: r.get(1)?,
-                customer_id: r.get(2)?,
-                owner: r.get(3)?,
-                channel: r.get(4)?,
-                priority: r.get(5)?,
-                status: parse_col(r, 6)?,
-                resolution: r.get(7)?,
-                created_at_ms: r.get(8)?,
-                updated_at_ms: r.get(9)?,
-                audit: Vec::new(),
-            })
-        })?;
+        let rows = stmt.query_map([limit as i64], case_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -747,21 +751,7 @@ impl Store {
                         resolution, created_at_ms, updated_at_ms
                  FROM cases WHERE id = ?1",
                 [case_id],
-                |r| {
-                    Ok(Case {
-                        id: r.get(0)?,
-                        session_id: r.get(1)?,
-                        customer_id: r.get(2)?,
-                        owner: r.get(3)?,
-                        channel: r.get(4)?,
-                        priority: r.get(5)?,
-                        status: parse_col(r, 6)?,
-                        resolution: r.get(7)?,
-                        created_at_ms: r.get(8)?,
-                        updated_at_ms: r.get(9)?,
-                        audit: Vec::new(),
-                    })
-                },
+                case_row,
             )
             .optional()?;
         let Some(mut case) = row else {

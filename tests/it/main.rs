@@ -9,6 +9,7 @@ mod engine_api;
 mod http_api;
 mod layers;
 mod live_abuse;
+mod llm;
 mod operating;
 mod properties;
 mod providers;

@@ -3,7 +3,7 @@
 //! call over loopback (one trace: the call, its turns with their stage times, and each turn's
 //! work down to the sub-agent), and a remote sub-agent's request carries the trace on.
 
-use crate::common::{Setup, engine};
+use crate::common::{Setup, engine, free_port, listening};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,14 +31,6 @@ struct Collector {
     port: u16,
     out: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Collector {
@@ -72,19 +64,13 @@ impl Collector {
             .stderr(std::fs::File::create(dir.path().join("rotel.err")).unwrap())
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Collector {
-                    child,
-                    port,
-                    out,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if listening(port, 100).await {
+            return Collector {
+                child,
+                port,
+                out,
+                _dir: dir,
+            };
         }
         let _ = child.kill();
         let _ = child.wait();

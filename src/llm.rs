@@ -198,7 +198,15 @@ impl Llm {
         if e.is_timeout() {
             LlmError::Timeout(self.cfg.timeout_ms)
         } else {
-            LlmError::Transport(crate::agent::remote::failure(&e))
+            // Only the kind of failure: no address or server text.
+            LlmError::Transport(
+                if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                }
+                .into(),
+            )
         }
     }
 
@@ -450,27 +458,6 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    pub fn of(conv: &crate::agent::master::Conversation, outcome: &str) -> CallRecord {
-        use crate::agent::master::Role;
-        CallRecord {
-            case_id: conv.case_id.clone(),
-            caller: crate::runtime::session::shown_caller(&conv.caller_id),
-            outcome: outcome.to_string(),
-            lines: conv
-                .history
-                .iter()
-                .map(|u| {
-                    let who = match u.role {
-                        Role::Caller => "caller",
-                        Role::Agent => "agent",
-                    };
-                    (who, u.content.clone())
-                })
-                .collect(),
-            slots: Value::Object(conv.slots.clone()),
-        }
-    }
-
     fn transferred(&self) -> bool {
         self.outcome.starts_with("transferred")
     }
@@ -517,15 +504,20 @@ impl CallRecord {
     }
 }
 
-/// Writes the call's summaries on its case: the hand-off summary when the call was transferred
+/// One summary for the case's audit trail.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// `handoff_summary` or `call_summary`.
+    pub action: &'static str,
+    pub detail: Value,
+    /// Written by the model (else by the engine: `detail.reason` says why).
+    pub by_model: bool,
+}
+
+/// The call's summaries: the hand-off summary when the call was transferred
 /// (`handoff_summary`), and the call summary (`call_summary`), each by the model when it answers
 /// in time with valid JSON, else by the engine with the reason.
-pub async fn summarize_call(
-    llm: std::sync::Arc<Llm>,
-    store: crate::store::Store,
-    clock: std::sync::Arc<dyn crate::agent::clock::Clock>,
-    call: CallRecord,
-) {
+pub async fn summarize_call(llm: &Llm, call: &CallRecord) -> Vec<Summary> {
     let lines: Vec<(&str, &str)> = call.lines.iter().map(|(w, t)| (*w, t.as_str())).collect();
     let transcript = transcript_text(&lines);
     let mut jobs: Vec<(&str, Value, String, Value)> = vec![];
@@ -553,37 +545,36 @@ pub async fn summarize_call(
             call.engine_summary(),
         ));
     }
+    let mut out = vec![];
     for (action, schema, instructions, fallback) in jobs {
         let started = std::time::Instant::now();
         let messages = [
             Message::system(instructions),
             Message::user(transcript.clone()),
         ];
-        let (mut detail, actor) = match llm.chat_json(&messages, action, &schema).await {
+        let (mut detail, by_model) = match llm.chat_json(&messages, action, &schema).await {
             Ok(mut v) => {
                 mask_strings(&mut v);
                 v["source"] = json!("model");
                 v["model"] = json!(llm.cfg.model);
-                (v, "llm")
+                (v, true)
             }
             Err(e) => {
                 tracing::warn!(case = %call.case_id, action, error = %e, "the model's summary failed: the engine's is kept");
                 let mut v = fallback;
                 v["source"] = json!("engine");
                 v["reason"] = json!(e.reason());
-                (v, crate::config::MASTER_AGENT)
+                (v, false)
             }
         };
         detail["ms"] = json!(started.elapsed().as_millis() as u64);
-        let now = clock.now_ms();
-        let case = call.case_id.clone();
-        if let Err(e) = store
-            .run(move |s| s.append_case_action(&case, actor, action, &detail, now))
-            .await
-        {
-            tracing::warn!(case = %call.case_id, action, error = %e, "could not record a summary");
-        }
+        out.push(Summary {
+            action,
+            detail,
+            by_model,
+        });
     }
+    out
 }
 
 #[cfg(test)]

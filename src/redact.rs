@@ -174,6 +174,16 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 /// Characters other than ASCII digits and a leading `+` are dropped. A string with fewer than six
 /// digits is masked completely and returned as `"***"`.
 #[must_use]
+/// A caller id as logs, the dashboard and summaries show it: phone numbers masked to their last
+/// four digits, other ids as they are.
+pub fn shown_caller(caller: &str) -> String {
+    if caller.chars().filter(char::is_ascii_digit).count() >= 6 {
+        mask_phone(caller)
+    } else {
+        caller.to_string()
+    }
+}
+
 pub fn mask_phone(number: &str) -> String {
     let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
     if digits.len() < 6 {

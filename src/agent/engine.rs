@@ -310,12 +310,24 @@ impl Engine {
         let outcome = outcome.to_string();
         if let Some(llm) = &self.llm {
             // After the call, off every turn's path: the case gets its summaries when they come.
-            tokio::spawn(crate::llm::summarize_call(
-                llm.clone(),
-                self.store.clone(),
-                self.clock.clone(),
-                crate::llm::CallRecord::of(&conv, &outcome),
-            ));
+            let llm = llm.clone();
+            let store = self.store.clone();
+            let clock = self.clock.clone();
+            let call = call_record(&conv, &outcome);
+            tokio::spawn(async move {
+                for s in crate::llm::summarize_call(&llm, &call).await {
+                    let actor = if s.by_model { "llm" } else { MASTER_AGENT };
+                    let (case, now) = (call.case_id.clone(), clock.now_ms());
+                    if let Err(e) = store
+                        .run(move |st| {
+                            st.append_case_action(&case, actor, s.action, &s.detail, now)
+                        })
+                        .await
+                    {
+                        tracing::warn!(case = %call.case_id, error = %e, "could not record a summary");
+                    }
+                }
+            });
         }
         self.store
             .run(move |s| {
@@ -543,5 +555,27 @@ impl Drop for BusyGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+    }
+}
+
+/// What the language model summarises a finished call from (the caller masked).
+fn call_record(conv: &Conversation, outcome: &str) -> crate::llm::CallRecord {
+    use crate::agent::master::Role;
+    crate::llm::CallRecord {
+        case_id: conv.case_id.clone(),
+        caller: crate::redact::shown_caller(&conv.caller_id),
+        outcome: outcome.to_string(),
+        lines: conv
+            .history
+            .iter()
+            .map(|u| {
+                let who = match u.role {
+                    Role::Caller => "caller",
+                    Role::Agent => "agent",
+                };
+                (who, u.content.clone())
+            })
+            .collect(),
+        slots: serde_json::Value::Object(conv.slots.clone()),
     }
 }

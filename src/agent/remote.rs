@@ -55,7 +55,7 @@ impl RemoteAgent {
 
 /// What went wrong reaching an agent, in words that say nothing of what was (or was not)
 /// behind the address: no error text from the network or the agent is passed on.
-pub(crate) fn failure(e: &reqwest::Error) -> String {
+fn failure(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

@@ -515,13 +515,7 @@ pub fn end_outcome(action: &EndAction, busy: bool) -> String {
 }
 
 /// A caller id as the log shows it: phone numbers masked to their last four digits.
-pub fn shown_caller(caller: &str) -> String {
-    if caller.chars().filter(char::is_ascii_digit).count() >= 6 {
-        crate::redact::mask_phone(caller)
-    } else {
-        caller.to_string()
-    }
-}
+pub use crate::redact::shown_caller;
 
 /// Resolves when the gateway asks calls to end (never, if it cannot).
 pub async fn stop_requested(stop: &mut watch::Receiver<bool>) {

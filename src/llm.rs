@@ -172,13 +172,22 @@ impl Llm {
         }))
     }
 
-    pub fn config(&self) -> &LlmConfig {
-        &self.cfg
-    }
-
-    /// Sends `body`; a response other than 2xx is an error.
-    async fn send(&self, body: &Request<'_>) -> Result<reqwest::Response, LlmError> {
-        let mut r = self.client.post(&self.url).json(body);
+    /// Sends one completion request; a response other than 2xx is an error.
+    async fn send(
+        &self,
+        messages: &[Message],
+        stream: bool,
+        response_format: Option<Value>,
+    ) -> Result<reqwest::Response, LlmError> {
+        let body = Request {
+            model: &self.cfg.model,
+            messages,
+            max_tokens: self.cfg.max_tokens,
+            temperature: self.cfg.temperature,
+            stream,
+            response_format,
+        };
+        let mut r = self.client.post(&self.url).json(&body);
         if let Some(k) = &self.key {
             r = r.bearer_auth(k);
         }
@@ -192,6 +201,17 @@ impl Llm {
             ));
         }
         Ok(resp)
+    }
+
+    /// `work` within the request budget.
+    async fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
+        let budget = Duration::from_millis(self.cfg.timeout_ms.max(1));
+        tokio::time::timeout(budget, work)
+            .await
+            .map_err(|_| LlmError::Timeout(self.cfg.timeout_ms))?
     }
 
     fn map_err(&self, e: reqwest::Error) -> LlmError {
@@ -217,20 +237,12 @@ impl Llm {
         messages: &[Message],
         schema: Option<(&str, &Value)>,
     ) -> Result<String, LlmError> {
-        let body = Request {
-            model: &self.cfg.model,
-            messages,
-            max_tokens: self.cfg.max_tokens,
-            temperature: self.cfg.temperature,
-            stream: false,
-            response_format: schema.map(|(name, s)| {
-                json!({"type": "json_schema",
-                       "json_schema": {"name": name, "strict": true, "schema": s}})
-            }),
-        };
-        let budget = Duration::from_millis(self.cfg.timeout_ms.max(1));
-        let work = async {
-            let resp = self.send(&body).await?;
+        let format = schema.map(|(name, s)| {
+            json!({"type": "json_schema",
+                   "json_schema": {"name": name, "strict": true, "schema": s}})
+        });
+        self.within(async {
+            let resp = self.send(messages, false, format).await?;
             let text = resp.text().await.map_err(|e| self.map_err(e))?;
             let r: Response = serde_json::from_str(&text)
                 .map_err(|e| LlmError::Invalid(format!("not a chat completion: {e}")))?;
@@ -240,10 +252,8 @@ impl Llm {
                 .and_then(|c| c.message)
                 .and_then(|m| m.content)
                 .ok_or_else(|| LlmError::Invalid("no message in the completion".into()))
-        };
-        tokio::time::timeout(budget, work)
-            .await
-            .map_err(|_| LlmError::Timeout(self.cfg.timeout_ms))?
+        })
+        .await
     }
 
     /// A completion streamed: `on_delta` gets each piece of text as it arrives (server-sent
@@ -253,17 +263,8 @@ impl Llm {
         messages: &[Message],
         mut on_delta: impl FnMut(&str),
     ) -> Result<String, LlmError> {
-        let body = Request {
-            model: &self.cfg.model,
-            messages,
-            max_tokens: self.cfg.max_tokens,
-            temperature: self.cfg.temperature,
-            stream: true,
-            response_format: None,
-        };
-        let budget = Duration::from_millis(self.cfg.timeout_ms.max(1));
-        let work = async {
-            let mut resp = self.send(&body).await?;
+        self.within(async {
+            let mut resp = self.send(messages, true, None).await?;
             let mut buf = Vec::<u8>::new();
             let mut whole = String::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| self.map_err(e))? {
@@ -295,10 +296,8 @@ impl Llm {
                 }
             }
             Ok(whole)
-        };
-        tokio::time::timeout(budget, work)
-            .await
-            .map_err(|_| LlmError::Timeout(self.cfg.timeout_ms))?
+        })
+        .await
     }
 
     /// A JSON answer of `schema`'s shape, parsed and checked against it.

@@ -661,24 +661,20 @@ impl Session {
         }
         if let Some(monitor) = parts.monitor {
             let tx = s.fx.done_tx.clone();
-            s.feed = Some(
-                monitor.open(
-                    LiveCall {
-                        id: greeting.case_id.clone(),
-                        provider: channel.to_string(),
-                        caller: shown,
-                        case_id: greeting.case_id.clone(),
-                        started_at_ms: std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                        state: crate::monitor::State::Listening,
-                        lines: VecDeque::new(),
-                        barge_ins: 0,
-                    },
-                    now,
-                    move |c| tx.try_send(Done::Control(c)).is_ok(),
-                ),
-            );
+            s.feed = Some(monitor.open(
+                LiveCall {
+                    id: greeting.case_id.clone(),
+                    provider: channel.to_string(),
+                    caller: shown,
+                    case_id: greeting.case_id.clone(),
+                    started_at_ms: crate::runtime::stream_token::now_ms(),
+                    state: crate::monitor::State::Listening,
+                    lines: VecDeque::new(),
+                    barge_ins: 0,
+                },
+                now,
+                move |c| tx.try_send(Done::Control(c)).is_ok(),
+            ));
         }
         detail["provider"] = json!(channel);
         s.fx.start_agent(&conv, &greeting.asr_prompt, detail);
@@ -876,25 +872,19 @@ impl Session {
         if self.is_over() {
             return;
         }
-        let (outcome, end, action) = match c {
-            Control::HangUp => (
-                "hung up by an operator".to_string(),
-                EndAction::Hangup,
-                "operator_hang_up",
-            ),
-            Control::Transfer => (
-                format!("transferred by an operator to {}", self.human_number),
-                EndAction::Transfer {
-                    to: self.human_number.clone(),
-                },
-                "operator_transfer",
-            ),
-        };
-        tracing::info!(outcome = %outcome, "an operator ends the call");
-        self.fx.note(action, json!({}));
-        self.call.handle(now, Input::HangUp);
-        self.outcome.get_or_insert(outcome);
-        self.end.get_or_insert(end);
+        match c {
+            Control::HangUp => {
+                self.fx.note("operator_hang_up", json!({}));
+                self.end_by_gateway(now, "hung up by an operator");
+            }
+            Control::Transfer => {
+                let to = self.human_number.clone();
+                self.fx.note("operator_transfer", json!({}));
+                self.hang_up(now, &format!("transferred by an operator to {to}"));
+                self.end.get_or_insert(EndAction::Transfer { to });
+            }
+        }
+        tracing::info!(outcome = ?self.outcome, "an operator ends the call");
     }
 
     /// Whether timeline entries are kept (for replay or a recording).

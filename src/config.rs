@@ -722,6 +722,22 @@ pub struct Template {
     /// Every other sentence the master says, with defaults.
     #[serde(default)]
     pub lines: Lines,
+    /// This line's use of the language model (over `[llm]` in the gateway's config).
+    #[serde(default)]
+    pub llm: TemplateLlm,
+}
+
+/// A template's own choices over the gateway's `[llm]`: each unset one is the gateway's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateLlm {
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub route: Option<bool>,
+    pub answer: Option<bool>,
+    /// What the model may say about the line beyond its FAQ answers (facts for `answer`).
+    #[serde(default)]
+    pub facts: Vec<String>,
 }
 
 /// A question the line answers itself.
@@ -845,6 +861,10 @@ pub struct AgentSpec {
     pub specialty: String,
     pub capabilities: Vec<String>,
     pub tasks: Vec<String>,
+    /// This agent's model tier (seed 000): the model that extracts its tasks' slot values when
+    /// `[llm] route` is on. None: the template's model.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

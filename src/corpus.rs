@@ -164,6 +164,11 @@ pub struct Outcome {
     /// A record other than the intended one was read back for confirmation (the caller heard
     /// a booking that was not the one they meant; they declined it).
     pub wrong_readback: bool,
+    /// The utterance's turn took the language model's path (`[llm] route` / `answer`).
+    pub model: bool,
+    /// Each model call of that turn: its role and how long it took (ms), and whether it was
+    /// used (else the engine's result stood).
+    pub model_calls: Vec<(String, u64, bool)>,
     pub detail: String,
 }
 
@@ -212,11 +217,27 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         before.reply
     );
     let mut turn = engine.say(&id, heard).await?;
+    let model = turn.model.is_some();
+    let model_calls = turn
+        .audit
+        .iter()
+        .filter(|(a, _)| a == "model")
+        .map(|(_, d)| {
+            (
+                d["role"].as_str().unwrap_or_default().to_string(),
+                d["ms"].as_u64().unwrap_or_default(),
+                d.get("fallback").is_none(),
+            )
+        })
+        .collect();
     let _ = writeln!(
         detail,
-        "  bot [{} {}]: {}",
+        "  bot [{} {}{}]: {}",
         turn.intent.as_deref().unwrap_or("-"),
         turn.status.as_str(),
+        turn.model
+            .map(|m| format!(", model: {m}"))
+            .unwrap_or_default(),
         turn.reply
     );
     let intent = turn.intent.clone().unwrap_or_default();
@@ -339,6 +360,8 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         slots_ok,
         wrong_record,
         wrong_readback,
+        model,
+        model_calls,
         detail,
     })
 }
@@ -352,6 +375,10 @@ pub struct Score {
     pub slot_ok: usize,
     pub wrong_record: usize,
     pub wrong_readback: usize,
+    /// Turns on the language model's path.
+    pub model: usize,
+    /// Model calls by role: (ms, used).
+    pub model_calls: BTreeMap<String, Vec<(u64, bool)>>,
 }
 
 impl Score {
@@ -364,6 +391,34 @@ impl Score {
         }
         self.wrong_record += usize::from(o.wrong_record);
         self.wrong_readback += usize::from(o.wrong_readback);
+        self.model += usize::from(o.model);
+        for (role, ms, used) in &o.model_calls {
+            self.model_calls
+                .entry(role.clone())
+                .or_default()
+                .push((*ms, *used));
+        }
+    }
+
+    /// Per model role: calls, how many were used, and their time (p50, max).
+    pub fn model_line(&self) -> Option<String> {
+        if self.model_calls.is_empty() {
+            return None;
+        }
+        let mut out = String::from("model calls:");
+        for (role, calls) in &self.model_calls {
+            let mut ms: Vec<u64> = calls.iter().map(|c| c.0).collect();
+            ms.sort_unstable();
+            let used = calls.iter().filter(|c| c.1).count();
+            let _ = write!(
+                out,
+                " {role} {} (used {used}), p50 {} ms, max {} ms;",
+                calls.len(),
+                ms[ms.len() / 2],
+                ms[ms.len() - 1]
+            );
+        }
+        Some(out)
     }
 
     pub fn intent_accuracy(&self) -> f64 {
@@ -377,7 +432,7 @@ impl Score {
     pub fn line(&self) -> String {
         format!(
             "intent {}/{} = {:.1} %, slots {}/{} = {:.1} %, actions on a wrong record {}, \
-             wrong records read back {}",
+             wrong records read back {}, on the model's path {}",
             self.intent_ok,
             self.n,
             100.0 * self.intent_accuracy(),
@@ -385,7 +440,8 @@ impl Score {
             self.slot_n,
             100.0 * self.slot_accuracy(),
             self.wrong_record,
-            self.wrong_readback
+            self.wrong_readback,
+            self.model
         )
     }
 }

@@ -2,16 +2,20 @@
 //! your own vLLM / llama.cpp server), used where it earns its latency — and never where the
 //! deterministic engine must decide. Off unless `[llm] base_url` is set.
 //!
-//! Today the model writes, after a call, off every turn's path:
-//! - the **hand-off summary** of a transferred call (who, what was asked, what was done, what is
-//!   pending), for the person taking it over;
+//! The model has four roles, each switchable here and each with the engine's own result as the
+//! fallback when the model is slow, down or answers something invalid:
+//! - on a turn the deterministic router is unsure of, or finds out of scope, **routing and slot
+//!   extraction** (`route`) as JSON constrained by a schema built from the template, and
+//!   **answers from the template's facts and small talk** (`answer`), streamed clause by clause
+//!   (the master agent does this: `agent::master::model`), within `turn_timeout_ms`;
+//! - after a call, off every turn's path, the **hand-off summary** of a transferred call (who,
+//!   what was asked, what was done, what is pending), for the person taking it over — also
+//!   POSTed to `handoff_url` when set (a warm transfer: the desk reads it as it picks up);
 //! - the **call summary** and its disposition.
 //!
-//! Both are asked as JSON constrained by a schema (`response_format: json_schema`) and checked
-//! against it here ([`validate`]); when the model is slow, down or answers something invalid,
-//! the engine's own summary is written instead, with the reason. Either way the case records
-//! which one it is (`source`: `model` or `engine`). Card numbers are masked before anything is
-//! sent and again in what comes back.
+//! JSON answers are asked with `response_format: json_schema` and checked against the schema
+//! here ([`validate`]). Either way the case records which one it is (`source`: `model` or
+//! `engine`). Card numbers are masked before anything is sent and again in what comes back.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -35,6 +39,20 @@ pub struct LlmConfig {
     pub handoff_summary: bool,
     /// Write a summary and disposition on every case when its call ends.
     pub call_summary: bool,
+    /// Where a transferred call's hand-off summary is POSTed as JSON (`case_id`, `to`,
+    /// `summary`) as soon as it is written: the human desk's webhook. Empty: the case only.
+    pub handoff_url: String,
+    /// On a turn the deterministic router is unsure of: ask the model for the intent and the
+    /// slot values.
+    pub route: bool,
+    /// On a turn out of the line's scope, or small talk: the model answers from the template's
+    /// facts, in its tone.
+    pub answer: bool,
+    /// A model call's budget on a turn's path; past it the engine's result stands.
+    pub turn_timeout_ms: u64,
+    /// Said when the model's answer has not begun within `filler_ms` (empty: none).
+    pub filler: String,
+    pub filler_ms: u64,
 }
 
 impl Default for LlmConfig {
@@ -48,6 +66,12 @@ impl Default for LlmConfig {
             temperature: 0.2,
             handoff_summary: true,
             call_summary: true,
+            handoff_url: String::new(),
+            route: true,
+            answer: true,
+            turn_timeout_ms: 2500,
+            filler: "One moment.".into(),
+            filler_ms: 700,
         }
     }
 }
@@ -160,8 +184,10 @@ impl Llm {
             .then(|| std::env::var(&cfg.api_key_env).ok())
             .flatten()
             .filter(|k| !k.trim().is_empty());
+        // The longest budget of any call; each call is held to its own (`within`).
+        let longest = cfg.timeout_ms.max(cfg.turn_timeout_ms).max(1);
         let client = crate::net::client_builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms.max(1)))
+            .timeout(Duration::from_millis(longest))
             .build()
             .map_err(|e| format!("the model's HTTP client: {e}"))?;
         Ok(Some(Llm {
@@ -170,6 +196,40 @@ impl Llm {
             key,
             client,
         }))
+    }
+
+    /// The same endpoint with another model (an agent's model tier) and/or temperature.
+    pub fn tier(&self, model: Option<&str>, temperature: Option<f32>) -> Llm {
+        let mut cfg = self.cfg.clone();
+        if let Some(m) = model {
+            cfg.model = m.to_string();
+        }
+        if let Some(t) = temperature {
+            cfg.temperature = t;
+        }
+        Llm {
+            cfg,
+            url: self.url.clone(),
+            key: self.key.clone(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// The same, with `turn_timeout_ms` as its budget: for calls on a turn's path.
+    pub fn for_turns(&self) -> Llm {
+        let mut l = self.tier(None, None);
+        l.cfg.timeout_ms = self.cfg.turn_timeout_ms.max(1);
+        l
+    }
+
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        &self.cfg.model
+    }
+
+    /// The configuration it was built from.
+    pub fn settings(&self) -> &LlmConfig {
+        &self.cfg
     }
 
     /// Sends one completion request; a response other than 2xx is an error.
@@ -201,6 +261,36 @@ impl Llm {
             ));
         }
         Ok(resp)
+    }
+
+    /// A warm transfer: POSTs a transferred call's hand-off summary to `handoff_url` (when set)
+    /// for the desk taking the call over. Returns whether it was delivered (None: no URL).
+    pub async fn deliver_handoff(&self, case_id: &str, to: &str, summary: &Value) -> Option<bool> {
+        let url = self.cfg.handoff_url.trim();
+        if url.is_empty() {
+            return None;
+        }
+        let body = json!({"case_id": case_id, "to": to, "summary": summary});
+        let sent = self
+            .within(async {
+                let resp = self
+                    .client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| self.map_err(e))?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(LlmError::Status(resp.status().as_u16(), String::new()))
+                }
+            })
+            .await;
+        if let Err(e) = &sent {
+            tracing::warn!(case = %case_id, error = %e, "the hand-off summary was not delivered");
+        }
+        Some(sent.is_ok())
     }
 
     /// `work` within the request budget.
@@ -239,7 +329,7 @@ impl Llm {
     ) -> Result<String, LlmError> {
         let format = schema.map(|(name, s)| {
             json!({"type": "json_schema",
-                   "json_schema": {"name": name, "strict": true, "schema": s}})
+                   "json_schema": {"name": name, "strict": strict_ok(s), "schema": s}})
         });
         self.within(async {
             let resp = self.send(messages, false, format).await?;
@@ -315,8 +405,64 @@ impl Llm {
     }
 }
 
+/// `s` in at most `max` characters: cut at a word with "…" when longer.
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > max / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end())
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(120).collect()
+}
+
+/// Whether `schema` may be sent as strict (OpenAI's structured outputs): every object's
+/// properties are all required and no others allowed. The routing schema's fields are optional,
+/// so it is sent as a plain schema (and checked here all the same).
+fn strict_ok(schema: &Value) -> bool {
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if schema.get("additionalProperties") != Some(&Value::Bool(false))
+            || props.keys().any(|k| !required.contains(&k.as_str()))
+            || !props.values().all(strict_ok)
+        {
+            return false;
+        }
+    }
+    schema.get("items").is_none_or(strict_ok)
+}
+
+/// Takes the first complete clause off the front of `buf` (streamed text so far): up to a
+/// sentence's end (`.`, `!`, `?`) or, once it has `min_words` words, a `,` `;` `:` — each
+/// followed by a space (so "3.5" and "e.g." inside a word do not split). None until one is
+/// complete; what is left at the stream's end is the last clause.
+pub fn take_clause(buf: &mut String, min_words: usize) -> Option<String> {
+    loop {
+        let b = buf.as_bytes();
+        let end = (0..b.len()).find(|&i| {
+            b.get(i + 1).is_some_and(|n| n.is_ascii_whitespace())
+                && match b[i] {
+                    b'.' | b'!' | b'?' => true,
+                    b',' | b';' | b':' => buf[..i].split_whitespace().count() >= min_words,
+                    _ => false,
+                }
+        })?;
+        let clause = buf[..=end].trim().to_string();
+        buf.drain(..=end);
+        if !clause.is_empty() {
+            return Some(clause);
+        }
+    }
 }
 
 /// Checks `v` against the subset of JSON Schema the project's schemas use: `type` (object,
@@ -470,13 +616,14 @@ impl CallRecord {
             .unwrap_or_default()
     }
 
-    /// The engine's hand-off summary: who, their last request, the bot's last answer.
+    /// The engine's hand-off summary: who, their last request, the bot's last answer — each
+    /// cut to the schema's length.
     pub fn engine_handoff(&self) -> Value {
         json!({
-            "who": self.caller,
-            "asked": self.last("caller"),
-            "done": self.last("agent"),
-            "pending": format!("{} (values given: {})", self.outcome, self.slots),
+            "who": shorten(&self.caller, 100),
+            "asked": shorten(&self.last("caller"), 200),
+            "done": shorten(&self.last("agent"), 200),
+            "pending": shorten(&format!("{} (values given: {})", self.outcome, self.slots), 200),
         })
     }
 
@@ -493,11 +640,11 @@ impl CallRecord {
             "unresolved"
         };
         json!({
-            "summary": format!(
+            "summary": shorten(&format!(
                 "{turns} caller turn(s); last request: {:?}; ended: {}",
                 self.last("caller"),
                 self.outcome
-            ),
+            ), 300),
             "disposition": disposition,
         })
     }
@@ -607,6 +754,43 @@ mod tests {
         let p = json!({"type": "object", "properties": {"room": {"type": "string", "pattern": "^[0-9]{3,4}$"}}});
         assert!(validate(&json!({"room": "412"}), &p).is_ok());
         assert!(validate(&json!({"room": "41a"}), &p).is_err());
+        // Strict only where every property is required and no other allowed.
+        assert!(strict_ok(&s) && strict_ok(&handoff_schema()));
+        assert!(!strict_ok(&p));
+    }
+
+    #[test]
+    fn the_engine_s_summaries_fit_their_schemas_however_long_the_call() {
+        let long = "word ".repeat(200);
+        let call = CallRecord {
+            case_id: "c".into(),
+            caller: "+1***0000".into(),
+            outcome: "transferred to +15005550006".into(),
+            lines: vec![("caller", long.clone()), ("agent", long)],
+            slots: json!({"note": "x".repeat(400)}),
+        };
+        validate(&call.engine_handoff(), &handoff_schema()).unwrap();
+        validate(&call.engine_summary(), &summary_schema()).unwrap();
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("one two three four", 12), "one two…");
+    }
+
+    #[test]
+    fn streamed_text_is_cut_into_clauses_at_their_ends() {
+        let mut buf = String::from("Check-in is at 3 pm");
+        assert_eq!(take_clause(&mut buf, 4), None);
+        buf.push_str(". Breakfast, served 6.30 to 10, is free, and");
+        assert_eq!(
+            take_clause(&mut buf, 4).as_deref(),
+            Some("Check-in is at 3 pm.")
+        );
+        // "Breakfast," is too short to stand alone; "6.30" is no sentence end.
+        assert_eq!(
+            take_clause(&mut buf, 4).as_deref(),
+            Some("Breakfast, served 6.30 to 10,")
+        );
+        assert_eq!(buf, " is free, and");
+        assert_eq!(take_clause(&mut buf, 4), None);
     }
 
     #[test]

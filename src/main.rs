@@ -531,6 +531,9 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                         score.add(&o);
                     }
                     println!("{:15} {split:7} {}", variant.name(), score.line());
+                    if let Some(m) = score.model_line() {
+                        println!("{:15} {split:7} {m}", "");
+                    }
                 }
             }
             Ok(())

@@ -43,6 +43,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
         "Time from the end of the caller's speech to each stage of the turn: transcript, turn_decided (the agent asked), agent_answered, first_tts_chunk, first_audio (first reply audio handed to the line).",
     ),
     (
+        TURN_LATENCY,
+        Kind::Histogram,
+        "Time from the end of the caller's speech to the first reply audio, by path: model (the language model routed or answered the turn, its filler included) or engine (it did not).",
+    ),
+    (
         BARGE_IN_CLEAR,
         Kind::Histogram,
         "Time from the onset of the caller's voice over the bot to the bot's audio being cleared.",
@@ -111,6 +116,7 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
 ];
 
 pub const TURN_STAGE: &str = "switchboard_turn_stage_seconds";
+pub const TURN_LATENCY: &str = "switchboard_turn_latency_seconds";
 pub const BARGE_IN_CLEAR: &str = "switchboard_barge_in_clear_seconds";
 pub const CALLS_ACTIVE: &str = "switchboard_calls_active";
 pub const CALLS_STARTED: &str = "switchboard_calls_started_total";

@@ -10,6 +10,7 @@ use crate::agent::agents::LocalAgent;
 use crate::agent::clock::Clock;
 use crate::agent::data::{DataSource, DemoData};
 use crate::agent::embed::Embedder;
+use crate::agent::master::model::TurnModel;
 use crate::agent::master::{Conversation, Heard, Master, Turn};
 use crate::agent::registry::{AgentCard, Dispatcher, Registry, RegistryError, SubAgent};
 use crate::agent::remote::RemoteAgent;
@@ -113,6 +114,13 @@ impl Engine {
             }
         }
         let dispatcher = Arc::new(Dispatcher::new(registry.clone(), &cfg.reliability));
+        let llm = crate::llm::Llm::from_config(&cfg.llm)
+            .map_err(EngineError::Setup)?
+            .map(Arc::new);
+        let model = llm
+            .as_deref()
+            .and_then(|l| TurnModel::for_template(l, &template))
+            .map(Arc::new);
         let master = Master {
             template: template.clone(),
             router,
@@ -121,6 +129,7 @@ impl Engine {
             router_cfg: cfg.router.clone(),
             history_cap: cfg.session.history_cap,
             turn_budget: Duration::from_millis(cfg.reliability.turn_budget_ms),
+            model,
         };
         Ok(Engine {
             master,
@@ -131,9 +140,7 @@ impl Engine {
             clock,
             remote,
             remote_client,
-            llm: crate::llm::Llm::from_config(&cfg.llm)
-                .map_err(EngineError::Setup)?
-                .map(Arc::new),
+            llm,
             session_ttl_ms: cfg.session.ttl_secs as i64 * 1000,
             live: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
@@ -317,10 +324,29 @@ impl Engine {
             tokio::spawn(async move {
                 for s in crate::llm::summarize_call(&llm, &call).await {
                     let actor = if s.by_model { "llm" } else { MASTER_AGENT };
+                    let mut entries = vec![(actor, s.action, s.detail.clone())];
+                    if s.action == "handoff_summary" {
+                        // A warm transfer: the desk gets the summary as it picks up.
+                        let to = call
+                            .outcome
+                            .rsplit_once(" to ")
+                            .map(|(_, to)| to.to_string())
+                            .unwrap_or_default();
+                        if let Some(ok) = llm.deliver_handoff(&call.case_id, &to, &s.detail).await {
+                            entries.push((
+                                MASTER_AGENT,
+                                "handoff_delivered",
+                                serde_json::json!({"delivered": ok, "to": to}),
+                            ));
+                        }
+                    }
                     let (case, now) = (call.case_id.clone(), clock.now_ms());
                     if let Err(e) = store
                         .run(move |st| {
-                            st.append_case_action(&case, actor, s.action, &s.detail, now)
+                            for (actor, action, detail) in &entries {
+                                st.append_case_action(&case, actor, action, detail, now)?;
+                            }
+                            Ok(())
                         })
                         .await
                     {

@@ -177,6 +177,13 @@ pub enum Input<'a> {
         turn: TurnId,
         text: String,
     },
+    /// A clause of `turn`'s answer, ready before the rest (a language model's streamed answer):
+    /// spoken at once; later clauses and the final [`Input::AgentReply`] (the whole answer, which
+    /// begins with the clauses given) continue it.
+    AgentClause {
+        turn: TurnId,
+        text: String,
+    },
     /// What the agent answers for `turn` (the greeting is turn 0).
     AgentReply {
         turn: TurnId,
@@ -415,6 +422,11 @@ struct Playout {
     ended: bool,
     /// The call's own words (the apology), not the agent's: the agent hears nothing of them.
     own: bool,
+    /// More clauses may come (the agent's answer is streamed and not yet whole).
+    open: bool,
+    /// Synthesis requests not yet done: the text is all synthesised when none is and the
+    /// answer is whole.
+    synthesising: u32,
 }
 
 pub struct Call {
@@ -645,7 +657,73 @@ impl Call {
                 self.hold_unfinished();
                 self.quick_stop();
             }
+            Input::AgentClause { turn, text } => {
+                if turn != self.turn {
+                    // Stale: its final reply says what the agent keeps.
+                    return;
+                }
+                if self
+                    .playout
+                    .as_ref()
+                    .is_some_and(|p| p.turn == turn && (p.ended || !p.open))
+                {
+                    // Interrupted (or whole already): the rest is not said.
+                    return;
+                }
+                self.event(EventKind::BotReply {
+                    turn,
+                    text: text.clone(),
+                });
+                match self.playout.as_mut().filter(|p| p.turn == turn) {
+                    Some(p) => {
+                        p.text.push(' ');
+                        p.text.push_str(&text);
+                        p.synthesising += 1;
+                        p.done = false;
+                        self.effect(Effect::Synthesize { turn, text });
+                    }
+                    None => {
+                        self.speak(turn, text, None, false);
+                        if let Some(p) = self.playout.as_mut() {
+                            p.open = true;
+                        }
+                    }
+                }
+            }
             Input::AgentReply { turn, text, end } => {
+                if let Some(p) = self
+                    .playout
+                    .as_mut()
+                    .filter(|p| p.turn == turn && turn == self.turn && p.open)
+                {
+                    // The streamed answer is whole: what was not yet given as clauses follows.
+                    p.open = false;
+                    let rest = text
+                        .strip_prefix(p.text.as_str())
+                        .map(str::trim)
+                        .unwrap_or_default()
+                        .to_string();
+                    if p.ended {
+                        return;
+                    }
+                    p.end = end;
+                    if !rest.is_empty() {
+                        p.text.push(' ');
+                        p.text.push_str(&rest);
+                        p.synthesising += 1;
+                        p.done = false;
+                        self.event(EventKind::BotReply {
+                            turn,
+                            text: rest.clone(),
+                        });
+                        self.effect(Effect::Synthesize { turn, text: rest });
+                    } else if p.synthesising == 0 {
+                        p.done = true;
+                    }
+                    self.pace();
+                    self.check_finished();
+                    return;
+                }
                 if turn != self.turn {
                     if turn < self.turn {
                         // The caller moved on before this answer came: it is never spoken, and
@@ -684,7 +762,8 @@ impl Call {
                     .as_mut()
                     .filter(|p| p.turn == turn && turn == self.turn)
                 {
-                    p.done = true;
+                    p.synthesising = p.synthesising.saturating_sub(1);
+                    p.done = p.synthesising == 0 && !p.open;
                 }
                 self.pace();
                 self.check_finished();
@@ -1203,6 +1282,8 @@ impl Call {
             end,
             ended: false,
             own,
+            open: false,
+            synthesising: 1,
         });
         self.effect(Effect::Synthesize { turn, text });
     }

@@ -41,6 +41,11 @@ struct World {
     verdicts: Vec<f32>,
     /// The voice model's probability from each time (ms) on, while the core wants it.
     voice: Vec<(u64, f32)>,
+    /// A streamed answer (a reply written "clause|clause|…"): its turn, the clauses still to
+    /// come (one every `clause_every` steps), the steps so far and the whole reply (last).
+    streaming: Option<(TurnId, Vec<String>, u32, String)>,
+    /// Steps (of 20 ms) between a streamed answer's clauses.
+    clause_every: u32,
 }
 
 impl World {
@@ -65,6 +70,8 @@ impl World {
             synthesized: vec![],
             verdicts: vec![],
             voice: vec![],
+            streaming: None,
+            clause_every: 10,
         }
     }
 
@@ -161,6 +168,15 @@ impl World {
                     let end = (reply == "Goodbye.").then_some(EndAction::Hangup);
                     self.timeline
                         .push(format!("{} agent asked: {text}", self.now));
+                    if reply.contains('|') {
+                        let mut clauses: Vec<String> =
+                            reply.split('|').map(str::to_string).collect();
+                        let first = clauses.remove(0);
+                        self.streaming = Some((turn, clauses, 0, reply.replace('|', " ")));
+                        self.call
+                            .handle(self.now, Input::AgentClause { turn, text: first });
+                        continue;
+                    }
                     self.call.handle(
                         self.now,
                         Input::AgentReply {
@@ -238,6 +254,27 @@ impl World {
             let now = self.now;
             if let Some(&(_, p)) = self.voice.iter().rev().find(|(from, _)| *from <= now) {
                 self.call.handle(self.now, Input::Voice { p });
+            }
+        }
+        if let Some((turn, clauses, steps, _)) = self.streaming.as_mut() {
+            *steps += 1;
+            let turn = *turn;
+            if *steps % self.clause_every == 0 {
+                if clauses.is_empty() {
+                    let (_, _, _, whole) = self.streaming.take().unwrap();
+                    self.call.handle(
+                        self.now,
+                        Input::AgentReply {
+                            turn,
+                            text: whole,
+                            end: None,
+                        },
+                    );
+                } else {
+                    let text = clauses.remove(0);
+                    self.call
+                        .handle(self.now, Input::AgentClause { turn, text });
+                }
             }
         }
         // Time reaches the core only at the deadlines it asked for: the exact timelines below
@@ -1090,4 +1127,69 @@ fn a_transcript_that_clearly_goes_on_vetoes_the_models_done() {
     assert!(reads_unfinished("Sure, it's..."));
     assert!(!reads_unfinished("Confirm my reservation"));
     assert!(!reads_unfinished("Yes."));
+}
+
+#[test]
+fn a_streamed_answer_is_spoken_clause_by_clause_as_each_comes() {
+    let mut w = World::new(vec![
+        "One moment.|Check-in is at three in the afternoon,|and breakfast is included.",
+    ]);
+    w.play(&silence(ms(400)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(6000)));
+    let t = w.timeline.join("\n");
+    let asked = at(&t, "agent asked");
+    // The first clause plays at once; each later one is said as it comes, 200 ms apart.
+    assert_eq!(at(&t, "bot reply 1: One moment."), asked, "{t}");
+    assert_eq!(at(&t, "bot audio start 1"), asked, "{t}");
+    assert_eq!(at(&t, "bot reply 1: Check-in"), asked + 200, "{t}");
+    assert_eq!(at(&t, "bot reply 1: and breakfast"), asked + 400, "{t}");
+    assert_eq!(t.matches("bot audio start 1").count(), 1, "{t}");
+    assert_eq!(t.matches("bot audio end 1").count(), 1, "{t}");
+    // Each clause synthesised on its own; the whole reply adds nothing more.
+    assert_eq!(
+        w.synthesized,
+        [
+            "One moment.",
+            "Check-in is at three in the afternoon,",
+            "and breakfast is included."
+        ]
+    );
+    // The audio ends once all of it has played: 75 characters at 64 ms each.
+    let end = at(&t, "bot audio end 1");
+    let chars = "One moment.Check-in is at three in the afternoon,and breakfast is included.";
+    assert!(
+        end >= asked + chars.len() as u64 * 64 - 40 && end <= asked + chars.len() as u64 * 64 + 80,
+        "{end} {t}"
+    );
+    assert!(w.interrupted.is_empty());
+}
+
+#[test]
+fn a_barge_in_during_a_streamed_answer_keeps_what_was_heard_and_drops_the_rest() {
+    let mut w = World::new(vec![
+        "One moment.|Check-in is at three in the afternoon,|and breakfast is included.",
+    ]);
+    // The model is slow: its clauses come 1.2 s apart.
+    w.clause_every = 60;
+    w.play(&silence(ms(400)));
+    w.play(&speech_like(ms(1000), -20.0, 3));
+    w.play(&silence(ms(1000)));
+    // The caller talks over it 300 ms in: only "One moment." had begun playing.
+    w.play(&silence(ms(300)));
+    w.play(&speech_like(ms(1200), -20.0, 9));
+    w.play(&silence(ms(3000)));
+    let t = w.timeline.join("\n");
+    assert!(t.contains("barge-in 1"), "{t}");
+    assert_eq!(w.interrupted.len(), 1, "{t}");
+    let whole = "One moment. Check-in is at three in the afternoon, and breakfast is included.";
+    let heard = &w.interrupted[0];
+    assert!(
+        whole.starts_with(heard.as_str()) && heard.len() < whole.len() / 2,
+        "heard {heard:?}\n{t}"
+    );
+    // Clauses coming after the barge-in are neither shown nor synthesised.
+    assert!(!t.contains("bot reply 1: and breakfast"), "{t}");
+    assert!(!w.synthesized.iter().any(|s| s.starts_with("and breakfast")));
+    assert!(!t.contains("bot audio end 1"), "{t}");
 }

@@ -115,6 +115,9 @@ pub enum Done {
         /// The turn's routing (intent, agent, status, fallback) for the timeline.
         routing: Value,
     },
+    /// A clause of `turn`'s answer ready before the rest (a language model's streamed answer);
+    /// the `Reply` still follows with the whole answer.
+    Clause { turn: TurnId, text: String },
     /// Synthesised audio for `turn`, streamed: pieces as the engine produces them, then one
     /// with `last` set (possibly empty) when the reply is all synthesised.
     Audio {
@@ -168,6 +171,9 @@ struct Effects {
     /// One past the highest cancelled turn (0: none): every turn below it is cancelled.
     cancelled: watch::Sender<TurnId>,
     prompt: Prompt,
+    /// The turn of the synthesis started last, and what resolves when it is over: a turn's
+    /// syntheses run one after the other, so a streamed answer's clauses play in order.
+    last_synthesis: Option<(TurnId, tokio::sync::oneshot::Receiver<()>)>,
 }
 
 impl Effects {
@@ -181,6 +187,7 @@ impl Effects {
             agent_task: None,
             cancelled: watch::Sender::new(0),
             prompt: Prompt::default(),
+            last_synthesis: None,
         };
         (fx, done_rx)
     }
@@ -281,7 +288,18 @@ impl Effects {
                     };
                     done.blocking_send(piece).is_ok()
                 };
+                let before = self
+                    .last_synthesis
+                    .take()
+                    .and_then(|(t, rx)| (t == turn).then_some(rx));
+                let (over, over_rx) = tokio::sync::oneshot::channel::<()>();
+                self.last_synthesis = Some((turn, over_rx));
                 self.spawn_cancellable(turn, child("tts"), async move {
+                    // After the one before (done, failed or dropped: its sender is gone).
+                    if let Some(b) = before {
+                        let _ = b.await;
+                    }
+                    let _over = over;
                     let started = std::time::Instant::now();
                     match speech.synthesize_stream(&text, rate, emit).await {
                         Ok(()) => {
@@ -408,6 +426,8 @@ async fn agent_worker(
 ) {
     // The turn whose reply is the conversation's last (the greeting is turn 0).
     let mut last_reply: Option<TurnId> = Some(0);
+    // A model's streamed answer: its clauses go to the call as each is ready.
+    let (clause_tx, mut clause_rx) = mpsc::channel::<String>(8);
     while let Some(job) = rx.recv().await {
         let (turn, said, span) = match job {
             AgentJob::Ask { turn, said, span } => (turn, said, span),
@@ -435,11 +455,29 @@ async fn agent_worker(
             let _ = done.send(Done::Dropped { turn }).await;
             continue;
         }
-        let heard = match &said {
+        let mut heard = match &said {
             Said::Speech { text, speech_ms } => Heard::speech(text, *speech_ms),
             Said::Keys(keys) => Heard::keys(keys),
         };
-        let msg = match engine.hear(&conversation, heard).instrument(span).await {
+        heard.clauses = Some(&clause_tx);
+        let hear = engine.hear(&conversation, heard).instrument(span);
+        tokio::pin!(hear);
+        let mut streamed = false;
+        let answer = loop {
+            tokio::select! {
+                biased;
+                Some(text) = clause_rx.recv() => {
+                    streamed = true;
+                    let _ = done.send(Done::Clause { turn, text }).await;
+                }
+                r = &mut hear => break r,
+            }
+        };
+        while let Ok(text) = clause_rx.try_recv() {
+            streamed = true;
+            let _ = done.send(Done::Clause { turn, text }).await;
+        }
+        let msg = match answer {
             Ok(t) => {
                 set_prompt(&prompt, &t.asr_prompt);
                 // Intent names are the template's (a bounded set), "none" when none was taken.
@@ -449,7 +487,11 @@ async fn agent_worker(
                     1.0,
                 );
                 last_reply = Some(turn);
-                if turn < *cancelled.borrow() {
+                if turn < *cancelled.borrow() && streamed {
+                    // The caller spoke over a streamed answer: the interruption queued behind this
+                    // turn says how much of it they heard.
+                    Done::Dropped { turn }
+                } else if turn < *cancelled.borrow() {
                     // The caller moved on while the agent answered: nobody heard this reply.
                     tracing::debug!(turn, "reply of a cancelled turn recorded as unheard");
                     if let Err(e) = engine.interrupted(&conversation, "").await {
@@ -461,7 +503,8 @@ async fn agent_worker(
                     Done::Reply {
                         turn,
                         routing: json!({"intent": t.intent, "agent": t.agent,
-                                        "status": t.status, "fallback": t.fallback}),
+                                        "status": t.status, "fallback": t.fallback,
+                                        "model": t.model}),
                         text: t.reply,
                         end: t.action,
                     }
@@ -497,6 +540,7 @@ fn done_turn(d: &Done) -> Option<TurnId> {
     match d {
         Done::Transcript { turn, .. }
         | Done::Reply { turn, .. }
+        | Done::Clause { turn, .. }
         | Done::Audio { turn, .. }
         | Done::EndPrediction { turn, .. }
         | Done::Failed { turn, .. }
@@ -806,7 +850,7 @@ impl Session {
             return;
         }
         // A streamed piece is not the effect's end; its last piece (or any other result) is.
-        if !matches!(d, Done::Audio { last: false, .. }) {
+        if !matches!(d, Done::Audio { last: false, .. } | Done::Clause { .. }) {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.stages.done(now, &d, &mut self.measures);
@@ -841,6 +885,7 @@ impl Session {
                 }
                 self.call.handle(now, Input::AgentReply { turn, text, end })
             }
+            Done::Clause { turn, text } => self.call.handle(now, Input::AgentClause { turn, text }),
             Done::Audio { turn, audio, last } => {
                 let call = &mut self.call;
                 if !audio.is_empty() {
@@ -1280,6 +1325,9 @@ enum Measure {
     Stage(&'static str, u64),
     /// `switchboard_barge_in_clear_seconds`: from the onset of the voice over the bot.
     BargeInClear(u64),
+    /// `switchboard_turn_latency_seconds{path}`: end of speech to first audio, by whether the
+    /// turn took the language model's path (`model`) or not (`engine`).
+    Latency(&'static str, u64),
 }
 
 impl Measure {
@@ -1290,6 +1338,9 @@ impl Measure {
             }
             Measure::BargeInClear(ms) => {
                 metrics::observe(metrics::BARGE_IN_CLEAR, &[], metrics::ms(ms))
+            }
+            Measure::Latency(path, ms) => {
+                metrics::observe(metrics::TURN_LATENCY, &[("path", path)], metrics::ms(ms))
             }
         }
     }
@@ -1306,6 +1357,8 @@ struct Stages {
     transcripts: VecDeque<(TurnId, u64)>,
     /// The turn being measured, its speech end, and whether its first audio chunk came.
     turn: Option<(TurnId, u64, bool)>,
+    /// The measured turn took the language model's path.
+    model: bool,
 }
 
 impl Stages {
@@ -1323,7 +1376,12 @@ impl Stages {
                 if let Some((t, from, _)) = self.turn
                     && t == *turn
                 {
-                    out.push(Measure::Stage("first_audio", e.t_ms.saturating_sub(from)));
+                    let ms = e.t_ms.saturating_sub(from);
+                    out.push(Measure::Stage("first_audio", ms));
+                    out.push(Measure::Latency(
+                        if self.model { "model" } else { "engine" },
+                        ms,
+                    ));
                     self.turn = None;
                 }
             }
@@ -1345,6 +1403,7 @@ impl Stages {
         }
         out.push(Measure::Stage("turn_decided", now.saturating_sub(from)));
         self.turn = Some((turn, from, false));
+        self.model = false;
     }
 
     fn done(&mut self, now: u64, d: &Done, out: &mut Vec<Measure>) {
@@ -1355,12 +1414,16 @@ impl Stages {
                 }
                 self.transcripts.push_back((*turn, now));
             }
-            Done::Reply { turn, .. } => {
+            Done::Reply { turn, routing, .. } => {
                 if let Some((t, from, _)) = self.turn
                     && t == *turn
                 {
+                    self.model |= !routing["model"].is_null();
                     out.push(Measure::Stage("agent_answered", now.saturating_sub(from)));
                 }
+            }
+            Done::Clause { turn, .. } if self.turn.is_some_and(|(t, _, _)| t == *turn) => {
+                self.model = true;
             }
             Done::Audio { turn, audio, .. } if !audio.is_empty() => {
                 if let Some((t, from, first_seen)) = self.turn.as_mut()
@@ -1449,8 +1512,54 @@ mod stage_tests {
                 Measure::Stage("agent_answered", 370),
                 Measure::Stage("first_tts_chunk", 490),
                 Measure::Stage("first_audio", 500),
+                Measure::Latency("engine", 500),
             ]
         );
+        // A turn on the model's path: its first clause (a filler) comes before the reply.
+        out.clear();
+        s.event(
+            &ev(
+                5000,
+                EventKind::CallerSpeechEnd {
+                    duration_ms: 900,
+                    silence_ms: 400,
+                },
+            ),
+            &mut out,
+        );
+        s.asked(5000, 2, &speech(), &mut out);
+        s.done(
+            5700,
+            &Done::Clause {
+                turn: 2,
+                text: "One moment.".into(),
+            },
+            &mut out,
+        );
+        s.event(&ev(5900, EventKind::BotAudioStart { turn: 2 }), &mut out);
+        assert_eq!(
+            out,
+            [
+                Measure::Stage("turn_decided", 400),
+                Measure::Stage("first_audio", 1300),
+                Measure::Latency("model", 1300),
+            ]
+        );
+        // The next turn is the engine's again.
+        out.clear();
+        s.event(
+            &ev(
+                8000,
+                EventKind::CallerSpeechEnd {
+                    duration_ms: 900,
+                    silence_ms: 400,
+                },
+            ),
+            &mut out,
+        );
+        s.asked(8000, 3, &speech(), &mut out);
+        s.event(&ev(8300, EventKind::BotAudioStart { turn: 3 }), &mut out);
+        assert_eq!(out.last(), Some(&Measure::Latency("engine", 700)));
     }
 
     #[test]

@@ -235,13 +235,9 @@ pub fn identifies(ft: FieldType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     fn template() -> Template {
-        Config::embedded()
-            .unwrap()
-            .load_template_named("hospitality")
-            .unwrap()
+        crate::agent::master::hospitality()
     }
 
     fn today() -> NaiveDate {

@@ -23,6 +23,7 @@
 pub mod acts;
 mod delegate;
 pub mod extract;
+pub mod model;
 pub mod own_words;
 pub mod prompt;
 mod record;
@@ -53,6 +54,15 @@ use tokio::time::Instant;
 
 pub(crate) const END_CALL: &str = "end_call";
 
+/// The embedded hospitality template, for unit tests.
+#[cfg(test)]
+pub(crate) fn hospitality() -> Template {
+    crate::config::Config::embedded()
+        .unwrap()
+        .load_template_named("hospitality")
+        .unwrap()
+}
+
 /// Channels whose conversation is a live call: its case is closed when the call ends.
 const VOICE_CHANNELS: &[&str] = &[
     "twilio", "telnyx", "plivo", "exotel", "vonage", "webrtc", "replay",
@@ -80,6 +90,8 @@ pub struct Master {
     /// Budget for one delegation including retries and fallbacks: the caller always hears
     /// something within it.
     pub turn_budget: Duration,
+    /// The language model on unsure turns (`[llm] route`, `answer`), when configured.
+    pub model: Option<Arc<model::TurnModel>>,
 }
 
 /// The turn being produced.
@@ -89,6 +101,8 @@ pub(super) struct Ctx<'a> {
     deadline: Instant,
     /// The caller's words this turn.
     said: String,
+    /// Where a streamed answer's clauses go as they are ready (a live call's speech).
+    clauses: Option<model::ClauseSink>,
 }
 
 /// The common part of a pending question: which agent asked, for which task, with what so far.
@@ -112,6 +126,7 @@ impl Master {
     /// Handles one caller utterance.
     pub async fn turn(&self, conv: &mut Conversation, heard: Heard<'_>) -> Turn {
         let mut cx = self.ctx(conv);
+        cx.clauses = heard.clauses.cloned();
         // Keys are given one by one, as a caller reads digits out ("4 5 6").
         let text = if heard.keys {
             let keys: Vec<String> = heard
@@ -174,12 +189,14 @@ impl Master {
             case_changes: vec![],
             audit: vec![],
             logs: vec![],
+            model: None,
         };
         Ctx {
             conv,
             turn,
             deadline: Instant::now() + self.turn_budget,
             said: String::new(),
+            clauses: None,
         }
     }
 
@@ -607,6 +624,41 @@ impl Master {
                 return self.redo(cx, done, params).await;
             }
         }
+        // The router is unsure: the model's reading, when there is a model and it answers.
+        if unclear && keyword.is_none() {
+            match self.model_route(cx, text).await {
+                Some(model::Routed::Task(task, said)) if self.task_available(&task) => {
+                    cx.turn.intent = Some(task.clone());
+                    cx.turn.confidence = None;
+                    cx.turn.audit.push((
+                        "routed".into(),
+                        json!({"task": task, "path": "model", "fields": said.keys().collect::<Vec<_>>()}),
+                    ));
+                    cx.conv.misunderstood = 0;
+                    let params = self.params_for(cx, &task, text, Map::new());
+                    // The engine's own readings first; the model's fill the rest.
+                    let mut merged = said;
+                    merged.extend(params);
+                    return self.start_task(cx, &task, merged).await;
+                }
+                Some(model::Routed::Faq(faq)) if self.template.faq(&faq).is_some() => {
+                    cx.turn
+                        .audit
+                        .push(("routed".into(), json!({"task": faq, "path": "model"})));
+                    cx.conv.misunderstood = 0;
+                    return self.answer_faq(cx, &faq, 1.0);
+                }
+                Some(model::Routed::SmallTalk) => {
+                    cx.turn.intent = Some(model::SMALL_TALK.into());
+                    if self.model_answer(cx, text).await {
+                        cx.conv.pending = Pending::None;
+                        return;
+                    }
+                }
+                Some(model::Routed::OutOfScope) => return self.out_of_scope(cx, text).await,
+                _ => {}
+            }
+        }
         if decision.path == RoutePath::Semantic && !self.in_scope(&decision) {
             return self.out_of_scope(cx, text).await;
         }
@@ -660,6 +712,12 @@ impl Master {
             return self
                 .escalate(cx, "the caller's requests are outside what this line does")
                 .await;
+        }
+        // The model may answer from the line's facts; else the line says what it can do.
+        if self.model_answer(cx, text).await {
+            cx.turn.status = TurnStatus::OutOfScope;
+            cx.conv.pending = Pending::None;
+            return;
         }
         let line = fill(
             &self.template.lines.out_of_scope,

@@ -281,6 +281,10 @@ pub struct Turn {
     pub attempts: Vec<Attempt>,
     /// Which fallback answered, if any.
     pub fallback: Option<Fallback>,
+    /// The language model's part in this turn, if it had one: `route`, `answer` or
+    /// `route+answer` (the turn took the model's path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'static str>,
     /// whisper's initial prompt for the caller's next words (what the bot just asked for).
     #[serde(skip)]
     pub asr_prompt: String,
@@ -300,6 +304,9 @@ pub struct Heard<'a> {
     pub speech_ms: Option<u64>,
     /// `text` is keys pressed on the keypad (digits, `*`), not words.
     pub keys: bool,
+    /// Where the clauses of a model's streamed answer go as each is ready (a live call speaks
+    /// them at once); None: only the whole reply, in the turn.
+    pub clauses: Option<&'a super::model::ClauseSink>,
 }
 
 impl<'a> Heard<'a> {
@@ -308,6 +315,7 @@ impl<'a> Heard<'a> {
             text,
             speech_ms: None,
             keys: false,
+            clauses: None,
         }
     }
 
@@ -316,6 +324,7 @@ impl<'a> Heard<'a> {
             text,
             speech_ms: Some(speech_ms),
             keys: false,
+            clauses: None,
         }
     }
 
@@ -324,6 +333,7 @@ impl<'a> Heard<'a> {
             text: keys,
             speech_ms: None,
             keys: true,
+            clauses: None,
         }
     }
 }

@@ -212,6 +212,28 @@ async fn a_real_model_writes_the_hand_off_and_call_summaries_streams_and_answers
             assert!(turn.reply.contains(&answer.message));
         }
     }
+    // The answer alone (no routing): a question out of scope is answered by the real model,
+    // streamed; what the caller heard is what was streamed, and the first clause came first.
+    let setup = Setup::default();
+    c.llm.route = false;
+    let engine = Arc::new(engine_with(setup, &c));
+    let (turn, clauses, took) = first_turn(&engine, WEATHER).await;
+    assert_eq!(turn.model, Some("answer"));
+    let logs = model_logs(&engine, &turn).await;
+    let (_, audit) = turn.audit.iter().find(|(a, _)| a == "model").unwrap();
+    eprintln!(
+        "answered in {took:?}, first clause after {} ms: {clauses:?} ({audit})",
+        audit["first_clause_ms"]
+    );
+    if logs[0].metadata.success == Some(true) {
+        assert_eq!(clauses.join(" "), logs[0].message);
+        assert_eq!(turn.reply, logs[0].message);
+        assert!(audit["first_clause_ms"].as_u64().unwrap() <= audit["ms"].as_u64().unwrap());
+    } else {
+        // Refused by the filter: nothing of it was said.
+        assert!(clauses.is_empty(), "{clauses:?}");
+        assert_eq!(audit["fallback"], "invalid answer");
+    }
 
     let llm = Llm::from_config(&cfg).unwrap().unwrap();
     let v = llm

@@ -549,6 +549,13 @@ async fn on_unsure_turns_the_model_routes_and_answers_within_the_budget_else_the
                 &["Your card 4111 1111 1111 1111 is on file."],
             ),
         ),
+        (
+            "chatty",
+            ok(
+                r#"{"intent": "small_talk", "fields": {}}"#,
+                &["Your booking KTP560 is confirmed for 2 nights."],
+            ),
+        ),
         ("enum", ok(r#"{"intent": "fly_to_the_moon", "fields": {}}"#, &[])),
         ("prose", ok("It is about a reservation.", &[])),
         (
@@ -662,6 +669,20 @@ async fn on_unsure_turns_the_model_routes_and_answers_within_the_budget_else_the
         assert_eq!(turn.reply, oos.reply, "{mode}");
         assert_eq!(turn.model, Some("route+answer"));
     }
+
+    // Small talk whose answer is refused: the engine's turn, and the model is not asked for
+    // an answer a second time.
+    let engine = turn_engine(format!("{base}/chatty/v1"), 2000);
+    let before = seen.lock().unwrap().len();
+    let (turn, clauses, _) = first_turn(&engine, WEATHER).await;
+    assert!(clauses.is_empty(), "{clauses:?}");
+    assert_eq!(turn.reply, oos.reply);
+    assert_eq!(turn.intent.as_deref(), Some("out_of_scope"));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before + 2,
+        "a route and one answer"
+    );
 
     // 6. Slow, down, invalid, unreachable: the engine's own turn, within the model's budget.
     let dead = format!("http://127.0.0.1:{}/v1", free_port());

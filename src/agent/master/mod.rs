@@ -649,8 +649,8 @@ impl Master {
                     return self.answer_faq(cx, &faq, 1.0);
                 }
                 Some(model::Routed::SmallTalk) => {
-                    cx.turn.intent = Some(model::SMALL_TALK.into());
                     if self.model_answer(cx, text).await {
+                        cx.turn.intent = Some(model::SMALL_TALK.into());
                         cx.conv.pending = Pending::None;
                         return;
                     }
@@ -713,8 +713,10 @@ impl Master {
                 .escalate(cx, "the caller's requests are outside what this line does")
                 .await;
         }
-        // The model may answer from the line's facts; else the line says what it can do.
-        if self.model_answer(cx, text).await {
+        // The model may answer from the line's facts (unless it just failed to, as small
+        // talk); else the line says what it can do.
+        let tried = cx.turn.model.is_some_and(|m| m.contains("answer"));
+        if !tried && self.model_answer(cx, text).await {
             cx.turn.status = TurnStatus::OutOfScope;
             cx.conv.pending = Pending::None;
             return;

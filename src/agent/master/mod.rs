@@ -648,12 +648,11 @@ impl Master {
                     cx.conv.misunderstood = 0;
                     return self.answer_faq(cx, &faq, 1.0);
                 }
-                Some(model::Routed::SmallTalk) => {
-                    if self.model_answer(cx, text).await {
-                        cx.turn.intent = Some(model::SMALL_TALK.into());
-                        cx.conv.pending = Pending::None;
-                        return;
-                    }
+                // Small talk the model cannot answer falls to the engine below.
+                Some(model::Routed::SmallTalk) if self.model_answer(cx, text).await => {
+                    cx.turn.intent = Some(model::SMALL_TALK.into());
+                    cx.conv.pending = Pending::None;
+                    return;
                 }
                 Some(model::Routed::OutOfScope) => return self.out_of_scope(cx, text).await,
                 _ => {}

@@ -164,10 +164,9 @@ pub struct Outcome {
     /// A record other than the intended one was read back for confirmation (the caller heard
     /// a booking that was not the one they meant; they declined it).
     pub wrong_readback: bool,
-    /// The utterance's turn took the language model's path (`[llm] route` / `answer`).
-    pub model: bool,
-    /// Each model call of that turn: its role and how long it took (ms), and whether it was
-    /// used (else the engine's result stood).
+    /// Each model call of the utterance's turn (`[llm] route` / `answer`; none: the turn did
+    /// not take the model's path): its role, how long it took (ms), and whether it was used
+    /// (else the engine's result stood).
     pub model_calls: Vec<(String, u64, bool)>,
     pub detail: String,
 }
@@ -217,7 +216,6 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         before.reply
     );
     let mut turn = engine.say(&id, heard).await?;
-    let model = turn.model.is_some();
     let model_calls = turn
         .audit
         .iter()
@@ -360,7 +358,6 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         slots_ok,
         wrong_record,
         wrong_readback,
-        model,
         model_calls,
         detail,
     })
@@ -391,7 +388,7 @@ impl Score {
         }
         self.wrong_record += usize::from(o.wrong_record);
         self.wrong_readback += usize::from(o.wrong_readback);
-        self.model += usize::from(o.model);
+        self.model += usize::from(!o.model_calls.is_empty());
         for (role, ms, used) in &o.model_calls {
             self.model_calls
                 .entry(role.clone())

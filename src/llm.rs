@@ -263,14 +263,15 @@ impl Llm {
         Ok(resp)
     }
 
-    /// A warm transfer: POSTs a transferred call's hand-off summary to `handoff_url` (when set)
-    /// for the desk taking the call over. Returns whether it was delivered (None: no URL).
-    pub async fn deliver_handoff(&self, case_id: &str, to: &str, summary: &Value) -> Option<bool> {
+    /// A warm transfer: POSTs `call`'s hand-off summary to `handoff_url` (when set) for the desk
+    /// taking the call over; the `handoff_delivered` entry says whether it arrived.
+    async fn deliver_handoff(&self, call: &CallRecord, summary: &Value) -> Option<Summary> {
         let url = self.cfg.handoff_url.trim();
         if url.is_empty() {
             return None;
         }
-        let body = json!({"case_id": case_id, "to": to, "summary": summary});
+        let to = call.transfer_target();
+        let body = json!({"case_id": call.case_id, "to": to, "summary": summary});
         let sent = self
             .within(async {
                 let resp = self
@@ -288,9 +289,13 @@ impl Llm {
             })
             .await;
         if let Err(e) = &sent {
-            tracing::warn!(case = %case_id, error = %e, "the hand-off summary was not delivered");
+            tracing::warn!(case = %call.case_id, error = %e, "the hand-off summary was not delivered");
         }
-        Some(sent.is_ok())
+        Some(Summary {
+            action: "handoff_delivered",
+            detail: json!({"delivered": sent.is_ok(), "to": to}),
+            by_model: false,
+        })
     }
 
     /// `work` within the request budget.
@@ -607,6 +612,12 @@ impl CallRecord {
         self.outcome.starts_with("transferred")
     }
 
+    /// Where a transferred call went: the end of its outcome ("transferred [by an operator] to
+    /// +1…").
+    fn transfer_target(&self) -> &str {
+        self.outcome.rsplit_once(" to ").map_or("", |(_, to)| to)
+    }
+
     fn last(&self, who: &str) -> String {
         self.lines
             .iter()
@@ -661,8 +672,9 @@ pub struct Summary {
 }
 
 /// The call's summaries: the hand-off summary when the call was transferred
-/// (`handoff_summary`), and the call summary (`call_summary`), each by the model when it answers
-/// in time with valid JSON, else by the engine with the reason.
+/// (`handoff_summary`, then whether the desk got it when `handoff_url` is set), and the call
+/// summary (`call_summary`), each by the model when it answers in time with valid JSON, else by
+/// the engine with the reason.
 pub async fn summarize_call(llm: &Llm, call: &CallRecord) -> Vec<Summary> {
     let lines: Vec<(&str, &str)> = call.lines.iter().map(|(w, t)| (*w, t.as_str())).collect();
     let transcript = transcript_text(&lines);
@@ -714,11 +726,16 @@ pub async fn summarize_call(llm: &Llm, call: &CallRecord) -> Vec<Summary> {
             }
         };
         detail["ms"] = json!(started.elapsed().as_millis() as u64);
+        let delivered = match action {
+            "handoff_summary" => llm.deliver_handoff(call, &detail).await,
+            _ => None,
+        };
         out.push(Summary {
             action,
             detail,
             by_model,
         });
+        out.extend(delivered);
     }
     out
 }

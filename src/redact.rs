@@ -168,14 +168,9 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Masks a phone number for logs, keeping a leading `+` and only the last four digits, one `*`
-/// per hidden digit: `"+1 (555) 123-0123"` becomes `"+*******0123"`.
-///
-/// Characters other than ASCII digits and a leading `+` are dropped. A string with fewer than six
-/// digits is masked completely and returned as `"***"`.
-#[must_use]
 /// A caller id as logs, the dashboard and summaries show it: phone numbers masked to their last
 /// four digits, other ids as they are.
+#[must_use]
 pub fn shown_caller(caller: &str) -> String {
     if caller.chars().filter(char::is_ascii_digit).count() >= 6 {
         mask_phone(caller)
@@ -184,6 +179,12 @@ pub fn shown_caller(caller: &str) -> String {
     }
 }
 
+/// Masks a phone number for logs, keeping a leading `+` and only the last four digits, one `*`
+/// per hidden digit: `"+1 (555) 123-0123"` becomes `"+*******0123"`.
+///
+/// Characters other than ASCII digits and a leading `+` are dropped. A string with fewer than six
+/// digits is masked completely and returned as `"***"`.
+#[must_use]
 pub fn mask_phone(number: &str) -> String {
     let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
     if digits.len() < 6 {

@@ -324,29 +324,10 @@ impl Engine {
             tokio::spawn(async move {
                 for s in crate::llm::summarize_call(&llm, &call).await {
                     let actor = if s.by_model { "llm" } else { MASTER_AGENT };
-                    let mut entries = vec![(actor, s.action, s.detail.clone())];
-                    if s.action == "handoff_summary" {
-                        // A warm transfer: the desk gets the summary as it picks up.
-                        let to = call
-                            .outcome
-                            .rsplit_once(" to ")
-                            .map(|(_, to)| to.to_string())
-                            .unwrap_or_default();
-                        if let Some(ok) = llm.deliver_handoff(&call.case_id, &to, &s.detail).await {
-                            entries.push((
-                                MASTER_AGENT,
-                                "handoff_delivered",
-                                serde_json::json!({"delivered": ok, "to": to}),
-                            ));
-                        }
-                    }
                     let (case, now) = (call.case_id.clone(), clock.now_ms());
                     if let Err(e) = store
                         .run(move |st| {
-                            for (actor, action, detail) in &entries {
-                                st.append_case_action(&case, actor, action, detail, now)?;
-                            }
-                            Ok(())
+                            st.append_case_action(&case, actor, s.action, &s.detail, now)
                         })
                         .await
                     {

@@ -405,9 +405,8 @@ pub enum EventKind {
 struct Playout {
     turn: TurnId,
     text: String,
-    /// Samples synthesised so far / in total once `done`.
+    /// Samples synthesised so far / in total once [`Playout::done`].
     synthesised: u64,
-    done: bool,
     /// Samples handed to the transport (since the last pause: rewound to `heard` by a pause).
     sent: u64,
     /// Sample offset up to which the caller has heard (last echoed mark).
@@ -427,6 +426,13 @@ struct Playout {
     /// Synthesis requests not yet done: the text is all synthesised when none is and the
     /// answer is whole.
     synthesising: u32,
+}
+
+impl Playout {
+    /// All of the reply is synthesised: it is whole and no synthesis is left.
+    fn done(&self) -> bool {
+        !self.open && self.synthesising == 0
+    }
 }
 
 pub struct Call {
@@ -557,7 +563,7 @@ impl Call {
             let frame = rate / 50;
             let n = if queued >= frame {
                 frame
-            } else if p.done {
+            } else if p.done() {
                 queued
             } else {
                 0
@@ -679,7 +685,6 @@ impl Call {
                         p.text.push(' ');
                         p.text.push_str(&text);
                         p.synthesising += 1;
-                        p.done = false;
                         self.effect(Effect::Synthesize { turn, text });
                     }
                     None => {
@@ -711,14 +716,11 @@ impl Call {
                         p.text.push(' ');
                         p.text.push_str(&rest);
                         p.synthesising += 1;
-                        p.done = false;
                         self.event(EventKind::BotReply {
                             turn,
                             text: rest.clone(),
                         });
                         self.effect(Effect::Synthesize { turn, text: rest });
-                    } else if p.synthesising == 0 {
-                        p.done = true;
                     }
                     self.pace();
                     self.check_finished();
@@ -763,7 +765,6 @@ impl Call {
                     .filter(|p| p.turn == turn && turn == self.turn)
                 {
                     p.synthesising = p.synthesising.saturating_sub(1);
-                    p.done = p.synthesising == 0 && !p.open;
                 }
                 self.pace();
                 self.check_finished();
@@ -1117,7 +1118,7 @@ impl Call {
         let heard = heard_words(
             &p.text,
             p.heard,
-            if p.done {
+            if p.done() {
                 p.synthesised
             } else {
                 p.synthesised.max(p.sent)
@@ -1172,7 +1173,7 @@ impl Call {
             // Whole frames while synthesis is still producing; the tail once it is done.
             let n = if queued >= frame {
                 frame
-            } else if p.done {
+            } else if p.done() {
                 queued
             } else {
                 break;
@@ -1185,7 +1186,7 @@ impl Call {
             }));
             self.announced += n as usize;
             p.sent += n;
-            if p.sent >= p.next_mark_at + mark_every || (p.done && p.sent == p.synthesised) {
+            if p.sent >= p.next_mark_at + mark_every || (p.done() && p.sent == p.synthesised) {
                 p.next_mark_at = p.sent;
                 self.outputs.push_back(Output::Wire(WireCmd::Mark {
                     id: mark_id(p.turn, p.epoch, p.sent),
@@ -1199,7 +1200,7 @@ impl Call {
         let Some(p) = self.playout.as_mut().filter(|p| !p.ended) else {
             return;
         };
-        if p.done && p.sent == p.synthesised && p.heard >= p.sent {
+        if p.done() && p.sent == p.synthesised && p.heard >= p.sent {
             p.ended = true;
             let (turn, end) = (p.turn, p.end.take());
             self.outputs.push_back(Output::Event(CallEvent {
@@ -1272,7 +1273,6 @@ impl Call {
             turn,
             text: text.clone(),
             synthesised: 0,
-            done: false,
             sent: 0,
             heard: 0,
             next_mark_at: 0,
@@ -1316,7 +1316,7 @@ impl Call {
                     return;
                 };
                 let heard = heard_words(&p.text, p.heard, p.synthesised.max(1));
-                let unheard = p.heard < p.synthesised || !p.done;
+                let unheard = p.heard < p.synthesised || !p.done();
                 let apologising = p.own;
                 let end = p.end.take();
                 p.ended = true;

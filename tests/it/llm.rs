@@ -250,63 +250,37 @@ async fn a_real_model_writes_the_hand_off_and_call_summaries_streams_and_answers
     validate(&v, &route).unwrap();
 }
 
-/// A scripted OpenAI-compatible server: each path prefix is one failure (or success), and every
-/// request's `Authorization` header is kept.
-async fn scripted() -> (String, Arc<Mutex<Vec<String>>>) {
-    async fn complete(
-        axum::extract::Path(mode): axum::extract::Path<String>,
-        axum::extract::State(seen): axum::extract::State<Arc<Mutex<Vec<String>>>>,
-        headers: axum::http::HeaderMap,
-    ) -> (axum::http::StatusCode, String) {
-        seen.lock().unwrap().push(
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-        );
-        let answer = |content: &str| {
-            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
-                .to_string()
-        };
-        match mode.as_str() {
-            "slow" => {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                (axum::http::StatusCode::OK, answer("{}"))
-            }
-            "down" => (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded".into(),
-            ),
-            "prose" => (
-                axum::http::StatusCode::OK,
-                answer("Sure! The caller wanted a reservation."),
-            ),
-            "shape" => (
-                axum::http::StatusCode::OK,
-                answer(r#"{"summary": "Asked about a reservation."}"#),
-            ),
-            _ => (
-                axum::http::StatusCode::OK,
-                answer(
-                    r#"{"summary": "Card 4111 1111 1111 1111 noted.", "disposition": "abandoned"}"#,
-                ),
-            ),
-        }
-    }
-    let seen = Arc::new(Mutex::new(vec![]));
-    let app = axum::Router::new()
-        .route("/{mode}/v1/chat/completions", axum::routing::post(complete))
-        .with_state(seen.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (base, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_failing_or_wrong_model_leaves_the_engine_s_summary_with_the_reason() {
-    let (base, seen) = scripted().await;
+    let ok = |json: &'static str| Script {
+        json,
+        answer: &[],
+        status: 200,
+        delay_ms: 0,
+    };
+    let (base, seen) = scripted(vec![
+        (
+            "slow",
+            Script {
+                delay_ms: 10_000,
+                ..ok("{}")
+            },
+        ),
+        (
+            "down",
+            Script {
+                status: 503,
+                ..ok("")
+            },
+        ),
+        ("prose", ok("Sure! The caller wanted a reservation.")),
+        ("shape", ok(r#"{"summary": "Asked about a reservation."}"#)),
+        (
+            "ok",
+            ok(r#"{"summary": "Card 4111 1111 1111 1111 noted.", "disposition": "abandoned"}"#),
+        ),
+    ])
+    .await;
     // SAFETY: set once, before any model client of this test reads it; no other test reads
     // this variable.
     unsafe { std::env::set_var("SWITCHBOARD_TEST_LLM_KEY", "sk-test-123") };
@@ -357,7 +331,12 @@ async fn a_slow_failing_or_wrong_model_leaves_the_engine_s_summary_with_the_reas
             .contains("4111 1111 1111 1111"),
         "{d}"
     );
-    let auth = seen.lock().unwrap().clone();
+    let auth: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r["authorization"].clone())
+        .collect();
     assert_eq!(
         auth.len(),
         5,
@@ -366,29 +345,39 @@ async fn a_slow_failing_or_wrong_model_leaves_the_engine_s_summary_with_the_reas
     assert!(auth.iter().all(|a| a == "Bearer sk-test-123"), "{auth:?}");
 }
 
-/// What the scripted turn-path server answers, by the first part of its path.
-/// Route requests (`response_format` named `route` or `fields`) get `route`'s JSON; streamed
-/// requests get `answer`'s pieces (`~N` inside a piece: wait N ms first).
+/// What a scripted OpenAI-compatible server answers, by the first part of its path (after
+/// `delay_ms`, with `status`): a request for one answer gets `json` as the message (a routing
+/// answer, a summary — or anything else); a streamed one gets `answer`'s pieces (`~N ` before a
+/// piece: wait N ms first).
 #[derive(Clone)]
 struct Script {
-    route: &'static str,
+    json: &'static str,
     answer: &'static [&'static str],
     status: u16,
     delay_ms: u64,
 }
 
-/// Every request a scripted turn-path server received, as JSON.
+/// Every request a scripted server received: its JSON body, with the request's `Authorization`
+/// header added as `authorization`.
 type Seen = Arc<Mutex<Vec<Value>>>;
 
-async fn turn_server(scripts: Vec<(&'static str, Script)>) -> (String, Seen) {
+async fn scripted(scripts: Vec<(&'static str, Script)>) -> (String, Seen) {
     type St = (Arc<Vec<(&'static str, Script)>>, Seen);
     async fn complete(
         axum::extract::Path(mode): axum::extract::Path<String>,
         axum::extract::State((scripts, seen)): axum::extract::State<St>,
+        headers: axum::http::HeaderMap,
         axum::Json(body): axum::Json<Value>,
     ) -> axum::response::Response {
         use axum::response::IntoResponse;
-        seen.lock().unwrap().push(body.clone());
+        let mut kept = body.clone();
+        kept["authorization"] = json!(
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        );
+        seen.lock().unwrap().push(kept);
         let s = scripts
             .iter()
             .find(|(m, _)| *m == mode)
@@ -407,7 +396,7 @@ async fn turn_server(scripts: Vec<(&'static str, Script)>) -> (String, Seen) {
                 .body(axum::body::Body::from_stream(events))
                 .unwrap();
         }
-        let content = s.route;
+        let content = s.json;
         axum::Json(json!({"choices": [{"index": 0,
             "message": {"role": "assistant", "content": content}}]}))
         .into_response()
@@ -500,13 +489,13 @@ async fn first_turn(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_unsure_turns_the_model_routes_and_answers_within_the_budget_else_the_engine_does() {
-    let ok = |route: &'static str, answer: &'static [&'static str]| Script {
-        route,
+    let ok = |json: &'static str, answer: &'static [&'static str]| Script {
+        json,
         answer,
         status: 200,
         delay_ms: 0,
     };
-    let (base, seen) = turn_server(vec![
+    let (base, seen) = scripted(vec![
         (
             "route",
             ok(
@@ -719,10 +708,10 @@ async fn on_unsure_turns_the_model_routes_and_answers_within_the_budget_else_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_picks_its_model_an_agent_its_tier_and_the_desk_gets_the_hand_off() {
-    let (base, seen) = turn_server(vec![(
+    let (base, seen) = scripted(vec![(
         "tier",
         Script {
-            route: r#"{"intent": "confirm_reservation", "fields": {"reservation_number": "ABC123", "full_name": "John Doe"}}"#,
+            json: r#"{"intent": "confirm_reservation", "fields": {"reservation_number": "ABC123", "full_name": "John Doe"}}"#,
             answer: &[],
             status: 200,
             delay_ms: 0,
@@ -840,10 +829,10 @@ async fn a_template_picks_its_model_an_agent_its_tier_and_the_desk_gets_the_hand
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_phone_call_the_model_s_streamed_answer_is_spoken_clause_by_clause() {
     use switchboard::testkit::simcall::{self, Script as Call, Step};
-    let (base, seen) = turn_server(vec![(
+    let (base, seen) = scripted(vec![(
         "phone",
         Script {
-            route: r#"{"intent": "out_of_scope", "fields": {}}"#,
+            json: r#"{"intent": "out_of_scope", "fields": {}}"#,
             answer: &[
                 "Check-in is at 3 PM, ",
                 "~300 and breakfast is included with every room.",

@@ -53,10 +53,14 @@ pub struct TurnModel {
     pub tiers: BTreeMap<String, Arc<Llm>>,
     pub route: bool,
     pub answer: bool,
-    /// What the model may say: the FAQ answers, the template's `[llm] facts`, the capabilities.
-    pub facts: Vec<String>,
     pub filler: String,
     pub filler_ms: u64,
+    /// Built once from the template: the routing request's schema and instructions, and the
+    /// filter for what the model says.
+    route_schema: Value,
+    route_prompt: String,
+    answer_prompt: String,
+    filter: Filter,
 }
 
 impl TurnModel {
@@ -79,6 +83,7 @@ impl TurnModel {
                 Some((a.id.clone(), Arc::new(main.tier(Some(m), None))))
             })
             .collect();
+        // What the model may say: the FAQ answers, the template's `[llm] facts`, the capabilities.
         let mut facts: Vec<String> = template.faq.iter().map(|f| f.answer.clone()).collect();
         facts.extend(t.facts.iter().cloned());
         facts.push(format!(
@@ -90,31 +95,48 @@ impl TurnModel {
             tiers,
             route,
             answer,
-            facts,
+            filter: Filter::new(template, &facts),
             filler: s.filler.clone(),
             filler_ms: s.filler_ms,
+            route_schema: route_schema(template),
+            route_prompt: route_prompt(template, None),
+            answer_prompt: answer_prompt(template, &facts),
         })
     }
 }
 
 /// Fields the model may fill: codes, names, dates, months and amounts (never a confirmation or a
 /// choice, which only the caller's own answer gives).
+fn fillable(f: &FieldSpec) -> bool {
+    matches!(
+        f.field_type,
+        FieldType::String
+            | FieldType::Name
+            | FieldType::Date
+            | FieldType::Month
+            | FieldType::Amount
+    )
+}
+
+/// The schema of each fillable field: a string, of its pattern when it has one.
 fn model_fields(spec: &[&FieldSpec]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for f in spec {
+    for f in spec.iter().filter(|f| fillable(f)) {
         let mut s = json!({"type": "string", "maxLength": 80});
-        match f.field_type {
-            FieldType::String => {
-                if let Some(p) = &f.pattern {
-                    s["pattern"] = json!(p);
-                }
-            }
-            FieldType::Name | FieldType::Date | FieldType::Month | FieldType::Amount => {}
-            _ => continue,
+        if let (FieldType::String, Some(p)) = (f.field_type, &f.pattern) {
+            s["pattern"] = json!(p);
         }
         out.entry(f.field.clone()).or_insert(s);
     }
     out
+}
+
+/// Every task's fields.
+fn all_fields(template: &Template) -> impl Iterator<Item = &FieldSpec> {
+    template
+        .tasks
+        .values()
+        .flat_map(|s| s.required.iter().chain(&s.optional))
 }
 
 fn task_fields<'a>(template: &'a Template, task: &str) -> Vec<&'a FieldSpec> {
@@ -142,11 +164,7 @@ pub fn intents(template: &Template) -> Vec<String> {
 /// The routing answer's schema, built from the template: the intent is one of [`intents`], and
 /// `fields` holds the values the caller said, each a string of its field's pattern.
 pub fn route_schema(template: &Template) -> Value {
-    let all: Vec<&FieldSpec> = template
-        .tasks
-        .values()
-        .flat_map(|s| s.required.iter().chain(&s.optional))
-        .collect();
+    let all: Vec<&FieldSpec> = all_fields(template).collect();
     fields_schema(intents(template), model_fields(&all))
 }
 
@@ -188,15 +206,11 @@ fn route_prompt(template: &Template, only: Option<&str>) -> String {
     p.push_str("Fields:\n");
     let fields: Vec<&FieldSpec> = match only {
         Some(task) => task_fields(template, task),
-        None => template
-            .tasks
-            .values()
-            .flat_map(|s| s.required.iter().chain(&s.optional))
-            .collect(),
+        None => all_fields(template).collect(),
     };
     let mut seen = std::collections::BTreeSet::new();
     for f in fields {
-        if model_fields(&[f]).is_empty() || !seen.insert(&f.field) {
+        if !fillable(f) || !seen.insert(&f.field) {
             continue;
         }
         let example = f
@@ -206,6 +220,26 @@ fn route_prompt(template: &Template, only: Option<&str>) -> String {
             .unwrap_or_default();
         p.push_str(&format!("- {}: {}{example}\n", f.field, f.description));
     }
+    p
+}
+
+/// The answering instructions: the template's tone and the facts the model may use.
+fn answer_prompt(template: &Template, facts: &[String]) -> String {
+    let mut p = format!(
+        "You answer the phone for a {} line, in a {} tone. Reply to the caller in one or two \
+         short spoken sentences, using only these facts:\n",
+        template.name, template.tone
+    );
+    for f in facts {
+        p.push_str("- ");
+        p.push_str(f);
+        p.push('\n');
+    }
+    p.push_str(
+        "If the facts do not answer the question, say kindly that you cannot help with that \
+         here, and what you can help with. Never make up names, numbers, prices, times or \
+         bookings.",
+    );
     p
 }
 
@@ -219,8 +253,9 @@ pub enum Routed {
     SmallTalk,
 }
 
-/// Whether the model's `value` is in the caller's words: a code's letters and digits in order, a
-/// name's every word; other kinds are read from the words themselves by the extractor.
+/// Whether the model's `value` is in the caller's words: a code's letters and digits together
+/// (spaces and punctuation aside: whisper's "a BC123" holds ABC123), a name's every word; other
+/// kinds are read from the words themselves by the extractor.
 fn said_by_caller(f: &FieldSpec, value: &str, text: &str) -> bool {
     let alnum = |s: &str| -> String {
         s.chars()
@@ -231,8 +266,7 @@ fn said_by_caller(f: &FieldSpec, value: &str, text: &str) -> bool {
     match f.field_type {
         FieldType::String => {
             let want = alnum(value);
-            let mut have = alnum(text).into_bytes().into_iter();
-            !want.is_empty() && want.bytes().all(|c| have.any(|h| h == c))
+            !want.is_empty() && alnum(text).contains(&want)
         }
         FieldType::Name => {
             let words: Vec<String> = text
@@ -260,7 +294,7 @@ pub fn read_fields(
         let Some(v) = fields.get(&f.field).and_then(Value::as_str) else {
             continue;
         };
-        if model_fields(&[f]).is_empty() || !said_by_caller(f, v, text) {
+        if !fillable(f) || !said_by_caller(f, v, text) {
             continue;
         }
         let mut got = Map::new();
@@ -287,10 +321,7 @@ pub struct Filter {
 impl Filter {
     pub fn new(template: &Template, facts: &[String]) -> Filter {
         let numbers = facts.iter().flat_map(|f| numbers_in(f)).collect();
-        let codes = template
-            .tasks
-            .values()
-            .flat_map(|s| s.required.iter().chain(&s.optional))
+        let codes = all_fields(template)
             .filter(|f| f.field_type == FieldType::String)
             .filter_map(|f| f.regex.clone())
             .collect();
@@ -402,12 +433,13 @@ impl Master {
     /// slow, down or invalid.
     pub(super) async fn model_route(&self, cx: &mut Ctx<'_>, text: &str) -> Option<Routed> {
         let m = self.model.as_ref().filter(|m| m.route)?;
-        let schema = route_schema(&self.template);
         let messages = [
-            Message::system(route_prompt(&self.template, None)),
+            Message::system(m.route_prompt.clone()),
             Message::user(crate::redact::redact(text)),
         ];
-        let (answer, ms) = self.ask_json(cx, &m.llm, &messages, "route", &schema).await;
+        let (answer, ms) = self
+            .ask_json(cx, &m.llm, &messages, "route", &m.route_schema)
+            .await;
         let v = match answer {
             Ok(v) => v,
             Err(e) => {
@@ -481,23 +513,7 @@ impl Master {
         let Some(m) = self.model.as_ref().filter(|m| m.answer) else {
             return false;
         };
-        let t = &self.template;
-        let mut system = format!(
-            "You answer the phone for a {} line, in a {} tone. Reply to the caller in one or two \
-             short spoken sentences, using only these facts:\n",
-            t.name, t.tone
-        );
-        for f in &m.facts {
-            system.push_str("- ");
-            system.push_str(f);
-            system.push('\n');
-        }
-        system.push_str(
-            "If the facts do not answer the question, say kindly that you cannot help with that \
-             here, and what you can help with. Never make up names, numbers, prices, times or \
-             bookings.",
-        );
-        let mut messages = vec![Message::system(system)];
+        let mut messages = vec![Message::system(m.answer_prompt.clone())];
         if !cx.conv.last_reply.is_empty() {
             messages.push(Message {
                 role: "assistant",
@@ -505,17 +521,16 @@ impl Master {
             });
         }
         messages.push(Message::user(crate::redact::redact(text)));
-        let filter = Filter::new(t, &m.facts);
         let started = std::time::Instant::now();
         let budget = self.model_budget(cx, &m.llm);
         // Clauses pass the filter as they come; the first refused one ends the answer. What was
         // said stays said when the budget runs out.
-        let (tx, mut rx) = mpsc::channel::<String>(MAX_CLAUSES + 2);
+        let (tx, mut rx) = mpsc::channel::<String>(MAX_CLAUSES);
         let stream = async {
             let mut buf = String::new();
             let mut sent = 0;
             let mut push = |c: String| {
-                if sent < MAX_CLAUSES + 1 {
+                if sent < MAX_CLAUSES {
                     sent += 1;
                     // Never full: it holds more than is ever sent.
                     let _ = tx.try_send(c);
@@ -537,7 +552,9 @@ impl Master {
             drop(tx);
             r
         };
-        let sink = cx.clauses.clone();
+        // Clauses are spoken as they come only when they begin the turn's reply (the call
+        // continues the streamed words with the rest of the reply).
+        let sink = cx.clauses.clone().filter(|_| cx.turn.reply.is_empty());
         let mut said: Vec<String> = vec![];
         let mut refused: Option<&'static str> = None;
         let mut filler: Option<String> = None;
@@ -559,10 +576,10 @@ impl Master {
                     }
                 };
                 let Some(clause) = next else { break };
-                if refused.is_some() || said.len() >= MAX_CLAUSES {
+                if refused.is_some() {
                     continue;
                 }
-                if let Some(why) = filter.refuse(&clause) {
+                if let Some(why) = m.filter.refuse(&clause) {
                     refused = Some(why);
                     continue;
                 }
@@ -674,28 +691,30 @@ mod tests {
             today,
         );
         assert!(got.is_empty(), "{got:?}");
+        // A code's characters scattered through the words are not the code.
+        let scattered = json!({"reservation_number": "ABC123"});
+        let got = read_fields(
+            &t,
+            "confirm_reservation",
+            scattered.as_object().unwrap(),
+            "a room at the back, quiet, with 1 bed for 2 or 3 nights",
+            today,
+        );
+        assert!(got.is_empty(), "{got:?}");
     }
 
     #[test]
     fn the_filter_refuses_card_numbers_invented_numbers_and_codes() {
         let t = template();
-        let m = TurnModel {
-            llm: Arc::new(
-                Llm::from_config(&crate::llm::LlmConfig {
-                    base_url: "http://127.0.0.1:9/v1".into(),
-                    ..Default::default()
-                })
-                .unwrap()
-                .unwrap(),
-            ),
-            tiers: BTreeMap::new(),
-            route: true,
-            answer: true,
-            facts: t.faq.iter().map(|f| f.answer.clone()).collect(),
-            filler: String::new(),
-            filler_ms: 0,
-        };
-        let f = Filter::new(&t, &m.facts);
+        let llm = Llm::from_config(&crate::llm::LlmConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        // The filter the model's answers meet: built with the turn model from the template.
+        let m = TurnModel::for_template(&llm, &t).unwrap();
+        let f = &m.filter;
         assert_eq!(f.refuse("Breakfast is from 6:30 to 10:30 AM."), None);
         assert_eq!(f.refuse("Check-in is at 3 PM, I'm happy to help!"), None);
         assert_eq!(

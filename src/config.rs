@@ -632,6 +632,29 @@ impl Config {
     }
 
     pub fn load_template_named(&self, name: &str) -> Result<Template, ConfigError> {
+        let text = self.template_text(name)?;
+        Template::parse(&text, &format!("templates/{name}.toml"))
+    }
+
+    /// The strings the configured template's file holds (prompts, questions, replies, but also field names
+    /// and patterns), with the master's lines the file leaves to their defaults: what the bot's
+    /// fixed sentences are taken from (see `tts::normalize::fixed_sentences`).
+    pub fn template_strings(&self) -> Result<Vec<String>, ConfigError> {
+        let text = self.template_text(&self.template)?;
+        let file = format!("templates/{}.toml", self.template);
+        let template = Template::parse(&text, &file)?;
+        let mut out = vec![];
+        let file: toml::Value =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid(format!("{file}: {e}")))?;
+        collect_strings(&file, &mut out);
+        let lines = toml::Value::try_from(&template.lines)
+            .map_err(|e| ConfigError::Invalid(format!("the master's lines: {e}")))?;
+        collect_strings(&lines, &mut out);
+        Ok(out)
+    }
+
+    /// A template file's text (beside the config, else embedded).
+    fn template_text(&self, name: &str) -> Result<String, ConfigError> {
         if name.is_empty()
             || !name
                 .chars()
@@ -642,7 +665,7 @@ impl Config {
             )));
         }
         let file = format!("templates/{name}.toml");
-        let text = match self.read_beside(&file)? {
+        Ok(match self.read_beside(&file)? {
             Some(t) => t,
             None => EMBEDDED_TEMPLATES
                 .iter()
@@ -658,8 +681,7 @@ impl Config {
                             .join(", ")
                     ))
                 })?,
-        };
-        Template::parse(&text, &file)
+        })
     }
 
     /// The demo data file's text (beside the config, else embedded).
@@ -771,7 +793,7 @@ pub struct OutOfScope {
 
 /// The master's own sentences. `{fields}` is a spoken list of what is asked, `{phrase}` a task's
 /// phrase, `{capabilities}` the template's, `{topic}` a task's topic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lines {
     pub not_caught: String,
@@ -798,6 +820,16 @@ pub struct Lines {
     pub apology: String,
     /// A choice a remote agent asks for, in the master's words (`{field}`: what is chosen).
     pub choose: String,
+}
+
+/// Every string in `v`, depth first.
+fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        toml::Value::Table(t) => t.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
 }
 
 impl Default for Lines {

@@ -119,6 +119,10 @@ enum Command {
         /// The callers of a run arrive spread evenly over this long.
         #[arg(long, default_value_t = 10_000)]
         ramp_ms: u64,
+        /// Keep the calls going: each caller calls again as soon as its call ends, for this
+        /// many seconds after the ramp; only calls begun after the ramp count. 0 = one call each.
+        #[arg(long, default_value_t = 0)]
+        steady_s: u64,
         /// Caller recordings (the repository's audio-fixtures).
         #[arg(long, default_value = "audio-fixtures")]
         fixtures: PathBuf,
@@ -310,8 +314,9 @@ fn main() -> Result<()> {
         Command::Load {
             calls,
             ramp_ms,
+            steady_s,
             fixtures,
-        } => runtime()?.block_on(load(cfg, calls, ramp_ms, fixtures)),
+        } => runtime()?.block_on(load(cfg, calls, ramp_ms, steady_s, fixtures)),
         Command::Say { text, out, rate } => {
             let tts = switchboard::runtime::speech::load_tts(&cfg)?;
             let mut pcm: Vec<f32> = vec![];
@@ -622,6 +627,8 @@ async fn serve(cfg: Config) -> Result<()> {
     raise_open_files(cfg.api.max_connections + 2 * cfg.calls.max_active + 256);
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
+    // Runs beside the first calls; they wait at most for one of its clauses.
+    let prewarm = speech.prewarm(&cfg.template_strings()?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -691,11 +698,20 @@ async fn serve(cfg: Config) -> Result<()> {
     if let Some(p) = purge {
         p.abort();
     }
+    if let Some(p) = prewarm {
+        tokio::task::spawn_blocking(move || p.stop()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBuf) -> Result<()> {
+async fn load(
+    mut cfg: Config,
+    calls: Vec<usize>,
+    ramp_ms: u64,
+    steady_s: u64,
+    fixtures: PathBuf,
+) -> Result<()> {
     anyhow::ensure!(
         !calls.is_empty() && calls.iter().all(|n| *n > 0),
         "--calls needs positive counts"
@@ -709,8 +725,17 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
     // Every simulated caller connects from loopback at once: one address opens them all.
     cfg.calls.max_pending_per_ip = cfg.calls.max_pending_per_ip.max(cfg.calls.max_active);
     let engine = build_engine(&cfg)?;
-    let mut live =
-        switchboard::runtime::live::LiveDeps::new(engine.clone(), Speech::load(&cfg)?, &cfg)?;
+    let speech = Speech::load(&cfg)?;
+    // As `serve` does, but finished before the callers come, so it is not in their figures.
+    if let Some(warm) = speech.prewarm(&cfg.template_strings()?) {
+        eprintln!("load: synthesising the line's fixed sentences (as serve does at start-up) ...");
+        let (n, took) = tokio::task::spawn_blocking(move || warm.finish()).await?;
+        eprintln!(
+            "load: {n} fixed sentences ready in {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+    let mut live = switchboard::runtime::live::LiveDeps::new(engine.clone(), speech, &cfg)?;
     live.twilio.auth_token.clear(); // loopback callers do not sign
     live.twilio.account_sid.clear(); // and there is no Twilio REST API to tell
     let state = AppState {
@@ -734,6 +759,7 @@ async fn load(mut cfg: Config, calls: Vec<usize>, ramp_ms: u64, fixtures: PathBu
         ramp_ms,
         url: format!("ws://{addr}/twilio/media"),
         clear_window_ms,
+        steady_s,
     };
     eprintln!(
         "gateway on {addr}: ASR {} ({} worker(s), up to {} thread(s) for a decode alone), {} core(s)",

@@ -1037,6 +1037,38 @@ fn the_end_model_decides_a_pause_instead_of_the_punctuation() {
     );
 }
 
+#[test]
+fn the_end_model_hears_the_pause_at_listen_ms_while_whisper_starts_sooner() {
+    // Transcription starts at a 150 ms pause; the model is asked only once the pause is 200 ms
+    // (it hears shorter ones as unfinished); done, the turn ends 300 ms into the silence.
+    let mut w = World::new(vec!["Done."]);
+    let mut cfg = CallConfig {
+        turn_model: Some(TurnModelConfig::default()),
+        quick_stop_ms: 300,
+        ..CallConfig::default()
+    };
+    cfg.turn.pause_ms = 150;
+    w.call = Call::new(cfg);
+    w.transcripts = vec!["Confirm my reservation."];
+    w.verdicts = vec![0.9];
+    one_utterance(&mut w);
+    let t = w.timeline.join("\n");
+    assert_eq!(
+        t,
+        "1200 caller speech start\n\
+         2360 tentative 1\n\
+         2360 transcribed 1: Confirm my reservation.\n\
+         2420 end predicted 1: 0.9\n\
+         2520 caller speech end (1210 ms)\n\
+         2520 transcript 1: Confirm my reservation.\n\
+         2520 agent asked: Confirm my reservation.\n\
+         2520 bot reply 1: Done.\n\
+         2520 bot audio start 1\n\
+         2840 bot audio end 1",
+        "\n{t}"
+    );
+}
+
 /// "Sure, it's" ... 900 ms ... "A B C one two three": the pause is longer than `stop_ms` (600),
 /// so without the model the caller is cut off and the rest is a second request; with it the
 /// pause is held and the caller's whole turn is one request.

@@ -17,6 +17,7 @@ use crate::tts::piper::{Piper, PiperOptions, SynthesisUnit};
 use crate::tts::{EngineKind, Fallback, PiperUnit, TtsEngine, Voice};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Phrases kept synthesised (greetings and questions repeat across calls).
@@ -60,6 +61,7 @@ pub fn load_tts(cfg: &Config) -> Result<Arc<dyn TtsEngine>> {
                 sessions: t.piper_sessions,
                 intra_threads: t.piper_threads,
                 deterministic: t.deterministic,
+                cache_units: t.piper_cache_units,
                 unit: match t.piper_unit {
                     PiperUnit::Clause => SynthesisUnit::Clause,
                     PiperUnit::Sentence => SynthesisUnit::Sentence,
@@ -127,6 +129,28 @@ pub struct Speech {
     /// espeak-ng's rendering of a sentence varies by a few milliseconds with what it said before
     /// in the process, so each distinct phrase is rendered once.
     cache: Arc<Mutex<TtsCache>>,
+    /// Whether [`Speech::prewarm`] has work to do (Piper with `prewarm` on).
+    prewarm: bool,
+}
+
+/// The voice's start-up synthesis ([`Speech::prewarm`]) running on its thread.
+pub struct Prewarm {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<(usize, std::time::Duration)>,
+}
+
+impl Prewarm {
+    /// Waits until every sentence is synthesised: how many were, and the time it took.
+    pub fn finish(self) -> (usize, std::time::Duration) {
+        self.handle.join().unwrap_or_default()
+    }
+
+    /// Stops after the clause being synthesised and waits for that (at shutdown: the model's
+    /// runtime must not be torn down under a running synthesis).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
 }
 
 #[derive(Default)]
@@ -167,7 +191,56 @@ impl Speech {
             vad_cfg: s.vad.clone(),
             voice: s.voice.clone(),
             cache: Arc::default(),
+            prewarm: s.tts.prewarm && s.tts.engine == EngineKind::Piper,
         })
+    }
+
+    /// Synthesises the line's fixed sentences (`fixed_sentences` of the template's strings) on
+    /// a thread of its own, so that a reply opening with one finds it in the voice's unit cache
+    /// (see `tts::piper`). Live calls share the voice's sessions with it and wait at most for one
+    /// of its clauses. None when `[speech.tts] prewarm` is off or the engine is espeak-ng.
+    pub fn prewarm(&self, strings: &[String]) -> Option<Prewarm> {
+        let sentences = crate::tts::normalize::fixed_sentences(strings.iter().map(String::as_str));
+        if !self.prewarm || sentences.is_empty() {
+            return None;
+        }
+        let tts = self.tts.clone();
+        let voice = self.voice.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tts-prewarm".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let mut done = 0;
+                for sentence in &sentences {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // Stopping also ends a sentence after its current clause.
+                    let mut go_on = |_: &[i16]| !stopped.load(Ordering::Relaxed);
+                    match tts.synthesize(&for_speech(sentence), &voice, &mut go_on) {
+                        Ok(stats) if !stats.aborted => done += 1,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(%sentence, "prewarming the voice: {e}"),
+                    }
+                }
+                let took = started.elapsed();
+                tracing::info!(
+                    sentences = done,
+                    of = sentences.len(),
+                    ms = took.as_millis() as u64,
+                    "the voice has the line's fixed sentences ready"
+                );
+                (done, took)
+            });
+        match spawned {
+            Ok(handle) => Some(Prewarm { stop, handle }),
+            Err(e) => {
+                tracing::warn!("could not start prewarming the voice: {e}");
+                None
+            }
+        }
     }
 
     /// What a call's core is told about the end-of-turn model: its settings when there is one.

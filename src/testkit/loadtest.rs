@@ -5,6 +5,12 @@
 //! Every caller runs the same conversation: the greeting; "What's my bill this month?"; then,
 //! once the bot's question has played for a second, "The business one." over it (a barge-in);
 //! then "Confirm my reservation."; then it hangs up. Callers arrive spread over `ramp_ms`.
+//!
+//! With `steady_s`, each caller calls again as soon as its call ends, for `steady_s` seconds
+//! after the last one arrived: N calls are then on the line all the time, at every stage of the
+//! conversation at once (as a call center's lines are), instead of all starting within the ramp.
+//! Only calls that began once every caller had arrived count. The report gives the share of
+//! time the callers talk.
 
 use crate::audio::decode::{ChannelPick, read_audio_at};
 use crate::audio::g711::encode_ulaw_from;
@@ -26,6 +32,9 @@ pub struct LoadOptions {
     /// `speech.call.hush_ms`, or `barge_in_ms` when that is 0); reported apart from the
     /// gateway's own reaction time.
     pub clear_window_ms: u64,
+    /// 0: each caller makes one call. Otherwise each calls again and again for this many
+    /// seconds after the ramp, and only calls begun after the ramp count (see the module docs).
+    pub steady_s: u64,
 }
 
 /// One row of the report.
@@ -42,6 +51,9 @@ pub struct Row {
     pub cpu_pct: f64,
     pub rss_mb: f64,
     pub wall_s: f64,
+    /// Caller speech (onset to last audible sample) over call time, counted calls only.
+    pub talk_ms: u64,
+    pub call_ms: u64,
 }
 
 struct Fixtures {
@@ -129,9 +141,29 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
             } else {
                 0
             };
-            let s = script(&f, delay);
+            let first = script(&f, delay);
+            let again = script(&f, 0);
             let url = opts.url.clone();
-            tasks.push(tokio::spawn(async move { simcall::run(&url, &s).await }));
+            let ramp_end = t0 + Duration::from_millis(opts.ramp_ms);
+            let until = ramp_end + Duration::from_secs(opts.steady_s);
+            let steady = opts.steady_s > 0;
+            tasks.push(tokio::spawn(async move {
+                let mut logs = vec![];
+                let mut s = &first;
+                loop {
+                    let began = Instant::now();
+                    let log = simcall::run(&url, s).await;
+                    // In a steady run, calls begun during the ramp do not count.
+                    if !steady || began >= ramp_end {
+                        logs.push(log);
+                    }
+                    if !steady || Instant::now() >= until {
+                        break;
+                    }
+                    s = &again;
+                }
+                logs
+            }));
         }
         let mut row = Row {
             calls: n,
@@ -139,8 +171,14 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
         };
         for t in tasks {
             match t.await {
-                Ok(Ok(log)) => add(&mut row, &log),
-                Ok(Err(e)) => row.failed.push(format!("{e:#}")),
+                Ok(logs) => {
+                    for log in logs {
+                        match log {
+                            Ok(log) => add(&mut row, &log),
+                            Err(e) => row.failed.push(format!("{e:#}")),
+                        }
+                    }
+                }
                 Err(e) => row.failed.push(e.to_string()),
             }
         }
@@ -177,6 +215,12 @@ fn add(row: &mut Row, log: &CallLog) {
     row.clears.extend(log.clear_latencies());
     row.gaps += log.gaps.len();
     row.gap_ms += log.gaps.iter().map(|g| g.1).sum::<u64>();
+    row.talk_ms += log
+        .speech
+        .iter()
+        .map(|&(start, end)| end.saturating_sub(start))
+        .sum::<u64>();
+    row.call_ms += log.duration_ms;
 }
 
 /// The report table (Markdown). `window_ms` is the configured time sound must last over the bot
@@ -185,9 +229,9 @@ pub fn format_rows(rows: &[Row], window_ms: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| calls | completed | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | of which reaction after the {window_ms} ms window p50 / p95 | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
+        "| calls | completed | callers talk | speech end → first bot audio p50 / p95 / max (ms) | barge-in onset → clear p50 / p95 (ms) | of which reaction after the {window_ms} ms window p50 / p95 | gaps in bot audio | gateway CPU (% of a core) | RSS (MB) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let reaction: Vec<u64> = r
             .clears
@@ -196,10 +240,11 @@ pub fn format_rows(rows: &[Row], window_ms: u64) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {}/{} | {} / {} / {} | {} / {} | {} / {} | {} ({} ms) | {:.0} | {:.0} |",
+            "| {} | {}/{} | {:.0} % | {} / {} / {} | {} / {} | {} / {} | {} ({} ms) | {:.0} | {:.0} |",
             r.calls,
             r.completed,
-            r.calls,
+            r.completed + r.failed.len(),
+            100.0 * r.talk_ms as f64 / r.call_ms.max(1) as f64,
             percentile(&r.responses, 50.0),
             percentile(&r.responses, 95.0),
             r.responses.iter().max().copied().unwrap_or(0),

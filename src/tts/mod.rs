@@ -53,6 +53,13 @@ pub struct TtsConfig {
     /// replay exactly. `false` gives the voice's natural variation from one rendering to the
     /// next (the cache still reuses a phrase once synthesised).
     pub deterministic: bool,
+    /// Piper units (clauses) kept synthesised for reuse across replies and calls (~60 KB each);
+    /// only with `deterministic`. 0 = none.
+    pub piper_cache_units: usize,
+    /// At start-up, synthesise the template's fixed sentences (its questions and lines, without
+    /// placeholders) in the background, so that the first callers' replies that open with one
+    /// find it ready. Piper only.
+    pub prewarm: bool,
 }
 
 impl Default for TtsConfig {
@@ -64,6 +71,8 @@ impl Default for TtsConfig {
             piper_threads: 1,
             piper_unit: PiperUnit::Clause,
             deterministic: true,
+            piper_cache_units: 512,
+            prewarm: true,
         }
     }
 }

@@ -76,6 +76,34 @@ pub fn for_speech(text: &str) -> String {
     text.trim().to_string()
 }
 
+/// The sentences of `texts` that are said as written: each string is cut after `.` `?` `!`,
+/// and a sentence is kept when it starts with a capital, ends with one of those, has at least
+/// two words and no `{placeholder}` (so field names, patterns and sentences with a caller's data
+/// in them are not). In first-seen order, without repeats.
+pub fn fixed_sentences<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for text in texts {
+        let mut start = 0;
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        for (i, &(at, c)) in chars.iter().enumerate() {
+            let next = chars.get(i + 1).map(|&(_, n)| n);
+            if matches!(c, '.' | '?' | '!') && next.is_none_or(char::is_whitespace) {
+                let end = at + c.len_utf8();
+                let sentence = text[start..end].trim();
+                start = end;
+                let fixed = sentence.chars().next().is_some_and(char::is_uppercase)
+                    && sentence.split_whitespace().count() >= 2
+                    && !sentence.contains(['{', '}'])
+                    && !out.iter().any(|s| s == sentence);
+                if fixed {
+                    out.push(sentence.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Keeps at most [`MAX_INPUT_CHARS`] characters, cutting at the last whitespace if there is one.
 fn cap_input(text: &str) -> &str {
     match text.char_indices().nth(MAX_INPUT_CHARS) {
@@ -360,6 +388,23 @@ fn code(caps: &Captures, text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fixed_sentences_are_the_ones_said_as_written() {
+        let got = super::fixed_sentences([
+            "Which account would you like? You have {accounts}.",
+            "account_id",
+            "[A-Z]{3}[0-9]{3}",
+            "Thanks. I still need {fields}.",
+            "Which account would you like?",
+            "It costs 3.50 dollars. Okay!",
+            "yes.",
+        ]);
+        assert_eq!(
+            got,
+            vec!["Which account would you like?", "It costs 3.50 dollars.",]
+        );
+    }
+
     use super::*;
 
     #[test]

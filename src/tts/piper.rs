@@ -33,13 +33,22 @@
 //! unit by unit instead of waiting for each other's whole text. Each session uses
 //! `intra_threads` threads (default 1) and never spin-waits.
 //!
+//! # Unit cache
+//! With deterministic scales a unit's audio is a function of its ids, so each synthesised unit
+//! is kept (up to [`PiperOptions::cache_units`], the oldest dropped first) and a unit said again
+//! in any later reply is not synthesised again: a reply opening with a question the line asks
+//! every caller ("Which account would you like to see the bill for?") starts at once even when
+//! the rest of it (an amount, a name) is new. [`Piper::prewarm`] fills it with a line's fixed
+//! sentences at start-up. The cache's lock is held only to look up and insert, never during a
+//! model run.
+//!
 //! # ONNX Runtime
 //! The runtime library is loaded at run time (`ort` feature `load-dynamic`); the process's one
 //! environment comes from [`crate::onnx`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::onnx::{ort_environment, session};
@@ -187,6 +196,9 @@ pub struct PiperOptions {
     /// No sampled noise (see [`Scales::deterministic`]): the same text always gives the same
     /// audio, so recorded calls replay exactly.
     pub deterministic: bool,
+    /// Synthesised units kept for reuse (see the module docs; only units synthesised without
+    /// noise are kept). 0 = none.
+    pub cache_units: usize,
 }
 
 impl Default for PiperOptions {
@@ -200,6 +212,7 @@ impl Default for PiperOptions {
             volume: 1.0,
             speaker_id: 0,
             deterministic: true,
+            cache_units: 512,
         }
     }
 }
@@ -254,6 +267,8 @@ pub struct PiperStats {
     pub unknown_phonemes: usize,
     /// One entry per unit synthesised.
     pub units: Vec<UnitStats>,
+    /// Units taken from the unit cache instead of the model.
+    pub cached_units: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -315,6 +330,42 @@ impl SessionPool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Unit cache
+// ---------------------------------------------------------------------------------------------
+
+/// A unit's ids and the bits of its length scale (the noise scales are 0 for every cached unit).
+type UnitKey = (Vec<i64>, u32);
+
+/// Synthesised units by ids, the oldest dropped first beyond `cap`.
+struct UnitCache {
+    cap: usize,
+    map: HashMap<UnitKey, Arc<[i16]>>,
+    order: VecDeque<UnitKey>,
+}
+
+impl UnitCache {
+    fn get(&self, key: &UnitKey) -> Option<Arc<[i16]>> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: UnitKey, audio: Arc<[i16]>) {
+        if self.cap == 0 || self.map.contains_key(&key) {
+            return;
+        }
+        while self.order.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, audio);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Engine
 // ---------------------------------------------------------------------------------------------
 
@@ -332,6 +383,7 @@ pub struct Piper {
     pool: SessionPool,
     /// The phonemizer (the process-wide espeak-ng library).
     espeak: Espeak,
+    cache: Mutex<UnitCache>,
 }
 
 impl std::fmt::Debug for Piper {
@@ -408,6 +460,7 @@ impl Piper {
             .first()
             .map(|o| o.name().to_string())
             .ok_or_else(|| PiperError::Init(format!("{} has no outputs", onnx.display())))?;
+        let cache_units = options.cache_units;
         Ok(Piper {
             config,
             options,
@@ -422,6 +475,11 @@ impl Piper {
                 returned: Condvar::new(),
             },
             espeak,
+            cache: Mutex::new(UnitCache {
+                cap: cache_units,
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
         })
     }
 
@@ -626,6 +684,16 @@ impl Piper {
             .collect()
     }
 
+    fn lock_cache(&self) -> MutexGuard<'_, UnitCache> {
+        // Entries are inserted whole: a poisoned lock leaves nothing half-written.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Units in the unit cache now.
+    pub fn cached_units(&self) -> usize {
+        self.lock_cache().map.len()
+    }
+
     /// Synthesises `text` with the voice's default scales. See [`Piper::synthesize_with`].
     pub fn synthesize(
         &self,
@@ -648,15 +716,36 @@ impl Piper {
         let mut stats = PiperStats::default();
         let clauses = self.espeak.phonemize(text, &self.config.espeak.voice)?;
         stats.phonemize_us = micros(started);
+        // Only noiseless units are a function of their ids (see the module docs).
+        let scales = scales.sanitized(self.default_scales());
+        let cacheable = scales.noise_scale == 0.0 && scales.noise_w == 0.0;
         for phonemes in self.plan_units(&clauses) {
             let (ids, unknown) = self.ids_for(&phonemes);
             stats.unknown_phonemes += unknown;
-            let (audio, unit) = self.synthesize_clause_timed(&ids, scales)?;
-            stats.units.push(unit);
-            if audio.is_empty() {
+            let key = (ids, scales.length_scale.to_bits());
+            let cached = if cacheable {
+                self.lock_cache().get(&key)
+            } else {
+                None
+            };
+            let samples = match cached {
+                Some(samples) => {
+                    stats.cached_units += 1;
+                    samples
+                }
+                None => {
+                    let (audio, unit) = self.synthesize_clause_timed(&key.0, scales)?;
+                    stats.units.push(unit);
+                    let samples: Arc<[i16]> = self.to_i16(&audio).into();
+                    if cacheable && !samples.is_empty() {
+                        self.lock_cache().insert(key, samples.clone());
+                    }
+                    samples
+                }
+            };
+            if samples.is_empty() {
                 continue;
             }
-            let samples = self.to_i16(&audio);
             if stats.chunks == 0 {
                 stats.first_chunk_us = micros(started).max(1);
             }

@@ -91,7 +91,7 @@ pub struct TurnConfig {
     /// Silence this long ends the utterance. Default 600 (see the module docs for why).
     pub stop_ms: u32,
     /// A pause this long (shorter than `stop_ms`) reports `Pause`: the utterance so far can be
-    /// transcribed speculatively while the caller may still go on. 0 = never. Default 200.
+    /// transcribed speculatively while the caller may still go on. 0 = never. Default 200 (the shipped config/switchboard.toml sets 150, with the end-of-turn model asked at 200).
     pub pause_ms: u32,
     /// Utterances shorter than this (onset to end of speech) are reported as `Discarded`.
     /// Default 250.

@@ -148,7 +148,10 @@ fn callers_understand_piper_better_than_espeak_over_the_phone() {
 
 #[test]
 fn piper_streams_clause_by_clause_and_is_deterministic() {
-    let piper = load_tts(&config(EngineKind::Piper)).unwrap();
+    // Without the clause cache: the second rendering below is synthesised again.
+    let mut cfg = config(EngineKind::Piper);
+    cfg.speech.tts.piper_cache_units = 0;
+    let piper = load_tts(&cfg).unwrap();
     assert_eq!(piper.sample_rate(), 22_050);
     let text = "Sure, I can help with that. I have reservation A B C one two three under John Doe. Is that right?";
     let (a, stats) = say(&*piper, text);
@@ -272,6 +275,73 @@ async fn a_call_gets_the_reply_as_it_is_synthesised() {
         .await
         .unwrap();
     assert_eq!(*again.lock().unwrap(), 1);
+}
+
+/// The clause cache: a clause said before, in another reply, is not synthesised again and is the
+/// same audio; a voice with sampled noise caches nothing; the cache stays within its size.
+#[test]
+fn piper_reuses_a_clause_said_before_in_another_reply() {
+    use switchboard::models::{ONNXRUNTIME, PIPER_JOE};
+    use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
+    let models = models_dir();
+    let runtime = switchboard::models::verify(&models, ONNXRUNTIME.name)
+        .unwrap()
+        .join(ONNXRUNTIME.files[0]);
+    let voice = switchboard::models::verify(&models, PIPER_JOE.name).unwrap();
+    let load = |cache_units| {
+        Piper::load(
+            &runtime,
+            &voice.join(PIPER_JOE.files[0]),
+            &voice.join(PIPER_JOE.files[1]),
+            PiperOptions {
+                unit: SynthesisUnit::Clause,
+                cache_units,
+                ..PiperOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let render = |piper: &Piper, text: &str| {
+        let mut pcm: Vec<i16> = vec![];
+        let stats = piper
+            .synthesize_with(text, piper.default_scales().deterministic(), &mut |c| {
+                pcm.extend_from_slice(c);
+                true
+            })
+            .unwrap();
+        (pcm, stats)
+    };
+    let question = "Which account would you like to see the bill for?";
+    let reply = "Which account would you like to see the bill for? You have a Personal Account ending in 4567.";
+    let fresh = load(0);
+    let (whole, stats) = render(&fresh, reply);
+    assert_eq!((stats.cached_units, stats.units.len()), (0, 2), "{stats:?}");
+
+    let cached = load(2);
+    let (_, stats) = render(&cached, question);
+    assert_eq!((stats.cached_units, stats.units.len()), (0, 1));
+    let (again, stats) = render(&cached, reply);
+    // The question came from the cache, the new clause from the model: the same audio.
+    assert_eq!((stats.cached_units, stats.units.len()), (1, 1), "{stats:?}");
+    assert!(again == whole, "a cached clause sounds different");
+    assert_eq!(cached.cached_units(), 2);
+    render(&cached, "Thank you for calling. Have a wonderful day.");
+    assert_eq!(cached.cached_units(), 2, "the cache outgrew its size");
+
+    // Sampled noise makes every rendering different: nothing is kept.
+    let mut noisy = 0;
+    cached
+        .synthesize_with(
+            "Is there anything else?",
+            cached.default_scales(),
+            &mut |_| {
+                noisy += 1;
+                true
+            },
+        )
+        .unwrap();
+    let (_, stats) = render(&cached, "Is there anything else?");
+    assert_eq!((noisy, stats.cached_units), (1, 0));
 }
 
 /// Piper's input as its reference runner builds it: `^ _ (phoneme _)… $`, a clause's

@@ -10,9 +10,36 @@
 //! Smart Turn's 40 ms at a pause) is not counted: it is short, and counting it put one call's
 //! speculative pass, which starts beside Smart Turn at every pause, on one thread.
 
+//!
+//! A decode also takes one thread when more than [`CALLS_FOR_TWO_THREADS`] calls are on the line:
+//! their audio, voice checks, end-of-turn model and voice keep the cores busy, and another decode
+//! may start at any moment beside a two-thread one, which then spins. Measured with 40 steady
+//! calls (`switchboard load --calls 40 --steady-s`): `ggml_barrier`, whisper's threads waiting for
+//! each other, was 20 % of the process's CPU samples in `perf`.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// With more calls than this on the line, every decode takes one thread.
+pub const CALLS_FOR_TWO_THREADS: usize = 2;
+
+/// Counts one call as on the line until dropped.
+#[must_use = "the call counts only while the guard lives"]
+pub struct OnTheLine(());
+
+impl Drop for OnTheLine {
+    fn drop(&mut self) {
+        CALLS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a call as on the line until the guard is dropped.
+pub fn on_the_line() -> OnTheLine {
+    CALLS.fetch_add(1, Ordering::SeqCst);
+    OnTheLine(())
+}
 
 /// Marks one decode as running until dropped.
 #[must_use = "the decode counts as running only while the guard lives"]
@@ -36,13 +63,17 @@ pub fn running_now() -> usize {
 }
 
 /// Threads for a whisper decode that holds a [`Running`] guard: `max` when it is the only decode
-/// running, one otherwise.
+/// running and at most [`CALLS_FOR_TWO_THREADS`] calls are on the line, one otherwise.
 pub fn decode_threads(max: u32) -> u32 {
-    threads_for(max, running_now())
+    threads_for(max, running_now(), CALLS.load(Ordering::SeqCst))
 }
 
-fn threads_for(max: u32, running: usize) -> u32 {
-    if running <= 1 { max.max(1) } else { 1 }
+fn threads_for(max: u32, running: usize, calls: usize) -> u32 {
+    if running <= 1 && calls <= CALLS_FOR_TWO_THREADS {
+        max.max(1)
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]
@@ -51,14 +82,26 @@ mod tests {
 
     #[test]
     fn a_decode_takes_its_threads_only_alone() {
-        assert_eq!(threads_for(2, 1), 2);
-        assert_eq!(threads_for(4, 0), 4);
-        assert_eq!(threads_for(2, 2), 1);
-        assert_eq!(threads_for(2, 7), 1);
-        assert_eq!(threads_for(0, 1), 1);
+        assert_eq!(threads_for(2, 1, 0), 2);
+        assert_eq!(threads_for(2, 1, 2), 2);
+        assert_eq!(threads_for(4, 0, 1), 4);
+        assert_eq!(threads_for(2, 2, 1), 1);
+        assert_eq!(threads_for(2, 7, 0), 1);
+        assert_eq!(threads_for(0, 1, 0), 1);
+        // A busy line: one thread even for a decode alone.
+        assert_eq!(threads_for(2, 1, 3), 1);
+        assert_eq!(threads_for(2, 1, 40), 1);
     }
 
-    // The counter is the process's and unit tests run in parallel: only lower bounds hold.
+    // The counters are the process's and unit tests run in parallel: only lower bounds hold.
+    #[test]
+    fn calls_on_the_line_take_the_second_thread_away() {
+        let calls: Vec<OnTheLine> = (0..=CALLS_FOR_TWO_THREADS).map(|_| on_the_line()).collect();
+        let one = running();
+        assert_eq!(decode_threads(2), 1);
+        drop((one, calls));
+    }
+
     #[test]
     fn a_guard_counts_while_it_lives() {
         let one = running();

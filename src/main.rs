@@ -123,6 +123,11 @@ enum Command {
         /// many seconds after the ramp; only calls begun after the ramp count. 0 = one call each.
         #[arg(long, default_value_t = 0)]
         steady_s: u64,
+        /// Callers listen to each reply for at most this long, then say the next thing (over the
+        /// bot if it is still talking): callers who talk more of the time. 0 = they wait for
+        /// each reply to end (but the first, which they interrupt after a second).
+        #[arg(long, default_value_t = 0)]
+        listen_ms: u64,
         /// Caller recordings (the repository's audio-fixtures).
         #[arg(long, default_value = "audio-fixtures")]
         fixtures: PathBuf,
@@ -315,8 +320,9 @@ fn main() -> Result<()> {
             calls,
             ramp_ms,
             steady_s,
+            listen_ms,
             fixtures,
-        } => runtime()?.block_on(load(cfg, calls, ramp_ms, steady_s, fixtures)),
+        } => runtime()?.block_on(load(cfg, calls, ramp_ms, steady_s, listen_ms, fixtures)),
         Command::Say { text, out, rate } => {
             let tts = switchboard::runtime::speech::load_tts(&cfg)?;
             let mut pcm: Vec<f32> = vec![];
@@ -710,6 +716,7 @@ async fn load(
     calls: Vec<usize>,
     ramp_ms: u64,
     steady_s: u64,
+    listen_ms: u64,
     fixtures: PathBuf,
 ) -> Result<()> {
     anyhow::ensure!(
@@ -760,6 +767,7 @@ async fn load(
         url: format!("ws://{addr}/twilio/media"),
         clear_window_ms,
         steady_s,
+        listen_ms,
     };
     eprintln!(
         "gateway on {addr}: ASR {} ({} worker(s), up to {} thread(s) for a decode alone), {} core(s)",

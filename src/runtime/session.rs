@@ -1302,19 +1302,26 @@ fn outcome_class(outcome: &str, busy: bool) -> &'static str {
     }
 }
 
-/// One call in `switchboard_calls_active` for as long as it lives, however the session ends.
-struct ActiveCall(String);
+/// One call in `switchboard_calls_active`, and on the line for whisper's thread choice
+/// (`cpu`), for as long as it lives, however the session ends.
+struct ActiveCall {
+    channel: String,
+    _line: crate::cpu::OnTheLine,
+}
 
 impl ActiveCall {
     fn new(channel: &str) -> ActiveCall {
         metrics::gauge_add(metrics::CALLS_ACTIVE, &[("provider", channel)], 1.0);
-        ActiveCall(channel.to_string())
+        ActiveCall {
+            channel: channel.to_string(),
+            _line: crate::cpu::on_the_line(),
+        }
     }
 }
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        metrics::gauge_add(metrics::CALLS_ACTIVE, &[("provider", &self.0)], -1.0);
+        metrics::gauge_add(metrics::CALLS_ACTIVE, &[("provider", &self.channel)], -1.0);
     }
 }
 

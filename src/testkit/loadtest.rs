@@ -10,7 +10,8 @@
 //! after the last one arrived: N calls are then on the line all the time, at every stage of the
 //! conversation at once (as a call center's lines are), instead of all starting within the ramp.
 //! Only calls that began once every caller had arrived count. The report gives the share of
-//! time the callers talk.
+//! time the callers talk; `listen_ms` makes them talk more (they listen to a long reply for that
+//! long, then talk over it).
 
 use crate::audio::decode::{ChannelPick, read_audio_at};
 use crate::audio::g711::encode_ulaw_from;
@@ -35,6 +36,9 @@ pub struct LoadOptions {
     /// 0: each caller makes one call. Otherwise each calls again and again for this many
     /// seconds after the ramp, and only calls begun after the ramp count (see the module docs).
     pub steady_s: u64,
+    /// 0: callers wait for each reply to end (but the first, which they interrupt after a
+    /// second). Otherwise they listen to each reply for at most this long, then talk.
+    pub listen_ms: u64,
 }
 
 /// One row of the report.
@@ -71,27 +75,46 @@ fn ulaw(dir: &Path, rel: &str) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-fn script(f: &Fixtures, delay_ms: u64) -> Script {
+/// The conversation (see the module docs). With `listen_ms` > 0 the caller listens to each
+/// reply for at most that long and then says the next thing, over the bot if it is still
+/// talking: callers who talk more of the time (see `--listen-ms`).
+fn script(f: &Fixtures, delay_ms: u64, listen_ms: u64) -> Script {
     let wait = || Step::WaitBotDone { max_ms: 30_000 };
+    let listen = || Step::Listen {
+        ms: listen_ms,
+        max_ms: 30_000,
+    };
+    let steps = if listen_ms > 0 {
+        vec![
+            Step::Silence(delay_ms),
+            wait(),
+            Step::Say(f.ask.clone()),
+            listen(),
+            Step::Say(f.answer.clone()),
+            listen(),
+            Step::Say(f.confirm.clone()),
+            listen(),
+            Step::HangUp,
+        ]
+    } else {
+        vec![
+            Step::Silence(delay_ms),
+            wait(),
+            Step::Say(f.ask.clone()),
+            Step::WaitBotSpeaking {
+                ms: 1000,
+                max_ms: 30_000,
+            },
+            Step::Say(f.answer.clone()),
+            wait(),
+            Step::Say(f.confirm.clone()),
+            wait(),
+            Step::HangUp,
+        ]
+    };
     Script {
         max_ms: 180_000,
-        ..Script::new(
-            "user_789",
-            vec![
-                Step::Silence(delay_ms),
-                wait(),
-                Step::Say(f.ask.clone()),
-                Step::WaitBotSpeaking {
-                    ms: 1000,
-                    max_ms: 30_000,
-                },
-                Step::Say(f.answer.clone()),
-                wait(),
-                Step::Say(f.confirm.clone()),
-                wait(),
-                Step::HangUp,
-            ],
-        )
+        ..Script::new("user_789", steps)
     }
 }
 
@@ -141,8 +164,8 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
             } else {
                 0
             };
-            let first = script(&f, delay);
-            let again = script(&f, 0);
+            let first = script(&f, delay, opts.listen_ms);
+            let again = script(&f, 0, opts.listen_ms);
             let url = opts.url.clone();
             let ramp_end = t0 + Duration::from_millis(opts.ramp_ms);
             let until = ramp_end + Duration::from_secs(opts.steady_s);
@@ -200,14 +223,21 @@ pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
 
 fn add(row: &mut Row, log: &CallLog) {
     let answered = log.response_latencies();
-    // Three utterances, each answered, and one barge-in that got its clear.
-    if answered.len() == 3 && log.clear_latencies().len() == 1 && log.unexpected.is_empty() {
+    // Three utterances, each answered, and each barge-in (one, or with `listen_ms` as many as
+    // the replies were long) got its clear.
+    let barge_ins = log.barge_ins.len();
+    if answered.len() == 3
+        && barge_ins >= 1
+        && log.clear_latencies().len() == barge_ins
+        && log.unexpected.is_empty()
+    {
         row.completed += 1;
     } else {
         row.failed.push(format!(
-            "answered {}/3 utterances, {} clear(s), {} unexpected message(s)",
+            "answered {}/3 utterances, {} clear(s) for {} barge-in(s), {} unexpected message(s)",
             answered.len(),
             log.clears.len(),
+            barge_ins,
             log.unexpected.len()
         ));
     }

@@ -35,6 +35,10 @@ pub enum Step {
     WaitBotDone { max_ms: u64 },
     /// Silence until the bot has been audible for `ms` (or `max_ms` passed): set up a barge-in.
     WaitBotSpeaking { ms: u64, max_ms: u64 },
+    /// Silence until the bot, having begun a reply since this step began, has played `ms` of it
+    /// or finished it (or `max_ms` passed): the caller talks over a long reply, waits out a short
+    /// one.
+    Listen { ms: u64, max_ms: u64 },
     /// `stop`, then close the socket.
     HangUp,
 }
@@ -381,6 +385,12 @@ where
                             let spoke = play.last_audio.is_some_and(|l| l > *started);
                             let quiet = !bot_audible && play.last_audio.is_some_and(|l| Instant::now() - l > Duration::from_millis(700));
                             finished = (spoke && quiet) || elapsed >= *max_ms;
+                        }
+                        Step::Listen { ms: need, max_ms } => {
+                            let spoke = play.last_audio.is_some_and(|l| l > *started);
+                            let quiet = !bot_audible && play.last_audio.is_some_and(|l| Instant::now() - l > Duration::from_millis(700));
+                            let audible_for = play.reply_start.map(|s| ms(Instant::now()).saturating_sub(s)).unwrap_or(0);
+                            finished = (spoke && (quiet || (bot_audible && audible_for >= *need))) || elapsed >= *max_ms;
                         }
                         Step::WaitBotSpeaking { ms: need, max_ms } => {
                             let audible_for = play.reply_start.map(|s| ms(Instant::now()).saturating_sub(s)).unwrap_or(0);

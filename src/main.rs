@@ -128,6 +128,9 @@ enum Command {
         /// each reply to end (but the first, which they interrupt after a second).
         #[arg(long, default_value_t = 0)]
         listen_ms: u64,
+        /// First, what this many silent calls cost on the line (memory per call, CPU).
+        #[arg(long, default_value_t = 0)]
+        idle_calls: usize,
         /// Caller recordings (the repository's audio-fixtures).
         #[arg(long, default_value = "audio-fixtures")]
         fixtures: PathBuf,
@@ -321,8 +324,19 @@ fn main() -> Result<()> {
             ramp_ms,
             steady_s,
             listen_ms,
+            idle_calls,
             fixtures,
-        } => runtime()?.block_on(load(cfg, calls, ramp_ms, steady_s, listen_ms, fixtures)),
+        } => runtime()?.block_on(load(
+            cfg,
+            LoadArgs {
+                calls,
+                ramp_ms,
+                steady_s,
+                listen_ms,
+                idle_calls,
+            },
+            fixtures,
+        )),
         Command::Say { text, out, rate } => {
             let tts = switchboard::runtime::speech::load_tts(&cfg)?;
             let mut pcm: Vec<f32> = vec![];
@@ -711,14 +725,23 @@ async fn serve(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-async fn load(
-    mut cfg: Config,
+/// `switchboard load`'s options.
+struct LoadArgs {
     calls: Vec<usize>,
     ramp_ms: u64,
     steady_s: u64,
     listen_ms: u64,
-    fixtures: PathBuf,
-) -> Result<()> {
+    idle_calls: usize,
+}
+
+async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> {
+    let LoadArgs {
+        calls,
+        ramp_ms,
+        steady_s,
+        listen_ms,
+        idle_calls,
+    } = args;
     anyhow::ensure!(
         !calls.is_empty() && calls.iter().all(|n| *n > 0),
         "--calls needs positive counts"
@@ -728,7 +751,7 @@ async fn load(
     // The load's cases go to a scratch database, not the gateway's own.
     let scratch = std::env::temp_dir().join(format!("switchboard-load-{}", std::process::id()));
     cfg.data_dir = scratch.clone();
-    cfg.calls.max_active = calls.iter().copied().max().unwrap_or(1);
+    cfg.calls.max_active = calls.iter().copied().max().unwrap_or(1).max(idle_calls);
     // Every simulated caller connects from loopback at once: one address opens them all.
     cfg.calls.max_pending_per_ip = cfg.calls.max_pending_per_ip.max(cfg.calls.max_active);
     let engine = build_engine(&cfg)?;
@@ -780,6 +803,17 @@ async fn load(
         cfg.speech.asr.threads,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if idle_calls > 0 {
+        eprintln!("load: {idle_calls} silent call(s) on the line ...");
+        let (before, with, cpu) =
+            switchboard::testkit::loadtest::idle_cost(&opts.url, idle_calls).await?;
+        println!(
+            "{idle_calls} silent calls on the line: RSS {before:.0} -> {with:.0} MB ({:.2} MB per call), CPU {cpu:.1} % of a core ({:.2} % per call)",
+            (with - before) / idle_calls as f64,
+            cpu / idle_calls as f64,
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
     let rows = switchboard::testkit::loadtest::run(&opts, &fixtures).await;
     server.abort();
     let _ = std::fs::remove_dir_all(&scratch);

@@ -141,6 +141,41 @@ fn proc_stats() -> (Duration, f64) {
     (Duration::from_millis(ticks * 10), rss_kb / 1024.0)
 }
 
+/// What `n` silent calls cost while they are on the line: RSS before and with them (MB) and the
+/// process's CPU over 4 s of their silence (% of one core). Each caller hears the greeting and
+/// then says nothing for 8 s.
+pub async fn idle_cost(url: &str, n: usize) -> Result<(f64, f64, f64)> {
+    let (_, before) = proc_stats();
+    let script = Script {
+        max_ms: 60_000,
+        ..Script::new(
+            "user_789",
+            vec![
+                Step::WaitBotDone { max_ms: 30_000 },
+                Step::Silence(8_000),
+                Step::HangUp,
+            ],
+        )
+    };
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, s) = (url.to_string(), script.clone());
+            tokio::spawn(async move { simcall::run(&url, &s).await })
+        })
+        .collect();
+    // The greeting has played (~3.5 s with the quiet after it) well before 6 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (cpu0, with) = proc_stats();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (cpu1, _) = proc_stats();
+    let cpu = 100.0 * (cpu1 - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((before, with, cpu))
+}
+
 /// Runs every call count in `opts` and returns one row per count. `fixtures` is the
 /// audio-fixtures directory. CPU and memory are this process's: run the gateway in-process.
 pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {

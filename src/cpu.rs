@@ -1,5 +1,5 @@
-//! How many whisper decodes are running in the process right now, so that a decode takes a
-//! second core only when it is the only one.
+//! How many whisper decodes are running and how many calls are on the line in the process right
+//! now, so that a decode takes a second core only when it is the only one on a quiet line.
 //!
 //! Why: whisper.cpp's threads wait for each other at every step of the graph by spinning. Two
 //! two-thread decodes at once on two cores keep losing their partner threads to the scheduler and
@@ -9,7 +9,6 @@
 //! Whisper's transcripts are the same at either thread count. Other model work (a Piper clause,
 //! Smart Turn's 40 ms at a pause) is not counted: it is short, and counting it put one call's
 //! speculative pass, which starts beside Smart Turn at every pause, on one thread.
-
 //!
 //! A decode also takes one thread when more than [`CALLS_FOR_TWO_THREADS`] calls are on the line:
 //! their audio, voice checks, end-of-turn model and voice keep the cores busy, and another decode

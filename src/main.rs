@@ -113,24 +113,8 @@ enum Command {
     /// Load test: N simulated Twilio callers over loopback against an in-process gateway;
     /// prints speech end → first bot audio, barge-in → clear, gaps, CPU and RSS per N.
     Load {
-        /// Concurrent calls per run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
-        calls: Vec<usize>,
-        /// The callers of a run arrive spread evenly over this long.
-        #[arg(long, default_value_t = 10_000)]
-        ramp_ms: u64,
-        /// Keep the calls going: each caller calls again as soon as its call ends, for this
-        /// many seconds after the ramp; only calls begun after the ramp count. 0 = one call each.
-        #[arg(long, default_value_t = 0)]
-        steady_s: u64,
-        /// Callers listen to each reply for at most this long, then say the next thing (over the
-        /// bot if it is still talking): callers who talk more of the time. 0 = they wait for
-        /// each reply to end (but the first, which they interrupt after a second).
-        #[arg(long, default_value_t = 0)]
-        listen_ms: u64,
-        /// First, what this many silent calls cost on the line (memory per call, CPU).
-        #[arg(long, default_value_t = 0)]
-        idle_calls: usize,
+        #[command(flatten)]
+        args: LoadArgs,
         /// Caller recordings (the repository's audio-fixtures).
         #[arg(long, default_value = "audio-fixtures")]
         fixtures: PathBuf,
@@ -319,24 +303,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Load {
-            calls,
-            ramp_ms,
-            steady_s,
-            listen_ms,
-            idle_calls,
-            fixtures,
-        } => runtime()?.block_on(load(
-            cfg,
-            LoadArgs {
-                calls,
-                ramp_ms,
-                steady_s,
-                listen_ms,
-                idle_calls,
-            },
-            fixtures,
-        )),
+        Command::Load { args, fixtures } => runtime()?.block_on(load(cfg, args, fixtures)),
         Command::Say { text, out, rate } => {
             let tts = switchboard::runtime::speech::load_tts(&cfg)?;
             let mut pcm: Vec<f32> = vec![];
@@ -726,11 +693,25 @@ async fn serve(cfg: Config) -> Result<()> {
 }
 
 /// `switchboard load`'s options.
+#[derive(clap::Args)]
 struct LoadArgs {
+    /// Concurrent calls per run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
     calls: Vec<usize>,
+    /// The callers of a run arrive spread evenly over this long.
+    #[arg(long, default_value_t = 10_000)]
     ramp_ms: u64,
+    /// Keep the calls going: each caller calls again as soon as its call ends, for this
+    /// many seconds after the ramp; only calls begun after the ramp count. 0 = one call each.
+    #[arg(long, default_value_t = 0)]
     steady_s: u64,
+    /// Callers listen to each reply for at most this long, then say the next thing (over the
+    /// bot if it is still talking): callers who talk more of the time. 0 = they wait for
+    /// each reply to end (but the first, which they interrupt after a second).
+    #[arg(long, default_value_t = 0)]
     listen_ms: u64,
+    /// First, what this many silent calls cost on the line (memory per call, CPU).
+    #[arg(long, default_value_t = 0)]
     idle_calls: usize,
 }
 

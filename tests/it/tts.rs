@@ -11,6 +11,7 @@ use switchboard::audio::resample::resample_whole;
 use switchboard::config::Config;
 use switchboard::runtime::speech::{Speech, load_tts};
 use switchboard::tts::normalize::for_speech;
+use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
 use switchboard::tts::{EngineKind, Fallback, SynthStats, TtsEngine, TtsError, Voice};
 
 /// Replies the bot says, as the templates write them.
@@ -277,29 +278,33 @@ async fn a_call_gets_the_reply_as_it_is_synthesised() {
     assert_eq!(*again.lock().unwrap(), 1);
 }
 
-/// The clause cache: a clause said before, in another reply, is not synthesised again and is the
-/// same audio; a voice with sampled noise caches nothing; the cache stays within its size.
-#[test]
-fn piper_reuses_a_clause_said_before_in_another_reply() {
+/// The installed Piper voice with `options`.
+fn load_piper(options: PiperOptions) -> Piper {
     use switchboard::models::{ONNXRUNTIME, PIPER_JOE};
-    use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
     let models = models_dir();
     let runtime = switchboard::models::verify(&models, ONNXRUNTIME.name)
         .unwrap()
         .join(ONNXRUNTIME.files[0]);
     let voice = switchboard::models::verify(&models, PIPER_JOE.name).unwrap();
+    Piper::load(
+        &runtime,
+        &voice.join(PIPER_JOE.files[0]),
+        &voice.join(PIPER_JOE.files[1]),
+        options,
+    )
+    .unwrap()
+}
+
+/// The clause cache: a clause said before, in another reply, is not synthesised again and is the
+/// same audio; a voice with sampled noise caches nothing; the cache stays within its size.
+#[test]
+fn piper_reuses_a_clause_said_before_in_another_reply() {
     let load = |cache_units| {
-        Piper::load(
-            &runtime,
-            &voice.join(PIPER_JOE.files[0]),
-            &voice.join(PIPER_JOE.files[1]),
-            PiperOptions {
-                unit: SynthesisUnit::Clause,
-                cache_units,
-                ..PiperOptions::default()
-            },
-        )
-        .unwrap()
+        load_piper(PiperOptions {
+            unit: SynthesisUnit::Clause,
+            cache_units,
+            ..PiperOptions::default()
+        })
     };
     let render = |piper: &Piper, text: &str| {
         let mut pcm: Vec<i16> = vec![];
@@ -349,23 +354,10 @@ fn piper_reuses_a_clause_said_before_in_another_reply() {
 /// skipped and counted.
 #[test]
 fn piper_ids_follow_the_voices_layout() {
-    use switchboard::models::{ONNXRUNTIME, PIPER_JOE};
-    use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
-    let models = models_dir();
-    let runtime = switchboard::models::verify(&models, ONNXRUNTIME.name)
-        .unwrap()
-        .join(ONNXRUNTIME.files[0]);
-    let voice = switchboard::models::verify(&models, PIPER_JOE.name).unwrap();
-    let piper = Piper::load(
-        &runtime,
-        &voice.join(PIPER_JOE.files[0]),
-        &voice.join(PIPER_JOE.files[1]),
-        PiperOptions {
-            unit: SynthesisUnit::Clause,
-            ..PiperOptions::default()
-        },
-    )
-    .unwrap();
+    let piper = load_piper(PiperOptions {
+        unit: SynthesisUnit::Clause,
+        ..PiperOptions::default()
+    });
     assert_eq!(
         piper.phoneme_ids("h\u{259}", ','),
         (vec![1, 0, 20, 0, 59, 0, 8, 0, 3, 0, 2], 0)

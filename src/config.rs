@@ -636,13 +636,13 @@ impl Config {
         Template::parse(&text, &format!("templates/{name}.toml"))
     }
 
-    /// The strings the configured template's file holds (prompts, questions, replies, but also field names
-    /// and patterns), with the master's lines the file leaves to their defaults: what the bot's
-    /// fixed sentences are taken from (see `tts::normalize::fixed_sentences`).
-    pub fn template_strings(&self) -> Result<Vec<String>, ConfigError> {
+    /// The strings the configured template's file holds (prompts, questions, replies, but also
+    /// field names and patterns), with the master's lines, which the file may leave to their
+    /// defaults, from `template` (that file loaded, as the engine has it): what the bot's fixed
+    /// sentences are taken from (see `tts::normalize::fixed_sentences`).
+    pub fn template_strings(&self, template: &Template) -> Result<Vec<String>, ConfigError> {
         let text = self.template_text(&self.template)?;
         let file = format!("templates/{}.toml", self.template);
-        let template = Template::parse(&text, &file)?;
         let mut out = vec![];
         let file: toml::Value =
             toml::from_str(&text).map_err(|e| ConfigError::Invalid(format!("{file}: {e}")))?;

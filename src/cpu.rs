@@ -24,36 +24,31 @@ static CALLS: AtomicUsize = AtomicUsize::new(0);
 /// With more calls than this on the line, every decode takes one thread.
 pub const CALLS_FOR_TWO_THREADS: usize = 2;
 
-/// Counts one call as on the line until dropped.
-#[must_use = "the call counts only while the guard lives"]
-pub struct OnTheLine(());
+/// One decode running, or one call on the line, until dropped.
+#[must_use = "it counts only while the guard lives"]
+pub struct Counted(&'static AtomicUsize);
 
-impl Drop for OnTheLine {
+impl Counted {
+    fn new(counter: &'static AtomicUsize) -> Counted {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        CALLS.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// Counts a call as on the line until the guard is dropped.
-pub fn on_the_line() -> OnTheLine {
-    CALLS.fetch_add(1, Ordering::SeqCst);
-    OnTheLine(())
-}
-
-/// Marks one decode as running until dropped.
-#[must_use = "the decode counts as running only while the guard lives"]
-pub struct Running(());
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
-    }
+pub fn on_the_line() -> Counted {
+    Counted::new(&CALLS)
 }
 
 /// Counts the caller's decode as running until the guard is dropped.
-pub fn running() -> Running {
-    RUNNING.fetch_add(1, Ordering::SeqCst);
-    Running(())
+pub fn running() -> Counted {
+    Counted::new(&RUNNING)
 }
 
 /// Decodes running now, the caller's own included when it holds a guard.
@@ -61,7 +56,7 @@ pub fn running_now() -> usize {
     RUNNING.load(Ordering::SeqCst)
 }
 
-/// Threads for a whisper decode that holds a [`Running`] guard: `max` when it is the only decode
+/// Threads for a whisper decode that holds a [`running`] guard: `max` when it is the only decode
 /// running and at most [`CALLS_FOR_TWO_THREADS`] calls are on the line, one otherwise.
 pub fn decode_threads(max: u32) -> u32 {
     threads_for(max, running_now(), CALLS.load(Ordering::SeqCst))
@@ -95,7 +90,7 @@ mod tests {
     // The counters are the process's and unit tests run in parallel: only lower bounds hold.
     #[test]
     fn calls_on_the_line_take_the_second_thread_away() {
-        let calls: Vec<OnTheLine> = (0..=CALLS_FOR_TWO_THREADS).map(|_| on_the_line()).collect();
+        let calls: Vec<Counted> = (0..=CALLS_FOR_TWO_THREADS).map(|_| on_the_line()).collect();
         let one = running();
         assert_eq!(decode_threads(2), 1);
         drop((one, calls));

@@ -615,7 +615,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     // Runs beside the first calls; they wait at most for one of its clauses.
-    let prewarm = speech.prewarm(&cfg.template_strings()?);
+    let prewarm = speech.prewarm(&cfg.template_strings(&engine.template)?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -738,7 +738,7 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     // As `serve` does, but finished before the callers come, so it is not in their figures.
-    if let Some(warm) = speech.prewarm(&cfg.template_strings()?) {
+    if let Some(warm) = speech.prewarm(&cfg.template_strings(&engine.template)?) {
         eprintln!("load: synthesising the line's fixed sentences (as serve does at start-up) ...");
         let (n, took) = tokio::task::spawn_blocking(move || warm.finish()).await?;
         eprintln!(

@@ -1306,7 +1306,7 @@ fn outcome_class(outcome: &str, busy: bool) -> &'static str {
 /// (`cpu`), for as long as it lives, however the session ends.
 struct ActiveCall {
     channel: String,
-    _line: crate::cpu::OnTheLine,
+    _line: crate::cpu::Counted,
 }
 
 impl ActiveCall {

@@ -11,12 +11,12 @@ use crate::models::whisper::GGML_FILE;
 use crate::models::{ONNXRUNTIME, SILERO_VAD, SMART_TURN};
 use crate::onnx::silero::Silero;
 use crate::onnx::smart_turn::SmartTurn;
+use crate::tts::cache::BoundedCache;
 use crate::tts::espeak::Espeak;
 use crate::tts::normalize::for_speech;
 use crate::tts::piper::{Piper, PiperOptions, SynthesisUnit};
 use crate::tts::{EngineKind, Fallback, PiperUnit, TtsEngine, Voice};
 use anyhow::{Context, Result};
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -128,7 +128,7 @@ pub struct Speech {
     /// Synthesised audio by (text, rate). Besides saving work, it makes replays deterministic:
     /// espeak-ng's rendering of a sentence varies by a few milliseconds with what it said before
     /// in the process, so each distinct phrase is rendered once.
-    cache: Arc<Mutex<TtsCache>>,
+    cache: Arc<Mutex<PhraseCache>>,
     /// Whether [`Speech::prewarm`] has work to do (Piper with `prewarm` on).
     prewarm: bool,
 }
@@ -153,11 +153,8 @@ impl Prewarm {
     }
 }
 
-#[derive(Default)]
-struct TtsCache {
-    map: HashMap<(String, u32), Arc<Vec<f32>>>,
-    order: VecDeque<(String, u32)>,
-}
+/// Whole phrases by (text, rate).
+type PhraseCache = BoundedCache<(String, u32), Arc<Vec<f32>>>;
 
 impl Speech {
     pub fn load(cfg: &Config) -> Result<Speech> {
@@ -190,7 +187,7 @@ impl Speech {
             vad,
             vad_cfg: s.vad.clone(),
             voice: s.voice.clone(),
-            cache: Arc::default(),
+            cache: Arc::new(Mutex::new(BoundedCache::new(TTS_CACHE_ENTRIES))),
             prewarm: s.tts.prewarm && s.tts.engine == EngineKind::Piper,
         })
     }
@@ -291,7 +288,7 @@ impl Speech {
         mut emit: impl FnMut(Arc<Vec<f32>>) -> bool + Send + 'static,
     ) -> Result<()> {
         let key = (text.to_string(), rate);
-        let hit = self.lock_cache().map.get(&key).cloned();
+        let hit = self.lock_cache().get(&key);
         if let Some(hit) = hit {
             tokio::task::spawn_blocking(move || emit(hit)).await?;
             return Ok(());
@@ -362,19 +359,11 @@ impl Speech {
         let Some(audio) = whole else {
             return Ok(());
         };
-        let audio = Arc::new(audio);
-        let mut cache = self.lock_cache();
-        if cache.order.len() >= TTS_CACHE_ENTRIES
-            && let Some(old) = cache.order.pop_front()
-        {
-            cache.map.remove(&old);
-        }
-        cache.order.push_back(key.clone());
-        cache.map.entry(key).or_insert(audio);
+        self.lock_cache().insert(key, Arc::new(audio));
         Ok(())
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, TtsCache> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, PhraseCache> {
         // Entries are inserted whole; a poisoned lock leaves nothing half-written.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }

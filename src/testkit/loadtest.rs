@@ -79,39 +79,27 @@ fn ulaw(dir: &Path, rel: &str) -> Result<Vec<u8>> {
 /// reply for at most that long and then says the next thing, over the bot if it is still
 /// talking: callers who talk more of the time (see `--listen-ms`).
 fn script(f: &Fixtures, delay_ms: u64, listen_ms: u64) -> Script {
-    let wait = || Step::WaitBotDone { max_ms: 30_000 };
-    let listen = || Step::Listen {
-        ms: listen_ms,
-        max_ms: 30_000,
+    // After each utterance: with `listen_ms`, listen that long; otherwise interrupt the first
+    // reply after a second and wait out the others.
+    let after = |first: bool| match (listen_ms, first) {
+        (0, true) => Step::WaitBotSpeaking {
+            ms: 1000,
+            max_ms: 30_000,
+        },
+        (0, false) => Step::WaitBotDone { max_ms: 30_000 },
+        (ms, _) => Step::Listen { ms, max_ms: 30_000 },
     };
-    let steps = if listen_ms > 0 {
-        vec![
-            Step::Silence(delay_ms),
-            wait(),
-            Step::Say(f.ask.clone()),
-            listen(),
-            Step::Say(f.answer.clone()),
-            listen(),
-            Step::Say(f.confirm.clone()),
-            listen(),
-            Step::HangUp,
-        ]
-    } else {
-        vec![
-            Step::Silence(delay_ms),
-            wait(),
-            Step::Say(f.ask.clone()),
-            Step::WaitBotSpeaking {
-                ms: 1000,
-                max_ms: 30_000,
-            },
-            Step::Say(f.answer.clone()),
-            wait(),
-            Step::Say(f.confirm.clone()),
-            wait(),
-            Step::HangUp,
-        ]
-    };
+    let steps = vec![
+        Step::Silence(delay_ms),
+        Step::WaitBotDone { max_ms: 30_000 },
+        Step::Say(f.ask.clone()),
+        after(true),
+        Step::Say(f.answer.clone()),
+        after(false),
+        Step::Say(f.confirm.clone()),
+        after(false),
+        Step::HangUp,
+    ];
     Script {
         max_ms: 180_000,
         ..Script::new("user_789", steps)

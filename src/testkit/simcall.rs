@@ -352,8 +352,14 @@ where
                         cur = Some((step, 0, at));
                     }
                     let Some((step, pos, started)) = cur.as_mut() else { break };
-                    let elapsed = ms(Instant::now()) - ms(*started);
-                    let bot_audible = play.play_end > Instant::now();
+                    let now = Instant::now();
+                    let elapsed = ms(now) - ms(*started);
+                    let bot_audible = play.play_end > now;
+                    // What the waits ask: the bot has spoken since this step began and is quiet
+                    // again; it has been audible for so long in its current reply.
+                    let spoke = play.last_audio.is_some_and(|l| l > *started);
+                    let bot_done = spoke && !bot_audible && play.last_audio.is_some_and(|l| now - l > Duration::from_millis(700));
+                    let audible_for = |need: u64| bot_audible && play.reply_start.map_or(0, |s| ms(now).saturating_sub(s)) >= need;
                     let mut finished = false;
                     frame.fill(ULAW_SILENCE);
                     match step {
@@ -380,21 +386,12 @@ where
                             sink.send(Message::Text(m.to_string().into())).await?;
                             finished = true;
                         }
-                        Step::WaitBotDone { max_ms } => {
-                            // Done once the bot has spoken since this step began and is quiet again.
-                            let spoke = play.last_audio.is_some_and(|l| l > *started);
-                            let quiet = !bot_audible && play.last_audio.is_some_and(|l| Instant::now() - l > Duration::from_millis(700));
-                            finished = (spoke && quiet) || elapsed >= *max_ms;
-                        }
+                        Step::WaitBotDone { max_ms } => finished = bot_done || elapsed >= *max_ms,
                         Step::Listen { ms: need, max_ms } => {
-                            let spoke = play.last_audio.is_some_and(|l| l > *started);
-                            let quiet = !bot_audible && play.last_audio.is_some_and(|l| Instant::now() - l > Duration::from_millis(700));
-                            let audible_for = play.reply_start.map(|s| ms(Instant::now()).saturating_sub(s)).unwrap_or(0);
-                            finished = (spoke && (quiet || (bot_audible && audible_for >= *need))) || elapsed >= *max_ms;
+                            finished = bot_done || (spoke && audible_for(*need)) || elapsed >= *max_ms;
                         }
                         Step::WaitBotSpeaking { ms: need, max_ms } => {
-                            let audible_for = play.reply_start.map(|s| ms(Instant::now()).saturating_sub(s)).unwrap_or(0);
-                            finished = (bot_audible && audible_for >= *need) || elapsed >= *max_ms;
+                            finished = audible_for(*need) || elapsed >= *max_ms;
                         }
                         Step::HangUp => {
                             let m = json!({"event": "stop", "streamSid": sid, "sequenceNumber": next(&mut seq),

@@ -12,6 +12,7 @@
 //! without touching the callers. Synthesis is blocking and streams audio through a callback as it
 //! is produced; the callback returning `false` aborts it (barge-in).
 
+pub mod cache;
 pub mod espeak;
 pub mod normalize;
 pub mod piper;

@@ -38,15 +38,15 @@
 //! is kept (up to [`PiperOptions::cache_units`], the oldest dropped first) and a unit said again
 //! in any later reply is not synthesised again: a reply opening with a question the line asks
 //! every caller ("Which account would you like to see the bill for?") starts at once even when
-//! the rest of it (an amount, a name) is new. [`Piper::prewarm`] fills it with a line's fixed
-//! sentences at start-up. The cache's lock is held only to look up and insert, never during a
+//! the rest of it (an amount, a name) is new. `runtime::speech::Speech::prewarm` fills it with a
+//! line's fixed sentences at start-up. The cache's lock is held only to look up and insert, never during a
 //! model run.
 //!
 //! # ONNX Runtime
 //! The runtime library is loaded at run time (`ort` feature `load-dynamic`); the process's one
 //! environment comes from [`crate::onnx`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -57,6 +57,7 @@ use ort::value::{Tensor, TensorRef};
 use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
+use super::cache::BoundedCache;
 use super::espeak::Espeak;
 use super::{SynthStats, TtsEngine, TtsError, Voice};
 
@@ -336,35 +337,6 @@ impl SessionPool {
 /// A unit's ids and the bits of its length scale (the noise scales are 0 for every cached unit).
 type UnitKey = (Vec<i64>, u32);
 
-/// Synthesised units by ids, the oldest dropped first beyond `cap`.
-struct UnitCache {
-    cap: usize,
-    map: HashMap<UnitKey, Arc<[i16]>>,
-    order: VecDeque<UnitKey>,
-}
-
-impl UnitCache {
-    fn get(&self, key: &UnitKey) -> Option<Arc<[i16]>> {
-        self.map.get(key).cloned()
-    }
-
-    fn insert(&mut self, key: UnitKey, audio: Arc<[i16]>) {
-        if self.cap == 0 || self.map.contains_key(&key) {
-            return;
-        }
-        while self.order.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.order.push_back(key.clone());
-        self.map.insert(key, audio);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Engine
 // ---------------------------------------------------------------------------------------------
@@ -383,7 +355,8 @@ pub struct Piper {
     pool: SessionPool,
     /// The phonemizer (the process-wide espeak-ng library).
     espeak: Espeak,
-    cache: Mutex<UnitCache>,
+    /// Synthesised units (see the module docs).
+    cache: Mutex<BoundedCache<UnitKey, Arc<[i16]>>>,
 }
 
 impl std::fmt::Debug for Piper {
@@ -460,7 +433,7 @@ impl Piper {
             .first()
             .map(|o| o.name().to_string())
             .ok_or_else(|| PiperError::Init(format!("{} has no outputs", onnx.display())))?;
-        let cache_units = options.cache_units;
+        let cache = Mutex::new(BoundedCache::new(options.cache_units));
         Ok(Piper {
             config,
             options,
@@ -475,11 +448,7 @@ impl Piper {
                 returned: Condvar::new(),
             },
             espeak,
-            cache: Mutex::new(UnitCache {
-                cap: cache_units,
-                map: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            cache,
         })
     }
 
@@ -684,14 +653,14 @@ impl Piper {
             .collect()
     }
 
-    fn lock_cache(&self) -> MutexGuard<'_, UnitCache> {
+    fn lock_cache(&self) -> MutexGuard<'_, BoundedCache<UnitKey, Arc<[i16]>>> {
         // Entries are inserted whole: a poisoned lock leaves nothing half-written.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Units in the unit cache now.
     pub fn cached_units(&self) -> usize {
-        self.lock_cache().map.len()
+        self.lock_cache().len()
     }
 
     /// Synthesises `text` with the voice's default scales. See [`Piper::synthesize_with`].

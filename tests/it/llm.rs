@@ -30,6 +30,21 @@ impl Drop for ModelServer {
     }
 }
 
+/// Whether the server on `port` says its model is loaded (`GET /health` → 200) within `within`.
+async fn loaded(port: u16, within: Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    let url = format!("http://127.0.0.1:{port}/health");
+    while t0.elapsed() < within {
+        if let Ok(r) = switchboard::net::get(&url).await
+            && r.status() == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 impl ModelServer {
     async fn start() -> ModelServer {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -49,7 +64,10 @@ impl ModelServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        if listening(port, 600).await {
+        // llama.cpp's server listens while it is still loading the model and answers 503
+        // ("Loading model") until then: wait for its health check, not only for the port (a
+        // busy machine loads slowly, and a first request then failed as a server error).
+        if listening(port, 600).await && loaded(port, Duration::from_secs(600)).await {
             return ModelServer { child, port };
         }
         let _ = child.kill();

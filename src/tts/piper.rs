@@ -40,13 +40,15 @@
 //! every caller ("Which account would you like to see the bill for?") starts at once even when
 //! the rest of it (an amount, a name) is new. `runtime::speech::Speech::prewarm` fills it with a
 //! line's fixed sentences at start-up. The cache's lock is held only to look up and insert, never during a
-//! model run.
+//! model run. A unit is synthesised once even when several calls need it at the same moment (a
+//! burst of callers hearing the same question): the others wait for it to land in the cache
+//! instead of each running the model on it.
 //!
 //! # ONNX Runtime
 //! The runtime library is loaded at run time (`ort` feature `load-dynamic`); the process's one
 //! environment comes from [`crate::onnx`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -357,6 +359,23 @@ pub struct Piper {
     espeak: Espeak,
     /// Synthesised units (see the module docs).
     cache: Mutex<BoundedCache<UnitKey, Arc<[i16]>>>,
+    /// Cacheable units being synthesised now, and the signal that one of them landed.
+    in_flight: Mutex<HashSet<UnitKey>>,
+    landed: Condvar,
+}
+
+/// Takes a unit off the in-flight set when its synthesis ends, however it ends, and wakes the
+/// syntheses waiting for it.
+struct Landing<'a> {
+    piper: &'a Piper,
+    key: &'a UnitKey,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.piper.lock_in_flight().remove(self.key);
+        self.piper.landed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Piper {
@@ -449,6 +468,8 @@ impl Piper {
             },
             espeak,
             cache,
+            in_flight: Mutex::new(HashSet::new()),
+            landed: Condvar::new(),
         })
     }
 
@@ -653,6 +674,50 @@ impl Piper {
             .collect()
     }
 
+    fn lock_in_flight(&self) -> MutexGuard<'_, HashSet<UnitKey>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A cacheable unit: from the cache, or synthesised and cached, or — when another synthesis
+    /// of it is under way — that one's result once it lands (see the module docs).
+    fn cached_unit(
+        &self,
+        key: &UnitKey,
+        scales: Scales,
+        stats: &mut PiperStats,
+    ) -> Result<Arc<[i16]>, PiperError> {
+        {
+            // Lock order: in-flight set, then cache (a landing synthesis inserts into the cache
+            // before it takes the set's lock, and never holds both).
+            let mut flying = self.lock_in_flight();
+            loop {
+                if let Some(samples) = self.lock_cache().get(key) {
+                    stats.cached_units += 1;
+                    return Ok(samples);
+                }
+                if !flying.contains(key) {
+                    break;
+                }
+                flying = self
+                    .landed
+                    .wait(flying)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            // Not cached (or evicted, or the other synthesis failed): this one synthesises it.
+            flying.insert(key.clone());
+        }
+        let _landing = Landing { piper: self, key };
+        let (audio, unit) = self.synthesize_clause_timed(&key.0, scales)?;
+        stats.units.push(unit);
+        let samples: Arc<[i16]> = self.to_i16(&audio).into();
+        if !samples.is_empty() {
+            self.lock_cache().insert(key.clone(), samples.clone());
+        }
+        Ok(samples)
+    }
+
     fn lock_cache(&self) -> MutexGuard<'_, BoundedCache<UnitKey, Arc<[i16]>>> {
         // Entries are inserted whole: a poisoned lock leaves nothing half-written.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
@@ -692,25 +757,12 @@ impl Piper {
             let (ids, unknown) = self.ids_for(&phonemes);
             stats.unknown_phonemes += unknown;
             let key = (ids, scales.length_scale.to_bits());
-            let cached = if cacheable {
-                self.lock_cache().get(&key)
+            let samples = if cacheable {
+                self.cached_unit(&key, scales, &mut stats)?
             } else {
-                None
-            };
-            let samples = match cached {
-                Some(samples) => {
-                    stats.cached_units += 1;
-                    samples
-                }
-                None => {
-                    let (audio, unit) = self.synthesize_clause_timed(&key.0, scales)?;
-                    stats.units.push(unit);
-                    let samples: Arc<[i16]> = self.to_i16(&audio).into();
-                    if cacheable && !samples.is_empty() {
-                        self.lock_cache().insert(key, samples.clone());
-                    }
-                    samples
-                }
+                let (audio, unit) = self.synthesize_clause_timed(&key.0, scales)?;
+                stats.units.push(unit);
+                Arc::from(self.to_i16(&audio))
             };
             if samples.is_empty() {
                 continue;

@@ -349,6 +349,53 @@ fn piper_reuses_a_clause_said_before_in_another_reply() {
     assert_eq!((noisy, stats.cached_units), (1, 0));
 }
 
+/// Calls that need the same new clause at the same moment (a burst of callers hearing the same
+/// question) wait for one synthesis of it instead of each running the model, even with a free
+/// session for each; every call gets the same audio.
+#[test]
+fn piper_synthesises_a_clause_once_when_calls_need_it_at_once() {
+    let piper = std::sync::Arc::new(load_piper(PiperOptions {
+        unit: SynthesisUnit::Clause,
+        cache_units: 16,
+        sessions: 2,
+        ..PiperOptions::default()
+    }));
+    let reply = "Which account would you like to see the bill for? You have a Personal Account ending in 4567.";
+    let calls = 4;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(calls));
+    let renders: Vec<_> = (0..calls)
+        .map(|_| {
+            let (piper, start) = (piper.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let mut pcm: Vec<i16> = vec![];
+                let stats = piper
+                    .synthesize_with(reply, piper.default_scales().deterministic(), &mut |c| {
+                        pcm.extend_from_slice(c);
+                        true
+                    })
+                    .unwrap();
+                (pcm, stats)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let ran: usize = renders.iter().map(|(_, s)| s.units.len()).sum();
+    let cached: usize = renders.iter().map(|(_, s)| s.cached_units).sum();
+    assert_eq!(
+        (ran, cached),
+        (2, 2 * calls - 2),
+        "each of the 2 clauses once"
+    );
+    assert!(!renders[0].0.is_empty());
+    assert!(
+        renders.iter().all(|(pcm, _)| *pcm == renders[0].0),
+        "the calls heard different audio"
+    );
+}
+
 /// Piper's input as its reference runner builds it: `^ _ (phoneme _)… $`, a clause's
 /// punctuation and a space after a comma, NFD code points; phonemes the voice does not know are
 /// skipped and counted.

@@ -232,7 +232,9 @@ impl Transcriber {
         };
         let mut params = FullParams::new(strategy);
         // A second core only when no other decode is running (see `cpu`).
-        params.set_n_threads(crate::cpu::decode_threads(self.cfg.threads) as i32);
+        let threads = crate::cpu::decode_threads(self.cfg.threads);
+        params.set_n_threads(threads as i32);
+        let _wide = (threads > 1).then(crate::cpu::wide);
         params.set_language(Some("en"));
         params.set_translate(false);
         params.set_single_segment(true);

@@ -128,6 +128,11 @@ pub struct TurnModelConfig {
     /// month?" scored 0.33 after 150 ms of silence and 0.94 after 200. The speculative
     /// transcription may start sooner (`turn.pause_ms`).
     pub listen_ms: u32,
+    /// On a quiet line, the model waits up to this long for a transcription running on two
+    /// threads to finish, instead of taking one of its threads (whisper's threads spin for each
+    /// other, so both would finish later; see `cpu`). The runtime's, not the core's. 0 = never
+    /// wait.
+    pub wait_decode_ms: u32,
 }
 
 impl Default for TurnModelConfig {
@@ -138,6 +143,7 @@ impl Default for TurnModelConfig {
             hold_ms: 1400,
             doubt_hold_ms: 600,
             listen_ms: 200,
+            wait_decode_ms: 250,
         }
     }
 }
@@ -204,6 +210,9 @@ pub enum Input<'a> {
     TtsDone {
         turn: TurnId,
     },
+    /// Whether the line (the process's calls) is busy: transcription at a pause then waits for
+    /// `turn.busy_pause_ms` instead of `turn.pause_ms`. Not given = quiet.
+    LineBusy(bool),
     /// The end-of-turn model's probability that the caller was done at `turn`'s pause.
     EndPrediction {
         turn: TurnId,
@@ -650,6 +659,7 @@ impl Call {
                     });
                 }
             }
+            Input::LineBusy(busy) => self.detector.set_busy(busy),
             Input::EndPrediction { turn, complete } => {
                 let Some(m) = self.cfg.turn_model.clone() else {
                     return;
@@ -1108,8 +1118,9 @@ impl Call {
             }
             return;
         }
-        // Silent for `pause_ms` (Stopping past the pause) or the sound was rejected (Quiet).
-        let pause = self.detector.config().pause_ms as u64 * CALLER_RATE as u64 / 1000;
+        // Silent for the pause (`pause_ms`, or `busy_pause_ms` on a busy line: Stopping past
+        // it) or the sound was rejected (Quiet).
+        let pause = self.detector.pause_samples();
         let gone = match self.detector.state() {
             TurnState::Quiet => true,
             TurnState::Stopping => {

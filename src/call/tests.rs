@@ -1069,6 +1069,52 @@ fn the_end_model_hears_the_pause_at_listen_ms_while_whisper_starts_sooner() {
     );
 }
 
+#[test]
+fn a_busy_line_transcribes_a_pause_later() {
+    // pause_ms on a quiet line, busy_pause_ms on a busy one: the same utterance is transcribed
+    // 50 ms later when the line is busy, and again at 100 ms once it is quiet again.
+    let world = |busy: Option<bool>| {
+        let mut w = World::new(vec!["Done."]);
+        let mut cfg = CallConfig {
+            turn_model: Some(TurnModelConfig::default()),
+            quick_stop_ms: 250,
+            ..CallConfig::default()
+        };
+        cfg.turn.pause_ms = 100;
+        cfg.turn.busy_pause_ms = 150;
+        w.call = Call::new(cfg);
+        if let Some(b) = busy {
+            w.call.handle(0, Input::LineBusy(b));
+        }
+        w.transcripts = vec!["Confirm my reservation."];
+        w.verdicts = vec![0.9];
+        one_utterance(&mut w);
+        timeline_with(&w, &["tentative", "caller speech end"])
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let quiet = world(None);
+    assert_eq!(
+        quiet,
+        ["2320 tentative 1", "2460 caller speech end (1210 ms)"]
+    );
+    assert_eq!(
+        world(Some(true)),
+        ["2360 tentative 1", "2460 caller speech end (1210 ms)"]
+    );
+    assert_eq!(world(Some(false)), quiet);
+    // Without busy_pause_ms, a busy line changes nothing.
+    let mut w = World::new(vec!["Done."]);
+    let mut cfg = CallConfig::default();
+    cfg.turn.pause_ms = 100;
+    w.call = Call::new(cfg);
+    w.call.handle(0, Input::LineBusy(true));
+    w.transcripts = vec!["Confirm my reservation."];
+    one_utterance(&mut w);
+    assert_eq!(timeline_with(&w, &["tentative"]), ["2320 tentative 1"]);
+}
+
 /// "Sure, it's" ... 900 ms ... "A B C one two three": the pause is longer than `stop_ms` (600),
 /// so without the model the caller is cut off and the rest is a second request; with it the
 /// pause is held and the caller's whole turn is one request.

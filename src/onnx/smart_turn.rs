@@ -48,7 +48,10 @@
 //! One session behind a `Mutex` (`Session::run` takes `&mut self` in ort 2.0.0-rc.15), 1 intra-op
 //! thread, no spinning: concurrent predictions queue for the session. ~40 ms each on one core, so
 //! one session serves roughly 25 end-of-turn checks per second; use more `SmartTurn`s (each loads
-//! its own 8.7 MB of weights) for more.
+//! its own 8.7 MB of weights) for more. A second session on [`WIDE_THREADS`] threads serves
+//! [`SmartTurn::predict_wide`], for a quiet line where the other core is idle: ~30 ms instead
+//! of ~40–50 (`switchboard load --calls 1`, `RUST_LOG=switchboard=debug`, "end of turn
+//! predicted"). Both sessions give the same probability to within float summation order.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -284,11 +287,16 @@ fn mel_filter_bank(bins: usize, mels: usize, fmin: f64, fmax: f64, sampling_rate
     out
 }
 
+/// Intra-op threads of the session [`SmartTurn::predict_wide`] uses.
+pub const WIDE_THREADS: usize = 2;
+
 /// A loaded Smart Turn model. `Send + Sync`: share it behind an `Arc`.
 pub struct SmartTurn {
     extractor: FeatureExtractor,
     scratch: Mutex<Scratch>,
     session: Mutex<Session>,
+    /// The same model on [`WIDE_THREADS`] threads.
+    wide: Mutex<Session>,
 }
 
 impl std::fmt::Debug for SmartTurn {
@@ -298,10 +306,12 @@ impl std::fmt::Debug for SmartTurn {
 }
 
 impl SmartTurn {
-    /// Loads the model (1 intra-op thread, no spinning), checks its input and output, and runs
-    /// one inference on silence (which also takes the first-run cost out of the first call).
+    /// Loads the model (a session on 1 intra-op thread and one on [`WIDE_THREADS`], no
+    /// spinning), checks its input and output, and runs one inference on silence on each (which
+    /// also takes the first-run cost out of the first call).
     pub fn load(env: &Environment, onnx: &Path) -> Result<SmartTurn, String> {
         let session = crate::onnx::session(env, onnx, 1)?;
+        let wide = crate::onnx::session(env, onnx, WIDE_THREADS)?;
         let input = session
             .inputs()
             .iter()
@@ -333,13 +343,15 @@ impl SmartTurn {
             extractor,
             scratch: Mutex::new(scratch),
             session: Mutex::new(session),
+            wide: Mutex::new(wide),
         };
-        let p = turn.predict(&[])?;
-        if !(0.0..=1.0).contains(&p) {
-            return Err(format!(
-                "{}: probability {p} on silence is not in [0, 1]",
-                onnx.display()
-            ));
+        for p in [turn.predict(&[])?, turn.predict_wide(&[])?] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "{}: probability {p} on silence is not in [0, 1]",
+                    onnx.display()
+                ));
+            }
         }
         Ok(turn)
     }
@@ -362,31 +374,22 @@ impl SmartTurn {
         })
     }
 
+    /// [`SmartTurn::predict`] on the [`WIDE_THREADS`]-thread session, for when the other cores
+    /// are idle; on the one-thread session if another prediction holds the wide one.
+    pub fn predict_wide(&self, audio_16k: &[f32]) -> Result<f32, String> {
+        self.with_scratch(|s| {
+            self.extractor.compute(audio_16k, s);
+            match self.wide.try_lock() {
+                Ok(mut wide) => run(&mut wide, &s.features),
+                Err(TryLockError::Poisoned(p)) => run(&mut p.into_inner(), &s.features),
+                Err(TryLockError::WouldBlock) => self.predict_features(&s.features),
+            }
+        })
+    }
+
     /// Runs the model on precomputed features (`FEATURES_LEN` values, layout as [`SmartTurn::features`]).
     pub fn predict_features(&self, features: &[f32]) -> Result<f32, String> {
-        if features.len() != FEATURES_LEN {
-            return Err(format!(
-                "expected {FEATURES_LEN} feature values, got {}",
-                features.len()
-            ));
-        }
-        let input = TensorRef::from_array_view(([1usize, N_MELS, N_FRAMES], features))
-            .map_err(|e| format!("input tensor: {e}"))?;
-        let mut session = lock(&self.session);
-        let outputs = session
-            .run(ort::inputs![input])
-            .map_err(|e| format!("Smart Turn inference: {e}"))?;
-        let value = outputs
-            .get(OUTPUT_NAME)
-            .ok_or_else(|| format!("model returned no {OUTPUT_NAME:?}"))?;
-        let (_, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| format!("reading {OUTPUT_NAME:?}: {e}"))?;
-        match data.first() {
-            Some(p) if p.is_finite() => Ok(p.clamp(0.0, 1.0)),
-            Some(p) => Err(format!("model returned {p}")),
-            None => Err("model returned an empty output".into()),
-        }
+        run(&mut lock(&self.session), features)
     }
 
     /// Runs `f` with the shared scratch, or with a fresh one if another thread holds it.
@@ -396,6 +399,32 @@ impl SmartTurn {
             Err(TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
             Err(TryLockError::WouldBlock) => f(&mut self.extractor.scratch()),
         }
+    }
+}
+
+/// One inference of `session` on `features` (`FEATURES_LEN` values).
+fn run(session: &mut Session, features: &[f32]) -> Result<f32, String> {
+    if features.len() != FEATURES_LEN {
+        return Err(format!(
+            "expected {FEATURES_LEN} feature values, got {}",
+            features.len()
+        ));
+    }
+    let input = TensorRef::from_array_view(([1usize, N_MELS, N_FRAMES], features))
+        .map_err(|e| format!("input tensor: {e}"))?;
+    let outputs = session
+        .run(ort::inputs![input])
+        .map_err(|e| format!("Smart Turn inference: {e}"))?;
+    let value = outputs
+        .get(OUTPUT_NAME)
+        .ok_or_else(|| format!("model returned no {OUTPUT_NAME:?}"))?;
+    let (_, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| format!("reading {OUTPUT_NAME:?}: {e}"))?;
+    match data.first() {
+        Some(p) if p.is_finite() => Ok(p.clamp(0.0, 1.0)),
+        Some(p) => Err(format!("model returned {p}")),
+        None => Err("model returned an empty output".into()),
     }
 }
 

@@ -116,6 +116,7 @@ impl LiveDeps {
             out_rate,
             monitor: Some(&self.monitor),
             recordings: self.recordings.as_ref(),
+            follow_line: true,
         }
     }
 }

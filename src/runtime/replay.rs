@@ -131,6 +131,7 @@ pub async fn replay(
         out_rate: cfg.out_rate,
         monitor: None,
         recordings: None,
+        follow_line: false,
     };
     let mut transport = Transport {
         rate: out_rate,

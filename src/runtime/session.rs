@@ -337,8 +337,26 @@ impl Effects {
                     // No model: the core only asks when the session gave it one.
                     return Ok(false);
                 };
+                let wait = self.speech.turn_model_wait();
                 self.spawn_cancellable(turn, child("end_of_turn"), async move {
-                    let verdict = tokio::task::spawn_blocking(move || model.predict(&audio)).await;
+                    let asked = std::time::Instant::now();
+                    crate::cpu::after_wide_decodes(wait).await;
+                    let waited = asked.elapsed();
+                    // The other core is idle on a quiet line: the model may take it too.
+                    let verdict = tokio::task::spawn_blocking(move || {
+                        if crate::cpu::quiet() {
+                            model.predict_wide(&audio)
+                        } else {
+                            model.predict(&audio)
+                        }
+                    })
+                    .await;
+                    tracing::debug!(
+                        turn,
+                        waited_ms = waited.as_millis() as u64,
+                        ms = (asked.elapsed() - waited).as_millis() as u64,
+                        "end of turn predicted"
+                    );
                     match verdict {
                         Ok(Ok(complete)) => Done::EndPrediction { turn, complete },
                         Ok(Err(e)) => Done::Failed {
@@ -579,10 +597,17 @@ pub struct SessionParts<'a> {
     pub monitor: Option<&'a Arc<Monitor>>,
     /// Where calls are recorded, when recordings are on.
     pub recordings: Option<&'a Arc<Recordings>>,
+    /// Tell the call when the line turns busy or quiet (`cpu::busy_line`), so that it
+    /// transcribes pauses less eagerly when the cores are shared: live calls. Off for replay,
+    /// whose calls must behave the same whatever else the process runs.
+    pub follow_line: bool,
 }
 
 /// One call, from media connected to case closed. See the module docs.
 pub struct Session {
+    /// See [`SessionParts::follow_line`]; `line_busy` is what the call was last told.
+    follow_line: bool,
+    line_busy: bool,
     call: Call,
     fx: Effects,
     done_rx: mpsc::Receiver<Done>,
@@ -634,6 +659,8 @@ impl Session {
         };
         let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
         Session {
+            follow_line: parts.follow_line,
+            line_busy: false,
             voice,
             call: Call::new(cfg),
             fx,
@@ -778,6 +805,13 @@ impl Session {
     pub fn caller_audio(&mut self, now: u64, samples: &[f32]) {
         if self.busy {
             return;
+        }
+        if self.follow_line {
+            let busy = crate::cpu::busy_line();
+            if busy != self.line_busy {
+                self.line_busy = busy;
+                self.call.handle(now, Input::LineBusy(busy));
+            }
         }
         self.call.handle(now, Input::CallerAudio(samples));
         if let Some(r) = self.recorder.as_mut() {

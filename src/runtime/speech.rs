@@ -247,6 +247,12 @@ impl Speech {
             .map(|_| self.turn_model_cfg.clone())
     }
 
+    /// How long the end-of-turn model may wait for a two-thread transcription to finish
+    /// (`[speech.turn_model] wait_decode_ms`, see `cpu::after_wide_decodes`).
+    pub fn turn_model_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.turn_model_cfg.wait_decode_ms.into())
+    }
+
     /// What a call's core is told about the voice check: its settings when there is a model.
     pub fn voice_check_config(&self) -> Option<VoiceCheckConfig> {
         self.vad.as_ref().map(|_| self.vad_cfg.clone())

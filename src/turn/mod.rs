@@ -93,6 +93,10 @@ pub struct TurnConfig {
     /// A pause this long (shorter than `stop_ms`) reports `Pause`: the utterance so far can be
     /// transcribed speculatively while the caller may still go on. 0 = never. Default 200 (the shipped config/switchboard.toml sets 150, with the end-of-turn model asked at 200).
     pub pause_ms: u32,
+    /// `pause_ms` on a busy line (see [`TurnDetector::set_busy`]): a longer pause transcribes
+    /// less often, since each pause the caller goes on after is a transcription thrown away.
+    /// 0 = `pause_ms` always. Default 0.
+    pub busy_pause_ms: u32,
     /// Utterances shorter than this (onset to end of speech) are reported as `Discarded`.
     /// Default 250.
     pub min_utterance_ms: u32,
@@ -111,6 +115,7 @@ impl Default for TurnConfig {
             start_ms: 200,
             stop_ms: 600,
             pause_ms: 200,
+            busy_pause_ms: 0,
             min_utterance_ms: 250,
             max_utterance_ms: 15_000,
             pre_roll_ms: 300,
@@ -261,7 +266,10 @@ struct Params {
     modulation_db: f64,
     resume_frames: u32,
     stop: u64,
+    /// The pause in use: `quiet_pause` or `busy_pause`.
     pause: u64,
+    quiet_pause: u64,
+    busy_pause: u64,
     min_utt: u64,
     max_utt: u64,
     pre_roll: usize,
@@ -305,6 +313,12 @@ impl TurnDetector {
             resume_frames: frames(d.resume_ms.min(10_000)),
             stop: samples(cfg.stop_ms.min(600_000)),
             pause: samples(cfg.pause_ms.min(600_000)),
+            quiet_pause: samples(cfg.pause_ms.min(600_000)),
+            busy_pause: samples(if cfg.busy_pause_ms == 0 {
+                cfg.pause_ms.min(600_000)
+            } else {
+                cfg.busy_pause_ms.min(600_000)
+            }),
             min_utt: samples(min_ms),
             max_utt: samples(max_ms),
             pre_roll: samples(pre_roll_ms) as usize,
@@ -434,6 +448,21 @@ impl TurnDetector {
         self.paused = false;
         self.utt_len = (self.utt_pre as u64 + (end - start)) as usize;
         Some((start, end))
+    }
+
+    /// Whether the line is busy: pauses are then reported after `busy_pause_ms` instead of
+    /// `pause_ms`. Takes effect from the next pause.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.p.pause = if busy {
+            self.p.busy_pause
+        } else {
+            self.p.quiet_pause
+        };
+    }
+
+    /// The pause (samples) after which `Pause` is reported now (`pause_ms` or `busy_pause_ms`).
+    pub fn pause_samples(&self) -> u64 {
+        self.p.pause
     }
 
     /// Lets the current pause last `extra_ms` longer than `stop_ms` before it ends the

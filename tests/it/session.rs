@@ -57,6 +57,7 @@ impl Rig {
             out_rate: 8000,
             monitor: None,
             recordings: None,
+            follow_line: false,
         };
         let session = Session::start(&parts, "user_789", "test", json!({}), 0)
             .await

@@ -290,3 +290,33 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
         );
     }
 }
+
+/// The model's two-thread session (used on a quiet line) and its one-thread session give the
+/// same verdicts, up to float summation order.
+#[test]
+fn the_two_thread_end_model_agrees_with_the_one_thread_one() {
+    let mut cfg = Config::embedded().unwrap();
+    cfg.models_dir = models_dir();
+    let model = switchboard::runtime::speech::load_turn_model(&cfg).expect("Smart Turn installed");
+    let texts = COMPLETE
+        .iter()
+        .copied()
+        .chain(PAUSED.iter().map(|(a, _)| *a));
+    let (mut done, mut unfinished) = (0, 0);
+    for text in texts {
+        let audio = telephone(&[silence(300), flite(text, "slt"), silence(200)].concat());
+        let one = model.predict(&audio).unwrap();
+        let two = model.predict_wide(&audio).unwrap();
+        assert!((one - two).abs() < 1e-3, "{text:?}: {one} vs {two}");
+        if one >= 0.5 {
+            done += 1;
+        } else {
+            unfinished += 1;
+        }
+    }
+    // Both kinds of verdict were compared, not only one.
+    assert!(
+        done > 0 && unfinished > 0,
+        "{done} done, {unfinished} unfinished"
+    );
+}

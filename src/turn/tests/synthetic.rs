@@ -537,6 +537,7 @@ fn odd_configs_and_rates_never_panic() {
         start_ms: 0,
         stop_ms: 0,
         pause_ms: 0,
+        busy_pause_ms: u32::MAX,
         min_utterance_ms: 0,
         max_utterance_ms: 0,
         pre_roll_ms: 0,

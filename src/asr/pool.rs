@@ -107,6 +107,11 @@ impl AsrPool {
         self
     }
 
+    /// Whether this pool serves calls on a virtual clock (see [`AsrPool::on_virtual_clock`]).
+    pub fn is_on_virtual_clock(&self) -> bool {
+        self.wait_blocking
+    }
+
     /// Resolves once every worker has finished its warm-up decode (the first caller then pays
     /// no warm-up, and no worker is still decoding when a short-lived process exits).
     pub async fn warmed(&self) {

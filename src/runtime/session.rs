@@ -174,10 +174,16 @@ struct Effects {
     /// The turn of the synthesis started last, and what resolves when it is over: a turn's
     /// syntheses run one after the other, so a streamed answer's clauses play in order.
     last_synthesis: Option<(TurnId, tokio::sync::oneshot::Receiver<()>)>,
+    /// See [`SessionParts::follow_line`].
+    follow_line: bool,
 }
 
 impl Effects {
-    fn new(engine: Arc<Engine>, speech: Speech) -> (Effects, mpsc::Receiver<Done>) {
+    fn new(
+        engine: Arc<Engine>,
+        speech: Speech,
+        follow_line: bool,
+    ) -> (Effects, mpsc::Receiver<Done>) {
         let (done_tx, done_rx) = mpsc::channel(32);
         let fx = Effects {
             engine,
@@ -188,6 +194,7 @@ impl Effects {
             cancelled: watch::Sender::new(0),
             prompt: Prompt::default(),
             last_synthesis: None,
+            follow_line,
         };
         (fx, done_rx)
     }
@@ -337,14 +344,19 @@ impl Effects {
                     // No model: the core only asks when the session gave it one.
                     return Ok(false);
                 };
+                // Only a call that follows the line's load (not a replay, whose timeline must
+                // not depend on what else runs) waits for whisper or takes a second thread.
+                let follow = self.follow_line;
                 let wait = self.speech.turn_model_wait();
                 self.spawn_cancellable(turn, child("end_of_turn"), async move {
                     let asked = std::time::Instant::now();
-                    crate::cpu::after_wide_decodes(wait).await;
+                    if follow {
+                        crate::cpu::after_wide_decodes(wait).await;
+                    }
                     let waited = asked.elapsed();
                     // The other core is idle on a quiet line: the model may take it too.
                     let verdict = tokio::task::spawn_blocking(move || {
-                        if crate::cpu::quiet() {
+                        if follow && crate::cpu::quiet() {
                             model.predict_wide(&audio)
                         } else {
                             model.predict(&audio)
@@ -657,7 +669,11 @@ impl Session {
             }
             None => None,
         };
-        let (fx, done_rx) = Effects::new(parts.engine.clone(), parts.speech.clone());
+        let (fx, done_rx) = Effects::new(
+            parts.engine.clone(),
+            parts.speech.clone(),
+            parts.follow_line,
+        );
         Session {
             follow_line: parts.follow_line,
             line_busy: false,

@@ -617,8 +617,7 @@ pub struct SessionParts<'a> {
 
 /// One call, from media connected to case closed. See the module docs.
 pub struct Session {
-    /// See [`SessionParts::follow_line`]; `line_busy` is what the call was last told.
-    follow_line: bool,
+    /// What the call was last told about the line (see [`SessionParts::follow_line`]).
     line_busy: bool,
     call: Call,
     fx: Effects,
@@ -675,7 +674,6 @@ impl Session {
             parts.follow_line,
         );
         Session {
-            follow_line: parts.follow_line,
             line_busy: false,
             voice,
             call: Call::new(cfg),
@@ -822,7 +820,7 @@ impl Session {
         if self.busy {
             return;
         }
-        if self.follow_line {
+        if self.fx.follow_line {
             let busy = crate::cpu::busy_line();
             if busy != self.line_busy {
                 self.line_busy = busy;

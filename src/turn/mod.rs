@@ -249,6 +249,8 @@ pub struct TurnDetector {
     resume_run: u32,
     /// `Pause` was reported for the current silence.
     paused: bool,
+    /// The line is busy: pauses are reported after `busy_pause_ms` ([`TurnDetector::set_busy`]).
+    busy: bool,
     /// Extra silence (samples) the current pause may last before it ends the utterance (an
     /// end-of-turn model judged the speech so far unfinished); 0 when not held.
     hold: u64,
@@ -266,9 +268,8 @@ struct Params {
     modulation_db: f64,
     resume_frames: u32,
     stop: u64,
-    /// The pause in use: `quiet_pause` or `busy_pause`.
+    /// `pause_ms` and `busy_pause_ms` in samples (see [`TurnDetector::pause_samples`]).
     pause: u64,
-    quiet_pause: u64,
     busy_pause: u64,
     min_utt: u64,
     max_utt: u64,
@@ -313,7 +314,6 @@ impl TurnDetector {
             resume_frames: frames(d.resume_ms.min(10_000)),
             stop: samples(cfg.stop_ms.min(600_000)),
             pause: samples(cfg.pause_ms.min(600_000)),
-            quiet_pause: samples(cfg.pause_ms.min(600_000)),
             busy_pause: samples(if cfg.busy_pause_ms == 0 {
                 cfg.pause_ms.min(600_000)
             } else {
@@ -361,6 +361,7 @@ impl TurnDetector {
             silence_start: 0,
             resume_run: 0,
             paused: false,
+            busy: false,
             hold: 0,
             sound_max_db: f64::NEG_INFINITY,
             cfg,
@@ -453,16 +454,16 @@ impl TurnDetector {
     /// Whether the line is busy: pauses are then reported after `busy_pause_ms` instead of
     /// `pause_ms`. Takes effect from the next pause.
     pub fn set_busy(&mut self, busy: bool) {
-        self.p.pause = if busy {
-            self.p.busy_pause
-        } else {
-            self.p.quiet_pause
-        };
+        self.busy = busy;
     }
 
     /// The pause (samples) after which `Pause` is reported now (`pause_ms` or `busy_pause_ms`).
     pub fn pause_samples(&self) -> u64 {
-        self.p.pause
+        if self.busy {
+            self.p.busy_pause
+        } else {
+            self.p.pause
+        }
     }
 
     /// Lets the current pause last `extra_ms` longer than `stop_ms` before it ends the
@@ -594,8 +595,8 @@ impl TurnDetector {
                 } else {
                     if self.state == TurnState::Stopping
                         && !self.paused
-                        && self.p.pause > 0
-                        && silent >= self.p.pause
+                        && self.pause_samples() > 0
+                        && silent >= self.pause_samples()
                         && self.silence_start - self.onset >= self.p.min_utt
                     {
                         self.paused = true;

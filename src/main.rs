@@ -540,6 +540,23 @@ fn build_engine(cfg: &Config) -> Result<Arc<Engine>> {
     build_engine_on(cfg, store)
 }
 
+/// What the line says word for word: the template's strings, the master's questions for each
+/// task's fields, and its in-process agents' fixed questions (what the voice prewarms).
+fn line_sentences(cfg: &Config, engine: &Engine) -> Result<Vec<String>> {
+    let mut out = cfg.template_strings(&engine.template)?;
+    out.extend(switchboard::agent::master::field_questions(
+        &engine.template,
+    ));
+    for agent in &engine.template.agents {
+        out.extend(
+            switchboard::agent::agents::fixed_questions(&agent.kind)
+                .iter()
+                .map(|q| q.to_string()),
+        );
+    }
+    Ok(out)
+}
+
 /// Loads the router's model (refusing to start without it) and builds the engine on `store`.
 fn build_engine_on(cfg: &Config, store: Store) -> Result<Arc<Engine>> {
     let embedder: Option<Arc<dyn Embedder>> = match cfg.router.mode {
@@ -615,7 +632,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     // Runs beside the first calls; they wait at most for one of its clauses.
-    let prewarm = speech.prewarm(&cfg.template_strings(&engine.template)?);
+    let prewarm = speech.prewarm(&line_sentences(&cfg, &engine)?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -738,7 +755,7 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
     let engine = build_engine(&cfg)?;
     let speech = Speech::load(&cfg)?;
     // As `serve` does, but finished before the callers come, so it is not in their figures.
-    if let Some(warm) = speech.prewarm(&cfg.template_strings(&engine.template)?) {
+    if let Some(warm) = speech.prewarm(&line_sentences(&cfg, &engine)?) {
         eprintln!("load: synthesising the line's fixed sentences (as serve does at start-up) ...");
         let (n, took) = tokio::task::spawn_blocking(move || warm.finish()).await?;
         eprintln!(

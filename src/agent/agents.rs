@@ -372,7 +372,7 @@ impl LocalAgent {
                     })
                     .collect();
                 let clar = Clarification {
-                    question: "Which reservation would you like to cancel?".into(),
+                    question: ASK_RESERVATION_TO_CANCEL.into(),
                     options,
                     kind: ClarificationType::SingleChoice,
                     field: Some("reservation_number".into()),
@@ -498,9 +498,9 @@ impl LocalAgent {
                 [one] => one.clone(),
                 many => {
                     let verb = match input.task.as_str() {
-                        "make_payment" => "Which account would you like to pay?",
-                        "dispute_charge" => "Which account is the charge on?",
-                        _ => "Which account would you like to see the bill for?",
+                        "make_payment" => ASK_ACCOUNT_TO_PAY,
+                        "dispute_charge" => ASK_ACCOUNT_OF_CHARGE,
+                        _ => ASK_ACCOUNT_OF_BILL,
                     };
                     let clar = Clarification {
                         question: verb.into(),
@@ -603,7 +603,7 @@ impl LocalAgent {
             .filter(|s| ["low", "medium", "high"].contains(&s.as_str()));
         let Some(severity) = severity else {
             let clar = Clarification {
-                question: "How urgent is it?".into(),
+                question: ASK_URGENCY.into(),
                 options: ["low", "medium", "high"]
                     .iter()
                     .map(|s| ClarOption {
@@ -793,6 +793,28 @@ impl SubAgent for LocalAgent {
         let mut out = self.answer(&input);
         out.metadata.processing_time = Some((self.now() - started).max(0) as u64);
         Ok(out)
+    }
+}
+
+const ASK_RESERVATION_TO_CANCEL: &str = "Which reservation would you like to cancel?";
+const ASK_ACCOUNT_TO_PAY: &str = "Which account would you like to pay?";
+const ASK_ACCOUNT_OF_CHARGE: &str = "Which account is the charge on?";
+const ASK_ACCOUNT_OF_BILL: &str = "Which account would you like to see the bill for?";
+const ASK_URGENCY: &str = "How urgent is it?";
+
+/// The questions an agent of this kind asks word for word (its clarifications that carry no
+/// record's data), so that the voice can have them ready before the first caller hears one
+/// (`runtime::speech::Speech::prewarm`). What it says about a record is never fixed.
+pub fn fixed_questions(kind: &AgentKind) -> &'static [&'static str] {
+    match kind {
+        AgentKind::Reservations => &[ASK_RESERVATION_TO_CANCEL],
+        AgentKind::Billing => &[
+            ASK_ACCOUNT_TO_PAY,
+            ASK_ACCOUNT_OF_CHARGE,
+            ASK_ACCOUNT_OF_BILL,
+        ],
+        AgentKind::Support => &[ASK_URGENCY],
+        AgentKind::Concierge | AgentKind::Handoff | AgentKind::Flights | AgentKind::Loyalty => &[],
     }
 }
 

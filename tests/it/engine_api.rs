@@ -558,3 +558,59 @@ async fn a_phone_caller_is_identified_by_the_number_the_provider_gives() {
         r.reply
     );
 }
+
+/// The clarifying questions sub-agents ask before any record is known open the bot's reply word
+/// for word, and are among the agents' `fixed_questions`, which the voice synthesises at
+/// start-up: the first caller to hear one does not wait for the voice.
+#[tokio::test(start_paused = true)]
+async fn agents_fixed_questions_open_their_replies_word_for_word() {
+    use switchboard::agent::agents::fixed_questions;
+    use switchboard::config::AgentKind;
+    let e = engine(Setup::default());
+    for (said, kind) in [
+        ("What's my bill this month?", AgentKind::Billing),
+        ("I want to pay my bill.", AgentKind::Billing),
+        ("My wifi is not working.", AgentKind::Support),
+    ] {
+        let c = e.start("user_789", "twilio").await.unwrap();
+        let t = e.say(&c.conversation_id, said).await.unwrap();
+        let first = t.reply.split_inclusive('?').next().unwrap_or_default();
+        assert!(
+            fixed_questions(&kind).contains(&first),
+            "{said:?} → {:?}: its first sentence is not one of {:?}",
+            t.reply,
+            fixed_questions(&kind)
+        );
+    }
+}
+
+/// The master's first question for a task's fields is the same for every caller, and is among
+/// `field_questions` (which the voice synthesises at start-up), as is its question for one field
+/// given wrong.
+#[tokio::test(start_paused = true)]
+async fn the_first_question_for_a_tasks_fields_is_ready_before_any_caller() {
+    use switchboard::agent::master::field_questions;
+    let e = engine(Setup::default());
+    let ready = switchboard::tts::normalize::fixed_sentences(
+        field_questions(&e.template).iter().map(String::as_str),
+    );
+    let mut asked = 0;
+    for said in [
+        "Confirm my reservation.",
+        "I'd like to cancel my reservation.",
+        "I need to change my booking.",
+    ] {
+        let c = e.start("user_789", "twilio").await.unwrap();
+        let t = e.say(&c.conversation_id, said).await.unwrap();
+        let sentences = switchboard::tts::normalize::fixed_sentences([t.reply.as_str()]);
+        assert!(!sentences.is_empty(), "{said:?} → {:?}", t.reply);
+        for s in &sentences {
+            assert!(
+                ready.contains(s),
+                "{said:?} → {s:?} is not among {ready:#?}"
+            );
+            asked += 1;
+        }
+    }
+    assert!(asked >= 6, "{asked}");
+}

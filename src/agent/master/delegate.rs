@@ -11,10 +11,74 @@ use crate::agent::protocol::{
 };
 use crate::agent::registry::unavailable;
 use crate::agent::speech;
-use crate::config::FieldType;
+use crate::config::{FieldType, Lines, TaskSpec, Template};
 use crate::store::CaseStatus;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
+
+/// Which of the template's lines asks for a task's missing fields.
+#[derive(Clone, Copy)]
+enum Asked {
+    /// Nothing of the task was given yet: `ask_fields`.
+    First,
+    /// Some was given, this is the rest: `still_need`.
+    Rest,
+    /// A value was given but is not valid: `ask_again`.
+    Again,
+}
+
+/// The question for a task's missing fields (`descs`: their spoken descriptions).
+fn fields_question(
+    lines: &Lines,
+    spec: Option<&TaskSpec>,
+    descs: &[String],
+    asked: Asked,
+) -> String {
+    let list = speech::join_spoken(descs, "and");
+    let phrase = spec.map(|s| s.phrase.as_str()).unwrap_or("help with that");
+    let line = match asked {
+        Asked::Again => &lines.ask_again,
+        Asked::Rest => &lines.still_need,
+        Asked::First => &lines.ask_fields,
+    };
+    fill(line, &[("fields", &list), ("phrase", phrase)])
+}
+
+/// The questions the master asks for delegated tasks' fields that are the same for every caller:
+/// the first question of each task (all its fields) and the questions for one field at a time,
+/// with the descriptions the in-process agents give (`agents::LocalAgent`). For the voice to
+/// have them ready (`runtime::speech::Speech::prewarm`); a description that names a record's
+/// data ("{reservation.number}") is left out.
+pub fn field_questions(template: &Template) -> Vec<String> {
+    let mut out = vec![];
+    for spec in template.tasks.values() {
+        if spec.agent.as_deref() == Some("master") {
+            continue;
+        }
+        let descs: Vec<String> = spec
+            .required
+            .iter()
+            .filter(|f| f.field_type != FieldType::Confirm)
+            .map(|f| f.description.clone())
+            .collect();
+        if descs.is_empty() || descs.iter().any(|d| d.contains(['{', '}'])) {
+            continue;
+        }
+        out.push(fields_question(
+            &template.lines,
+            Some(spec),
+            &descs,
+            Asked::First,
+        ));
+        for one in &descs {
+            for asked in [Asked::Rest, Asked::Again] {
+                let one = std::slice::from_ref(one);
+                out.push(fields_question(&template.lines, Some(spec), one, asked));
+            }
+        }
+    }
+    out
+}
 
 impl Master {
     /// Delegates `task`, then speaks the outcome; on failure walks the fallback chain.
@@ -399,21 +463,18 @@ impl Master {
                             .collect();
                         let descs: Vec<String> =
                             fields.iter().map(|f| f.description.clone()).collect();
-                        let list = speech::join_spoken(&descs, "and");
                         let given = spec.is_some_and(|s| {
                             s.required.iter().any(|f| params.contains_key(&f.field))
                         });
                         let again = fields.iter().any(|f| params.contains_key(&f.field));
-                        let lines = &self.template.lines;
-                        let phrase = spec.map(|s| s.phrase.as_str()).unwrap_or("help with that");
-                        let line = if again {
-                            &lines.ask_again
+                        let asked = if again {
+                            Asked::Again
                         } else if given {
-                            &lines.still_need
+                            Asked::Rest
                         } else {
-                            &lines.ask_fields
+                            Asked::First
                         };
-                        let q = fill(line, &[("fields", &list), ("phrase", phrase)]);
+                        let q = fields_question(&self.template.lines, spec, &descs, asked);
                         self.ask(cx, &q, Some(agent));
                         fields
                     }

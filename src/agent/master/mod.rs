@@ -30,6 +30,7 @@ mod record;
 pub mod render;
 pub mod state;
 
+pub use delegate::field_questions;
 pub use render::match_option;
 pub use state::{
     Conversation, DoneTask, EndAction, Fallback, Heard, Pending, Queued, Role, Turn, TurnStatus,

@@ -73,6 +73,13 @@ echo "transfer: a caller who asks for a person (caller: flite rms)"
 mkdir -p transfer
 say rms transfer/person.wav "Can I talk to a real person, please?"
 
+echo "talkative caller: the load tool's conversation in long turns (switchboard load --talkative;"
+echo "caller: flite rms), so callers can talk 40 % of the time without a decode every second"
+mkdir -p talkative
+say rms talkative/ask.wav "Hi, good morning. I was going through my paperwork last night, and I wanted to ask what my bill is for this month."
+say rms talkative/answer.wav "The business one, please. That's the account we use for the office."
+say rms talkative/confirm.wav "Okay, thank you. And while I have you, I'd also like to confirm my reservation for next week."
+
 echo "noise: a line with hiss and clicks, nobody speaking"
 mkdir -p noise
 sox -q -n -r 8000 -c 1 -e u-law noise/line.wav synth 4 whitenoise vol 0.02

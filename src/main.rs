@@ -727,6 +727,10 @@ struct LoadArgs {
     /// each reply to end (but the first, which they interrupt after a second).
     #[arg(long, default_value_t = 0)]
     listen_ms: u64,
+    /// The same conversation in long turns (4-7 s each, audio-fixtures/talkative): callers who
+    /// talk much of the time without a transcription every second or two.
+    #[arg(long)]
+    talkative: bool,
     /// First, what this many silent calls cost on the line (memory per call, CPU).
     #[arg(long, default_value_t = 0)]
     idle_calls: usize,
@@ -738,6 +742,7 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         ramp_ms,
         steady_s,
         listen_ms,
+        talkative,
         idle_calls,
     } = args;
     anyhow::ensure!(
@@ -789,6 +794,7 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         clear_window_ms,
         steady_s,
         listen_ms,
+        talkative,
     };
     eprintln!(
         "gateway on {addr}: ASR {} ({} worker(s), up to {} thread(s) for a decode alone), {} core(s)",

@@ -143,7 +143,7 @@ impl Default for TurnModelConfig {
             hold_ms: 1400,
             doubt_hold_ms: 600,
             listen_ms: 200,
-            wait_decode_ms: 250,
+            wait_decode_ms: 600,
         }
     }
 }

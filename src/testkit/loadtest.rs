@@ -11,7 +11,10 @@
 //! conversation at once (as a call center's lines are), instead of all starting within the ramp.
 //! Only calls that began once every caller had arrived count. The report gives the share of
 //! time the callers talk; `listen_ms` makes them talk more (they listen to a long reply for that
-//! long, then talk over it).
+//! long, then talk over it). With `talkative` the callers say the same things in long turns
+//! (`audio-fixtures/talkative`, 4-7 s each: "Hi, good morning. I was going through my paperwork
+//! last night, and I wanted to ask what my bill is for this month."): they talk much of the time
+//! with one transcription per 4-7 s of speech, where the short turns need one per 1-2 s.
 
 use crate::audio::decode::{ChannelPick, read_audio_at};
 use crate::audio::g711::encode_ulaw_from;
@@ -39,6 +42,8 @@ pub struct LoadOptions {
     /// 0: callers wait for each reply to end (but the first, which they interrupt after a
     /// second). Otherwise they listen to each reply for at most this long, then talk.
     pub listen_ms: u64,
+    /// The conversation in long turns (`audio-fixtures/talkative`, see the module docs).
+    pub talkative: bool,
 }
 
 /// One row of the report.
@@ -167,10 +172,18 @@ pub async fn idle_cost(url: &str, n: usize) -> Result<(f64, f64, f64)> {
 /// Runs every call count in `opts` and returns one row per count. `fixtures` is the
 /// audio-fixtures directory. CPU and memory are this process's: run the gateway in-process.
 pub async fn run(opts: &LoadOptions, fixtures: &Path) -> Result<Vec<Row>> {
-    let f = Fixtures {
-        ask: ulaw(fixtures, "bargein/ask.wav")?,
-        answer: ulaw(fixtures, "bargein/answer.wav")?,
-        confirm: ulaw(fixtures, "scenario1/01.wav")?,
+    let f = if opts.talkative {
+        Fixtures {
+            ask: ulaw(fixtures, "talkative/ask.wav")?,
+            answer: ulaw(fixtures, "talkative/answer.wav")?,
+            confirm: ulaw(fixtures, "talkative/confirm.wav")?,
+        }
+    } else {
+        Fixtures {
+            ask: ulaw(fixtures, "bargein/ask.wav")?,
+            answer: ulaw(fixtures, "bargein/answer.wav")?,
+            confirm: ulaw(fixtures, "scenario1/01.wav")?,
+        }
     };
     let mut rows = vec![];
     for &n in &opts.calls {

@@ -614,3 +614,42 @@ async fn the_first_question_for_a_tasks_fields_is_ready_before_any_caller() {
     }
     assert!(asked >= 6, "{asked}");
 }
+
+/// A call on user_789's line that has heard its business bill and the offer that follows it.
+async fn offered_a_payment(e: &switchboard::agent::engine::Engine) -> String {
+    let c = e.start("user_789", "twilio").await.unwrap();
+    let id = c.conversation_id;
+    e.say(&id, "What's my bill this month?").await.unwrap();
+    let t = e.say(&id, "The business one.").await.unwrap();
+    assert!(t.reply.contains("make a payment?"), "{}", t.reply);
+    id
+}
+
+/// An offer after a task ("Would you like me to help you make a payment?") answered with an
+/// acknowledgement and another request by name goes to that request; a yes with more about the
+/// offered task takes the offer.
+#[tokio::test(start_paused = true)]
+async fn an_okay_then_another_request_does_not_take_the_offer() {
+    let e = engine(Setup::default());
+    let id = offered_a_payment(&e).await;
+    let t = e
+        .say(
+            &id,
+            "Okay, thank you. And while I have you, I'd also like to confirm my reservation for next week.",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t.intent.as_deref(),
+        Some("confirm_reservation"),
+        "{}",
+        t.reply
+    );
+    assert!(!t.reply.contains("pay"), "{}", t.reply);
+    let id = offered_a_payment(&e).await;
+    let t = e
+        .say(&id, "Yes please, from the business account.")
+        .await
+        .unwrap();
+    assert_eq!(t.intent.as_deref(), Some("make_payment"), "{}", t.reply);
+}

@@ -364,8 +364,15 @@ impl Master {
             Pending::FollowUp { task, params } => {
                 let (no, rest) = acts::strip_opening(text);
                 let nothing_more = rest.is_empty() || acts::only_closing(&rest);
+                // "Okay, thank you. And I'd also like to confirm my reservation": the "okay"
+                // acknowledges the offer; what follows asks for another task by name.
+                let elsewhere = !nothing_more
+                    && self
+                        .router
+                        .route_keywords(&rest, &|t| t != task && t != END_CALL)
+                        .is_some();
                 match slots::extract_yes_no(text) {
-                    Some(true) if !no => {
+                    Some(true) if !no && !elsewhere => {
                         // "Yes, it's the business account": what follows the yes is heard too.
                         let params = if nothing_more {
                             params

@@ -99,6 +99,12 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
         "Transcriptions waiting for or running on an ASR worker.",
     ),
     (
+        ASR_JOBS,
+        Kind::Counter,
+        "Transcriptions by what became of them: delivered; skipped (the turn moved on before a \
+         worker took it: no work done); discarded (the turn moved on while it ran: work wasted).",
+    ),
+    (
         TTS_SYNTHESIS,
         Kind::Histogram,
         "Time to synthesise a reply, from the request to its last audio.",
@@ -128,6 +134,7 @@ pub const AGENT_RETRIES: &str = "switchboard_agent_retries_total";
 pub const AGENT_BREAKER_OPEN: &str = "switchboard_agent_breaker_open";
 pub const ASR_DECODE: &str = "switchboard_asr_decode_seconds";
 pub const ASR_QUEUE: &str = "switchboard_asr_queue_depth";
+pub const ASR_JOBS: &str = "switchboard_asr_jobs_total";
 pub const TTS_SYNTHESIS: &str = "switchboard_tts_synthesis_seconds";
 pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
 pub const PROCESS_CPU: &str = "process_cpu_seconds_total";

@@ -80,12 +80,33 @@ impl AsrPool {
                             guard.blocking_recv()
                         };
                         let Some(job) = job else { break };
+                        let gone = |job: &Job| {
+                            job.reply.is_closed() || job.abandoned.load(Ordering::SeqCst)
+                        };
                         // Nobody waits for it any more (the turn was cancelled): skip the work.
-                        if job.reply.is_closed() || job.abandoned.load(Ordering::SeqCst) {
+                        if gone(&job) {
+                            crate::metrics::count(
+                                crate::metrics::ASR_JOBS,
+                                &[("outcome", "skipped")],
+                                1.0,
+                            );
                             continue;
                         }
                         let result = t.transcribe(&job.audio, job.prompt.as_deref());
-                        // The caller may have gone (stale turn): nothing to do then.
+                        // The caller may have gone while it ran (a turn that went on): the
+                        // work was wasted, which is worth knowing on a busy line.
+                        let outcome = if gone(&job) { "discarded" } else { "delivered" };
+                        if outcome == "discarded" {
+                            tracing::debug!(
+                                audio_ms = job.audio.len() as u64 * 1000 / 16_000,
+                                "a transcription finished after its turn moved on: discarded"
+                            );
+                        }
+                        crate::metrics::count(
+                            crate::metrics::ASR_JOBS,
+                            &[("outcome", outcome)],
+                            1.0,
+                        );
                         let _ = job.reply.send(result);
                     }
                 })

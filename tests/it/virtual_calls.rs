@@ -279,6 +279,7 @@ async fn talking_over_the_bot_on_the_virtual_clock_clears_at_once_and_keeps_what
     for series in [
         "switchboard_barge_in_clear_seconds_count",
         "switchboard_asr_decode_seconds_count",
+        "switchboard_asr_jobs_total{outcome=\"delivered\"}",
         "switchboard_tts_synthesis_seconds_count",
         "switchboard_calls_started_total{provider=\"twilio\"}",
         "switchboard_turns_total{provider=\"twilio\"}",

@@ -826,15 +826,15 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         switchboard::testkit::loadtest::format_rows(&rows?, clear_window_ms)
     );
     // What became of the transcriptions over all runs (a turn that goes on wastes one that ran).
-    let jobs: Vec<String> = switchboard::metrics::render()
-        .lines()
-        .filter_map(|l| l.strip_prefix(switchboard::metrics::ASR_JOBS))
-        .filter_map(|l| l.strip_prefix("{outcome=\""))
-        .map(|l| l.replacen("\"} ", " ", 1))
-        .collect();
-    if !jobs.is_empty() {
-        eprintln!("load: transcriptions over all runs: {}", jobs.join(", "));
-    }
+    let jobs = |outcome| {
+        switchboard::metrics::counter(switchboard::metrics::ASR_JOBS, &[("outcome", outcome)])
+    };
+    eprintln!(
+        "load: transcriptions over all runs: delivered {}, discarded {}, skipped {}",
+        jobs("delivered"),
+        jobs("discarded"),
+        jobs("skipped")
+    );
     Ok(())
 }
 

@@ -190,6 +190,15 @@ pub fn count(name: &'static str, pairs: &[(&str, &str)], n: f64) {
         .or_default() += n;
 }
 
+/// A counter's value now (0 if it was never counted).
+pub fn counter(name: &'static str, pairs: &[(&str, &str)]) -> f64 {
+    registry()
+        .counters
+        .get(&(name, labels(pairs)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// Adds `delta` (may be negative) to a gauge.
 pub fn gauge_add(name: &'static str, pairs: &[(&str, &str)], delta: f64) {
     *registry().gauges.entry((name, labels(pairs))).or_default() += delta;

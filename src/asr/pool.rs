@@ -95,13 +95,15 @@ impl AsrPool {
                         let result = t.transcribe(&job.audio, job.prompt.as_deref());
                         // The caller may have gone while it ran (a turn that went on): the
                         // work was wasted, which is worth knowing on a busy line.
-                        let outcome = if gone(&job) { "discarded" } else { "delivered" };
-                        if outcome == "discarded" {
+                        let outcome = if gone(&job) {
                             tracing::debug!(
                                 audio_ms = job.audio.len() as u64 * 1000 / 16_000,
                                 "a transcription finished after its turn moved on: discarded"
                             );
-                        }
+                            "discarded"
+                        } else {
+                            "delivered"
+                        };
                         crate::metrics::count(
                             crate::metrics::ASR_JOBS,
                             &[("outcome", outcome)],

@@ -1037,20 +1037,32 @@ fn the_end_model_decides_a_pause_instead_of_the_punctuation() {
     );
 }
 
+/// A call that hears "Confirm my reservation." (the end model, when `cfg` has one, scores it
+/// done: 0.9) and answers "Done.".
+fn confirming(cfg: CallConfig) -> World {
+    let mut w = World::new(vec!["Done."]);
+    w.call = Call::new(cfg);
+    w.transcripts = vec!["Confirm my reservation."];
+    w.verdicts = vec![0.9];
+    w
+}
+
+/// The end model on, a turn it calls done ending `quick_stop_ms` into the silence.
+fn end_model_config(quick_stop_ms: u32) -> CallConfig {
+    CallConfig {
+        turn_model: Some(TurnModelConfig::default()),
+        quick_stop_ms,
+        ..CallConfig::default()
+    }
+}
+
 #[test]
 fn the_end_model_hears_the_pause_at_listen_ms_while_whisper_starts_sooner() {
     // Transcription starts at a 150 ms pause; the model is asked only once the pause is 200 ms
     // (it hears shorter ones as unfinished); done, the turn ends 300 ms into the silence.
-    let mut w = World::new(vec!["Done."]);
-    let mut cfg = CallConfig {
-        turn_model: Some(TurnModelConfig::default()),
-        quick_stop_ms: 300,
-        ..CallConfig::default()
-    };
+    let mut cfg = end_model_config(300);
     cfg.turn.pause_ms = 150;
-    w.call = Call::new(cfg);
-    w.transcripts = vec!["Confirm my reservation."];
-    w.verdicts = vec![0.9];
+    let mut w = confirming(cfg);
     one_utterance(&mut w);
     let t = w.timeline.join("\n");
     assert_eq!(
@@ -1074,20 +1086,13 @@ fn a_busy_line_transcribes_a_pause_later() {
     // pause_ms on a quiet line, busy_pause_ms on a busy one: the same utterance is transcribed
     // 50 ms later when the line is busy, and again at 100 ms once it is quiet again.
     let world = |busy: Option<bool>| {
-        let mut w = World::new(vec!["Done."]);
-        let mut cfg = CallConfig {
-            turn_model: Some(TurnModelConfig::default()),
-            quick_stop_ms: 250,
-            ..CallConfig::default()
-        };
+        let mut cfg = end_model_config(250);
         cfg.turn.pause_ms = 100;
         cfg.turn.busy_pause_ms = 150;
-        w.call = Call::new(cfg);
+        let mut w = confirming(cfg);
         if let Some(b) = busy {
             w.call.handle(0, Input::LineBusy(b));
         }
-        w.transcripts = vec!["Confirm my reservation."];
-        w.verdicts = vec![0.9];
         one_utterance(&mut w);
         timeline_with(&w, &["tentative", "caller speech end"])
             .into_iter()
@@ -1105,12 +1110,10 @@ fn a_busy_line_transcribes_a_pause_later() {
     );
     assert_eq!(world(Some(false)), quiet);
     // Without busy_pause_ms, a busy line changes nothing.
-    let mut w = World::new(vec!["Done."]);
     let mut cfg = CallConfig::default();
     cfg.turn.pause_ms = 100;
-    w.call = Call::new(cfg);
+    let mut w = confirming(cfg);
     w.call.handle(0, Input::LineBusy(true));
-    w.transcripts = vec!["Confirm my reservation."];
     one_utterance(&mut w);
     assert_eq!(timeline_with(&w, &["tentative"]), ["2320 tentative 1"]);
 }

@@ -194,9 +194,9 @@ impl Speech {
 
     /// Synthesises the line's fixed sentences (`fixed_sentences` of `strings`: in `serve`, the
     /// template's strings, the master's questions for each task's fields and the in-process
-    /// agents' fixed questions) on a thread of its own, so that a reply opening with one finds it in the voice's unit cache
-    /// (see `tts::piper`). Live calls share the voice's sessions with it and wait at most for one
-    /// of its clauses. None when `[speech.tts] prewarm` is off or the engine is espeak-ng.
+    /// agents' fixed questions) on a thread of its own, so that a reply opening with one finds
+    /// it in the voice's unit cache (see `tts::piper`). Live calls share the voice's sessions
+    /// with it and wait at most for one of its clauses. None when `[speech.tts] prewarm` is off or the engine is espeak-ng.
     pub fn prewarm(&self, strings: &[String]) -> Option<Prewarm> {
         let sentences = crate::tts::normalize::fixed_sentences(strings.iter().map(String::as_str));
         if !self.prewarm || sentences.is_empty() {

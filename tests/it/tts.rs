@@ -11,7 +11,7 @@ use switchboard::audio::resample::resample_whole;
 use switchboard::config::Config;
 use switchboard::runtime::speech::{Speech, load_tts};
 use switchboard::tts::normalize::for_speech;
-use switchboard::tts::piper::{Piper, PiperOptions, SynthesisUnit};
+use switchboard::tts::piper::{Piper, PiperOptions, PiperStats, SynthesisUnit};
 use switchboard::tts::{EngineKind, Fallback, SynthStats, TtsEngine, TtsError, Voice};
 
 /// Replies the bot says, as the templates write them.
@@ -295,6 +295,18 @@ fn load_piper(options: PiperOptions) -> Piper {
     .unwrap()
 }
 
+/// `text` in `piper`'s voice without sampled noise: its audio and what the synthesis did.
+fn render_deterministic(piper: &Piper, text: &str) -> (Vec<i16>, PiperStats) {
+    let mut pcm: Vec<i16> = vec![];
+    let stats = piper
+        .synthesize_with(text, piper.default_scales().deterministic(), &mut |c| {
+            pcm.extend_from_slice(c);
+            true
+        })
+        .unwrap();
+    (pcm, stats)
+}
+
 /// The clause cache: a clause said before, in another reply, is not synthesised again and is the
 /// same audio; a voice with sampled noise caches nothing; the cache stays within its size.
 #[test]
@@ -306,16 +318,7 @@ fn piper_reuses_a_clause_said_before_in_another_reply() {
             ..PiperOptions::default()
         })
     };
-    let render = |piper: &Piper, text: &str| {
-        let mut pcm: Vec<i16> = vec![];
-        let stats = piper
-            .synthesize_with(text, piper.default_scales().deterministic(), &mut |c| {
-                pcm.extend_from_slice(c);
-                true
-            })
-            .unwrap();
-        (pcm, stats)
-    };
+    let render = render_deterministic;
     let question = "Which account would you like to see the bill for?";
     let reply = "Which account would you like to see the bill for? You have a Personal Account ending in 4567.";
     let fresh = load(0);
@@ -368,14 +371,7 @@ fn piper_synthesises_a_clause_once_when_calls_need_it_at_once() {
             let (piper, start) = (piper.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                let mut pcm: Vec<i16> = vec![];
-                let stats = piper
-                    .synthesize_with(reply, piper.default_scales().deterministic(), &mut |c| {
-                        pcm.extend_from_slice(c);
-                        true
-                    })
-                    .unwrap();
-                (pcm, stats)
+                render_deterministic(&piper, reply)
             })
         })
         .collect::<Vec<_>>()

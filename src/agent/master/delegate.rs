@@ -11,7 +11,7 @@ use crate::agent::protocol::{
 };
 use crate::agent::registry::unavailable;
 use crate::agent::speech;
-use crate::config::{FieldType, Lines, TaskSpec, Template};
+use crate::config::{FieldType, Lines, MASTER_AGENT, TaskSpec, Template};
 use crate::store::CaseStatus;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -52,7 +52,7 @@ fn fields_question(
 pub fn field_questions(template: &Template) -> Vec<String> {
     let mut out = vec![];
     for spec in template.tasks.values() {
-        if spec.agent.as_deref() == Some("master") {
+        if spec.agent.as_deref() == Some(MASTER_AGENT) {
             continue;
         }
         let descs: Vec<String> = spec

@@ -368,9 +368,8 @@ impl Master {
                 // acknowledges the offer; what follows asks for another task by name.
                 let elsewhere = !nothing_more
                     && self
-                        .router
-                        .route_keywords(&rest, &|t| t != task && t != END_CALL)
-                        .is_some();
+                        .switch_keyword(&rest, &task)
+                        .is_some_and(|t| t != END_CALL);
                 match slots::extract_yes_no(text) {
                     Some(true) if !no && !elsewhere => {
                         // "Yes, it's the business account": what follows the yes is heard too.

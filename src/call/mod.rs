@@ -133,6 +133,12 @@ pub struct TurnModelConfig {
     /// other, so both would finish later; see `cpu`). The runtime's, not the core's. 0 = never
     /// wait.
     pub wait_decode_ms: u32,
+    /// On a busy line (see [`Input::LineBusy`]), a pause is transcribed only once the model
+    /// hears the caller done, or once the pause reaches `turn.stop_ms` when it does not (or has
+    /// not answered): pauses inside a turn then cost a model pass, not a whisper pass thrown
+    /// away when the caller goes on. A finished turn's transcript starts later by the model's
+    /// time (`listen_ms` and one pass instead of `turn.busy_pause_ms`).
+    pub busy_verdict_first: bool,
 }
 
 impl Default for TurnModelConfig {
@@ -144,6 +150,7 @@ impl Default for TurnModelConfig {
             doubt_hold_ms: 600,
             listen_ms: 200,
             wait_decode_ms: 600,
+            busy_verdict_first: true,
         }
     }
 }
@@ -502,6 +509,9 @@ struct Tentative {
     asked: bool,
     /// The pause's audio went to the model (once the pause is `listen_ms` long).
     sent: bool,
+    /// Its transcription has started. Not yet when the line is busy and the model has not
+    /// heard the caller done (`busy_verdict_first`).
+    transcribing: bool,
 }
 
 impl Call {
@@ -678,6 +688,10 @@ impl Call {
                     turn,
                     complete: (complete * 1000.0).round() / 1000.0,
                 });
+                if done {
+                    self.transcribe_pause();
+                }
+                self.transcribe_held();
                 self.hold_unfinished();
                 self.quick_stop();
             }
@@ -853,7 +867,18 @@ impl Call {
                     });
                     if let Some(t) = self.tentative.take() {
                         if t.turn == self.turn && t.end == end {
-                            self.commit(t);
+                            if t.transcribing {
+                                self.commit(t);
+                            } else {
+                                // Deferred and the verdict is not in (or said "still going"):
+                                // the turn is over, so it is transcribed like any other.
+                                self.speech_ms = Some(duration_ms);
+                                let audio = self.detector.utterance().to_vec();
+                                self.effect(Effect::Transcribe {
+                                    turn: t.turn,
+                                    audio,
+                                });
+                            }
                             continue;
                         }
                         self.event(EventKind::TentativeDropped { turn: t.turn });
@@ -887,12 +912,13 @@ impl Call {
                     }
                     self.next_turn();
                     self.event(EventKind::Tentative { turn: self.turn });
-                    let audio = self.detector.utterance_until(end).to_vec();
-                    self.effect(Effect::Transcribe {
-                        turn: self.turn,
-                        audio,
-                    });
                     let asked = self.cfg.turn_model.is_some();
+                    let defer = self.detector.is_busy()
+                        && self
+                            .cfg
+                            .turn_model
+                            .as_ref()
+                            .is_some_and(|m| m.busy_verdict_first);
                     self.tentative = Some(Tentative {
                         turn: self.turn,
                         end,
@@ -902,7 +928,11 @@ impl Call {
                         done: None,
                         asked,
                         sent: false,
+                        transcribing: false,
                     });
+                    if !defer {
+                        self.transcribe_pause();
+                    }
                     self.predict_end();
                 }
                 TurnEvent::Resume => {
@@ -922,9 +952,42 @@ impl Call {
             self.voiced = false;
             self.unvoiced_start = None;
         }
+        self.transcribe_held();
         self.predict_end();
         self.quick_stop();
         self.talk_over();
+    }
+
+    /// Starts transcribing the current tentative turn's speech up to its pause, once.
+    fn transcribe_pause(&mut self) {
+        let Some(t) = self
+            .tentative
+            .as_mut()
+            .filter(|t| !t.transcribing && t.turn == self.turn)
+        else {
+            return;
+        };
+        t.transcribing = true;
+        let (turn, end) = (t.turn, t.end);
+        let audio = self.detector.utterance_until(end).to_vec();
+        self.effect(Effect::Transcribe { turn, audio });
+    }
+
+    /// A deferred pause the model heard as unfinished is transcribed once it reaches
+    /// `turn.stop_ms` (where the turn would end without the hold): the hold's length then
+    /// depends on whether its transcript reads as a finished sentence.
+    fn transcribe_held(&mut self) {
+        let stop = self.detector.config().stop_ms as u64 * CALLER_RATE as u64 / 1000;
+        let position = self.detector.position();
+        let due = self.tentative.as_ref().is_some_and(|t| {
+            !t.transcribing
+                && t.done == Some(false)
+                && self.detector.state() == TurnState::Stopping
+                && position.saturating_sub(t.end) >= stop
+        });
+        if due {
+            self.transcribe_pause();
+        }
     }
 
     /// Sends the pause's audio (its last [`END_MODEL_WINDOW`] samples) to the end-of-turn model
@@ -1336,6 +1399,7 @@ impl Call {
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
                     // No verdict: the transcript decides, as without a model.
                     t.asked = false;
+                    self.transcribe_pause();
                     self.quick_stop();
                 }
             }

@@ -211,7 +211,11 @@ impl World {
                 Output::Effect(Effect::PredictEnd { turn, audio }) => {
                     assert!(audio.len() <= END_MODEL_WINDOW && audio.len() > 16_000 / 4);
                     let complete = self.verdicts.remove(0);
-                    if complete.is_nan() {
+                    if complete.is_infinite() {
+                        // Still thinking: the verdict never comes in this run.
+                        self.timeline
+                            .push(format!("{} end model thinking {turn}", self.now));
+                    } else if complete.is_nan() {
                         self.timeline
                             .push(format!("{} end model failed {turn}", self.now));
                         self.call.handle(
@@ -1116,6 +1120,158 @@ fn a_busy_line_transcribes_a_pause_later() {
     w.call.handle(0, Input::LineBusy(true));
     one_utterance(&mut w);
     assert_eq!(timeline_with(&w, &["tentative"]), ["2320 tentative 1"]);
+}
+
+/// A busy line's call with the end model (quick stop 300 ms, transcription at a 150 ms pause),
+/// whose pauses are transcribed once the model hears the caller done (`busy_verdict_first`) or
+/// at once, and whose transcriber answers `transcripts` in turn.
+fn busy(verdict_first: bool, transcripts: Vec<&'static str>, verdicts: Vec<f32>) -> World {
+    let mut cfg = end_model_config(300);
+    cfg.turn.pause_ms = 100;
+    cfg.turn.busy_pause_ms = 150;
+    cfg.turn_model.as_mut().unwrap().busy_verdict_first = verdict_first;
+    let mut w = World::new(vec!["Thanks.", "Thanks."]);
+    w.call = Call::new(cfg);
+    w.call.handle(0, Input::LineBusy(true));
+    w.transcripts = transcripts;
+    w.verdicts = verdicts;
+    w
+}
+
+#[test]
+fn a_busy_line_transcribes_a_pause_once_the_model_hears_the_caller_done() {
+    // The pause (150 ms) makes the turn tentative; the model hears it at 200 ms and says done:
+    // only then does whisper start, and the turn ends at the quick stop as before.
+    let mut w = busy(true, vec!["Confirm my reservation."], vec![0.9]);
+    one_utterance(&mut w);
+    let lines = ["tentative", "transcribed", "end predicted", "asked"];
+    assert_eq!(
+        timeline_with(&w, &lines),
+        [
+            "2360 tentative 1",
+            "2420 end predicted 1: 0.9",
+            "2420 transcribed 1: Confirm my reservation.",
+            "2520 agent asked: Confirm my reservation."
+        ]
+    );
+    // Without it, whisper starts at the pause, alongside the model.
+    let mut w = busy(false, vec!["Confirm my reservation."], vec![0.9]);
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(&w, &lines),
+        [
+            "2360 tentative 1",
+            "2360 transcribed 1: Confirm my reservation.",
+            "2420 end predicted 1: 0.9",
+            "2520 agent asked: Confirm my reservation."
+        ]
+    );
+    // A quiet line transcribes at the pause whatever the setting.
+    let mut w = busy(true, vec!["Confirm my reservation."], vec![0.9]);
+    w.call.handle(0, Input::LineBusy(false));
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(&w, &["tentative", "transcribed"]),
+        [
+            "2320 tentative 1",
+            "2320 transcribed 1: Confirm my reservation."
+        ]
+    );
+}
+
+#[test]
+fn on_a_busy_line_a_pause_heard_unfinished_is_not_transcribed_when_the_caller_goes_on() {
+    // "My number is" … 500 ms … "A B C one two three.": the model hears the pause unfinished,
+    // the caller goes on before stop_ms, and the only transcription is the whole turn's.
+    let run = |verdict_first: bool, transcripts| {
+        let mut w = busy(verdict_first, transcripts, vec![0.05, 0.95]);
+        w.play(&silence(ms(1000)));
+        w.play(&speech_like(ms(800), -20.0, 7));
+        w.play(&silence(ms(500)));
+        w.play(&speech_like(ms(1200), -20.0, 8));
+        w.play(&silence(ms(3000)));
+        w
+    };
+    let w = run(true, vec!["My number is ABC123."]);
+    assert_eq!(
+        timeline_with(&w, &["transcribed", "asked"]),
+        [
+            "3720 transcribed 2: My number is ABC123.",
+            "3820 agent asked: My number is ABC123."
+        ]
+    );
+    // Transcribed at each pause, the first pass is thrown away.
+    let w = run(false, vec!["My number is", "My number is ABC123."]);
+    assert_eq!(
+        timeline_with(&w, &["transcribed", "asked"]),
+        [
+            "1960 transcribed 1: My number is",
+            "3660 transcribed 2: My number is ABC123.",
+            "3820 agent asked: My number is ABC123."
+        ]
+    );
+}
+
+#[test]
+fn on_a_busy_line_a_pause_heard_unfinished_is_transcribed_at_stop_ms() {
+    // The model doubts a finished "Yes, that's right." and the caller says nothing more: the
+    // pause is transcribed where the turn would have ended without the hold (stop_ms, 600 ms),
+    // and its finished sentence shortens the hold to doubt_hold_ms (600 ms).
+    let mut w = busy(true, vec!["Yes, that's right."], vec![0.1]);
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(&w, &["transcribed", "end predicted", "asked"]),
+        [
+            "2420 end predicted 1: 0.1",
+            "2820 transcribed 1: Yes, that's right.",
+            "3420 agent asked: Yes, that's right."
+        ]
+    );
+    // The same turn transcribed at the pause ends at the same time.
+    let mut w = busy(false, vec!["Yes, that's right."], vec![0.1]);
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(&w, &["asked"]),
+        ["3420 agent asked: Yes, that's right."]
+    );
+}
+
+#[test]
+fn on_a_busy_line_a_verdict_that_never_comes_leaves_the_turn_to_stop_ms() {
+    // The model does not answer: the turn ends at stop_ms like any other and is transcribed
+    // then, whole.
+    let mut w = busy(true, vec!["Confirm my reservation."], vec![f32::INFINITY]);
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(
+            &w,
+            &[
+                "tentative",
+                "transcribed",
+                "end model",
+                "speech end",
+                "asked"
+            ]
+        ),
+        [
+            "2360 tentative 1",
+            "2420 end model thinking 1",
+            "2820 caller speech end (1210 ms)",
+            "2820 transcribed 1: Confirm my reservation.",
+            "2820 agent asked: Confirm my reservation."
+        ]
+    );
+    // A failed model starts the transcription at once; the transcript's full stop decides.
+    let mut w = busy(true, vec!["Confirm my reservation."], vec![f32::NAN]);
+    one_utterance(&mut w);
+    assert_eq!(
+        timeline_with(&w, &["transcribed", "end model", "asked"]),
+        [
+            "2420 end model failed 1",
+            "2420 transcribed 1: Confirm my reservation.",
+            "2520 agent asked: Confirm my reservation."
+        ]
+    );
 }
 
 /// "Sure, it's" ... 900 ms ... "A B C one two three": the pause is longer than `stop_ms` (600),

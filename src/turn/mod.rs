@@ -457,6 +457,11 @@ impl TurnDetector {
         self.busy = busy;
     }
 
+    /// Whether the line is busy ([`TurnDetector::set_busy`]).
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+
     /// The pause (samples) after which `Pause` is reported now (`pause_ms` or `busy_pause_ms`).
     pub fn pause_samples(&self) -> u64 {
         if self.busy {

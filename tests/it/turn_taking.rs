@@ -320,3 +320,116 @@ fn the_two_thread_end_model_agrees_with_the_one_thread_one() {
         "{done} done, {unfinished} unfinished"
     );
 }
+
+/// Real people (Debian's `pocketsphinx-testdata`: five LibriVox readings of 3–7 s, five card
+/// names, three short commands), each read as one whole turn: how long the core takes from the
+/// end of their speech to asking the agent, with the model and without, over the phone line.
+/// The paused and complete sets above are flite's voices; this checks the model on people.
+/// Nothing was tuned on these recordings. Asserted: each recording is one request (no turn is
+/// split at a pause inside it) and the silence fallback holds; the latencies are printed.
+#[test]
+fn real_voices_whole_turns_with_and_without_the_end_model() {
+    let mut cfg = Config::embedded().unwrap();
+    cfg.models_dir = models_dir();
+    let whisper = Whisper::load(
+        &switchboard::models::verify(&cfg.models_dir, "whisper-tiny.en")
+            .unwrap()
+            .join(switchboard::models::whisper::GGML_FILE),
+        AsrConfig::default(),
+    )
+    .unwrap();
+    let model = switchboard::runtime::speech::load_turn_model(&cfg).expect("Smart Turn installed");
+    let mut transcripts = Transcripts::new();
+    let mut report = String::new();
+    let mut latencies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut split: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut held = 0;
+    let mut slowest = 0;
+    for (name, speech) in real_recordings() {
+        let end = speech_end_ms(&speech);
+        let audio = telephone(&[speech, silence(3500)].concat());
+        for (label, m) in [("without", None), ("with", Some(&model))] {
+            let (asked, slow) = run(&audio, m, &whisper, &cfg, &mut transcripts);
+            slowest = slowest.max(slow);
+            let requests: Vec<&(u64, String)> =
+                asked.iter().filter(|(_, t)| !t.starts_with('[')).collect();
+            let cut = requests.len() != 1;
+            *split.entry(label).or_default() += usize::from(cut);
+            let latency = requests
+                .last()
+                .map_or(u64::MAX, |(at, _)| at.saturating_sub(end));
+            latencies.entry(label).or_default().push(latency);
+            let doubted = asked.iter().any(|(_, t)| {
+                t.strip_prefix("[end model ")
+                    .and_then(|x| x.trim_end_matches(']').parse::<f32>().ok())
+                    .is_some_and(|p| p < cfg.speech.turn_model.threshold)
+            });
+            held += usize::from(m.is_some() && doubted);
+            report.push_str(&format!(
+                "  {label:7} {name}: {latency} ms{} {asked:?}\n",
+                if cut { " SPLIT" } else { "" }
+            ));
+        }
+    }
+    let mut summary = String::new();
+    for (label, l) in &mut latencies {
+        l.sort_unstable();
+        summary.push_str(&format!(
+            "{label:7} model: real whole turns split {}/{}; speech end → agent asked p50 {} ms, max {} ms\n",
+            split[label],
+            l.len(),
+            l[l.len() / 2],
+            l[l.len() - 1]
+        ));
+    }
+    summary.push_str(&format!(
+        "the model heard {held} of {} real whole turns unfinished at some pause\n",
+        latencies["with"].len()
+    ));
+    println!("{report}{summary}");
+    assert_eq!(split["with"], 0, "{report}{summary}");
+    let cap =
+        u64::from(cfg.speech.call.turn.stop_ms + cfg.speech.turn_model.hold_ms) + 2 * slowest + 100;
+    assert!(
+        latencies.values().flatten().all(|&l| l <= cap),
+        "a real turn waited more than {cap} ms:\n{report}{summary}"
+    );
+}
+
+/// Every recording of `pocketsphinx-testdata`, at 16 kHz (the setup installs the package).
+fn real_recordings() -> Vec<(String, Vec<f32>)> {
+    const DIR: &str = "/usr/share/pocketsphinx/test/data";
+    let mut v = Vec::new();
+    for name in ["goforward.raw", "numbers.raw", "something.raw"] {
+        let bytes = std::fs::read(format!("{DIR}/{name}"))
+            .unwrap_or_else(|e| panic!("{DIR}/{name}: {e} (install pocketsphinx-testdata)"));
+        let x = bytes
+            .chunks_exact(2)
+            .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+            .collect();
+        v.push((name.to_string(), x));
+    }
+    for dir in ["cards", "librivox"] {
+        let mut paths: Vec<_> = std::fs::read_dir(format!("{DIR}/{dir}"))
+            .unwrap_or_else(|e| panic!("{DIR}/{dir}: {e} (install pocketsphinx-testdata)"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let x = read_audio_at(&p, ChannelPick::Mix, 16_000).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            v.push((format!("{dir}/{name}"), x));
+        }
+    }
+    v
+}
+
+/// Where the speech ends (ms): past the last 20 ms frame louder than -40 dBFS, as
+/// `switchboard load` measures its callers.
+fn speech_end_ms(x: &[f32]) -> u64 {
+    let loud = x
+        .chunks(320)
+        .rposition(|f| f.iter().map(|&s| s * s).sum::<f32>() / f.len() as f32 > 1e-4);
+    loud.map_or(0, |i| (i as u64 + 1) * 20)
+}

@@ -190,8 +190,8 @@ struct Tally {
     slowest: u64,
 }
 
-#[test]
-fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
+/// The embedded configuration with the installed models, whisper and Smart Turn loaded.
+fn models() -> (Config, Whisper, SmartTurn) {
     let mut cfg = Config::embedded().unwrap();
     cfg.models_dir = models_dir();
     let whisper = Whisper::load(
@@ -202,6 +202,12 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
     )
     .unwrap();
     let model = switchboard::runtime::speech::load_turn_model(&cfg).expect("Smart Turn installed");
+    (cfg, whisper, model)
+}
+
+#[test]
+fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
+    let (cfg, whisper, model) = models();
     let mut report = String::new();
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut transcripts = Transcripts::new();
@@ -329,16 +335,7 @@ fn the_two_thread_end_model_agrees_with_the_one_thread_one() {
 /// split at a pause inside it) and the silence fallback holds; the latencies are printed.
 #[test]
 fn real_voices_whole_turns_with_and_without_the_end_model() {
-    let mut cfg = Config::embedded().unwrap();
-    cfg.models_dir = models_dir();
-    let whisper = Whisper::load(
-        &switchboard::models::verify(&cfg.models_dir, "whisper-tiny.en")
-            .unwrap()
-            .join(switchboard::models::whisper::GGML_FILE),
-        AsrConfig::default(),
-    )
-    .unwrap();
-    let model = switchboard::runtime::speech::load_turn_model(&cfg).expect("Smart Turn installed");
+    let (cfg, whisper, model) = models();
     let mut transcripts = Transcripts::new();
     let mut report = String::new();
     let mut latencies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();

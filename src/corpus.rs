@@ -13,6 +13,7 @@
 
 use crate::agent::engine::{Engine, EngineError};
 use crate::agent::master::{Pending, Turn, TurnStatus};
+use crate::testkit::turn_path::TurnPath;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -103,9 +104,17 @@ pub struct Transcript {
     pub plain: String,
     pub prompted: String,
     pub prompt: String,
+    /// The utterance through the call core on a virtual clock (`testkit::turn_path`, with
+    /// the shipped config's turn-taking and prompt setting): what the agent was asked, in order
+    /// (more than one when the turn was split at a pause; none when it was never a turn).
+    /// `None` in a file without the column.
+    pub live: Option<Vec<String>>,
 }
 
-/// Reads `tests/data/callers.tsv`: id, plain, prompted, prompt.
+/// Between the requests of the `live` column.
+const LIVE_SEP: &str = " | ";
+
+/// Reads `tests/data/callers.tsv`: id, plain, prompted, prompt, live.
 pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(split_tsv(&text)
@@ -119,6 +128,13 @@ pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, Str
                     plain: r[1].clone(),
                     prompted: r[2].clone(),
                     prompt: r.get(3).cloned().unwrap_or_default(),
+                    live: r.get(4).map(|l| {
+                        l.split(LIVE_SEP)
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    }),
                 },
             )
         })
@@ -128,15 +144,27 @@ pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, Str
 /// Writes the transcripts file (tabs and newlines inside a transcript become spaces).
 pub fn write_transcripts(path: &Path, t: &BTreeMap<String, Transcript>) -> std::io::Result<()> {
     let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-    let mut out = String::from("id\tplain\tprompted\tprompt\n");
+    let live = t.values().any(|x| x.live.is_some());
+    let mut out = String::from("id\tplain\tprompted\tprompt");
+    out.push_str(if live { "\tlive\n" } else { "\n" });
     for (id, x) in t {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{id}\t{}\t{}\t{}",
             clean(&x.plain),
             clean(&x.prompted),
             clean(&x.prompt)
         );
+        if live {
+            let requests: Vec<String> = x
+                .live
+                .iter()
+                .flatten()
+                .map(|r| clean(r).replace('|', " "))
+                .collect();
+            let _ = write!(out, "\t{}", requests.join(LIVE_SEP));
+        }
+        out.push('\n');
     }
     std::fs::write(path, out)
 }
@@ -199,10 +227,21 @@ fn slot_matches(key: &str, got: &str, want: &str) -> bool {
     }
 }
 
-/// Plays `heard` (what the ASR wrote for `u`) into a conversation set up for `u`, as a careful
-/// caller would go on: a read-back of the intended record is confirmed, any other is declined
-/// (a match heard inexactly, and a change or cancellation before it runs).
-pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome, EngineError> {
+/// Plays `heard` (what the ASR wrote for `u`: one request, or several when the turn was split)
+/// into a conversation set up for `u`, as a careful caller would go on: a read-back of the
+/// intended record is confirmed, any other is declined (a match heard inexactly, and a change or
+/// cancellation before it runs). Nothing heard (the utterance never became a request) fails it.
+pub async fn play(engine: &Engine, u: &Utterance, heard: &[&str]) -> Result<Outcome, EngineError> {
+    let Some((last_heard, first_heard)) = heard.split_last() else {
+        return Ok(Outcome {
+            intent_ok: false,
+            slots_ok: (!u.slots.is_empty()).then_some(false),
+            wrong_record: false,
+            wrong_readback: false,
+            model_calls: vec![],
+            detail: format!("{} [{}] {:?}\n  heard nothing\n", u.id, u.voice, u.text),
+        });
+    };
     let (id, before) = set_up(engine, u).await?;
     let mut detail = format!(
         "{} [{}] {:?}\n  context: {:?}\n  expected: {} {:?}\n  heard: {heard:?}\n",
@@ -215,10 +254,24 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
         before.status.as_str(),
         before.reply
     );
-    let mut turn = engine.say(&id, heard).await?;
-    let model_calls = turn
-        .audit
+    // The first pieces of a split turn are said (and answered) first, as on a call.
+    let mut earlier = vec![];
+    for piece in first_heard {
+        let t = engine.say(&id, piece).await?;
+        let _ = writeln!(
+            detail,
+            "  bot [{} {}]: {}",
+            t.intent.as_deref().unwrap_or("-"),
+            t.status.as_str(),
+            t.reply
+        );
+        earlier.push(t);
+    }
+    let mut turn = engine.say(&id, last_heard).await?;
+    let model_calls = earlier
         .iter()
+        .chain(std::iter::once(&turn))
+        .flat_map(|t| t.audit.iter())
         .filter(|(a, _)| a == "model")
         .map(|(_, d)| {
             (
@@ -242,7 +295,11 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
     let want_code = CODE_FIELDS
         .iter()
         .find_map(|k| u.slots.get(*k).map(|v| (*k, v)));
-    let mut attempts = turn.attempts.clone();
+    let mut attempts: Vec<_> = earlier
+        .iter()
+        .chain(std::iter::once(&turn))
+        .flat_map(|t| t.attempts.iter().cloned())
+        .collect();
     let mut wrong_readback = false;
     if turn.status == TurnStatus::Confirming {
         let conv = engine.conversation(&id).await?;
@@ -363,6 +420,51 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &str) -> Result<Outcome
     })
 }
 
+/// What the live turn path did with the corpus (`switchboard corpus transcribe`).
+#[derive(Debug, Clone, Default)]
+pub struct LiveStats {
+    pub n: usize,
+    /// Asked more than once: the turn was split at a pause inside it.
+    pub split: usize,
+    /// Never asked: the utterance never became a turn.
+    pub unheard: usize,
+    /// The end-of-turn model heard the caller unfinished at some pause.
+    pub doubted: usize,
+    /// Speech end → the agent asked (its last request), ms.
+    pub latencies: Vec<u64>,
+}
+
+impl LiveStats {
+    /// Adds one utterance's run; its speech ended at `speech_end_ms`.
+    pub fn add(&mut self, path: &TurnPath, speech_end_ms: u64, threshold: f32) {
+        self.n += 1;
+        let requests = path.requests();
+        self.split += usize::from(requests.len() > 1);
+        self.unheard += usize::from(requests.is_empty());
+        self.doubted += usize::from(path.verdicts().iter().any(|&p| p < threshold));
+        if let Some((at, _)) = requests.last() {
+            self.latencies.push(at.saturating_sub(speech_end_ms));
+        }
+    }
+
+    pub fn line(&self) -> String {
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        let p = |q: f64| crate::testkit::simcall::percentile(&l, q);
+        format!(
+            "{} utterances: split at a pause {}, never a turn {}, heard unfinished by the model at \
+             some pause {}; speech end → agent asked p50 {} ms, p95 {} ms, max {} ms",
+            self.n,
+            self.split,
+            self.unheard,
+            self.doubted,
+            p(50.0),
+            p(95.0),
+            l.last().copied().unwrap_or(0)
+        )
+    }
+}
+
 /// Totals for a set of utterances.
 #[derive(Debug, Clone, Default)]
 pub struct Score {
@@ -452,6 +554,8 @@ pub enum Variant {
     Plain,
     /// whisper with the engine's prompt (`[speech.asr] prompt = true`).
     Prompted,
+    /// Through the call core's turn-taking, as a call hears it (the `live` column).
+    Live,
 }
 
 impl Variant {
@@ -460,6 +564,7 @@ impl Variant {
             Variant::Text => "spoken text",
             Variant::Plain => "ASR, no prompt",
             Variant::Prompted => "ASR, prompted",
+            Variant::Live => "live turn path",
         }
     }
 
@@ -469,14 +574,26 @@ impl Variant {
             Variant::Text => "text",
             Variant::Plain => "plain",
             Variant::Prompted => "prompted",
+            Variant::Live => "live",
         }
     }
 
-    pub fn pick<'a>(self, u: &'a Utterance, t: Option<&'a Transcript>) -> Option<&'a str> {
+    /// What the engine hears of `u` in this variant (`None`: not in the transcripts).
+    pub fn pick<'a>(self, u: &'a Utterance, t: Option<&'a Transcript>) -> Option<Vec<&'a str>> {
         match self {
-            Variant::Text => Some(&u.text),
-            Variant::Plain => t.map(|t| t.plain.as_str()),
-            Variant::Prompted => t.map(|t| t.prompted.as_str()),
+            Variant::Text => Some(vec![u.text.as_str()]),
+            Variant::Plain => t.map(|t| vec![t.plain.as_str()]),
+            Variant::Prompted => t.map(|t| vec![t.prompted.as_str()]),
+            Variant::Live => t
+                .and_then(|t| t.live.as_ref())
+                .map(|l| l.iter().map(String::as_str).collect()),
         }
     }
+
+    pub const ALL: [Variant; 4] = [
+        Variant::Text,
+        Variant::Plain,
+        Variant::Prompted,
+        Variant::Live,
+    ];
 }

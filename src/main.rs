@@ -20,6 +20,7 @@ use switchboard::models::whisper::GGML_FILE;
 use switchboard::runtime::replay::{CallerSource, replay, transcript};
 use switchboard::runtime::speech::Speech;
 use switchboard::store::Store;
+use switchboard::testkit::turn_path;
 use switchboard::tts::normalize::for_speech;
 
 #[derive(Parser)]
@@ -134,7 +135,9 @@ enum Command {
 #[derive(Subcommand)]
 enum CorpusAction {
     /// Transcribe every utterance of the spec (audio from audio-fixtures/callers/generate.sh),
-    /// plain and with the prompt the engine sets at that point of the conversation.
+    /// plain, with the prompt the engine sets at that point of the conversation, and live:
+    /// through the call core's turn-taking on a virtual clock (the config's turn settings, its
+    /// end-of-turn model and prompt setting), whisper and the model run for real.
     Transcribe {
         #[arg(long, default_value = "audio-fixtures/callers/utterances.tsv")]
         spec: PathBuf,
@@ -151,7 +154,7 @@ enum CorpusAction {
         #[arg(long, default_value = "tests/data/callers.tsv")]
         transcripts: PathBuf,
         /// Print each failed utterance of the dev split (never the held-out one's) for this
-        /// transcript: text, plain or prompted.
+        /// transcript: text, plain, prompted or live.
         #[arg(long)]
         failures: Option<String>,
     },
@@ -465,6 +468,14 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
             asr.prompt = true;
             let model = Whisper::load(&dir.join(GGML_FILE), asr)?;
             let mut t = model.transcriber()?;
+            let end_model = if cfg.speech.turn_model.enabled {
+                Some(switchboard::runtime::speech::load_turn_model(&cfg)?)
+            } else {
+                None
+            };
+            let mut call_cfg = cfg.speech.call.clone();
+            call_cfg.turn_model = end_model.as_ref().map(|_| cfg.speech.turn_model.clone());
+            let mut live_stats = corpus::LiveStats::default();
             let mut all = std::collections::BTreeMap::new();
             for (i, u) in spec.iter().enumerate() {
                 let file = audio.join(format!("{}.wav", u.id));
@@ -477,13 +488,50 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                 let (_, last) = corpus::set_up(&engines[&u.template], u).await?;
                 let plain = t.transcribe(&pcm, None)?.text;
                 let prompted = t.transcribe(&pcm, Some(&last.asr_prompt))?.text;
+                let prompt = cfg.speech.asr.prompt.then_some(last.asr_prompt.as_str());
+                // On a call the line has been open for seconds (the bot's question) before the
+                // caller speaks, and the detector has learnt its noise: the clip's first 300 ms
+                // (before any speech), for 3 s.
+                let lead = &pcm[..pcm.len().min(4800)];
+                let line: Vec<f32> = lead
+                    .iter()
+                    .cycle()
+                    .take(if lead.is_empty() { 0 } else { 48_000 })
+                    .chain(&pcm)
+                    .copied()
+                    .collect();
+                let path = turn_path::run(
+                    call_cfg.clone(),
+                    &line,
+                    &mut |audio| {
+                        let started = std::time::Instant::now();
+                        let text = match t.transcribe(audio, prompt) {
+                            Ok(x) => x.text,
+                            Err(e) => {
+                                eprintln!("{}: a live transcription failed: {e}", u.id);
+                                String::new()
+                            }
+                        };
+                        (text, started.elapsed().as_millis() as u64)
+                    },
+                    &mut |audio| {
+                        let started = std::time::Instant::now();
+                        let verdict = end_model.as_ref().and_then(|m| m.predict(audio).ok());
+                        (verdict, started.elapsed().as_millis() as u64)
+                    },
+                );
+                let threshold = cfg.speech.turn_model.threshold;
+                live_stats.add(&path, turn_path::speech_end_ms(&line), threshold);
+                let live: Vec<String> =
+                    path.requests().iter().map(|(_, r)| r.to_string()).collect();
                 eprintln!(
-                    "[{:3}/{}] {} {:?} → {:?}",
+                    "[{:3}/{}] {} {:?} → {:?} → live {:?}",
                     i + 1,
                     spec.len(),
                     u.id,
                     plain,
-                    prompted
+                    prompted,
+                    live
                 );
                 all.insert(
                     u.id.clone(),
@@ -491,11 +539,13 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                         plain,
                         prompted,
                         prompt: last.asr_prompt,
+                        live: Some(live),
                     },
                 );
             }
             corpus::write_transcripts(&out, &all)?;
             println!("wrote {} transcripts to {}", all.len(), out.display());
+            println!("live turn path: {}", live_stats.line());
             Ok(())
         }
         CorpusAction::Score {
@@ -506,14 +556,14 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
             let spec = corpus::load_spec(&spec).map_err(anyhow::Error::msg)?;
             let ts = corpus::load_transcripts(&transcripts).map_err(anyhow::Error::msg)?;
             let engines = corpus_engines(&cfg, &spec)?;
-            for variant in [Variant::Text, Variant::Plain, Variant::Prompted] {
+            for variant in Variant::ALL {
                 for split in ["dev", "heldout"] {
                     let mut score = Score::default();
                     for u in spec.iter().filter(|u| u.split == split) {
                         let Some(heard) = variant.pick(u, ts.get(&u.id)) else {
                             continue;
                         };
-                        let o = corpus::play(&engines[&u.template], u, heard).await?;
+                        let o = corpus::play(&engines[&u.template], u, &heard).await?;
                         if failures.as_deref() == Some(variant.key())
                             && split == "dev"
                             && (!o.intent_ok || o.slots_ok == Some(false))
@@ -521,6 +571,9 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                             println!("{}", o.detail);
                         }
                         score.add(&o);
+                    }
+                    if score.n == 0 {
+                        continue;
                     }
                     println!("{:15} {split:7} {}", variant.name(), score.line());
                     if let Some(m) = score.model_line() {

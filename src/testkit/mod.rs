@@ -9,9 +9,12 @@
 //! - [`vnet`]: an in-memory network, for calls on a virtual clock.
 //! - [`vbrowser`]: a softphone page and its media on that network, for browser calls on a
 //!   virtual clock.
+//! - [`turn_path`]: one caller turn through the call core on a virtual clock, with whisper and
+//!   the end-of-turn model run for real (the turn-taking tests, `switchboard corpus transcribe`).
 
 pub mod loadtest;
 pub mod rtc_client;
 pub mod simcall;
+pub mod turn_path;
 pub mod vbrowser;
 pub mod vnet;

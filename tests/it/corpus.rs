@@ -55,12 +55,14 @@ async fn callers_never_heard_are_understood() {
     }
     let mut report = String::new();
     let mut scores: BTreeMap<(&str, &str), Score> = BTreeMap::new();
-    for variant in [Variant::Text, Variant::Plain, Variant::Prompted] {
+    for variant in Variant::ALL {
         for split in ["dev", "heldout"] {
             let mut score = Score::default();
             for u in spec.iter().filter(|u| u.split == split) {
                 let heard = variant.pick(u, ts.get(&u.id)).unwrap();
-                let o = corpus::play(&engines[&u.template], u, heard).await.unwrap();
+                let o = corpus::play(&engines[&u.template], u, &heard)
+                    .await
+                    .unwrap();
                 if o.wrong_record {
                     report.push_str(&o.detail);
                 }
@@ -116,6 +118,21 @@ async fn callers_never_heard_are_understood() {
     let prompted = &scores[&("prompted", "heldout")];
     assert!(
         prompted.intent_accuracy() >= 0.80 && prompted.slot_accuracy() >= 0.51,
+        "{report}"
+    );
+    // Through the call core's turn-taking (`testkit::turn_path`, the live column): dev 76.8 %,
+    // 46.7 %; held out 76.5 %, 40.7 %. Below the whole-clip transcripts: 41 of 172 turns are
+    // split at a pause (each piece answered on its own) and the detector never confirms the
+    // start of some choppy speech ("A … B … C …", "No, … that's it, … thanks"), so 11 lose over
+    // a third of their words and 2 are never a turn.
+    let live = &scores[&("live", "dev")];
+    assert!(
+        live.intent_accuracy() >= 0.74 && live.slot_accuracy() >= 0.44,
+        "{report}"
+    );
+    let live = &scores[&("live", "heldout")];
+    assert!(
+        live.intent_accuracy() >= 0.73 && live.slot_accuracy() >= 0.37,
         "{report}"
     );
 }

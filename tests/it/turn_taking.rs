@@ -19,9 +19,9 @@ use std::hash::{Hash, Hasher};
 use std::process::Command;
 use switchboard::asr::whisper::{AsrConfig, Whisper};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
-use switchboard::call::{Call, Effect, Input, Output, Said};
 use switchboard::config::Config;
 use switchboard::onnx::smart_turn::SmartTurn;
+use switchboard::testkit::turn_path::{self, Heard, speech_end_ms};
 
 const PAUSED: &[(&str, &str)] = &[
     ("Sure, it's", "A B C one two three."),
@@ -90,7 +90,9 @@ fn audio_key(audio: &[f32]) -> u64 {
     h.finish()
 }
 
-/// One caller turn through the core: when the agent was asked (ms) and with what.
+/// One caller turn through the core ([`switchboard::testkit::turn_path`]): when the agent was
+/// asked (ms) and with what, the model's verdicts among them as "[end model p]"; and the slowest
+/// result (ms).
 fn run(
     audio: &[f32],
     model: Option<&SmartTurn>,
@@ -100,84 +102,36 @@ fn run(
 ) -> (Vec<(u64, String)>, u64) {
     let mut call_cfg = cfg.speech.call.clone();
     call_cfg.turn_model = model.map(|_| cfg.speech.turn_model.clone());
-    let mut call = Call::new(call_cfg);
     let mut asr = whisper.transcriber().unwrap();
-    let mut pending: BTreeMap<(u64, u64), Input<'static>> = BTreeMap::new();
-    let mut seq = 0;
-    let mut asked = vec![];
-    let mut slowest = 0u64;
-    let mut last_result = 0usize;
-    let mut now = 0u64;
-    // The caller's audio, then silence for as long as results are still on their way (a busy
-    // machine may take longer than the clip's trailing silence).
-    let quiet = [0f32; 320];
-    let frames = audio
-        .chunks(320)
-        .chain(std::iter::repeat_n(&quiet[..], 1500))
-        .enumerate();
-    for (i, frame) in frames {
-        // Past the clip: stop once nothing is on its way and the core has had 2.5 s of silence
-        // since the last result to end the turn.
-        if i * 320 >= audio.len() && pending.is_empty() && i > last_result + 125 {
-            break;
-        }
-        now += 20;
-        call.handle(now, Input::CallerAudio(frame));
-        if call.poll_timeout().is_some_and(|t| t <= now) {
-            call.handle(now, Input::Timeout);
-        }
-        loop {
-            // Results whose time has come, in the order they were ready.
-            while let Some((&(at, k), _)) = pending.iter().next() {
-                if at > now {
-                    break;
-                }
-                let input = pending.remove(&(at, k)).unwrap();
-                call.handle(now, input);
-                last_result = i;
-            }
-            let Some(o) = call.poll() else { break };
-            if let Output::Effect(e) = o {
-                let started = std::time::Instant::now();
-                let mut known = None;
-                let input = match e {
-                    Effect::Transcribe { turn, audio } => {
-                        let key = audio_key(&audio);
-                        let text = match transcripts.get(&key) {
-                            Some((text, took)) => {
-                                known = Some(*took);
-                                text.clone()
-                            }
-                            None => {
-                                let text = asr.transcribe(&audio, None).unwrap().text;
-                                let took = started.elapsed().as_millis() as u64;
-                                transcripts.insert(key, (text.clone(), took));
-                                text
-                            }
-                        };
-                        Input::Transcript { turn, text }
-                    }
-                    Effect::PredictEnd { turn, audio } => {
-                        let complete = model.unwrap().predict(&audio).unwrap();
-                        asked.push((now, format!("[end model {complete:.2}]")));
-                        Input::EndPrediction { turn, complete }
-                    }
-                    Effect::AskAgent { said, .. } => {
-                        if let Said::Speech { text, .. } = said {
-                            asked.push((now, text));
-                        }
-                        continue;
-                    }
-                    _ => continue,
-                };
-                let took = known.unwrap_or_else(|| started.elapsed().as_millis() as u64);
-                slowest = slowest.max(took);
-                seq += 1;
-                pending.insert((now + took, seq), input);
-            }
-        }
-    }
-    (asked, slowest)
+    let path = turn_path::run(
+        call_cfg,
+        audio,
+        &mut |audio| {
+            let key = audio_key(audio);
+            transcripts
+                .entry(key)
+                .or_insert_with(|| {
+                    let started = std::time::Instant::now();
+                    let text = asr.transcribe(audio, None).unwrap().text;
+                    (text, started.elapsed().as_millis() as u64)
+                })
+                .clone()
+        },
+        &mut |audio| {
+            let started = std::time::Instant::now();
+            let complete = model.unwrap().predict(audio).unwrap();
+            (Some(complete), started.elapsed().as_millis() as u64)
+        },
+    );
+    let asked = path
+        .heard
+        .into_iter()
+        .map(|(at, h)| match h {
+            Heard::Verdict(p) => (at, format!("[end model {p:.2}]")),
+            Heard::Request(text) => (at, text),
+        })
+        .collect();
+    (asked, path.slowest)
 }
 
 #[derive(Default)]
@@ -420,13 +374,4 @@ fn real_recordings() -> Vec<(String, Vec<f32>)> {
         }
     }
     v
-}
-
-/// Where the speech ends (ms): past the last 20 ms frame louder than -40 dBFS, as
-/// `switchboard load` measures its callers.
-fn speech_end_ms(x: &[f32]) -> u64 {
-    let loud = x
-        .chunks(320)
-        .rposition(|f| f.iter().map(|&s| s * s).sum::<f32>() / f.len() as f32 > 1e-4);
-    loud.map_or(0, |i| (i as u64 + 1) * 20)
 }

@@ -1,0 +1,199 @@
+//! One caller turn through the real call core on a virtual clock, with whisper and the
+//! end-of-turn model run for real and each result reaching the core as late as it took: what
+//! the agent would be asked, and when. The turn-taking tests and `switchboard corpus
+//! transcribe` (its `live` rendering) measure callers with it.
+//!
+//! The core is the one every call runs ([`crate::call::Call`]); what is left out is the rest
+//! of a session: the voice check (Silero), the agent and the bot's voice. Results are
+//! delivered in the order they were ready, each `took` ms after it was asked for.
+
+use crate::call::{CALLER_RATE, Call, CallConfig, Effect, Input, Output, Said};
+use std::collections::BTreeMap;
+
+/// Samples in one 20 ms step.
+const STEP: usize = CALLER_RATE as usize / 50;
+
+/// What the core did with the caller's audio, on its clock (ms from the first sample).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    /// The end-of-turn model was asked at a pause and answered this.
+    Verdict(f32),
+    /// The turn was over and the agent was asked this.
+    Request(String),
+}
+
+/// The run: everything [`Heard`], and the slowest result.
+#[derive(Debug, Clone, Default)]
+pub struct TurnPath {
+    pub heard: Vec<(u64, Heard)>,
+    /// The slowest result (a transcription or a verdict), ms.
+    pub slowest: u64,
+}
+
+impl TurnPath {
+    /// What the agent was asked, in order, with when (ms).
+    pub fn requests(&self) -> Vec<(u64, &str)> {
+        self.heard
+            .iter()
+            .filter_map(|(at, h)| match h {
+                Heard::Request(t) => Some((*at, t.as_str())),
+                Heard::Verdict(_) => None,
+            })
+            .collect()
+    }
+
+    /// The model's verdicts, in order.
+    pub fn verdicts(&self) -> Vec<f32> {
+        self.heard
+            .iter()
+            .filter_map(|(_, h)| match h {
+                Heard::Verdict(p) => Some(*p),
+                Heard::Request(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A transcription: the audio in, its text and the ms it took out.
+pub type Transcribe<'a> = dyn FnMut(&[f32]) -> (String, u64) + 'a;
+
+/// An end-of-turn prediction: the audio in, the verdict (`None`: it failed) and the ms it took
+/// out.
+pub type Predict<'a> = dyn FnMut(&[f32]) -> (Option<f32>, u64) + 'a;
+
+/// Plays `audio` (16 kHz) into a core with `cfg`, 20 ms a step, then silence: at least 2.5 s,
+/// and for as long as results are on their way (up to 30 s) until 2.5 s after the last one. `transcribe` and
+/// `predict` (asked only when `cfg.turn_model` is set) return their result and how long it
+/// took (ms); a failed prediction is `None`.
+pub fn run(
+    cfg: CallConfig,
+    audio: &[f32],
+    transcribe: &mut Transcribe<'_>,
+    predict: &mut Predict<'_>,
+) -> TurnPath {
+    let mut call = Call::new(cfg);
+    let mut pending: BTreeMap<(u64, u64), Input<'static>> = BTreeMap::new();
+    let mut seq = 0;
+    let mut path = TurnPath::default();
+    let mut last_result = 0usize;
+    let mut now = 0u64;
+    let quiet = [0f32; STEP];
+    let frames = audio
+        .chunks(STEP)
+        .chain(std::iter::repeat_n(&quiet[..], 1500))
+        .enumerate();
+    // Past the audio, the caller is silent: stop once nothing is on its way and the core has
+    // had 2.5 s of that silence and 2.5 s since the last result to end the turn.
+    let end = audio.len().div_ceil(STEP);
+    for (i, frame) in frames {
+        if i >= end + 125 && pending.is_empty() && i > last_result + 125 {
+            break;
+        }
+        now += 20;
+        call.handle(now, Input::CallerAudio(frame));
+        if call.poll_timeout().is_some_and(|t| t <= now) {
+            call.handle(now, Input::Timeout);
+        }
+        loop {
+            // Results whose time has come, in the order they were ready.
+            while let Some((&(at, k), _)) = pending.iter().next() {
+                if at > now {
+                    break;
+                }
+                let input = pending.remove(&(at, k)).expect("the entry just seen");
+                call.handle(now, input);
+                last_result = i;
+            }
+            let Some(o) = call.poll() else { break };
+            let Output::Effect(e) = o else { continue };
+            let (input, took) = match e {
+                Effect::Transcribe { turn, audio } => {
+                    let (text, took) = transcribe(&audio);
+                    (Input::Transcript { turn, text }, took)
+                }
+                Effect::PredictEnd { turn, audio } => {
+                    let (verdict, took) = predict(&audio);
+                    match verdict {
+                        Some(complete) => {
+                            path.heard.push((now, Heard::Verdict(complete)));
+                            (Input::EndPrediction { turn, complete }, took)
+                        }
+                        None => (
+                            Input::EffectFailed {
+                                turn,
+                                effect: crate::call::EffectKind::TurnModel,
+                            },
+                            took,
+                        ),
+                    }
+                }
+                Effect::AskAgent {
+                    said: Said::Speech { text, .. },
+                    ..
+                } => {
+                    path.heard.push((now, Heard::Request(text)));
+                    continue;
+                }
+                _ => continue,
+            };
+            path.slowest = path.slowest.max(took);
+            seq += 1;
+            pending.insert((now + took, seq), input);
+        }
+    }
+    path
+}
+
+/// Where the speech in `audio` (16 kHz) ends (ms): past the last 20 ms step louder than
+/// -40 dBFS, as `switchboard load` measures its callers.
+pub fn speech_end_ms(audio: &[f32]) -> u64 {
+    let loud = audio
+        .chunks(STEP)
+        .rposition(|f| f.iter().map(|&s| s * s).sum::<f32>() / f.len() as f32 > 1e-4);
+    loud.map_or(0, |i| (i as u64 + 1) * 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1.2 s of speech-like sound between silences: one turn, asked once its transcript is in,
+    /// and the transcriber's time counts.
+    #[test]
+    fn a_turn_is_asked_once_its_transcript_is_in() {
+        use crate::turn::tests::signals::{silence, speech_like};
+        let audio = [
+            silence(16_000),
+            speech_like(19_200, -20.0, 7),
+            silence(16_000),
+        ]
+        .concat();
+        let run_with = |took: u64| {
+            let mut calls = 0;
+            let path = run(
+                CallConfig::default(),
+                &audio,
+                &mut |_| {
+                    calls += 1;
+                    ("Confirm my reservation.".into(), took)
+                },
+                &mut |_| (Some(0.9), 0),
+            );
+            (path, calls)
+        };
+        let (fast, _) = run_with(0);
+        let (slow, _) = run_with(700);
+        let [(at_fast, text)] = fast.requests()[..] else {
+            panic!("{:?}", fast.heard)
+        };
+        assert_eq!(text, "Confirm my reservation.");
+        let [(at_slow, _)] = slow.requests()[..] else {
+            panic!("{:?}", slow.heard)
+        };
+        // A transcript that takes 700 ms is not in by the time the turn ends at stop_ms: the
+        // agent is asked when it arrives.
+        assert!(at_slow > at_fast, "{at_slow} vs {at_fast}");
+        assert_eq!(slow.slowest, 700);
+        assert!(fast.verdicts().is_empty(), "no model configured");
+    }
+}

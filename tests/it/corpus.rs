@@ -120,19 +120,17 @@ async fn callers_never_heard_are_understood() {
         prompted.intent_accuracy() >= 0.80 && prompted.slot_accuracy() >= 0.51,
         "{report}"
     );
-    // Through the call core's turn-taking (`testkit::turn_path`, the live column): dev 76.8 %,
-    // 46.7 %; held out 76.5 %, 40.7 %. Below the whole-clip transcripts: 41 of 172 turns are
-    // split at a pause (each piece answered on its own) and the detector never confirms the
-    // start of some choppy speech ("A … B … C …", "No, … that's it, … thanks"), so 11 lose over
-    // a third of their words and 2 are never a turn.
+    // Through the call core's turn-taking (`testkit::turn_path`, the live column): dev 79.0 %,
+    // 47.6 %; held out 82.4 %, 40.7 %. Below the whole clip's slots: 46 of 172 turns are split
+    // at a pause (each piece answered on its own), a code often apart from its name.
     let live = &scores[&("live", "dev")];
     assert!(
-        live.intent_accuracy() >= 0.74 && live.slot_accuracy() >= 0.44,
+        live.intent_accuracy() >= 0.77 && live.slot_accuracy() >= 0.45,
         "{report}"
     );
     let live = &scores[&("live", "heldout")];
     assert!(
-        live.intent_accuracy() >= 0.73 && live.slot_accuracy() >= 0.37,
+        live.intent_accuracy() >= 0.79 && live.slot_accuracy() >= 0.37,
         "{report}"
     );
 }

@@ -137,6 +137,34 @@ fn short_bursts_are_never_utterances() {
 }
 
 #[test]
+fn letters_said_one_by_one_are_one_utterance() {
+    // "A … B … C … one … two … three": six 150 ms syllables with 250 ms between them. No 200 ms
+    // of sound without gaps, so a start needs the bursts added up (`start_gap_ms`); the
+    // utterance then covers them all.
+    let mut parts = vec![silence(ms(1000))];
+    for seed in 0..6 {
+        parts.push(speech_like(ms(150), SPEECH_DBFS, 40 + seed));
+        parts.push(silence(ms(if seed < 5 { 250 } else { 1500 })));
+    }
+    let refs: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+    let audio = concat(&refs);
+    let (s, e) = one_utterance(&run(&audio));
+    let (TurnEvent::SpeechStart { at }, TurnEvent::SpeechEnd { start, end, .. }) =
+        (s.event, e.event)
+    else {
+        unreachable!()
+    };
+    assert_eq!(at, start);
+    assert_near("start", start, ms(1000), ms(20));
+    assert_near("end", end, ms(1000 + 6 * 150 + 5 * 250), ms(20));
+    // Without the bursts adding up, none of it is ever heard.
+    let mut cfg = TurnConfig::default();
+    cfg.detector.start_gap_ms = 0;
+    let timed = run_chunked(cfg, &audio, 320);
+    assert!(timed.is_empty(), "{timed:?}");
+}
+
+#[test]
 fn clicks_never_trigger() {
     let n = ms(5000);
     // Every 100 ms, every 40 ms, and at random 30–400 ms gaps; on silence and on line noise.
@@ -552,6 +580,7 @@ fn odd_configs_and_rates_never_panic() {
             initial_floor_dbfs: f32::NEG_INFINITY,
             resume_ms: 0,
             modulation_db: -1.0,
+            start_gap_ms: 0,
             steady_noise_ms: 0,
         },
     };

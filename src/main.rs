@@ -475,7 +475,7 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
             };
             let mut call_cfg = cfg.speech.call.clone();
             call_cfg.turn_model = end_model.as_ref().map(|_| cfg.speech.turn_model.clone());
-            let mut live_stats = corpus::LiveStats::default();
+            let mut live_stats = turn_path::LiveStats::default();
             let mut all = std::collections::BTreeMap::new();
             for (i, u) in spec.iter().enumerate() {
                 let file = audio.join(format!("{}.wav", u.id));

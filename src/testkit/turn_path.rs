@@ -144,6 +144,51 @@ pub fn run(
     path
 }
 
+/// What the live turn path did with the corpus (`switchboard corpus transcribe`).
+#[derive(Debug, Clone, Default)]
+pub struct LiveStats {
+    pub n: usize,
+    /// Asked more than once: the turn was split at a pause inside it.
+    pub split: usize,
+    /// Never asked: the utterance never became a turn.
+    pub unheard: usize,
+    /// The end-of-turn model heard the caller unfinished at some pause.
+    pub doubted: usize,
+    /// Speech end → the agent asked (its last request), ms.
+    pub latencies: Vec<u64>,
+}
+
+impl LiveStats {
+    /// Adds one utterance's run; its speech ended at `speech_end_ms`.
+    pub fn add(&mut self, path: &TurnPath, speech_end_ms: u64, threshold: f32) {
+        self.n += 1;
+        let requests = path.requests();
+        self.split += usize::from(requests.len() > 1);
+        self.unheard += usize::from(requests.is_empty());
+        self.doubted += usize::from(path.verdicts().iter().any(|&p| p < threshold));
+        if let Some((at, _)) = requests.last() {
+            self.latencies.push(at.saturating_sub(speech_end_ms));
+        }
+    }
+
+    pub fn line(&self) -> String {
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        let p = |q: f64| super::simcall::percentile(&l, q);
+        format!(
+            "{} utterances: split at a pause {}, never a turn {}, heard unfinished by the model at \
+             some pause {}; speech end → agent asked p50 {} ms, p95 {} ms, max {} ms",
+            self.n,
+            self.split,
+            self.unheard,
+            self.doubted,
+            p(50.0),
+            p(95.0),
+            l.last().copied().unwrap_or(0)
+        )
+    }
+}
+
 /// Where the speech in `audio` (16 kHz) ends (ms): past the last 20 ms step louder than
 /// -40 dBFS, as `switchboard load` measures its callers.
 pub fn speech_end_ms(audio: &[f32]) -> u64 {

@@ -226,6 +226,16 @@ fn slot_matches(key: &str, got: &str, want: &str) -> bool {
     }
 }
 
+/// A bot turn for the failure report: "[intent status]: reply".
+fn said_back(t: &Turn) -> String {
+    format!(
+        "[{} {}]: {}",
+        t.intent.as_deref().unwrap_or("-"),
+        t.status.as_str(),
+        t.reply
+    )
+}
+
 /// Plays `heard` (what the ASR wrote for `u`: one request, or several when the turn was split)
 /// into a conversation set up for `u`, as a careful caller would go on: a read-back of the
 /// intended record is confirmed, any other is declined (a match heard inexactly, and a change or
@@ -246,24 +256,12 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &[&str]) -> Result<Outc
         "{} [{}] {:?}\n  context: {:?}\n  expected: {} {:?}\n  heard: {heard:?}\n",
         u.id, u.voice, u.text, u.context, u.intent, u.slots
     );
-    let _ = writeln!(
-        detail,
-        "  bot before [{} {}]: {}",
-        before.intent.as_deref().unwrap_or("-"),
-        before.status.as_str(),
-        before.reply
-    );
+    let _ = writeln!(detail, "  bot before {}", said_back(&before));
     // The first pieces of a split turn are said (and answered) first, as on a call.
     let mut earlier = vec![];
     for piece in first_heard {
         let t = engine.say(&id, piece).await?;
-        let _ = writeln!(
-            detail,
-            "  bot [{} {}]: {}",
-            t.intent.as_deref().unwrap_or("-"),
-            t.status.as_str(),
-            t.reply
-        );
+        let _ = writeln!(detail, "  bot {}", said_back(&t));
         earlier.push(t);
     }
     let mut turn = engine.say(&id, last_heard).await?;

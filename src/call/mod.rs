@@ -869,19 +869,14 @@ impl Call {
                         if t.turn == self.turn && t.end == end {
                             if t.transcribing {
                                 self.commit(t);
-                            } else {
-                                // Deferred and the verdict is not in (or said "still going"):
-                                // the turn is over, so it is transcribed like any other.
-                                self.speech_ms = Some(duration_ms);
-                                let audio = self.detector.utterance().to_vec();
-                                self.effect(Effect::Transcribe {
-                                    turn: t.turn,
-                                    audio,
-                                });
+                                continue;
                             }
-                            continue;
+                            // Deferred and never transcribed (no verdict, or "still going"):
+                            // the turn is over and keeps its id, transcribed whole below.
+                            self.reserved = Some(t.turn);
+                        } else {
+                            self.event(EventKind::TentativeDropped { turn: t.turn });
                         }
-                        self.event(EventKind::TentativeDropped { turn: t.turn });
                     }
                     if self.bot_speaking() {
                         // Over the bot and too short to interrupt it ("mhm", "right"): a

@@ -231,10 +231,12 @@ impl Recorder {
         self.bot.clear();
     }
 
-    /// One timeline entry (card numbers are masked).
+    /// One timeline entry (card numbers in its words are masked; its numbers are kept: a
+    /// probability's digits are not a card).
     pub fn line(&mut self, entry: &Value) {
+        let mut entry = entry.clone();
+        redact_strings(&mut entry);
         let line = entry.to_string();
-        let line = crate::redact::redact(&line).into_owned();
         self.send(Msg::Line {
             id: self.id.clone(),
             line,
@@ -389,6 +391,20 @@ fn write_meta(dir: &Path, meta: &Value) -> io::Result<()> {
     std::fs::rename(tmp, dir.join("meta.json"))
 }
 
+/// Masks card numbers in every string of `v` (keys are the gateway's own names).
+fn redact_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(r) = crate::redact::redact(s) {
+                *s = r;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        Value::Object(m) => m.values_mut().for_each(redact_strings),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +443,11 @@ mod tests {
         let left = read_audio_at(&wav, ChannelPick::Left, RATE).unwrap();
         assert_eq!(left.len(), 16_000);
         r.line(&json!({"kind": "transcript", "text": "my card is 4111 1111 1111 1111"}));
+        // A probability whose digits pass the card check stays a number (the whole line was
+        // once masked, which left `0.[card ending 2185]` in a recording).
+        let p = 0.997_581_899_166_107_2;
+        assert!(crate::redact::redact(&p.to_string()).contains("card ending"));
+        r.line(&json!({"kind": "end_predicted", "complete": p}));
         r.finish("caller hung up");
         let meta = tmp.path().join("case-1/meta.json");
         wait_for(&meta, |p| {
@@ -440,8 +461,14 @@ mod tests {
         assert!(right[..16_000].iter().all(|&s| s == 0.0));
         assert!(right[16_000..].iter().any(|&s| (s - 0.5).abs() < 0.02));
         let timeline = std::fs::read_to_string(tmp.path().join("case-1/timeline.jsonl")).unwrap();
-        assert_eq!(timeline.lines().count(), 1);
+        assert_eq!(timeline.lines().count(), 2);
         assert!(!timeline.contains("4111 1111 1111 1111"), "{timeline}");
+        for line in timeline.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if v["kind"] == "end_predicted" {
+                assert_eq!(v["complete"].as_f64(), Some(p));
+            }
+        }
         let listed = recs.list();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0]["id"], "case-1");

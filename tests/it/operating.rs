@@ -222,7 +222,7 @@ async fn a_recorded_call_replays_to_the_same_transcript_and_the_live_feed_follow
     let timeline: Vec<Value> = std::fs::read_to_string(rec.join("timeline.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     assert!(timeline.iter().any(|e| e["kind"] == "barge_in"));
     assert!(timeline.iter().any(|e| e["kind"] == "intent"));

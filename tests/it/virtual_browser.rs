@@ -157,7 +157,12 @@ async fn request_call(gw: &mut BrowserGateway) -> RequestCall {
 #[tokio::test(start_paused = true)]
 async fn a_browser_call_on_the_virtual_clock_is_answered_and_replays_to_the_same_timeline() {
     let wall = std::time::Instant::now();
-    let mut gw = gateway(|_| {}).await;
+    // The end-of-turn model is off here: its verdict on this clip sits near its threshold and
+    // falls either side with the CPU's float kernels (done on one machine; on another, doubted
+    // and held 600 ms more: 1220 ms). This test is about the browser's media path and replay;
+    // Smart Turn's judgement is measured in `turn_taking.rs`.
+    let no_model = |c: &mut Config| c.speech.turn_model.enabled = false;
+    let mut gw = gateway(no_model).await;
     let call = request_call(&mut gw).await;
     let page = &call.page;
     // The greeting: caption for turn 0, audible from the first frames of the call.
@@ -228,7 +233,7 @@ async fn a_browser_call_on_the_virtual_clock_is_answered_and_replays_to_the_same
     // The same call on a second gateway: the same page messages at the same moments, and the
     // same audio heard at the same moments.
     let speech = gw.live.speech.clone();
-    let mut gw2 = gateway_with(Some(speech), |_| {}).await;
+    let mut gw2 = gateway_with(Some(speech), no_model).await;
     let again = request_call(&mut gw2).await;
     assert_eq!(timeline(&again.page), timeline(&call.page));
     assert_eq!(again.heard.audible, call.heard.audible);

@@ -112,6 +112,8 @@ pub struct Transcript {
 
 /// Between the requests of the `live` column.
 const LIVE_SEP: &str = " | ";
+/// Before a request of the `live` column that goes on with the words before it.
+pub const GOES_ON: &str = "+ ";
 
 /// Reads `tests/data/callers.tsv`: id, plain, prompted, prompt, live.
 pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, String> {
@@ -236,6 +238,32 @@ fn said_back(t: &Turn) -> String {
     )
 }
 
+/// Says one request of the `live` column: one written `+ words` goes on with the words before
+/// it (`chain`: everything said since an answer was last heard), as `Engine::hear_continued`.
+/// None: it said nothing new and the answer before it stands.
+async fn say_piece(
+    engine: &Engine,
+    id: &str,
+    chain: &mut String,
+    piece: &str,
+) -> Result<Option<Turn>, EngineError> {
+    use crate::agent::master::Heard;
+    match piece.strip_prefix(GOES_ON.trim_end()) {
+        Some(words) => {
+            let words = words.trim();
+            let t = engine
+                .hear_continued(id, Heard::text(chain), Heard::text(words))
+                .await?;
+            *chain = format!("{chain} {words}").trim().to_string();
+            Ok(t)
+        }
+        None => {
+            *chain = piece.to_string();
+            engine.say(id, piece).await.map(Some)
+        }
+    }
+}
+
 /// Plays `heard` (what the ASR wrote for `u`: one request, or several when the turn was split)
 /// into a conversation set up for `u`, as a careful caller would go on: a read-back of the
 /// intended record is confirmed, any other is declined (a match heard inexactly, and a change or
@@ -257,14 +285,20 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &[&str]) -> Result<Outc
         u.id, u.voice, u.text, u.context, u.intent, u.slots
     );
     let _ = writeln!(detail, "  bot before {}", said_back(&before));
-    // The first pieces of a split turn are said (and answered) first, as on a call.
+    // The first pieces of a split turn are said (and answered) first, as on a call; a piece
+    // that goes on with the words before it takes their answer back, as on a call.
     let mut earlier = vec![];
+    let mut chain = String::new();
     for piece in first_heard {
-        let t = engine.say(&id, piece).await?;
-        let _ = writeln!(detail, "  bot {}", said_back(&t));
-        earlier.push(t);
+        if let Some(t) = say_piece(engine, &id, &mut chain, piece).await? {
+            let _ = writeln!(detail, "  bot {}", said_back(&t));
+            earlier.push(t);
+        }
     }
-    let mut turn = engine.say(&id, last_heard).await?;
+    let mut turn = match say_piece(engine, &id, &mut chain, last_heard).await? {
+        Some(t) => t,
+        None => earlier.pop().unwrap_or(before.clone()),
+    };
     let model_calls = earlier
         .iter()
         .chain(std::iter::once(&turn))

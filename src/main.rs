@@ -500,9 +500,12 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                     .chain(&pcm)
                     .copied()
                     .collect();
-                let path = turn_path::run(
+                // The bot answers each request as a one-call line does, so a caller who goes
+                // on after a pause talks over its answer as on a call.
+                let path = turn_path::run_with(
                     call_cfg.clone(),
                     &line,
+                    Some(turn_path::ANSWERING),
                     &mut |audio| {
                         let started = std::time::Instant::now();
                         let text = match t.transcribe(audio, prompt) {
@@ -522,8 +525,7 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                 );
                 let threshold = cfg.speech.turn_model.threshold;
                 live_stats.add(&path, turn_path::speech_end_ms(&line), threshold);
-                let live: Vec<String> =
-                    path.requests().iter().map(|(_, r)| r.to_string()).collect();
+                let live = path.live();
                 eprintln!(
                     "[{:3}/{}] {} {:?} → {:?} → live {:?}",
                     i + 1,

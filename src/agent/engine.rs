@@ -243,23 +243,78 @@ impl Engine {
 
     /// One caller utterance, with what the audio path knows of it (how long it was spoken).
     pub async fn hear(&self, id: &str, heard: Heard<'_>) -> Result<Turn, EngineError> {
-        let text = heard.text;
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(EngineError::InvalidInput(format!(
-                "text is longer than {MAX_TEXT_CHARS} characters"
-            )));
-        }
+        check_length(heard.text)?;
         // Card numbers and security codes never go further than this: not into the history,
         // the log, a sub-agent's request or a case note.
-        let redacted = crate::redact::redact(text);
+        let redacted = crate::redact::redact(heard.text);
         let heard = Heard {
             text: &redacted,
             ..heard
         };
         let _guard = self.claim(id)?;
+        let conv = self.take(id).await?;
+        self.run_turn(id, conv, heard).await
+    }
+
+    /// The caller's words `heard` go on with their words of the last turn (`earlier`), whose
+    /// answer they never heard (they went on before it played; see `CallConfig::continue_ms`).
+    /// That turn is taken back and `earlier` and `heard` are heard as one utterance: "JKT4 at
+    /// 2" then "for Jon Doe" is one request for that booking, not a lookup that asks for the
+    /// name and then a name on its own. A turn that changed something beyond the conversation
+    /// (a task carried out, the case's status, the call's end) is not taken back: then `heard`
+    /// is heard alone, and None is returned when it is empty (nothing new was said).
+    pub async fn hear_continued(
+        &self,
+        id: &str,
+        earlier: Heard<'_>,
+        heard: Heard<'_>,
+    ) -> Result<Option<Turn>, EngineError> {
+        let joined = format!("{} {}", earlier.text.trim(), heard.text.trim());
+        check_length(&joined)?;
+        let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
+        let (conv, text, speech_ms) = match conv.undo.take() {
+            Some(mut before) => {
+                tracing::info!(conversation = %id, "the last turn is taken back: the caller went on");
+                // Request ids go on counting (the taken-back turn's log entries stay), and the
+                // case's status is the one stored (in progress, or waiting for the customer).
+                before.seq = before.seq.max(conv.seq);
+                before.case_status = conv.case_status;
+                let ms = earlier.speech_ms.zip(heard.speech_ms).map(|(a, b)| a + b);
+                (*before, joined.trim(), ms)
+            }
+            None if heard.text.trim().is_empty() => {
+                self.lock_live().insert(id.to_string(), conv);
+                return Ok(None);
+            }
+            None => {
+                tracing::info!(conversation = %id, "the last turn cannot be taken back: the caller's new words are heard alone");
+                (conv, heard.text, heard.speech_ms)
+            }
+        };
+        let redacted = crate::redact::redact(text);
+        let heard = Heard {
+            text: &redacted,
+            speech_ms,
+            ..heard
+        };
+        self.run_turn(id, conv, heard).await.map(Some)
+    }
+
+    /// Runs one turn on `conv` (taken out of the live map; put back after) and persists it.
+    async fn run_turn(
+        &self,
+        id: &str,
+        mut conv: Conversation,
+        heard: Heard<'_>,
+    ) -> Result<Turn, EngineError> {
         let started = tokio::time::Instant::now();
+        conv.undo = None;
+        let before = conv.clone();
         let turn = self.master.turn(&mut conv, heard).await;
+        if can_take_back(&turn, &self.template) {
+            conv.undo = Some(Box::new(before));
+        }
         self.persist(&mut conv, &turn).await?;
         tracing::info!(
             conversation = %id,
@@ -585,4 +640,29 @@ fn call_record(conv: &Conversation, outcome: &str) -> crate::llm::CallRecord {
             .collect(),
         slots: serde_json::Value::Object(conv.slots.clone()),
     }
+}
+
+fn check_length(text: &str) -> Result<(), EngineError> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(EngineError::InvalidInput(format!(
+            "text is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `turn` changed nothing beyond its conversation, so that it can be taken back: no
+/// task that changes something (`writes`) ran or may have run (only asked for values or was
+/// skipped), the case was neither resolved, escalated nor closed (it may have gone to "in
+/// progress" or "waiting for the customer", as any turn's question does), and the call goes on.
+fn can_take_back(turn: &Turn, template: &Template) -> bool {
+    turn.case_changes
+        .iter()
+        .all(|(s, _)| matches!(s, CaseStatus::InProgress | CaseStatus::WaitingCustomer))
+        && turn.action.is_none()
+        && !turn.ended
+        && turn.attempts.iter().all(|a| {
+            !template.tasks.get(&a.task).is_some_and(|t| t.writes)
+                || matches!(a.outcome.as_str(), "needs_info" | "skipped")
+        })
 }

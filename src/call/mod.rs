@@ -26,6 +26,12 @@
 //!   rejected by the detector) was not an interruption: the reply plays on from the last mark the
 //!   caller heard (so up to `mark_every_ms` is repeated; nothing is skipped).
 //!
+//! Going on: a caller who starts speaking again before the answer to their last words has
+//! played `continue_ms` (or before it has started) was pausing, not answering ("Sure." … "J K T
+//! 4 …"). Their new words are asked with the words before them ([`Said::Speech`]'s
+//! `continues`: everything since they last heard an answer), and the agent takes its unheard
+//! answer back (`Engine::hear_continued`).
+//!
 //! To make that possible the playout queue keeps the audio the caller has not yet heard, not just
 //! what is not yet sent. Marks carry an epoch that each pause advances: marks echoed after a
 //! `Clear` (Twilio echoes the cleared ones) are counted as not heard.
@@ -66,6 +72,12 @@ pub struct CallConfig {
     /// When the transcript of a pause (see `turn.pause_ms`) reads as a finished sentence, the
     /// turn ends after this much silence instead of `turn.stop_ms`. 0 = always wait `stop_ms`.
     pub quick_stop_ms: u32,
+    /// Caller speech that starts before the bot's answer to their last words has played this
+    /// long (or before it has started) goes on with those words instead of answering it: the
+    /// agent is asked the two as one utterance ([`Said::Speech`]'s `continues`) and takes its
+    /// unheard answer back. Nobody reacts to an answer within half a second of its first sound,
+    /// so this is a caller who paused ("Sure. … A B C 1 2 3"), not one who replied. 0 = never.
+    pub continue_ms: u32,
     /// Said when an effect fails (see [`EffectKind`]); the session sets it from the template.
     #[serde(skip)]
     pub apology: String,
@@ -167,6 +179,7 @@ impl Default for CallConfig {
             max_reply_secs: 60,
             dtmf_timeout_ms: 2000,
             quick_stop_ms: 350,
+            continue_ms: 500,
             apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
             turn_model: None,
             voice_check: None,
@@ -326,11 +339,29 @@ pub enum Effect {
 /// What the caller gave for a turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Said {
-    /// Words as transcribed, and how long they were spoken.
-    Speech { text: String, speech_ms: u64 },
+    /// Words as transcribed, and how long they were spoken; `continues`: they go on with the
+    /// caller's words before them, whose answer the caller had not heard when they went on (see
+    /// [`CallConfig::continue_ms`]).
+    Speech {
+        text: String,
+        speech_ms: u64,
+        continues: Option<Earlier>,
+    },
     /// Keys pressed on the keypad (`0`-`9`, `*`), without the closing `#`.
     Keys(String),
 }
+
+/// The caller's words before a turn that goes on with them: everything they said since they
+/// last heard an answer, first asked of the agent as `turn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    pub turn: TurnId,
+    pub text: String,
+    pub speech_ms: u64,
+}
+
+/// The longest words a turn goes on with: past it a new turn stands alone.
+pub const MAX_EARLIER_CHARS: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallEvent {
@@ -363,6 +394,12 @@ pub enum EventKind {
     Transcript {
         turn: TurnId,
         text: String,
+    },
+    /// `turn`'s words go on with the caller's words asked as `earlier` and after, whose answer
+    /// they had not heard: the agent hears them as one utterance.
+    Continues {
+        turn: TurnId,
+        earlier: TurnId,
     },
     TranscriptDropped {
         turn: TurnId,
@@ -439,6 +476,8 @@ struct Playout {
     /// Advanced by every pause; marks of an older epoch were cleared, not heard.
     epoch: u8,
     started_ms: Option<u64>,
+    /// When its first audio was sent (not moved by a resume).
+    first_audio_ms: Option<u64>,
     end: Option<EndAction>,
     ended: bool,
     /// The call's own words (the apology), not the agent's: the agent hears nothing of them.
@@ -491,6 +530,11 @@ pub struct Call {
     reserved: Option<TurnId>,
     /// How long the utterance being transcribed was spoken.
     speech_ms: Option<u64>,
+    /// The caller's words the agent was last asked about (with any earlier words they went on
+    /// with), first asked as `turn`; `last`: the turn they were last asked under.
+    asked: Option<(Earlier, TurnId)>,
+    /// The utterance being spoken began before the caller heard the answer to `asked`.
+    continuing: bool,
 }
 
 /// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
@@ -538,6 +582,8 @@ impl Call {
             tentative: None,
             reserved: None,
             speech_ms: None,
+            asked: None,
+            continuing: false,
             cfg,
         }
     }
@@ -655,19 +701,8 @@ impl Call {
                     return;
                 }
                 let text = text.trim().to_string();
-                if text.is_empty() {
-                    self.event(EventKind::TranscriptDropped { turn });
-                } else {
-                    self.event(EventKind::Transcript {
-                        turn,
-                        text: text.clone(),
-                    });
-                    let speech_ms = self.speech_ms.unwrap_or(0);
-                    self.effect(Effect::AskAgent {
-                        turn,
-                        said: Said::Speech { text, speech_ms },
-                    });
-                }
+                let speech_ms = self.speech_ms.unwrap_or(0);
+                self.ask_speech(turn, text, speech_ms);
             }
             Input::LineBusy(busy) => self.detector.set_busy(busy),
             Input::EndPrediction { turn, complete } => {
@@ -1013,6 +1048,7 @@ impl Call {
     fn speech_started(&mut self, at: u64) {
         let since_ms = self.detector.position().saturating_sub(at) * 1000 / CALLER_RATE as u64;
         self.event(EventKind::CallerSpeechStart { since_ms });
+        self.continuing = self.answer_unheard(self.now_ms.saturating_sub(since_ms));
         if self.bot_speaking() {
             self.overlap_start = Some(at);
         }
@@ -1075,18 +1111,82 @@ impl Call {
             return;
         }
         let Some(text) = t.text else { return };
+        let speech_ms = (t.end - t.start) * 1000 / CALLER_RATE as u64;
+        self.ask_speech(t.turn, text, speech_ms);
+    }
+
+    /// The caller's utterance of `turn` is over and transcribed: the agent is asked about it,
+    /// together with the words before it when it went on with them (`continuing`). An empty
+    /// transcript (a sound whisper found no words in) asks nothing, unless it went on with
+    /// words whose answer it cancelled: those are asked again, alone.
+    fn ask_speech(&mut self, turn: TurnId, text: String, speech_ms: u64) {
+        let earlier = std::mem::take(&mut self.continuing)
+            .then(|| self.asked.take().map(|(e, _)| e))
+            .flatten()
+            .filter(|e| e.text.len() + text.len() < MAX_EARLIER_CHARS);
         if text.is_empty() {
-            self.event(EventKind::TranscriptDropped { turn: t.turn });
+            self.event(EventKind::TranscriptDropped { turn });
+            if earlier.is_none() {
+                return;
+            }
         } else {
             self.event(EventKind::Transcript {
-                turn: t.turn,
+                turn,
                 text: text.clone(),
             });
-            let speech_ms = (t.end - t.start) * 1000 / CALLER_RATE as u64;
-            self.effect(Effect::AskAgent {
-                turn: t.turn,
-                said: Said::Speech { text, speech_ms },
-            });
+        }
+        let words = match &earlier {
+            Some(e) => {
+                self.event(EventKind::Continues {
+                    turn,
+                    earlier: e.turn,
+                });
+                let joined = if text.is_empty() {
+                    e.text.clone()
+                } else {
+                    format!("{} {text}", e.text)
+                };
+                Earlier {
+                    turn: e.turn,
+                    text: joined,
+                    speech_ms: e.speech_ms + speech_ms,
+                }
+            }
+            None => Earlier {
+                turn,
+                text: text.clone(),
+                speech_ms,
+            },
+        };
+        self.asked = Some((words, turn));
+        self.effect(Effect::AskAgent {
+            turn,
+            said: Said::Speech {
+                text,
+                speech_ms,
+                continues: earlier,
+            },
+        });
+    }
+
+    /// Whether speech that began at `onset_ms` came before the caller could have heard the
+    /// answer to their last words: that answer has not started playing, or began playing less
+    /// than `continue_ms` before. An answer that played to its end, or the call's own apology,
+    /// was heard.
+    fn answer_unheard(&self, onset_ms: u64) -> bool {
+        let Some((_, last)) = &self.asked else {
+            return false;
+        };
+        if self.cfg.continue_ms == 0 {
+            return false;
+        }
+        match self.playout.as_ref().filter(|p| p.turn == *last) {
+            None => true,
+            Some(p) if p.own => false,
+            Some(p) if p.ended && p.heard >= p.synthesised && p.done() => false,
+            Some(p) => p
+                .first_audio_ms
+                .is_none_or(|t| onset_ms < t + u64::from(self.cfg.continue_ms)),
         }
     }
 
@@ -1257,6 +1357,7 @@ impl Call {
         let first = p.started_ms.is_none();
         let started = *p.started_ms.get_or_insert(now);
         if first {
+            p.first_audio_ms.get_or_insert(now);
             let turn = p.turn;
             self.outputs.push_back(Output::Event(CallEvent {
                 t_ms: now,
@@ -1332,6 +1433,9 @@ impl Call {
             return;
         }
         let keys = std::mem::replace(&mut self.dtmf, String::with_capacity(16));
+        // Keys stand alone: nothing said before them goes on with them or after them.
+        self.asked = None;
+        self.continuing = false;
         if self.bot_speaking() {
             self.barge_in();
         } else if self.turn > 0 {
@@ -1375,6 +1479,7 @@ impl Call {
             paused: false,
             epoch: 0,
             started_ms: None,
+            first_audio_ms: None,
             end,
             ended: false,
             own,
@@ -1452,6 +1557,9 @@ impl Call {
     /// An effect of `turn` failed before the agent answered: the caller hears the apology.
     fn apologise(&mut self, turn: TurnId, effect: EffectKind) {
         self.event(EventKind::EffectFailed { turn, effect });
+        // The caller is asked to say it again: what comes next stands alone.
+        self.asked = None;
+        self.continuing = false;
         if self.cfg.apology.is_empty() {
             return;
         }

@@ -145,7 +145,16 @@ impl World {
                 }
                 Output::Effect(Effect::AskAgent { turn, said }) => {
                     let text = match said {
-                        Said::Speech { text, .. } => text,
+                        Said::Speech {
+                            text,
+                            continues: None,
+                            ..
+                        } => text,
+                        Said::Speech {
+                            text,
+                            continues: Some(e),
+                            ..
+                        } => format!("{text} (going on from {}: {})", e.turn, e.text),
                         Said::Keys(k) => format!("keys {k}"),
                     };
                     if std::mem::take(&mut self.fail_agent) {
@@ -320,6 +329,7 @@ fn describe(k: &EventKind) -> String {
         EventKind::CallerNoise { duration_ms } => format!("noise ({duration_ms} ms)"),
         EventKind::Backchannel { duration_ms } => format!("backchannel ({duration_ms} ms)"),
         EventKind::Transcript { turn, text } => format!("transcript {turn}: {text}"),
+        EventKind::Continues { turn, earlier } => format!("turn {turn} goes on from {earlier}"),
         EventKind::TranscriptDropped { turn } => format!("transcript {turn} dropped"),
         EventKind::Tentative { turn } => format!("tentative {turn}"),
         EventKind::TentativeDropped { turn } => format!("tentative {turn} dropped"),
@@ -1298,11 +1308,14 @@ fn an_unfinished_pause_is_held_so_the_caller_is_not_cut_off() {
             .cloned()
             .collect::<Vec<_>>()
     };
+    // Without the model the caller is cut off at "Sure, it's." (and goes on before hearing the
+    // answer: the agent is asked their words together; the fake recogniser hears the whole
+    // utterance each time).
     assert_eq!(
         run(false),
         [
             "2420 agent asked: Sure, it's.",
-            "4260 agent asked: Sure, it's ABC123."
+            "4260 agent asked: Sure, it's ABC123. (going on from 1: Sure, it's.)"
         ]
     );
     assert_eq!(run(true), ["4260 agent asked: Sure, it's ABC123."]);
@@ -1429,4 +1442,165 @@ fn a_barge_in_during_a_streamed_answer_keeps_what_was_heard_and_drops_the_rest()
     assert!(!t.contains("bot reply 1: and breakfast"), "{t}");
     assert!(!w.synthesized.iter().any(|s| s.starts_with("and breakfast")));
     assert!(!t.contains("bot audio end 1"), "{t}");
+}
+
+/// "Sure." — a pause of `gap_ms` — "A B C one two three.", with the bot's answer to "Sure."
+/// starting as soon as that turn ends (at the quick stop, 350 ms into the pause) and long
+/// enough to still be playing when the caller goes on. Returns the world, its config given.
+fn sure_then_code(cfg: CallConfig, gap_ms: u64, second: &'static str) -> World {
+    sure_then(cfg, gap_ms, second, 1500)
+}
+
+/// [`sure_then_code`] with the second utterance `second_ms` long.
+fn sure_then(cfg: CallConfig, gap_ms: u64, second: &'static str, second_ms: u64) -> World {
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Thanks.",
+    ]);
+    w.call = Call::new(cfg);
+    w.transcripts = vec!["Sure.", second];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(500), -20.0, 7));
+    w.play(&silence(ms(gap_ms)));
+    w.play(&speech_like(ms(second_ms), -20.0, 8));
+    w.play(&silence(ms(2000)));
+    w
+}
+
+#[test]
+fn a_caller_who_goes_on_before_hearing_the_answer_is_heard_with_the_words_before() {
+    // The answer to "Sure." starts 350 ms into the pause and the caller goes on 200 ms later:
+    // too soon to be answering it. The agent hears the two as one utterance and takes its
+    // answer back (nothing of it was heard: the pause came before the first mark's words).
+    let w = sure_then_code(CallConfig::default(), 550, "A B C one two three.");
+    let t = w.timeline.join("\n");
+    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    assert_eq!(
+        asked,
+        [
+            "1860 agent asked: Sure.",
+            "3920 agent asked: A B C one two three. (going on from 1: Sure.)"
+        ],
+        "\n{t}"
+    );
+    assert!(t.contains("turn 3 goes on from 1"), "\n{t}");
+    assert_eq!(w.interrupted, [""], "\n{t}");
+    // Without it (continue_ms = 0), the code is asked on its own and the agent keeps what
+    // was heard of its answer to "Sure.".
+    let off = CallConfig {
+        continue_ms: 0,
+        ..CallConfig::default()
+    };
+    let w = sure_then_code(off, 550, "A B C one two three.");
+    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    assert_eq!(
+        asked,
+        [
+            "1860 agent asked: Sure.",
+            "3920 agent asked: A B C one two three."
+        ]
+    );
+}
+
+#[test]
+fn a_caller_who_speaks_once_the_answer_has_played_a_while_stands_alone() {
+    // The same caller, but they go on 1 s into the answer: they heard it, and what they say
+    // now is their reply to it (the barge-in keeps what they heard).
+    let w = sure_then_code(CallConfig::default(), 1350, "No, wait.");
+    let t = w.timeline.join("\n");
+    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    assert_eq!(asked.len(), 2, "\n{t}");
+    assert!(asked[1].ends_with("agent asked: No, wait."), "\n{t}");
+    assert!(!t.contains("goes on"), "\n{t}");
+    assert_eq!(w.interrupted.len(), 1, "\n{t}");
+    assert!(!w.interrupted[0].is_empty(), "\n{t}");
+}
+
+#[test]
+fn words_the_caller_goes_on_with_chain_until_an_answer_is_heard() {
+    // "Sure." … "A B C" … "one two three.": each piece goes on before the answer is heard, so
+    // the last is asked with everything since the caller last heard an answer.
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Okay, please go ahead and read me the rest of the number when you are ready.",
+        "Thanks.",
+    ]);
+    w.transcripts = vec!["Sure.", "A B C.", "One two three."];
+    w.play(&silence(ms(1000)));
+    for seed in [7, 8, 9] {
+        w.play(&speech_like(ms(700), -20.0, seed));
+        w.play(&silence(ms(550)));
+    }
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    let asked: Vec<_> = w
+        .timeline
+        .iter()
+        .filter_map(|l| l.split_once("agent asked: ").map(|(_, a)| a))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "Sure.",
+            "A B C. (going on from 1: Sure.)",
+            "One two three. (going on from 1: Sure. A B C.)"
+        ],
+        "\n{t}"
+    );
+    // Then the answer plays to its end: what comes after it stands alone.
+    w.transcripts = vec!["Thank you."];
+    w.play(&speech_like(ms(700), -20.0, 10));
+    w.play(&silence(ms(2000)));
+    let last = w
+        .timeline
+        .iter()
+        .rev()
+        .find(|l| l.contains("asked"))
+        .unwrap();
+    assert!(last.ends_with("agent asked: Thank you."), "{last}");
+}
+
+#[test]
+fn a_sound_without_words_after_the_callers_words_asks_them_again() {
+    // The caller's "Sure." is answered, then a sound whisper finds no words in starts before
+    // the answer is heard: it cancels that answer, so the words are asked again (the agent
+    // takes its unheard answer back and answers anew) instead of leaving the caller in silence.
+    let w = sure_then_code(CallConfig::default(), 550, "");
+    let t = w.timeline.join("\n");
+    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    assert_eq!(
+        asked,
+        [
+            "1860 agent asked: Sure.",
+            "4180 agent asked:  (going on from 1: Sure.)"
+        ],
+        "\n{t}"
+    );
+    assert!(t.contains("transcript 3 dropped"), "\n{t}");
+    assert!(t.contains("bot reply 3: Thanks."), "\n{t}");
+}
+
+#[test]
+fn keys_stand_alone_and_what_follows_them_too() {
+    // "Sure." is answered, the caller presses keys before hearing it, then speaks: neither the
+    // keys nor the speech after them goes on with "Sure.".
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Thanks.",
+    ]);
+    w.transcripts = vec!["Sure.", "A B C one two three."];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(500), -20.0, 7));
+    w.play(&silence(ms(400)));
+    for d in ['1', '2', '#'] {
+        w.call.handle(w.now, Input::Dtmf(d));
+        w.drain();
+    }
+    w.play(&silence(ms(100)));
+    w.play(&speech_like(ms(1500), -20.0, 8));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    assert!(!t.contains("going on"), "\n{t}");
+    assert!(t.contains("agent asked: keys 12"), "\n{t}");
 }

@@ -456,6 +456,8 @@ async fn agent_worker(
 ) {
     // The turn whose reply is the conversation's last (the greeting is turn 0).
     let mut last_reply: Option<TurnId> = Some(0);
+    // The last turn the engine was asked about.
+    let mut last_asked: TurnId = 0;
     // A model's streamed answer: its clauses go to the call as each is ready.
     let (clause_tx, mut clause_rx) = mpsc::channel::<String>(8);
     while let Some(job) = rx.recv().await {
@@ -486,11 +488,43 @@ async fn agent_worker(
             continue;
         }
         let mut heard = match &said {
-            Said::Speech { text, speech_ms } => Heard::speech(text, *speech_ms),
+            Said::Speech {
+                text, speech_ms, ..
+            } => Heard::speech(text, *speech_ms),
             Said::Keys(keys) => Heard::keys(keys),
         };
         heard.clauses = Some(&clause_tx);
-        let hear = engine.hear(&conversation, heard).instrument(span);
+        // Words that go on with earlier ones: when the engine answered any of those, that turn
+        // is taken back and the words heard together; when it was never asked (the caller went
+        // on first), they are simply heard together.
+        let continues = match &said {
+            Said::Speech {
+                continues: Some(e), ..
+            } => Some(e),
+            _ => None,
+        };
+        let joined = continues
+            .filter(|e| last_asked < e.turn)
+            .map(|e| format!("{} {}", e.text, heard.text));
+        if let Some(j) = &joined {
+            heard.text = j.trim();
+            heard.speech_ms = heard
+                .speech_ms
+                .map(|ms| ms + continues.map_or(0, |e| e.speech_ms));
+        }
+        let take_back = continues.filter(|_| joined.is_none());
+        last_asked = turn;
+        let conv = conversation.as_str();
+        let hear = async {
+            match take_back {
+                Some(e) => {
+                    let earlier = Heard::speech(&e.text, e.speech_ms);
+                    engine.hear_continued(conv, earlier, heard).await
+                }
+                None => engine.hear(conv, heard).await.map(Some),
+            }
+        }
+        .instrument(span);
         tokio::pin!(hear);
         let mut streamed = false;
         let answer = loop {
@@ -508,7 +542,9 @@ async fn agent_worker(
             let _ = done.send(Done::Clause { turn, text }).await;
         }
         let msg = match answer {
-            Ok(t) => {
+            // Nothing new was said and the answer before it stands (it could not be taken back).
+            Ok(None) => Done::Dropped { turn },
+            Ok(Some(t)) => {
                 set_prompt(&prompt, &t.asr_prompt);
                 // Intent names are the template's (a bounded set), "none" when none was taken.
                 metrics::count(
@@ -1140,6 +1176,14 @@ impl Session {
                 Some(("barge_in", json!({"turn": turn, "heard": heard})))
             }
             EventKind::Dtmf { digit } => Some(("dtmf", json!({"digit": digit}))),
+            EventKind::Continues { turn, earlier } => {
+                tracing::info!(
+                    turn,
+                    earlier,
+                    "the caller went on before hearing the answer: heard together"
+                );
+                Some(("turn_continued", json!({"turn": turn, "earlier": earlier})))
+            }
             EventKind::TranscriptDropped { turn } => {
                 Some(("transcript_dropped", json!({"turn": turn})))
             }
@@ -1506,6 +1550,7 @@ mod stage_tests {
         Said::Speech {
             text: "confirm my reservation".into(),
             speech_ms: 1500,
+            continues: None,
         }
     }
 

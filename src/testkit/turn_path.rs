@@ -5,9 +5,13 @@
 //!
 //! The core is the one every call runs ([`crate::call::Call`]); what is left out is the rest
 //! of a session: the voice check (Silero), the agent and the bot's voice. Results are
-//! delivered in the order they were ready, each `took` ms after it was asked for.
+//! delivered in the order they were ready, each `took` ms after it was asked for. With a
+//! [`Bot`] ([`run_with`]), each request is answered: the answer's audio plays (silence, on the
+//! virtual clock) and its marks echo as they play, so a caller who goes on talks over it as
+//! on a call.
 
-use crate::call::{CALLER_RATE, Call, CallConfig, Effect, Input, Output, Said};
+use crate::call::{CALLER_RATE, Call, CallConfig, Effect, Input, Output, Said, WireCmd};
+pub use crate::corpus::GOES_ON;
 use std::collections::BTreeMap;
 
 /// Samples in one 20 ms step.
@@ -20,7 +24,28 @@ pub enum Heard {
     Verdict(f32),
     /// The turn was over and the agent was asked this.
     Request(String),
+    /// The turn was over and the agent was asked this, going on with the words before it (the
+    /// caller went on before hearing their answer: see `CallConfig::continue_ms`).
+    GoesOn(String),
 }
+
+/// The bot on the live path: each request is answered `after_ms` later (the agent and the
+/// first synthesised clause) with `speaks_ms` of audio.
+#[derive(Debug, Clone, Copy)]
+pub struct Bot {
+    pub after_ms: u64,
+    pub speaks_ms: u64,
+}
+
+/// Answers as a one-call line does: the engine's turn and Piper's first clause take about
+/// 100 ms (README, "Measured"); a reply of 3 s.
+pub const ANSWERING: Bot = Bot {
+    after_ms: 100,
+    speaks_ms: 3000,
+};
+
+/// The longest answer a [`Bot`] gives: 4 s at 8 kHz.
+static ANSWER_AUDIO: [f32; 32_000] = [0.0; 32_000];
 
 /// The run: everything [`Heard`], and the slowest result.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +61,20 @@ impl TurnPath {
         self.heard
             .iter()
             .filter_map(|(at, h)| match h {
-                Heard::Request(t) => Some((*at, t.as_str())),
+                Heard::Request(t) | Heard::GoesOn(t) => Some((*at, t.as_str())),
+                Heard::Verdict(_) => None,
+            })
+            .collect()
+    }
+
+    /// What the agent was asked, in the corpus's `live` notation: requests in order, and one
+    /// that goes on with the words before it written `+ words`.
+    pub fn live(&self) -> Vec<String> {
+        self.heard
+            .iter()
+            .filter_map(|(_, h)| match h {
+                Heard::Request(t) => Some(t.clone()),
+                Heard::GoesOn(t) => Some(format!("{GOES_ON}{t}")),
                 Heard::Verdict(_) => None,
             })
             .collect()
@@ -48,7 +86,7 @@ impl TurnPath {
             .iter()
             .filter_map(|(_, h)| match h {
                 Heard::Verdict(p) => Some(*p),
-                Heard::Request(_) => None,
+                Heard::Request(_) | Heard::GoesOn(_) => None,
             })
             .collect()
     }
@@ -71,7 +109,26 @@ pub fn run(
     transcribe: &mut Transcribe<'_>,
     predict: &mut Predict<'_>,
 ) -> TurnPath {
+    run_with(cfg, audio, None, transcribe, predict)
+}
+
+/// [`run`], with `bot` answering each request.
+pub fn run_with(
+    cfg: CallConfig,
+    audio: &[f32],
+    bot: Option<Bot>,
+    transcribe: &mut Transcribe<'_>,
+    predict: &mut Predict<'_>,
+) -> TurnPath {
+    let out_step = u64::from(cfg.out_rate) / 50;
+    let answer_len = bot.map_or(0, |b| {
+        ((b.speaks_ms * u64::from(cfg.out_rate) / 1000) as usize).min(ANSWER_AUDIO.len())
+    });
     let mut call = Call::new(cfg);
+    // The line: bot samples received and played, and marks (id, where) not yet played.
+    let (mut received, mut played) = (0u64, 0u64);
+    let mut marks: Vec<(u64, u64)> = Vec::new();
+    let mut out = vec![0f32; 4096];
     let mut pending: BTreeMap<(u64, u64), Input<'static>> = BTreeMap::new();
     let mut seq = 0;
     let mut path = TurnPath::default();
@@ -90,6 +147,14 @@ pub fn run(
             break;
         }
         now += 20;
+        played = (played + out_step).min(received);
+        marks.retain(|&(id, at)| {
+            let due = at <= played;
+            if due {
+                call.handle(now, Input::MarkPlayed { id });
+            }
+            !due
+        });
         call.handle(now, Input::CallerAudio(frame));
         if call.poll_timeout().is_some_and(|t| t <= now) {
             call.handle(now, Input::Timeout);
@@ -105,7 +170,32 @@ pub fn run(
                 last_result = i;
             }
             let Some(o) = call.poll() else { break };
-            let Output::Effect(e) = o else { continue };
+            let e = match o {
+                Output::Effect(e) => e,
+                Output::Wire(WireCmd::SendAudio { samples }) => {
+                    let mut left = samples;
+                    while left > 0 {
+                        let n = left.min(out.len());
+                        call.take_audio(&mut out[..n]);
+                        left -= n;
+                    }
+                    received += samples as u64;
+                    continue;
+                }
+                Output::Wire(WireCmd::Mark { id }) => {
+                    marks.push((id, received));
+                    continue;
+                }
+                Output::Wire(WireCmd::Clear) => {
+                    // As Twilio does: what was not played is dropped and its marks echo now.
+                    received = played;
+                    for (id, _) in std::mem::take(&mut marks) {
+                        call.handle(now, Input::MarkPlayed { id });
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
             let (input, took) = match e {
                 Effect::Transcribe { turn, audio } => {
                     let (text, took) = transcribe(&audio);
@@ -128,10 +218,32 @@ pub fn run(
                     }
                 }
                 Effect::AskAgent {
-                    said: Said::Speech { text, .. },
-                    ..
+                    turn,
+                    said:
+                        Said::Speech {
+                            text, continues, ..
+                        },
                 } => {
-                    path.heard.push((now, Heard::Request(text)));
+                    let heard = match continues {
+                        Some(_) => Heard::GoesOn(text),
+                        None => Heard::Request(text),
+                    };
+                    path.heard.push((now, heard));
+                    let Some(b) = bot else { continue };
+                    let at = now + b.after_ms;
+                    let reply = Input::AgentReply {
+                        turn,
+                        text: "Sure, I can help with that. Let me look that up for you.".into(),
+                        end: None,
+                    };
+                    let audio = Input::TtsAudio {
+                        turn,
+                        samples: &ANSWER_AUDIO[..answer_len],
+                    };
+                    for input in [reply, audio, Input::TtsDone { turn }] {
+                        seq += 1;
+                        pending.insert((at, seq), input);
+                    }
                     continue;
                 }
                 _ => continue,
@@ -148,8 +260,12 @@ pub fn run(
 #[derive(Debug, Clone, Default)]
 pub struct LiveStats {
     pub n: usize,
-    /// Asked more than once: the turn was split at a pause inside it.
+    /// Asked more than once, and the last request does not hold all the words: the turn was
+    /// split at a pause inside it.
     pub split: usize,
+    /// Asked more than once, but each later request went on with the words before it: heard
+    /// whole in the end.
+    pub joined: usize,
     /// Never asked: the utterance never became a turn.
     pub unheard: usize,
     /// The end-of-turn model heard the caller unfinished at some pause.
@@ -163,7 +279,14 @@ impl LiveStats {
     pub fn add(&mut self, path: &TurnPath, speech_end_ms: u64, threshold: f32) {
         self.n += 1;
         let requests = path.requests();
-        self.split += usize::from(requests.len() > 1);
+        let all_go_on = path
+            .heard
+            .iter()
+            .filter(|(_, h)| !matches!(h, Heard::Verdict(_)))
+            .skip(1)
+            .all(|(_, h)| matches!(h, Heard::GoesOn(_)));
+        self.split += usize::from(requests.len() > 1 && !all_go_on);
+        self.joined += usize::from(requests.len() > 1 && all_go_on);
         self.unheard += usize::from(requests.is_empty());
         self.doubted += usize::from(path.verdicts().iter().any(|&p| p < threshold));
         if let Some((at, _)) = requests.last() {
@@ -176,10 +299,12 @@ impl LiveStats {
         l.sort_unstable();
         let p = |q: f64| super::simcall::percentile(&l, q);
         format!(
-            "{} utterances: split at a pause {}, never a turn {}, heard unfinished by the model at \
+            "{} utterances: split at a pause {} (and {} more heard whole in the end: the caller \
+             went on before hearing an answer), never a turn {}, heard unfinished by the model at \
              some pause {}; speech end → agent asked p50 {} ms, p95 {} ms, max {} ms",
             self.n,
             self.split,
+            self.joined,
             self.unheard,
             self.doubted,
             p(50.0),

@@ -653,3 +653,84 @@ async fn an_okay_then_another_request_does_not_take_the_offer() {
         .unwrap();
     assert_eq!(t.intent.as_deref(), Some("make_payment"), "{}", t.reply);
 }
+
+/// The caller's utterances in the conversation's history, in order.
+async fn caller_said(e: &switchboard::agent::engine::Engine, id: &str) -> Vec<String> {
+    let conv = e.conversation(id).await.unwrap();
+    conv.history
+        .iter()
+        .filter(|u| u.role == switchboard::agent::master::Role::Caller)
+        .map(|u| u.content.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn words_said_before_an_unheard_answer_are_heard_again_with_what_followed() {
+    use switchboard::agent::master::Heard;
+    // "Confirm my reservation." … "It's ABC" (a pause: the bot answers, unheard) … "123, John
+    // Doe": the answer to "It's ABC" is taken back and the two are one utterance.
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = c.conversation_id.as_str();
+    e.say(id, "Confirm my reservation").await.unwrap();
+    e.say(id, "It's ABC").await.unwrap();
+    let t = e
+        .hear_continued(id, Heard::text("It's ABC"), Heard::text("123, John Doe"))
+        .await
+        .unwrap()
+        .expect("a turn");
+    assert_eq!(t.status.as_str(), "success", "{}", t.reply);
+    assert_eq!(
+        caller_said(&e, id).await,
+        ["Confirm my reservation", "It's ABC 123, John Doe"]
+    );
+    assert!(t.reply.contains("Deluxe Suite"), "{}", t.reply);
+    // Heard piece by piece instead, the second piece is a code and a name of its own: at best
+    // a near match, read back for the caller's yes (one more exchange).
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = c.conversation_id.as_str();
+    e.say(id, "Confirm my reservation").await.unwrap();
+    e.say(id, "It's ABC").await.unwrap();
+    let t = e.say(id, "123, John Doe").await.unwrap();
+    assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_that_carried_out_a_task_is_never_taken_back() {
+    use switchboard::agent::master::Heard;
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = c.conversation_id.as_str();
+    e.say(id, "Cancel my reservation").await.unwrap();
+    let t = e.say(id, "ABC123, John Doe").await.unwrap();
+    assert_eq!(
+        t.status.as_str(),
+        "needs_info",
+        "a read-back first: {}",
+        t.reply
+    );
+    let t = e.say(id, "Yes").await.unwrap();
+    assert_eq!(t.status.as_str(), "success", "{}", t.reply);
+    // The caller went on before hearing that it was cancelled: nothing new, nothing redone.
+    let again = e
+        .hear_continued(id, Heard::text("Yes"), Heard::text(""))
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    // Words that go on are heard alone: "Yes" is not heard a second time.
+    let t = e
+        .hear_continued(id, Heard::text("Yes"), Heard::text("thanks"))
+        .await
+        .unwrap()
+        .expect("a turn");
+    assert_ne!(t.status.as_str(), "success", "{}", t.reply);
+    let said = caller_said(&e, id).await;
+    assert_eq!(said.last().map(String::as_str), Some("thanks"), "{said:?}");
+    assert_eq!(said.iter().filter(|s| *s == "Yes").count(), 1, "{said:?}");
+}

@@ -129,6 +129,7 @@ fn run(
         .map(|(at, h)| match h {
             Heard::Verdict(p) => (at, format!("[end model {p:.2}]")),
             Heard::Request(text) => (at, text),
+            Heard::GoesOn(text) => (at, format!("{}{text}", turn_path::GOES_ON)),
         })
         .collect();
     (asked, path.slowest)

@@ -147,6 +147,11 @@ pub struct Conversation {
     /// second factor.
     #[serde(default)]
     pub by_line: bool,
+    /// The conversation as it was before its last turn, while that turn can be taken back (it
+    /// changed nothing beyond the conversation): a caller who went on before hearing its
+    /// answer is heard again from there (`Engine::hear_continued`). Kept in memory only.
+    #[serde(skip)]
+    pub undo: Option<Box<Conversation>>,
 }
 
 impl Conversation {
@@ -175,6 +180,7 @@ impl Conversation {
             caller_turns: 0,
             handle_sha256: String::new(),
             by_line: false,
+            undo: None,
         }
     }
 

@@ -239,28 +239,12 @@ fn said_back(t: &Turn) -> String {
 }
 
 /// Says one request of the `live` column: one written `+ words` goes on with the words before
-/// it (`chain`: everything said since an answer was last heard), as `Engine::hear_continued`.
-/// None: it said nothing new and the answer before it stands.
-async fn say_piece(
-    engine: &Engine,
-    id: &str,
-    chain: &mut String,
-    piece: &str,
-) -> Result<Option<Turn>, EngineError> {
+/// it, as `Engine::hear_continued`. None: it said nothing new and the answer before it stands.
+async fn say_piece(engine: &Engine, id: &str, piece: &str) -> Result<Option<Turn>, EngineError> {
     use crate::agent::master::Heard;
     match piece.strip_prefix(GOES_ON.trim_end()) {
-        Some(words) => {
-            let words = words.trim();
-            let t = engine
-                .hear_continued(id, Heard::text(chain), Heard::text(words))
-                .await?;
-            *chain = format!("{chain} {words}").trim().to_string();
-            Ok(t)
-        }
-        None => {
-            *chain = piece.to_string();
-            engine.say(id, piece).await.map(Some)
-        }
+        Some(words) => engine.hear_continued(id, Heard::text(words.trim())).await,
+        None => engine.say(id, piece).await.map(Some),
     }
 }
 
@@ -288,14 +272,13 @@ pub async fn play(engine: &Engine, u: &Utterance, heard: &[&str]) -> Result<Outc
     // The first pieces of a split turn are said (and answered) first, as on a call; a piece
     // that goes on with the words before it takes their answer back, as on a call.
     let mut earlier = vec![];
-    let mut chain = String::new();
     for piece in first_heard {
-        if let Some(t) = say_piece(engine, &id, &mut chain, piece).await? {
+        if let Some(t) = say_piece(engine, &id, piece).await? {
             let _ = writeln!(detail, "  bot {}", said_back(&t));
             earlier.push(t);
         }
     }
-    let mut turn = match say_piece(engine, &id, &mut chain, last_heard).await? {
+    let mut turn = match say_piece(engine, &id, last_heard).await? {
         Some(t) => t,
         None => earlier.pop().unwrap_or(before.clone()),
     };

@@ -11,7 +11,7 @@ use crate::agent::clock::Clock;
 use crate::agent::data::{DataSource, DemoData};
 use crate::agent::embed::Embedder;
 use crate::agent::master::model::TurnModel;
-use crate::agent::master::{Conversation, Heard, Master, Turn};
+use crate::agent::master::{Conversation, Heard, Master, Turn, Undo};
 use crate::agent::registry::{AgentCard, Dispatcher, Registry, RegistryError, SubAgent};
 use crate::agent::remote::RemoteAgent;
 use crate::agent::remote_policy::RemotePolicy;
@@ -256,38 +256,45 @@ impl Engine {
         self.run_turn(id, conv, heard).await
     }
 
-    /// The caller's words `heard` go on with their words of the last turn (`earlier`), whose
-    /// answer they never heard (they went on before it played; see `CallConfig::continue_ms`).
-    /// That turn is taken back and `earlier` and `heard` are heard as one utterance: "JKT4 at
-    /// 2" then "for Jon Doe" is one request for that booking, not a lookup that asks for the
-    /// name and then a name on its own. A turn that changed something beyond the conversation
-    /// (a task carried out, the case's status, the call's end) is not taken back: then `heard`
+    /// The caller's words `heard` go on with the words of the last turn, whose answer they
+    /// never heard (they went on before it played; see `CallConfig::continue_ms`). That turn
+    /// is taken back and its words and `heard` are heard as one utterance: "It's ABC" then
+    /// "123, John Doe" is one request for that booking, not a lookup that asks again and then a
+    /// code of its own. A turn that changed something beyond the conversation (a task that
+    /// writes, the case resolved or escalated, the call's end) is not taken back: then `heard`
     /// is heard alone, and None is returned when it is empty (nothing new was said).
     pub async fn hear_continued(
         &self,
         id: &str,
-        earlier: Heard<'_>,
         heard: Heard<'_>,
     ) -> Result<Option<Turn>, EngineError> {
-        let joined = format!("{} {}", earlier.text.trim(), heard.text.trim());
-        check_length(&joined)?;
+        check_length(heard.text)?;
         let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
-        let (conv, text, speech_ms) = match conv.undo.take() {
-            Some(mut before) => {
+        let joined = conv
+            .undo
+            .as_ref()
+            .map(|u| crate::call::join_words(&u.words, heard.text));
+        if let Err(e) = joined.as_deref().map_or(Ok(()), check_length) {
+            self.lock_live().insert(id.to_string(), conv);
+            return Err(e);
+        }
+        let (conv, text, speech_ms) = match (conv.undo.take(), joined.as_deref()) {
+            (Some(undo), Some(joined)) => {
                 tracing::info!(conversation = %id, "the last turn is taken back: the caller went on");
+                let mut before = undo.before;
                 // Request ids go on counting (the taken-back turn's log entries stay), and the
                 // case's status is the one stored (in progress, or waiting for the customer).
                 before.seq = before.seq.max(conv.seq);
                 before.case_status = conv.case_status;
-                let ms = earlier.speech_ms.zip(heard.speech_ms).map(|(a, b)| a + b);
-                (*before, joined.trim(), ms)
+                let ms = undo.speech_ms.zip(heard.speech_ms).map(|(a, b)| a + b);
+                (before, joined, ms)
             }
-            None if heard.text.trim().is_empty() => {
+            _ if heard.text.trim().is_empty() => {
                 self.lock_live().insert(id.to_string(), conv);
                 return Ok(None);
             }
-            None => {
+            _ => {
                 tracing::info!(conversation = %id, "the last turn cannot be taken back: the caller's new words are heard alone");
                 (conv, heard.text, heard.speech_ms)
             }
@@ -313,7 +320,11 @@ impl Engine {
         let before = conv.clone();
         let turn = self.master.turn(&mut conv, heard).await;
         if can_take_back(&turn, &self.template) {
-            conv.undo = Some(Box::new(before));
+            conv.undo = Some(Box::new(Undo {
+                before,
+                words: heard.text.to_string(),
+                speech_ms: heard.speech_ms,
+            }));
         }
         self.persist(&mut conv, &turn).await?;
         tracing::info!(

@@ -28,9 +28,9 @@
 //!
 //! Going on: a caller who starts speaking again before the answer to their last words has
 //! played `continue_ms` (or before it has started) was pausing, not answering ("Sure." … "J K T
-//! 4 …"). Their new words are asked with the words before them ([`Said::Speech`]'s
-//! `continues`: everything since they last heard an answer), and the agent takes its unheard
-//! answer back (`Engine::hear_continued`).
+//! 4 …"). Their new words are asked with the words before them ([`Said::Speech`]'s `earlier`:
+//! every piece said since they last heard an answer), and the agent takes its unheard answer
+//! back (`Engine::hear_continued`).
 //!
 //! To make that possible the playout queue keeps the audio the caller has not yet heard, not just
 //! what is not yet sent. Marks carry an epoch that each pause advances: marks echoed after a
@@ -74,7 +74,7 @@ pub struct CallConfig {
     pub quick_stop_ms: u32,
     /// Caller speech that starts before the bot's answer to their last words has played this
     /// long (or before it has started) goes on with those words instead of answering it: the
-    /// agent is asked the two as one utterance ([`Said::Speech`]'s `continues`) and takes its
+    /// agent is asked the two as one utterance ([`Said::Speech`]'s `earlier`) and takes its
     /// unheard answer back. Nobody reacts to an answer within half a second of its first sound,
     /// so this is a caller who paused ("Sure. … A B C 1 2 3"), not one who replied. 0 = never.
     pub continue_ms: u32,
@@ -339,22 +339,22 @@ pub enum Effect {
 /// What the caller gave for a turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Said {
-    /// Words as transcribed, and how long they were spoken; `continues`: they go on with the
-    /// caller's words before them, whose answer the caller had not heard when they went on (see
-    /// [`CallConfig::continue_ms`]).
+    /// Words as transcribed, and how long they were spoken; `earlier`: the pieces they go on
+    /// with, in order (empty: they stand alone) — what the caller said since they last heard an
+    /// answer (see [`CallConfig::continue_ms`]).
     Speech {
         text: String,
         speech_ms: u64,
-        continues: Option<Earlier>,
+        earlier: Vec<Piece>,
     },
     /// Keys pressed on the keypad (`0`-`9`, `*`), without the closing `#`.
     Keys(String),
 }
 
-/// The caller's words before a turn that goes on with them: everything they said since they
-/// last heard an answer, first asked of the agent as `turn`.
+/// Words the caller said as one turn, asked of the agent as `turn` (whether or not it was
+/// asked before the caller went on).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Earlier {
+pub struct Piece {
     pub turn: TurnId,
     pub text: String,
     pub speech_ms: u64,
@@ -530,9 +530,9 @@ pub struct Call {
     reserved: Option<TurnId>,
     /// How long the utterance being transcribed was spoken.
     speech_ms: Option<u64>,
-    /// The caller's words the agent was last asked about (with any earlier words they went on
-    /// with), first asked as `turn`; `last`: the turn they were last asked under.
-    asked: Option<(Earlier, TurnId)>,
+    /// The pieces the caller said since they last heard an answer, in order: the last is the
+    /// one the agent was last asked about.
+    asked: Vec<Piece>,
     /// The utterance being spoken began before the caller heard the answer to `asked`.
     continuing: bool,
 }
@@ -582,7 +582,7 @@ impl Call {
             tentative: None,
             reserved: None,
             speech_ms: None,
-            asked: None,
+            asked: Vec::new(),
             continuing: false,
             cfg,
         }
@@ -1120,13 +1120,13 @@ impl Call {
     /// transcript (a sound whisper found no words in) asks nothing, unless it went on with
     /// words whose answer it cancelled: those are asked again, alone.
     fn ask_speech(&mut self, turn: TurnId, text: String, speech_ms: u64) {
-        let earlier = std::mem::take(&mut self.continuing)
-            .then(|| self.asked.take().map(|(e, _)| e))
-            .flatten()
-            .filter(|e| e.text.len() + text.len() < MAX_EARLIER_CHARS);
+        let chars: usize = self.asked.iter().map(|p| p.text.len()).sum();
+        let goes_on = std::mem::take(&mut self.continuing)
+            && !self.asked.is_empty()
+            && chars + text.len() < MAX_EARLIER_CHARS;
         if text.is_empty() {
             self.event(EventKind::TranscriptDropped { turn });
-            if earlier.is_none() {
+            if !goes_on {
                 return;
             }
         } else {
@@ -1135,36 +1135,27 @@ impl Call {
                 text: text.clone(),
             });
         }
-        let words = match &earlier {
-            Some(e) => {
-                self.event(EventKind::Continues {
-                    turn,
-                    earlier: e.turn,
-                });
-                let joined = if text.is_empty() {
-                    e.text.clone()
-                } else {
-                    format!("{} {text}", e.text)
-                };
-                Earlier {
-                    turn: e.turn,
-                    text: joined,
-                    speech_ms: e.speech_ms + speech_ms,
-                }
-            }
-            None => Earlier {
+        let earlier = if goes_on {
+            self.event(EventKind::Continues {
                 turn,
-                text: text.clone(),
-                speech_ms,
-            },
+                earlier: self.asked[0].turn,
+            });
+            self.asked.clone()
+        } else {
+            self.asked.clear();
+            Vec::new()
         };
-        self.asked = Some((words, turn));
+        self.asked.push(Piece {
+            turn,
+            text: text.clone(),
+            speech_ms,
+        });
         self.effect(Effect::AskAgent {
             turn,
             said: Said::Speech {
                 text,
                 speech_ms,
-                continues: earlier,
+                earlier,
             },
         });
     }
@@ -1174,13 +1165,13 @@ impl Call {
     /// than `continue_ms` before. An answer that played to its end, or the call's own apology,
     /// was heard.
     fn answer_unheard(&self, onset_ms: u64) -> bool {
-        let Some((_, last)) = &self.asked else {
+        let Some(last) = self.asked.last().map(|p| p.turn) else {
             return false;
         };
         if self.cfg.continue_ms == 0 {
             return false;
         }
-        match self.playout.as_ref().filter(|p| p.turn == *last) {
+        match self.playout.as_ref().filter(|p| p.turn == last) {
             None => true,
             Some(p) if p.own => false,
             Some(p) if p.ended && p.heard >= p.synthesised && p.done() => false,
@@ -1357,7 +1348,7 @@ impl Call {
         let first = p.started_ms.is_none();
         let started = *p.started_ms.get_or_insert(now);
         if first {
-            p.first_audio_ms.get_or_insert(now);
+            p.first_audio_ms = Some(now);
             let turn = p.turn;
             self.outputs.push_back(Output::Event(CallEvent {
                 t_ms: now,
@@ -1434,7 +1425,7 @@ impl Call {
         }
         let keys = std::mem::replace(&mut self.dtmf, String::with_capacity(16));
         // Keys stand alone: nothing said before them goes on with them or after them.
-        self.asked = None;
+        self.asked.clear();
         self.continuing = false;
         if self.bot_speaking() {
             self.barge_in();
@@ -1558,7 +1549,7 @@ impl Call {
     fn apologise(&mut self, turn: TurnId, effect: EffectKind) {
         self.event(EventKind::EffectFailed { turn, effect });
         // The caller is asked to say it again: what comes next stands alone.
-        self.asked = None;
+        self.asked.clear();
         self.continuing = false;
         if self.cfg.apology.is_empty() {
             return;
@@ -1576,6 +1567,14 @@ impl Call {
             t_ms: self.now_ms,
             kind,
         }));
+    }
+}
+
+/// `earlier` and `words` as one utterance (either may be empty).
+pub fn join_words(earlier: &str, words: &str) -> String {
+    match (earlier.trim(), words.trim()) {
+        ("", w) | (w, "") => w.to_string(),
+        (e, w) => format!("{e} {w}"),
     }
 }
 

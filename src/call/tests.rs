@@ -145,16 +145,16 @@ impl World {
                 }
                 Output::Effect(Effect::AskAgent { turn, said }) => {
                     let text = match said {
-                        Said::Speech {
-                            text,
-                            continues: None,
-                            ..
-                        } => text,
-                        Said::Speech {
-                            text,
-                            continues: Some(e),
-                            ..
-                        } => format!("{text} (going on from {}: {})", e.turn, e.text),
+                        Said::Speech { text, earlier, .. } if earlier.is_empty() => text,
+                        Said::Speech { text, earlier, .. } => {
+                            let before: Vec<&str> =
+                                earlier.iter().map(|p| p.text.as_str()).collect();
+                            format!(
+                                "{text} (going on from {}: {})",
+                                earlier[0].turn,
+                                before.join(" ")
+                            )
+                        }
                         Said::Keys(k) => format!("keys {k}"),
                     };
                     if std::mem::take(&mut self.fail_agent) {

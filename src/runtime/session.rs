@@ -487,41 +487,30 @@ async fn agent_worker(
             let _ = done.send(Done::Dropped { turn }).await;
             continue;
         }
-        let mut heard = match &said {
+        // Words that go on with earlier pieces: the engine hears the pieces it was never asked
+        // about (the caller went on first) with them, and takes back its last turn when that
+        // was one of the pieces.
+        let words: String;
+        let (mut heard, take_back) = match &said {
             Said::Speech {
-                text, speech_ms, ..
-            } => Heard::speech(text, *speech_ms),
-            Said::Keys(keys) => Heard::keys(keys),
+                text,
+                speech_ms,
+                earlier,
+            } => {
+                let (w, ms, take_back) = unheard_words(earlier, last_asked, text, *speech_ms);
+                words = w;
+                (Heard::speech(&words, ms), take_back)
+            }
+            Said::Keys(keys) => (Heard::keys(keys), false),
         };
         heard.clauses = Some(&clause_tx);
-        // Words that go on with earlier ones: when the engine answered any of those, that turn
-        // is taken back and the words heard together; when it was never asked (the caller went
-        // on first), they are simply heard together.
-        let continues = match &said {
-            Said::Speech {
-                continues: Some(e), ..
-            } => Some(e),
-            _ => None,
-        };
-        let joined = continues
-            .filter(|e| last_asked < e.turn)
-            .map(|e| format!("{} {}", e.text, heard.text));
-        if let Some(j) = &joined {
-            heard.text = j.trim();
-            heard.speech_ms = heard
-                .speech_ms
-                .map(|ms| ms + continues.map_or(0, |e| e.speech_ms));
-        }
-        let take_back = continues.filter(|_| joined.is_none());
         last_asked = turn;
         let conv = conversation.as_str();
         let hear = async {
-            match take_back {
-                Some(e) => {
-                    let earlier = Heard::speech(&e.text, e.speech_ms);
-                    engine.hear_continued(conv, earlier, heard).await
-                }
-                None => engine.hear(conv, heard).await.map(Some),
+            if take_back {
+                engine.hear_continued(conv, heard).await
+            } else {
+                engine.hear(conv, heard).await.map(Some)
             }
         }
         .instrument(span);
@@ -585,6 +574,27 @@ async fn agent_worker(
         // The call may be over; the remaining jobs (notes) are still recorded.
         let _ = done.send(msg).await;
     }
+}
+
+/// What the engine is asked for `text` that goes on with `earlier` (the pieces said since the
+/// caller last heard an answer; empty: it stands alone), the engine having last been asked
+/// about `last_asked`: the pieces it never heard (the caller went on before they were asked)
+/// and `text`, how long they were spoken, and whether its last turn was one of the pieces (then
+/// it is taken back, and the engine adds that turn's words).
+fn unheard_words(
+    earlier: &[crate::call::Piece],
+    last_asked: TurnId,
+    text: &str,
+    speech_ms: u64,
+) -> (String, u64, bool) {
+    let take_back = earlier.first().is_some_and(|p| p.turn <= last_asked);
+    let mut words = String::new();
+    let mut ms = speech_ms;
+    for p in earlier.iter().filter(|p| p.turn > last_asked) {
+        words = crate::call::join_words(&words, &p.text);
+        ms += p.speech_ms;
+    }
+    (crate::call::join_words(&words, text), ms, take_back)
 }
 
 /// Turns whose spans are kept open at once (a turn's span ends when its reply starts playing).
@@ -1542,6 +1552,45 @@ impl Stages {
 mod stage_tests {
     use super::*;
 
+    fn piece(turn: TurnId, text: &str) -> crate::call::Piece {
+        crate::call::Piece {
+            turn,
+            text: text.into(),
+            speech_ms: 100,
+        }
+    }
+
+    #[test]
+    fn the_engine_hears_the_pieces_it_was_never_asked_about_and_takes_back_its_own() {
+        // Standing alone.
+        assert_eq!(
+            unheard_words(&[], 3, "Sure.", 500),
+            ("Sure.".into(), 500, false)
+        );
+        // "Sure." was asked (turn 1, the engine's last): it is taken back, and the engine adds
+        // its words itself.
+        let sure = [piece(1, "Sure.")];
+        assert_eq!(
+            unheard_words(&sure, 1, "ABC", 500),
+            ("ABC".into(), 500, true)
+        );
+        // "Sure." asked, "ABC" dropped before it was asked (turn 2): the engine takes back
+        // "Sure." and hears "ABC" with the new words.
+        let both = [piece(1, "Sure."), piece(2, "ABC")];
+        assert_eq!(
+            unheard_words(&both, 1, "123", 500),
+            ("ABC 123".into(), 600, true)
+        );
+        // Neither was asked (the engine's last turn came before them): nothing is taken back.
+        assert_eq!(
+            unheard_words(&both, 0, "123", 500),
+            ("Sure. ABC 123".into(), 700, false)
+        );
+        // Nothing new (a sound without words): the pieces not asked, or nothing but the
+        // take-back.
+        assert_eq!(unheard_words(&both, 2, "", 0), (String::new(), 0, true));
+    }
+
     fn ev(t_ms: u64, kind: EventKind) -> CallEvent {
         CallEvent { t_ms, kind }
     }
@@ -1550,7 +1599,7 @@ mod stage_tests {
         Said::Speech {
             text: "confirm my reservation".into(),
             speech_ms: 1500,
-            continues: None,
+            earlier: vec![],
         }
     }
 

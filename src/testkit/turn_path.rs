@@ -219,14 +219,12 @@ pub fn run_with(
                 }
                 Effect::AskAgent {
                     turn,
-                    said:
-                        Said::Speech {
-                            text, continues, ..
-                        },
+                    said: Said::Speech { text, earlier, .. },
                 } => {
-                    let heard = match continues {
-                        Some(_) => Heard::GoesOn(text),
-                        None => Heard::Request(text),
+                    let heard = if earlier.is_empty() {
+                        Heard::Request(text)
+                    } else {
+                        Heard::GoesOn(text)
                     };
                     path.heard.push((now, heard));
                     let Some(b) = bot else { continue };

@@ -678,7 +678,7 @@ async fn words_said_before_an_unheard_answer_are_heard_again_with_what_followed(
     e.say(id, "Confirm my reservation").await.unwrap();
     e.say(id, "It's ABC").await.unwrap();
     let t = e
-        .hear_continued(id, Heard::text("It's ABC"), Heard::text("123, John Doe"))
+        .hear_continued(id, Heard::text("123, John Doe"))
         .await
         .unwrap()
         .expect("a turn");
@@ -718,14 +718,11 @@ async fn a_turn_that_carried_out_a_task_is_never_taken_back() {
     let t = e.say(id, "Yes").await.unwrap();
     assert_eq!(t.status.as_str(), "success", "{}", t.reply);
     // The caller went on before hearing that it was cancelled: nothing new, nothing redone.
-    let again = e
-        .hear_continued(id, Heard::text("Yes"), Heard::text(""))
-        .await
-        .unwrap();
+    let again = e.hear_continued(id, Heard::text("")).await.unwrap();
     assert!(again.is_none());
     // Words that go on are heard alone: "Yes" is not heard a second time.
     let t = e
-        .hear_continued(id, Heard::text("Yes"), Heard::text("thanks"))
+        .hear_continued(id, Heard::text("thanks"))
         .await
         .unwrap()
         .expect("a turn");
@@ -733,4 +730,17 @@ async fn a_turn_that_carried_out_a_task_is_never_taken_back() {
     let said = caller_said(&e, id).await;
     assert_eq!(said.last().map(String::as_str), Some("thanks"), "{said:?}");
     assert_eq!(said.iter().filter(|s| *s == "Yes").count(), 1, "{said:?}");
+    // Going on again: "thanks" changed nothing and is taken back; "Yes" stays behind it.
+    e.hear_continued(id, Heard::text("one more thing"))
+        .await
+        .unwrap()
+        .expect("a turn");
+    let said = caller_said(&e, id).await;
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("thanks one more thing"),
+        "{said:?}"
+    );
+    assert_eq!(said.iter().filter(|s| *s == "Yes").count(), 1, "{said:?}");
+    assert!(!said.iter().any(|s| s == "thanks"), "{said:?}");
 }

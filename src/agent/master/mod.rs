@@ -34,7 +34,7 @@ pub use delegate::field_questions;
 pub use render::match_option;
 pub use state::{
     Conversation, DoneTask, EndAction, Fallback, Heard, Pending, Queued, Role, Turn, TurnStatus,
-    Utterance,
+    Undo, Utterance,
 };
 
 use crate::agent::agents::CANDIDATES;

@@ -147,11 +147,21 @@ pub struct Conversation {
     /// second factor.
     #[serde(default)]
     pub by_line: bool,
-    /// The conversation as it was before its last turn, while that turn can be taken back (it
-    /// changed nothing beyond the conversation): a caller who went on before hearing its
-    /// answer is heard again from there (`Engine::hear_continued`). Kept in memory only.
+    /// The last turn, while it can be taken back (it changed nothing beyond the conversation):
+    /// a caller who went on before hearing its answer is heard again from before it, its words
+    /// and theirs together (`Engine::hear_continued`). Kept in memory only.
     #[serde(skip)]
-    pub undo: Option<Box<Conversation>>,
+    pub undo: Option<Box<Undo>>,
+}
+
+/// What taking back a conversation's last turn needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undo {
+    /// The conversation before the turn.
+    pub before: Conversation,
+    /// The words the turn heard (masked), and how long they were spoken.
+    pub words: String,
+    pub speech_ms: Option<u64>,
 }
 
 impl Conversation {

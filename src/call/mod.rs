@@ -133,7 +133,9 @@ pub struct TurnModelConfig {
     /// than `turn.stop_ms` before the turn ends anyway (the silence fallback).
     pub hold_ms: u32,
     /// The same when the pause's transcript reads as a finished sentence all the same ("Yes,
-    /// that's right."): the model and the words disagree, so the pause is held for less.
+    /// that's right."): the model and the words disagree, so the pause is held for less. Short
+    /// enough that a caller who goes on after it does so before the answer has played
+    /// `continue_ms`, and is heard whole (`CallConfig::continue_ms`).
     pub doubt_hold_ms: u32,
     /// The model hears a pause once it has lasted this long. It was trained on turns that end
     /// in about 200 ms of silence, and hears less than that as unfinished: "What's my bill this
@@ -159,7 +161,7 @@ impl Default for TurnModelConfig {
             enabled: true,
             threshold: 0.5,
             hold_ms: 1400,
-            doubt_hold_ms: 600,
+            doubt_hold_ms: 300,
             listen_ms: 200,
             wait_decode_ms: 600,
             busy_verdict_first: true,

@@ -1226,7 +1226,7 @@ fn on_a_busy_line_a_pause_heard_unfinished_is_not_transcribed_when_the_caller_go
 fn on_a_busy_line_a_pause_heard_unfinished_is_transcribed_at_stop_ms() {
     // The model doubts a finished "Yes, that's right." and the caller says nothing more: the
     // pause is transcribed where the turn would have ended without the hold (stop_ms, 600 ms),
-    // and its finished sentence shortens the hold to doubt_hold_ms (600 ms).
+    // and its finished sentence shortens the hold to doubt_hold_ms (300 ms).
     let mut w = busy(true, vec!["Yes, that's right."], vec![0.1]);
     one_utterance(&mut w);
     assert_eq!(
@@ -1234,7 +1234,7 @@ fn on_a_busy_line_a_pause_heard_unfinished_is_transcribed_at_stop_ms() {
         [
             "2420 end predicted 1: 0.1",
             "2820 transcribed 1: Yes, that's right.",
-            "3420 agent asked: Yes, that's right."
+            "3120 agent asked: Yes, that's right."
         ]
     );
     // The same turn transcribed at the pause ends at the same time.
@@ -1242,7 +1242,7 @@ fn on_a_busy_line_a_pause_heard_unfinished_is_transcribed_at_stop_ms() {
     one_utterance(&mut w);
     assert_eq!(
         timeline_with(&w, &["asked"]),
-        ["3420 agent asked: Yes, that's right."]
+        ["3120 agent asked: Yes, that's right."]
     );
 }
 

@@ -21,7 +21,7 @@ use switchboard::asr::whisper::{AsrConfig, Whisper};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::config::Config;
 use switchboard::onnx::smart_turn::SmartTurn;
-use switchboard::testkit::turn_path::{self, Heard, speech_end_ms};
+use switchboard::testkit::turn_path::{self, ANSWERING, Bot, Heard, speech_end_ms};
 
 const PAUSED: &[(&str, &str)] = &[
     ("Sure, it's", "A B C one two three."),
@@ -100,12 +100,25 @@ fn run(
     cfg: &Config,
     transcripts: &mut Transcripts,
 ) -> (Vec<(u64, String)>, u64) {
+    run_answered(audio, model, None, whisper, cfg, transcripts)
+}
+
+/// [`run`], with `bot` answering each request as the bot on a call would.
+fn run_answered(
+    audio: &[f32],
+    model: Option<&SmartTurn>,
+    bot: Option<Bot>,
+    whisper: &Whisper,
+    cfg: &Config,
+    transcripts: &mut Transcripts,
+) -> (Vec<(u64, String)>, u64) {
     let mut call_cfg = cfg.speech.call.clone();
     call_cfg.turn_model = model.map(|_| cfg.speech.turn_model.clone());
     let mut asr = whisper.transcriber().unwrap();
-    let path = turn_path::run(
+    let path = turn_path::run_with(
         call_cfg,
         audio,
+        bot,
         &mut |audio| {
             let key = audio_key(audio);
             transcripts
@@ -135,12 +148,24 @@ fn run(
     (asked, path.slowest)
 }
 
+/// The model's verdict in a line of [`run`]'s output ("[end model 0.66]").
+fn verdict(line: &str) -> Option<f32> {
+    line.strip_prefix("[end model ")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 #[derive(Default)]
 struct Tally {
     cut: usize,
     paused: usize,
     latencies: Vec<u64>,
     held: usize,
+    /// Paused turns cut off and, with the bot answering, not heard whole in the end.
+    lost: usize,
+    /// Of those, turns the model heard unfinished at the pause (ended by the doubt hold).
+    doubt_lost: usize,
     /// The slowest result (whisper or the model) in the complete turns, ms.
     slowest: u64,
 }
@@ -197,6 +222,38 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
                     b,
                     if cut { "CUT OFF " } else { "" }
                 ));
+                // The same with the bot answering each request: a caller cut off who goes on
+                // before hearing the answer is heard whole in the end (`continue_ms`); one who
+                // goes on later is not.
+                let (answered, _) =
+                    run_answered(&audio, m, Some(ANSWERING), &whisper, &cfg, &mut transcripts);
+                let requests: Vec<&(u64, String)> = answered
+                    .iter()
+                    .filter(|(_, t)| !t.starts_with('['))
+                    .collect();
+                let early = requests.first().is_some_and(|(at, _)| *at < resumes);
+                let whole = requests.len() == 1
+                    || requests[1..]
+                        .iter()
+                        .all(|(_, t)| t.starts_with(turn_path::GOES_ON));
+                // Ended by the doubt hold: every verdict before the first request was "not done".
+                let doubted = early
+                    && answered
+                        .iter()
+                        .take_while(|(_, t)| t.starts_with('['))
+                        .all(|(_, t)| {
+                            verdict(t).is_some_and(|p| p < cfg.speech.turn_model.threshold)
+                        });
+                t.lost += usize::from(early && !whole);
+                t.doubt_lost += usize::from(m.is_some() && doubted && !whole);
+                report.push_str(&format!(
+                    "  {name:7} {voice} paused, bot answering: {}{answered:?}\n",
+                    if early && !whole {
+                        "NOT HEARD WHOLE "
+                    } else {
+                        ""
+                    }
+                ));
             }
         }
         for text in COMPLETE {
@@ -226,9 +283,10 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
         let p50 = l[l.len() / 2];
         let mean = l.iter().filter(|&&x| x < u64::MAX).sum::<u64>() as f64 / l.len() as f64;
         summary.push_str(&format!(
-            "{name:7} model: cut off {}/{} paused turns; complete turns: speech end → agent asked p50 {p50} ms, mean {mean:.0} ms, over 1 s {}/{}\n",
+            "{name:7} model: cut off {}/{} paused turns, {} not heard whole with the bot answering; complete turns: speech end → agent asked p50 {p50} ms, mean {mean:.0} ms, over 1 s {}/{}\n",
             t.cut,
             t.paused,
+            t.lost,
             t.held,
             l.len()
         ));
@@ -238,6 +296,13 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
     assert!(
         with.cut < without.cut,
         "the model should spare callers cut-offs:\n{report}{summary}"
+    );
+    // A pause the model heard unfinished may still end the turn once the doubt hold runs out;
+    // the hold is short enough that a caller who then goes on does so before the answer has
+    // played `continue_ms`, and is heard whole.
+    assert_eq!(
+        with.doubt_lost, 0,
+        "a turn ended by the doubt hold was not heard whole:\n{report}{summary}"
     );
     // The silence fallback: whatever the model hears, a finished turn is answered within
     // stop_ms + hold_ms (600 + 1400), plus the time the results took on this machine.
@@ -311,11 +376,9 @@ fn real_voices_whole_turns_with_and_without_the_end_model() {
                 .last()
                 .map_or(u64::MAX, |(at, _)| at.saturating_sub(end));
             latencies.entry(label).or_default().push(latency);
-            let doubted = asked.iter().any(|(_, t)| {
-                t.strip_prefix("[end model ")
-                    .and_then(|x| x.trim_end_matches(']').parse::<f32>().ok())
-                    .is_some_and(|p| p < cfg.speech.turn_model.threshold)
-            });
+            let doubted = asked
+                .iter()
+                .any(|(_, t)| verdict(t).is_some_and(|p| p < cfg.speech.turn_model.threshold));
             held += usize::from(m.is_some() && doubted);
             report.push_str(&format!(
                 "  {label:7} {name}: {latency} ms{} {asked:?}\n",

@@ -890,6 +890,34 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         jobs("discarded"),
         jobs("skipped")
     );
+    // Where the time went: the gateway's own stage histograms, from the end of the caller's
+    // speech (the figures are their bucket bounds).
+    let ms = |name, pairs: &[(&str, &str)], q| match switchboard::metrics::quantile(name, pairs, q)
+    {
+        None => "-".to_string(),
+        Some(s) if s.is_finite() => format!("{:.0}", s * 1000.0),
+        Some(_) => "over 10000".to_string(),
+    };
+    let stage = |name| {
+        let pairs = [("stage", name)];
+        format!(
+            "{} / {}",
+            ms(switchboard::metrics::TURN_STAGE, &pairs, 0.5),
+            ms(switchboard::metrics::TURN_STAGE, &pairs, 0.95)
+        )
+    };
+    eprintln!(
+        "load: where the time went over all runs, from the end of the caller's speech, p50 / p95 \
+         in ms (to a histogram bucket's bound): turn decided {}, transcript in {}, agent \
+         answered {}, first audio synthesised {}, first audio sent {}; a whisper decode {} / {}",
+        stage("turn_decided"),
+        stage("transcript"),
+        stage("agent_answered"),
+        stage("first_tts_chunk"),
+        stage("first_audio"),
+        ms(switchboard::metrics::ASR_DECODE, &[], 0.5),
+        ms(switchboard::metrics::ASR_DECODE, &[], 0.95),
+    );
     Ok(())
 }
 

@@ -230,6 +230,32 @@ pub fn observe(name: &'static str, pairs: &[(&str, &str)], seconds: f64) {
     h.sum += seconds;
 }
 
+/// The `q` quantile (0 to 1) of a histogram's observations so far, as the upper bound of the
+/// bucket it falls in (seconds; +Inf above the last bound). None before any observation.
+pub fn quantile(name: &'static str, pairs: &[(&str, &str)], q: f64) -> Option<f64> {
+    let r = registry();
+    let h = r.histograms.get(&(name, labels(pairs)))?;
+    bucket_quantile(&h.counts, q)
+}
+
+/// The `q` quantile of per-bucket `counts` (over [`LATENCY_BUCKETS`], then one above them): the
+/// upper bound of the bucket that holds the observation of rank ⌈q·n⌉.
+fn bucket_quantile(counts: &[u64], q: f64) -> Option<f64> {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+        }
+    }
+    Some(f64::INFINITY)
+}
+
 /// Milliseconds on a call's clock as seconds.
 pub fn ms(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -423,5 +449,35 @@ mod tests {
             .expect("the process's memory");
         let rss: f64 = rss.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(rss > 1e6, "{rss}");
+    }
+
+    #[test]
+    fn a_quantile_is_the_bound_of_the_bucket_its_rank_falls_in() {
+        let mut counts = vec![0; LATENCY_BUCKETS.len() + 1];
+        assert_eq!(bucket_quantile(&counts, 0.5), None);
+        // 0.05 s ×1, 0.3 s ×8, 2.0 s ×1: the median is in the 0.3 bucket, the 95th is the tenth.
+        counts[0] = 1;
+        counts[5] = 8;
+        counts[22] = 1;
+        assert_eq!(LATENCY_BUCKETS[5], 0.3);
+        assert_eq!(bucket_quantile(&counts, 0.5), Some(0.3));
+        assert_eq!(bucket_quantile(&counts, 0.9), Some(0.3));
+        assert_eq!(bucket_quantile(&counts, 0.95), Some(LATENCY_BUCKETS[22]));
+        assert_eq!(bucket_quantile(&counts, 0.0), Some(0.05));
+        // Above every bound.
+        counts[LATENCY_BUCKETS.len()] = 90;
+        assert_eq!(bucket_quantile(&counts, 0.5), Some(f64::INFINITY));
+        // Through the registry.
+        observe(TTS_SYNTHESIS, &[("unit", "quantile")], 0.12);
+        observe(TTS_SYNTHESIS, &[("unit", "quantile")], 0.7);
+        assert_eq!(
+            quantile(TTS_SYNTHESIS, &[("unit", "quantile")], 0.5),
+            Some(0.15)
+        );
+        assert_eq!(
+            quantile(TTS_SYNTHESIS, &[("unit", "quantile")], 1.0),
+            Some(0.7)
+        );
+        assert_eq!(quantile(TTS_SYNTHESIS, &[("unit", "none")], 0.5), None);
     }
 }

@@ -891,7 +891,8 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         jobs("skipped")
     );
     // Where the time went: the gateway's own stage histograms, from the end of the caller's
-    // speech (the figures are their bucket bounds).
+    // speech (the figures are their bucket bounds). They hold every call since the process
+    // started, so a steady run's ramp is in them (its calls, arriving together, wait longest).
     let ms = |name, pairs: &[(&str, &str)], q| match switchboard::metrics::quantile(name, pairs, q)
     {
         None => "-".to_string(),
@@ -907,8 +908,9 @@ async fn load(mut cfg: Config, args: LoadArgs, fixtures: PathBuf) -> Result<()> 
         )
     };
     eprintln!(
-        "load: where the time went over all runs, from the end of the caller's speech, p50 / p95 \
-         in ms (to a histogram bucket's bound): turn decided {}, transcript in {}, agent \
+        "load: where the time went in every call of every run (the ramp's calls too, which the \
+         table leaves out of a steady run), from the end of the caller's speech, p50 / p95 in ms \
+         (to a histogram bucket's bound): turn decided {}, transcript in {}, agent \
          answered {}, first audio synthesised {}, first audio sent {}; a whisper decode {} / {}",
         stage("turn_decided"),
         stage("transcript"),

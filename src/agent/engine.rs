@@ -244,13 +244,6 @@ impl Engine {
     /// One caller utterance, with what the audio path knows of it (how long it was spoken).
     pub async fn hear(&self, id: &str, heard: Heard<'_>) -> Result<Turn, EngineError> {
         check_length(heard.text)?;
-        // Card numbers and security codes never go further than this: not into the history,
-        // the log, a sub-agent's request or a case note.
-        let redacted = crate::redact::redact(heard.text);
-        let heard = Heard {
-            text: &redacted,
-            ..heard
-        };
         let _guard = self.claim(id)?;
         let conv = self.take(id).await?;
         self.run_turn(id, conv, heard).await
@@ -299,9 +292,8 @@ impl Engine {
                 (conv, heard.text, heard.speech_ms)
             }
         };
-        let redacted = crate::redact::redact(text);
         let heard = Heard {
-            text: &redacted,
+            text,
             speech_ms,
             ..heard
         };
@@ -315,6 +307,13 @@ impl Engine {
         mut conv: Conversation,
         heard: Heard<'_>,
     ) -> Result<Turn, EngineError> {
+        // Card numbers and security codes never go further than this: not into the history,
+        // the log, a sub-agent's request or a case note (nor an undo's words).
+        let redacted = crate::redact::redact(heard.text);
+        let heard = Heard {
+            text: &redacted,
+            ..heard
+        };
         let started = tokio::time::Instant::now();
         conv.undo = None;
         let before = conv.clone();

@@ -1474,7 +1474,7 @@ fn a_caller_who_goes_on_before_hearing_the_answer_is_heard_with_the_words_before
     // answer back (nothing of it was heard: the pause came before the first mark's words).
     let w = sure_then_code(CallConfig::default(), 550, "A B C one two three.");
     let t = w.timeline.join("\n");
-    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    let asked = timeline_with(&w, &["asked"]);
     assert_eq!(
         asked,
         [
@@ -1492,7 +1492,7 @@ fn a_caller_who_goes_on_before_hearing_the_answer_is_heard_with_the_words_before
         ..CallConfig::default()
     };
     let w = sure_then_code(off, 550, "A B C one two three.");
-    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    let asked = timeline_with(&w, &["asked"]);
     assert_eq!(
         asked,
         [
@@ -1508,7 +1508,7 @@ fn a_caller_who_speaks_once_the_answer_has_played_a_while_stands_alone() {
     // now is their reply to it (the barge-in keeps what they heard).
     let w = sure_then_code(CallConfig::default(), 1350, "No, wait.");
     let t = w.timeline.join("\n");
-    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    let asked = timeline_with(&w, &["asked"]);
     assert_eq!(asked.len(), 2, "\n{t}");
     assert!(asked[1].ends_with("agent asked: No, wait."), "\n{t}");
     assert!(!t.contains("goes on"), "\n{t}");
@@ -1567,7 +1567,7 @@ fn a_sound_without_words_after_the_callers_words_asks_them_again() {
     // takes its unheard answer back and answers anew) instead of leaving the caller in silence.
     let w = sure_then_code(CallConfig::default(), 550, "");
     let t = w.timeline.join("\n");
-    let asked: Vec<_> = w.timeline.iter().filter(|l| l.contains("asked")).collect();
+    let asked = timeline_with(&w, &["asked"]);
     assert_eq!(
         asked,
         [

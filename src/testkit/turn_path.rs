@@ -67,6 +67,16 @@ impl TurnPath {
             .collect()
     }
 
+    /// Whether the agent was asked about the caller's words whole in the end: one request, or
+    /// every request after the first going on with the words before it.
+    pub fn heard_whole(&self) -> bool {
+        self.heard
+            .iter()
+            .filter(|(_, h)| !matches!(h, Heard::Verdict(_)))
+            .skip(1)
+            .all(|(_, h)| matches!(h, Heard::GoesOn(_)))
+    }
+
     /// What the agent was asked, in the corpus's `live` notation: requests in order, and one
     /// that goes on with the words before it written `+ words`.
     pub fn live(&self) -> Vec<String> {
@@ -277,14 +287,9 @@ impl LiveStats {
     pub fn add(&mut self, path: &TurnPath, speech_end_ms: u64, threshold: f32) {
         self.n += 1;
         let requests = path.requests();
-        let all_go_on = path
-            .heard
-            .iter()
-            .filter(|(_, h)| !matches!(h, Heard::Verdict(_)))
-            .skip(1)
-            .all(|(_, h)| matches!(h, Heard::GoesOn(_)));
-        self.split += usize::from(requests.len() > 1 && !all_go_on);
-        self.joined += usize::from(requests.len() > 1 && all_go_on);
+        let whole = path.heard_whole();
+        self.split += usize::from(requests.len() > 1 && !whole);
+        self.joined += usize::from(requests.len() > 1 && whole);
         self.unheard += usize::from(requests.is_empty());
         self.doubted += usize::from(path.verdicts().iter().any(|&p| p < threshold));
         if let Some((at, _)) = requests.last() {

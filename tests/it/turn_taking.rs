@@ -21,7 +21,7 @@ use switchboard::asr::whisper::{AsrConfig, Whisper};
 use switchboard::audio::decode::{ChannelPick, read_audio_at};
 use switchboard::config::Config;
 use switchboard::onnx::smart_turn::SmartTurn;
-use switchboard::testkit::turn_path::{self, ANSWERING, Bot, Heard, speech_end_ms};
+use switchboard::testkit::turn_path::{self, ANSWERING, Bot, Heard, TurnPath, speech_end_ms};
 
 const PAUSED: &[(&str, &str)] = &[
     ("Sure, it's", "A B C one two three."),
@@ -100,22 +100,23 @@ fn run(
     cfg: &Config,
     transcripts: &mut Transcripts,
 ) -> (Vec<(u64, String)>, u64) {
-    run_answered(audio, model, None, whisper, cfg, transcripts)
+    let path = run_path(audio, model, None, whisper, cfg, transcripts);
+    (lines(&path), path.slowest)
 }
 
-/// [`run`], with `bot` answering each request as the bot on a call would.
-fn run_answered(
+/// [`run`]'s path, with `bot` answering each request as the bot on a call would.
+fn run_path(
     audio: &[f32],
     model: Option<&SmartTurn>,
     bot: Option<Bot>,
     whisper: &Whisper,
     cfg: &Config,
     transcripts: &mut Transcripts,
-) -> (Vec<(u64, String)>, u64) {
+) -> TurnPath {
     let mut call_cfg = cfg.speech.call.clone();
     call_cfg.turn_model = model.map(|_| cfg.speech.turn_model.clone());
     let mut asr = whisper.transcriber().unwrap();
-    let path = turn_path::run_with(
+    turn_path::run_with(
         call_cfg,
         audio,
         bot,
@@ -135,17 +136,20 @@ fn run_answered(
             let complete = model.unwrap().predict(audio).unwrap();
             (Some(complete), started.elapsed().as_millis() as u64)
         },
-    );
-    let asked = path
-        .heard
-        .into_iter()
+    )
+}
+
+/// Everything `path` heard, with when: verdicts as "[end model 0.66]", requests in the
+/// corpus's `live` notation.
+fn lines(path: &TurnPath) -> Vec<(u64, String)> {
+    path.heard
+        .iter()
         .map(|(at, h)| match h {
-            Heard::Verdict(p) => (at, format!("[end model {p:.2}]")),
-            Heard::Request(text) => (at, text),
-            Heard::GoesOn(text) => (at, format!("{}{text}", turn_path::GOES_ON)),
+            Heard::Verdict(p) => (*at, format!("[end model {p:.2}]")),
+            Heard::Request(text) => (*at, text.clone()),
+            Heard::GoesOn(text) => (*at, format!("{}{text}", turn_path::GOES_ON)),
         })
-        .collect();
-    (asked, path.slowest)
+        .collect()
 }
 
 /// The model's verdict in a line of [`run`]'s output ("[end model 0.66]").
@@ -225,34 +229,33 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
                 // The same with the bot answering each request: a caller cut off who goes on
                 // before hearing the answer is heard whole in the end (`continue_ms`); one who
                 // goes on later is not.
-                let (answered, _) =
-                    run_answered(&audio, m, Some(ANSWERING), &whisper, &cfg, &mut transcripts);
-                let requests: Vec<&(u64, String)> = answered
-                    .iter()
-                    .filter(|(_, t)| !t.starts_with('['))
-                    .collect();
-                let early = requests.first().is_some_and(|(at, _)| *at < resumes);
-                let whole = requests.len() == 1
-                    || requests[1..]
-                        .iter()
-                        .all(|(_, t)| t.starts_with(turn_path::GOES_ON));
+                let answered =
+                    run_path(&audio, m, Some(ANSWERING), &whisper, &cfg, &mut transcripts);
+                let early = answered
+                    .requests()
+                    .first()
+                    .is_some_and(|(at, _)| *at < resumes);
+                let whole = answered.heard_whole();
                 // Ended by the doubt hold: every verdict before the first request was "not done".
                 let doubted = early
                     && answered
+                        .heard
                         .iter()
-                        .take_while(|(_, t)| t.starts_with('['))
-                        .all(|(_, t)| {
-                            verdict(t).is_some_and(|p| p < cfg.speech.turn_model.threshold)
-                        });
+                        .map_while(|(_, h)| match h {
+                            Heard::Verdict(p) => Some(*p),
+                            _ => None,
+                        })
+                        .all(|p| p < cfg.speech.turn_model.threshold);
                 t.lost += usize::from(early && !whole);
                 t.doubt_lost += usize::from(m.is_some() && doubted && !whole);
                 report.push_str(&format!(
-                    "  {name:7} {voice} paused, bot answering: {}{answered:?}\n",
+                    "  {name:7} {voice} paused, bot answering: {}{:?}\n",
                     if early && !whole {
                         "NOT HEARD WHOLE "
                     } else {
                         ""
-                    }
+                    },
+                    lines(&answered)
                 ));
             }
         }

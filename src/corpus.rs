@@ -114,6 +114,17 @@ pub struct Transcript {
 const LIVE_SEP: &str = " | ";
 /// Before a request of the `live` column that goes on with the words before it.
 pub const GOES_ON: &str = "+ ";
+/// In such a request, before the transcript of all its pieces' audio heard together.
+pub const WHOLE: &str = " // ";
+
+/// A request of the `live` column that goes on with the words before it: `+ words`, or
+/// `+ words // whole` when the pieces were also heard together.
+pub fn goes_on(words: &str, whole: Option<&str>) -> String {
+    match whole {
+        Some(w) => format!("{GOES_ON}{words}{WHOLE}{w}"),
+        None => format!("{GOES_ON}{words}"),
+    }
+}
 
 /// Reads `tests/data/callers.tsv`: id, plain, prompted, prompt, live.
 pub fn load_transcripts(path: &Path) -> Result<BTreeMap<String, Transcript>, String> {
@@ -238,12 +249,21 @@ fn said_back(t: &Turn) -> String {
     )
 }
 
-/// Says one request of the `live` column: one written `+ words` goes on with the words before
-/// it, as `Engine::hear_continued`. None: it said nothing new and the answer before it stands.
+/// Says one request of the `live` column: one written `+ words` (or `+ words // whole`) goes
+/// on with the words before it, as `Engine::hear_continued`. None: it said nothing new and the
+/// answer before it stands.
 async fn say_piece(engine: &Engine, id: &str, piece: &str) -> Result<Option<Turn>, EngineError> {
     use crate::agent::master::Heard;
     match piece.strip_prefix(GOES_ON.trim_end()) {
-        Some(words) => engine.hear_continued(id, Heard::text(words.trim())).await,
+        Some(rest) => {
+            let (words, whole) = match rest.split_once(WHOLE.trim()) {
+                Some((w, all)) => (w, Some(all.trim())),
+                None => (rest, None),
+            };
+            engine
+                .hear_continued(id, Heard::text(words.trim()), whole)
+                .await
+        }
         None => engine.say(id, piece).await.map(Some),
     }
 }

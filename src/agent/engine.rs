@@ -246,7 +246,7 @@ impl Engine {
         check_length(heard.text)?;
         let _guard = self.claim(id)?;
         let conv = self.take(id).await?;
-        self.run_turn(id, conv, heard).await
+        self.run_turn(id, conv, heard, true).await
     }
 
     /// The caller's words `heard` go on with the words of the last turn, whose answer they
@@ -256,32 +256,41 @@ impl Engine {
     /// code of its own. A turn that changed something beyond the conversation (a task that
     /// writes, the case resolved or escalated, the call's end) is not taken back: then `heard`
     /// is heard alone, and None is returned when it is empty (nothing new was said).
+    ///
+    /// `whole`: the same pieces heard together by the recogniser, from the first the caller
+    /// said since they last heard an answer (`Said::Speech`'s `whole`). It replaces the joined
+    /// words when the turn taken back heard everything since then (`Undo::whole`); otherwise
+    /// it would hear again words a turn that cannot be taken back acted on, and is not used.
     pub async fn hear_continued(
         &self,
         id: &str,
         heard: Heard<'_>,
+        whole: Option<&str>,
     ) -> Result<Option<Turn>, EngineError> {
         check_length(heard.text)?;
+        if let Some(w) = whole {
+            check_length(w)?;
+        }
         let _guard = self.claim(id)?;
         let mut conv = self.take(id).await?;
-        let joined = conv
-            .undo
-            .as_ref()
-            .map(|u| crate::call::join_words(&u.words, heard.text));
+        let joined = conv.undo.as_ref().map(|u| match whole {
+            Some(w) if u.whole && !w.trim().is_empty() => w.trim().to_string(),
+            _ => crate::call::join_words(&u.words, heard.text),
+        });
         if let Err(e) = joined.as_deref().map_or(Ok(()), check_length) {
             self.lock_live().insert(id.to_string(), conv);
             return Err(e);
         }
-        let (conv, text, speech_ms) = match (conv.undo.take(), joined.as_deref()) {
+        let (conv, text, speech_ms, from_start) = match (conv.undo.take(), joined.as_deref()) {
             (Some(undo), Some(joined)) => {
-                tracing::info!(conversation = %id, "the last turn is taken back: the caller went on");
+                tracing::info!(conversation = %id, heard_together = undo.whole && whole.is_some(), "the last turn is taken back: the caller went on");
                 let mut before = undo.before;
                 // Request ids go on counting (the taken-back turn's log entries stay), and the
                 // case's status is the one stored (in progress, or waiting for the customer).
                 before.seq = before.seq.max(conv.seq);
                 before.case_status = conv.case_status;
                 let ms = undo.speech_ms.zip(heard.speech_ms).map(|(a, b)| a + b);
-                (before, joined, ms)
+                (before, joined, ms, undo.whole)
             }
             _ if heard.text.trim().is_empty() => {
                 self.lock_live().insert(id.to_string(), conv);
@@ -289,7 +298,7 @@ impl Engine {
             }
             _ => {
                 tracing::info!(conversation = %id, "the last turn cannot be taken back: the caller's new words are heard alone");
-                (conv, heard.text, heard.speech_ms)
+                (conv, heard.text, heard.speech_ms, false)
             }
         };
         let heard = Heard {
@@ -297,15 +306,17 @@ impl Engine {
             speech_ms,
             ..heard
         };
-        self.run_turn(id, conv, heard).await.map(Some)
+        self.run_turn(id, conv, heard, from_start).await.map(Some)
     }
 
     /// Runs one turn on `conv` (taken out of the live map; put back after) and persists it.
+    /// `from_start`: `heard` is everything the caller said since they last heard an answer.
     async fn run_turn(
         &self,
         id: &str,
         mut conv: Conversation,
         heard: Heard<'_>,
+        from_start: bool,
     ) -> Result<Turn, EngineError> {
         // Card numbers and security codes never go further than this: not into the history,
         // the log, a sub-agent's request or a case note (nor an undo's words).
@@ -323,6 +334,7 @@ impl Engine {
                 before,
                 words: heard.text.to_string(),
                 speech_ms: heard.speech_ms,
+                whole: from_start,
             }));
         }
         self.persist(&mut conv, &turn).await?;

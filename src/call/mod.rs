@@ -30,14 +30,17 @@
 //! played `continue_ms` (or before it has started) was pausing, not answering ("Sure." … "J K T
 //! 4 …"). Their new words are asked with the words before them ([`Said::Speech`]'s `earlier`:
 //! every piece said since they last heard an answer), and the agent takes its unheard answer
-//! back (`Engine::hear_continued`).
+//! back (`Engine::hear_continued`). The pieces' audio is also transcribed together with the new
+//! utterance's (`join_pieces`): whisper hears a name or a code split by a pause far better whole,
+//! so the request waits for that transcript ([`Said::Speech`]'s `whole`).
 //!
 //! To make that possible the playout queue keeps the audio the caller has not yet heard, not just
 //! what is not yet sent. Marks carry an epoch that each pause advances: marks echoed after a
 //! `Clear` (Twilio echoes the cleared ones) are counted as not heard.
 //!
 //! The audio path allocates nothing per frame: the playout queue and the detector's buffers are
-//! sized at construction; only a finished utterance is copied out (once per turn).
+//! sized at construction; only a finished utterance is copied out (once per turn, to be
+//! transcribed, and once into a reused buffer kept to join the pieces of a caller who goes on).
 
 use crate::turn::{TurnConfig, TurnDetector, TurnEvent, TurnState};
 use serde::{Deserialize, Serialize};
@@ -78,6 +81,13 @@ pub struct CallConfig {
     /// unheard answer back. Nobody reacts to an answer within half a second of its first sound,
     /// so this is a caller who paused ("Sure. … A B C 1 2 3"), not one who replied. 0 = never.
     pub continue_ms: u32,
+    /// When a caller goes on, their pieces' audio is also transcribed together, one piece after
+    /// the other (each begins with the detector's pre-roll, `turn.pre_roll_ms` of the line
+    /// before its speech: that is the pause between them). Whisper hears a name or a code split
+    /// by a pause better whole: "It's under the name" + "John Doe" against "Jondo" alone. The
+    /// agent is asked once that transcript is in ([`Said::Speech`]'s `whole`). false = each
+    /// piece is transcribed alone and only their words are joined.
+    pub join_pieces: bool,
     /// Said when an effect fails (see [`EffectKind`]); the session sets it from the template.
     #[serde(skip)]
     pub apology: String,
@@ -182,6 +192,7 @@ impl Default for CallConfig {
             dtmf_timeout_ms: 2000,
             quick_stop_ms: 350,
             continue_ms: 500,
+            join_pieces: true,
             apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
             turn_model: None,
             voice_check: None,
@@ -207,9 +218,11 @@ pub enum Input<'a> {
         p: f32,
     },
     /// The final transcript of `turn`'s utterance; empty when nothing usable was heard.
+    /// `whole`: of the audio of a `whole` [`Effect::Transcribe`].
     Transcript {
         turn: TurnId,
         text: String,
+        whole: bool,
     },
     /// A clause of `turn`'s answer, ready before the rest (a language model's streamed answer):
     /// spoken at once; later clauses and the final [`Input::AgentReply`] (the whole answer, which
@@ -309,9 +322,14 @@ pub enum WireCmd {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Transcribe `audio`; `whole`: it is the pieces the caller said since they last heard an
+    /// answer and the utterance of `turn`, joined (see [`CallConfig::join_pieces`]). A whole
+    /// transcription that fails comes back as an empty `whole` transcript, never as a failure:
+    /// the pieces' own transcripts are there.
     Transcribe {
         turn: TurnId,
         audio: Vec<f32>,
+        whole: bool,
     },
     AskAgent {
         turn: TurnId,
@@ -344,10 +362,16 @@ pub enum Said {
     /// Words as transcribed, and how long they were spoken; `earlier`: the pieces they go on
     /// with, in order (empty: they stand alone) — what the caller said since they last heard an
     /// answer (see [`CallConfig::continue_ms`]).
+    ///
+    /// `whole`: when they go on, the transcript of every piece's audio and theirs heard together
+    /// (None: not transcribed together, or nothing came of it). It holds the same words as
+    /// `earlier` and `text`, heard better: the agent takes it instead of joining their texts
+    /// when it can take back everything it heard of `earlier`.
     Speech {
         text: String,
         speech_ms: u64,
         earlier: Vec<Piece>,
+        whole: Option<String>,
     },
     /// Keys pressed on the keypad (`0`-`9`, `*`), without the closing `#`.
     Keys(String),
@@ -364,6 +388,9 @@ pub struct Piece {
 
 /// The longest words a turn goes on with: past it a new turn stands alone.
 pub const MAX_EARLIER_CHARS: usize = 1000;
+/// The longest audio transcribed whole (whisper hears 30 s at once): past it, only the pieces'
+/// words are joined.
+pub const MAX_WHOLE_SAMPLES: usize = 25 * CALLER_RATE as usize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallEvent {
@@ -537,6 +564,17 @@ pub struct Call {
     asked: Vec<Piece>,
     /// The utterance being spoken began before the caller heard the answer to `asked`.
     continuing: bool,
+    /// The audio of `asked`'s pieces, joined as [`Effect::Transcribe`]'s `whole` hears them;
+    /// `None` when a piece's audio is missing (then nothing is transcribed whole until the
+    /// pieces are forgotten).
+    pieces_audio: Option<Vec<f32>>,
+    /// The last utterance sent to be transcribed alone, and its turn: a piece's audio once it is
+    /// asked.
+    spoken: (TurnId, Vec<f32>),
+    /// The whole transcription of the current turn, once asked for: its text when in.
+    whole: Option<(TurnId, Option<String>)>,
+    /// A request that waits for the whole transcript of its turn.
+    parked: Option<(TurnId, Said)>,
 }
 
 /// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
@@ -586,6 +624,10 @@ impl Call {
             speech_ms: None,
             asked: Vec::new(),
             continuing: false,
+            pieces_audio: Some(Vec::new()),
+            spoken: (0, Vec::new()),
+            whole: None,
+            parked: None,
             cfg,
         }
     }
@@ -691,8 +733,12 @@ impl Call {
         match input {
             Input::CallerAudio(samples) => self.caller_audio(samples),
             Input::Voice { p } => self.voice(p),
-            Input::Transcript { turn, text } => {
+            Input::Transcript { turn, text, whole } => {
                 if turn != self.turn {
+                    return;
+                }
+                if whole {
+                    self.whole_transcript(turn, text);
                     return;
                 }
                 if let Some(t) = self.tentative.as_mut().filter(|t| t.turn == turn) {
@@ -924,10 +970,7 @@ impl Call {
                     self.next_turn();
                     self.speech_ms = Some(duration_ms);
                     let audio = self.detector.utterance().to_vec();
-                    self.effect(Effect::Transcribe {
-                        turn: self.turn,
-                        audio,
-                    });
+                    self.transcribe(self.turn, audio);
                 }
                 TurnEvent::Discarded { start, end } => {
                     self.overlap_start = None;
@@ -1002,7 +1045,72 @@ impl Call {
         t.transcribing = true;
         let (turn, end) = (t.turn, t.end);
         let audio = self.detector.utterance_until(end).to_vec();
-        self.effect(Effect::Transcribe { turn, audio });
+        self.transcribe(turn, audio);
+    }
+
+    /// Transcribes the utterance of `turn`, and, when it goes on with pieces whose answer the
+    /// caller has not heard, the pieces' audio and its own together (`join_pieces`). Its audio
+    /// is kept (copied into a buffer that is reused) to join the pieces if it is asked.
+    fn transcribe(&mut self, turn: TurnId, audio: Vec<f32>) {
+        self.spoken.0 = turn;
+        self.spoken.1.clear();
+        self.spoken.1.extend_from_slice(&audio);
+        self.whole = None;
+        let whole = match &self.pieces_audio {
+            Some(p)
+                if self.cfg.join_pieces
+                    && self.continuing
+                    && !self.asked.is_empty()
+                    && !p.is_empty()
+                    && p.len() + audio.len() <= MAX_WHOLE_SAMPLES =>
+            {
+                let mut all = Vec::with_capacity(p.len() + audio.len());
+                all.extend_from_slice(p);
+                all.extend_from_slice(&audio);
+                Some(all)
+            }
+            _ => None,
+        };
+        self.effect(Effect::Transcribe {
+            turn,
+            audio,
+            whole: false,
+        });
+        if let Some(audio) = whole {
+            self.whole = Some((turn, None));
+            self.effect(Effect::Transcribe {
+                turn,
+                audio,
+                whole: true,
+            });
+        }
+    }
+
+    /// The whole transcript of `turn` (the current turn) is in: a request waiting for it goes.
+    fn whole_transcript(&mut self, turn: TurnId, text: String) {
+        let Some(w) = self.whole.as_mut().filter(|w| w.0 == turn) else {
+            return;
+        };
+        let text = text.trim().to_string();
+        w.1 = Some(text.clone());
+        let Some((t, mut said)) = self.parked.take() else {
+            return;
+        };
+        if t != turn {
+            return;
+        }
+        if let Said::Speech { whole, .. } = &mut said {
+            *whole = (!text.is_empty()).then_some(text);
+        }
+        self.effect(Effect::AskAgent { turn, said });
+    }
+
+    /// Forgets the pieces said since the caller last heard an answer: what comes next stands
+    /// alone.
+    fn forget_pieces(&mut self) {
+        self.asked.clear();
+        let buf = self.pieces_audio.get_or_insert_with(Vec::new);
+        buf.clear();
     }
 
     /// A deferred pause the model heard as unfinished is transcribed once it reaches
@@ -1144,7 +1252,7 @@ impl Call {
             });
             self.asked.clone()
         } else {
-            self.asked.clear();
+            self.forget_pieces();
             Vec::new()
         };
         self.asked.push(Piece {
@@ -1152,14 +1260,48 @@ impl Call {
             text: text.clone(),
             speech_ms,
         });
+        self.keep_piece_audio(turn);
+        // Going on with a whole transcription under way: the request waits for it.
+        let whole = match self.whole.as_ref().filter(|w| w.0 == turn && goes_on) {
+            Some((_, None)) => {
+                let said = Said::Speech {
+                    text,
+                    speech_ms,
+                    earlier,
+                    whole: None,
+                };
+                self.parked = Some((turn, said));
+                return;
+            }
+            Some((_, Some(w))) if !w.is_empty() => Some(w.clone()),
+            _ => None,
+        };
         self.effect(Effect::AskAgent {
             turn,
             said: Said::Speech {
                 text,
                 speech_ms,
                 earlier,
+                whole,
             },
         });
+    }
+
+    /// Adds the audio of the piece just asked as `turn` to the pieces' audio.
+    fn keep_piece_audio(&mut self, turn: TurnId) {
+        let Some(buf) = self.pieces_audio.as_mut() else {
+            return;
+        };
+        if self.spoken.0 != turn || self.spoken.1.is_empty() {
+            // Not transcribed from audio here (or nothing kept): the pieces cannot be joined.
+            self.pieces_audio = None;
+            return;
+        }
+        if buf.len() + self.spoken.1.len() > MAX_WHOLE_SAMPLES {
+            self.pieces_audio = None;
+            return;
+        }
+        buf.extend_from_slice(&self.spoken.1);
     }
 
     /// Whether speech that began at `onset_ms` came before the caller could have heard the
@@ -1427,7 +1569,7 @@ impl Call {
         }
         let keys = std::mem::replace(&mut self.dtmf, String::with_capacity(16));
         // Keys stand alone: nothing said before them goes on with them or after them.
-        self.asked.clear();
+        self.forget_pieces();
         self.continuing = false;
         if self.bot_speaking() {
             self.barge_in();
@@ -1551,7 +1693,7 @@ impl Call {
     fn apologise(&mut self, turn: TurnId, effect: EffectKind) {
         self.event(EventKind::EffectFailed { turn, effect });
         // The caller is asked to say it again: what comes next stands alone.
-        self.asked.clear();
+        self.forget_pieces();
         self.continuing = false;
         if self.cfg.apology.is_empty() {
             return;

@@ -29,6 +29,12 @@ struct World {
     clears: usize,
     /// What the fake ASR hears for each turn, in order (then "caller turn N").
     transcripts: Vec<&'static str>,
+    /// What it hears of a caller's pieces transcribed together, in order (then nothing), and
+    /// how many samples each such audio had.
+    wholes: Vec<&'static str>,
+    whole_lens: Vec<usize>,
+    /// The length of each utterance transcribed alone.
+    alone_lens: Vec<usize>,
     /// A slow ASR: transcriptions are not answered until [`World::answer`].
     hold_asr: bool,
     /// Effects that fail: the next transcription / agent request, and synthesis of these texts.
@@ -63,6 +69,9 @@ impl World {
             ended: None,
             clears: 0,
             transcripts: vec![],
+            wholes: vec![],
+            whole_lens: vec![],
+            alone_lens: vec![],
             hold_asr: false,
             fail_asr: false,
             fail_agent: false,
@@ -115,8 +124,37 @@ impl World {
                         self.call.handle(self.now, Input::MarkPlayed { id });
                     }
                 }
-                Output::Effect(Effect::Transcribe { turn, audio }) => {
+                Output::Effect(Effect::Transcribe {
+                    turn,
+                    audio,
+                    whole: true,
+                }) => {
+                    self.whole_lens.push(audio.len());
+                    if self.hold_asr {
+                        self.timeline
+                            .push(format!("{} transcribing whole {turn}", self.now));
+                        continue;
+                    }
+                    let text = if self.wholes.is_empty() {
+                        ""
+                    } else {
+                        self.wholes.remove(0)
+                    };
+                    self.timeline
+                        .push(format!("{} transcribed whole {turn}: {text}", self.now));
+                    let text = text.to_string();
+                    self.call.handle(
+                        self.now,
+                        Input::Transcript {
+                            turn,
+                            text,
+                            whole: true,
+                        },
+                    );
+                }
+                Output::Effect(Effect::Transcribe { turn, audio, .. }) => {
                     assert!(audio.len() > 16_000 / 4, "an utterance with pre-roll");
+                    self.alone_lens.push(audio.len());
                     if std::mem::take(&mut self.fail_asr) {
                         self.timeline
                             .push(format!("{} transcription failed {turn}", self.now));
@@ -141,18 +179,32 @@ impl World {
                     };
                     self.timeline
                         .push(format!("{} transcribed {turn}: {text}", self.now));
-                    self.call.handle(self.now, Input::Transcript { turn, text });
+                    self.call.handle(
+                        self.now,
+                        Input::Transcript {
+                            turn,
+                            text,
+                            whole: false,
+                        },
+                    );
                 }
                 Output::Effect(Effect::AskAgent { turn, said }) => {
                     let text = match said {
                         Said::Speech { text, earlier, .. } if earlier.is_empty() => text,
-                        Said::Speech { text, earlier, .. } => {
+                        Said::Speech {
+                            text,
+                            earlier,
+                            whole,
+                            ..
+                        } => {
                             let before: Vec<&str> =
                                 earlier.iter().map(|p| p.text.as_str()).collect();
+                            let whole = whole.map(|w| format!(" [whole: {w}]"));
                             format!(
-                                "{text} (going on from {}: {})",
+                                "{text} (going on from {}: {}){}",
                                 earlier[0].turn,
-                                before.join(" ")
+                                before.join(" "),
+                                whole.unwrap_or_default()
                             )
                         }
                         Said::Keys(k) => format!("keys {k}"),
@@ -307,6 +359,22 @@ impl World {
             Input::Transcript {
                 turn,
                 text: text.into(),
+                whole: false,
+            },
+        );
+        self.drain();
+    }
+
+    /// The (held) whole transcription of `turn` comes back now.
+    fn answer_whole(&mut self, turn: TurnId, text: &str) {
+        self.timeline
+            .push(format!("{} transcribed whole {turn}: {text}", self.now));
+        self.call.handle(
+            self.now,
+            Input::Transcript {
+                turn,
+                text: text.into(),
+                whole: true,
             },
         );
         self.drain();
@@ -767,6 +835,7 @@ fn stale_results_are_dropped() {
         Input::Transcript {
             turn: 5,
             text: "late".into(),
+            whole: false,
         },
     );
     c.handle(
@@ -1500,6 +1569,138 @@ fn a_caller_who_goes_on_before_hearing_the_answer_is_heard_with_the_words_before
             "3920 agent asked: A B C one two three."
         ]
     );
+}
+
+#[test]
+fn a_caller_who_goes_on_is_also_heard_with_the_pieces_audio_together() {
+    // The caller's pieces are also transcribed together (join_pieces), at the pause as the
+    // code alone is: the audio of "Sure." then the audio of the code (each with its pre-roll).
+    // The agent is asked with that transcript beside the pieces' own.
+    let cfg = CallConfig::default();
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Thanks.",
+    ]);
+    w.call = Call::new(cfg);
+    w.transcripts = vec!["Sure.", "A B C one two three."];
+    w.wholes = vec!["Sure, ABC123."];
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(500), -20.0, 7));
+    w.play(&silence(ms(550)));
+    w.play(&speech_like(ms(1500), -20.0, 8));
+    w.play(&silence(ms(2000)));
+    let t = w.timeline.join("\n");
+    let asked = timeline_with(&w, &["asked", "whole"]);
+    assert_eq!(
+        asked,
+        [
+            "1860 agent asked: Sure.",
+            "3780 transcribed whole 3: Sure, ABC123.",
+            "3920 agent asked: A B C one two three. (going on from 1: Sure.) [whole: Sure, ABC123.]"
+        ],
+        "\n{t}"
+    );
+    // Exactly the two utterances transcribed alone, one after the other.
+    let [first, second] = w.alone_lens[..] else {
+        panic!("{:?}\n{t}", w.alone_lens)
+    };
+    assert_eq!(w.whole_lens, [first + second], "\n{t}");
+
+    // An empty whole transcript (whisper heard nothing in it, or it failed) leaves the pieces'
+    // own words, as without it.
+    let w = sure_then_code(CallConfig::default(), 550, "A B C one two three.");
+    assert_eq!(w.whole_lens.len(), 1);
+    let asked = timeline_with(&w, &["asked"]);
+    assert_eq!(
+        asked[1],
+        "3920 agent asked: A B C one two three. (going on from 1: Sure.)"
+    );
+
+    // join_pieces = false: nothing is transcribed together.
+    let off = CallConfig {
+        join_pieces: false,
+        ..CallConfig::default()
+    };
+    let w = sure_then_code(off, 550, "A B C one two three.");
+    assert!(w.whole_lens.is_empty());
+    assert_eq!(w.alone_lens.len(), 2);
+}
+
+#[test]
+fn a_request_that_goes_on_waits_for_the_pieces_heard_together() {
+    // Slow transcription: the code's own transcript is in before the whole one; the agent is
+    // asked only when the whole transcript arrives.
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Thanks.",
+    ]);
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(500), -20.0, 7));
+    w.play(&silence(ms(400)));
+    w.hold_asr = true;
+    w.answer(1, "Sure.");
+    w.play(&silence(ms(150)));
+    w.play(&speech_like(ms(1500), -20.0, 8));
+    w.play(&silence(ms(2000)));
+    let turn = w.call.turn();
+    w.answer(turn, "A B C one two three.");
+    let t = w.timeline.join("\n");
+    assert_eq!(timeline_with(&w, &["asked"]).len(), 1, "\n{t}");
+    assert!(t.contains(&format!("transcribing whole {turn}")), "\n{t}");
+    w.answer_whole(turn, "Sure, ABC123.");
+    let t = w.timeline.join("\n");
+    let asked = timeline_with(&w, &["asked"]);
+    assert_eq!(asked.len(), 2, "\n{t}");
+    assert!(
+        asked[1].ends_with(
+            "agent asked: A B C one two three. (going on from 1: Sure.) [whole: Sure, ABC123.]"
+        ),
+        "\n{t}"
+    );
+    // A whole transcript that comes after the turn moved on is stale: nothing more is asked.
+    w.answer_whole(turn - 1, "stale");
+    assert_eq!(timeline_with(&w, &["asked"]).len(), 2);
+}
+
+#[test]
+fn pieces_go_on_together_while_a_request_waits_for_its_whole_transcript() {
+    // The caller goes on a second time while the second piece waits for the transcript of the
+    // first two together: the third goes on with both pieces, and is heard with all three.
+    let mut w = World::new(vec![
+        "Okay, please go ahead and read me the reservation number when you are ready.",
+        "Thanks.",
+    ]);
+    w.play(&silence(ms(1000)));
+    w.play(&speech_like(ms(500), -20.0, 7));
+    w.play(&silence(ms(400)));
+    w.hold_asr = true;
+    w.answer(1, "Sure.");
+    w.play(&silence(ms(150)));
+    w.play(&speech_like(ms(700), -20.0, 8));
+    w.play(&silence(ms(1000)));
+    let second = w.call.turn();
+    w.answer(second, "A B C.");
+    // The second piece's request is waiting; the caller speaks again.
+    w.play(&speech_like(ms(700), -20.0, 9));
+    w.play(&silence(ms(1000)));
+    let third = w.call.turn();
+    assert!(third > second);
+    w.answer_whole(second, "Sure, ABC.");
+    w.answer(third, "One two three.");
+    w.answer_whole(third, "Sure, ABC123.");
+    let t = w.timeline.join("\n");
+    let asked = timeline_with(&w, &["asked"]);
+    assert_eq!(asked.len(), 2, "\n{t}");
+    assert!(
+        asked[1].ends_with(
+            "agent asked: One two three. (going on from 1: Sure. A B C.) [whole: Sure, ABC123.]"
+        ),
+        "\n{t}"
+    );
+    let [a, b, c] = w.alone_lens[..] else {
+        panic!("{:?}\n{t}", w.alone_lens)
+    };
+    assert_eq!(w.whole_lens, [a + b, a + b + c], "\n{t}");
 }
 
 #[test]

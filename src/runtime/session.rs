@@ -107,6 +107,8 @@ pub enum Done {
         text: String,
         /// whisper's raw text and why it was withheld, when it was.
         suppressed: Option<(String, &'static str)>,
+        /// Of a caller's pieces heard together (`Effect::Transcribe`'s `whole`).
+        whole: bool,
     },
     Reply {
         turn: TurnId,
@@ -235,7 +237,7 @@ impl Effects {
             (None, _) => tracing::Span::current(),
         };
         match e {
-            Effect::Transcribe { turn, audio } => {
+            Effect::Transcribe { turn, audio, whole } => {
                 let speech = self.speech.clone();
                 let prompt = self
                     .prompt
@@ -261,12 +263,24 @@ impl Effects {
                                 ms = started.elapsed().as_millis() as u64,
                                 decode_ms = t.decode_ms,
                                 passes = t.passes,
+                                whole,
                                 "transcribed"
                             );
                             Done::Transcript {
                                 turn,
                                 suppressed: t.suppressed.map(|why| (t.raw, why)),
                                 text: t.text,
+                                whole,
+                            }
+                        }
+                        Err(e) if whole => {
+                            // The pieces' own transcripts stand: nothing is lost.
+                            tracing::warn!(turn, error = %e, "the caller's pieces could not be transcribed together");
+                            Done::Transcript {
+                                turn,
+                                suppressed: None,
+                                text: String::new(),
+                                whole,
                             }
                         }
                         Err(e) => Done::Failed {
@@ -489,26 +503,29 @@ async fn agent_worker(
         }
         // Words that go on with earlier pieces: the engine hears the pieces it was never asked
         // about (the caller went on first) with them, and takes back its last turn when that
-        // was one of the pieces.
+        // was one of the pieces. Heard together (`whole`), the pieces replace their joined
+        // texts when the engine was asked about none of them, or can take back all it heard.
         let words: String;
-        let (mut heard, take_back) = match &said {
+        let (mut heard, take_back, whole) = match &said {
             Said::Speech {
                 text,
                 speech_ms,
                 earlier,
+                whole,
             } => {
-                let (w, ms, take_back) = unheard_words(earlier, last_asked, text, *speech_ms);
+                let (w, ms, take_back, whole) =
+                    unheard_words(earlier, last_asked, text, *speech_ms, whole.as_deref());
                 words = w;
-                (Heard::speech(&words, ms), take_back)
+                (Heard::speech(&words, ms), take_back, whole)
             }
-            Said::Keys(keys) => (Heard::keys(keys), false),
+            Said::Keys(keys) => (Heard::keys(keys), false, None),
         };
         heard.clauses = Some(&clause_tx);
         last_asked = turn;
         let conv = conversation.as_str();
         let hear = async {
             if take_back {
-                engine.hear_continued(conv, heard).await
+                engine.hear_continued(conv, heard, whole).await
             } else {
                 engine.hear(conv, heard).await.map(Some)
             }
@@ -581,12 +598,17 @@ async fn agent_worker(
 /// about `last_asked`: the pieces it never heard (the caller went on before they were asked)
 /// and `text`, how long they were spoken, and whether its last turn was one of the pieces (then
 /// it is taken back, and the engine adds that turn's words).
-fn unheard_words(
+///
+/// `whole` (every piece and `text` transcribed together) replaces the words when the engine
+/// was asked about none of the pieces; when it takes its last turn back, it is handed on for
+/// the engine to use if that turn heard all the pieces it was asked about (the 4th value).
+fn unheard_words<'a>(
     earlier: &[crate::call::Piece],
     last_asked: TurnId,
     text: &str,
     speech_ms: u64,
-) -> (String, u64, bool) {
+    whole: Option<&'a str>,
+) -> (String, u64, bool, Option<&'a str>) {
     let take_back = earlier.first().is_some_and(|p| p.turn <= last_asked);
     let mut words = String::new();
     let mut ms = speech_ms;
@@ -594,7 +616,10 @@ fn unheard_words(
         words = crate::call::join_words(&words, &p.text);
         ms += p.speech_ms;
     }
-    (crate::call::join_words(&words, text), ms, take_back)
+    match whole {
+        Some(all) if !take_back => (all.to_string(), ms, false, None),
+        _ => (crate::call::join_words(&words, text), ms, take_back, whole),
+    }
 }
 
 /// Turns whose spans are kept open at once (a turn's span ends when its reply starts playing).
@@ -954,6 +979,7 @@ impl Session {
                 turn,
                 text,
                 suppressed,
+                whole,
             } => {
                 if let Some((raw, why)) = suppressed
                     && self.keeps_timeline()
@@ -963,7 +989,8 @@ impl Session {
                                      "raw": raw, "reason": why}),
                     );
                 }
-                self.call.handle(now, Input::Transcript { turn, text })
+                self.call
+                    .handle(now, Input::Transcript { turn, text, whole })
             }
             Done::Reply {
                 turn,
@@ -1564,31 +1591,46 @@ mod stage_tests {
     fn the_engine_hears_the_pieces_it_was_never_asked_about_and_takes_back_its_own() {
         // Standing alone.
         assert_eq!(
-            unheard_words(&[], 3, "Sure.", 500),
-            ("Sure.".into(), 500, false)
+            unheard_words(&[], 3, "Sure.", 500, None),
+            ("Sure.".into(), 500, false, None)
         );
         // "Sure." was asked (turn 1, the engine's last): it is taken back, and the engine adds
         // its words itself.
         let sure = [piece(1, "Sure.")];
         assert_eq!(
-            unheard_words(&sure, 1, "ABC", 500),
-            ("ABC".into(), 500, true)
+            unheard_words(&sure, 1, "ABC", 500, None),
+            ("ABC".into(), 500, true, None)
         );
         // "Sure." asked, "ABC" dropped before it was asked (turn 2): the engine takes back
         // "Sure." and hears "ABC" with the new words.
         let both = [piece(1, "Sure."), piece(2, "ABC")];
         assert_eq!(
-            unheard_words(&both, 1, "123", 500),
-            ("ABC 123".into(), 600, true)
+            unheard_words(&both, 1, "123", 500, None),
+            ("ABC 123".into(), 600, true, None)
         );
         // Neither was asked (the engine's last turn came before them): nothing is taken back.
         assert_eq!(
-            unheard_words(&both, 0, "123", 500),
-            ("Sure. ABC 123".into(), 700, false)
+            unheard_words(&both, 0, "123", 500, None),
+            ("Sure. ABC 123".into(), 700, false, None)
         );
         // Nothing new (a sound without words): the pieces not asked, or nothing but the
         // take-back.
-        assert_eq!(unheard_words(&both, 2, "", 0), (String::new(), 0, true));
+        assert_eq!(
+            unheard_words(&both, 2, "", 0, None),
+            (String::new(), 0, true, None)
+        );
+        // Heard together: asked about none of the pieces, the engine hears the whole
+        // transcript instead of their joined words; taking its turn back, it is handed the
+        // whole transcript beside the new words, to use if that turn heard every piece.
+        let all = Some("Sure, ABC123.");
+        assert_eq!(
+            unheard_words(&both, 0, "123", 500, all),
+            ("Sure, ABC123.".into(), 700, false, None)
+        );
+        assert_eq!(
+            unheard_words(&both, 1, "123", 500, all),
+            ("ABC 123".into(), 600, true, all)
+        );
     }
 
     fn ev(t_ms: u64, kind: EventKind) -> CallEvent {
@@ -1600,6 +1642,7 @@ mod stage_tests {
             text: "confirm my reservation".into(),
             speech_ms: 1500,
             earlier: vec![],
+            whole: None,
         }
     }
 
@@ -1618,6 +1661,7 @@ mod stage_tests {
                 turn: 1,
                 text: "confirm my reservation".into(),
                 suppressed: None,
+                whole: false,
             },
             &mut out,
         );

@@ -25,8 +25,21 @@ pub enum Heard {
     /// The turn was over and the agent was asked this.
     Request(String),
     /// The turn was over and the agent was asked this, going on with the words before it (the
-    /// caller went on before hearing their answer: see `CallConfig::continue_ms`).
-    GoesOn(String),
+    /// caller went on before hearing their answer: see `CallConfig::continue_ms`); `whole`:
+    /// every piece heard together, when it was transcribed (`CallConfig::join_pieces`).
+    GoesOn { text: String, whole: Option<String> },
+}
+
+impl Heard {
+    /// A request in the corpus's `live` notation (`+ words // whole` for one that goes on);
+    /// None for a verdict.
+    pub fn live(&self) -> Option<String> {
+        match self {
+            Heard::Request(t) => Some(t.clone()),
+            Heard::GoesOn { text, whole } => Some(crate::corpus::goes_on(text, whole.as_deref())),
+            Heard::Verdict(_) => None,
+        }
+    }
 }
 
 /// The bot on the live path: each request is answered `after_ms` later (the agent and the
@@ -61,7 +74,7 @@ impl TurnPath {
         self.heard
             .iter()
             .filter_map(|(at, h)| match h {
-                Heard::Request(t) | Heard::GoesOn(t) => Some((*at, t.as_str())),
+                Heard::Request(t) | Heard::GoesOn { text: t, .. } => Some((*at, t.as_str())),
                 Heard::Verdict(_) => None,
             })
             .collect()
@@ -74,20 +87,13 @@ impl TurnPath {
             .iter()
             .filter(|(_, h)| !matches!(h, Heard::Verdict(_)))
             .skip(1)
-            .all(|(_, h)| matches!(h, Heard::GoesOn(_)))
+            .all(|(_, h)| matches!(h, Heard::GoesOn { .. }))
     }
 
     /// What the agent was asked, in the corpus's `live` notation: requests in order, and one
     /// that goes on with the words before it written `+ words`.
     pub fn live(&self) -> Vec<String> {
-        self.heard
-            .iter()
-            .filter_map(|(_, h)| match h {
-                Heard::Request(t) => Some(t.clone()),
-                Heard::GoesOn(t) => Some(format!("{GOES_ON}{t}")),
-                Heard::Verdict(_) => None,
-            })
-            .collect()
+        self.heard.iter().filter_map(|(_, h)| h.live()).collect()
     }
 
     /// The model's verdicts, in order.
@@ -96,7 +102,7 @@ impl TurnPath {
             .iter()
             .filter_map(|(_, h)| match h {
                 Heard::Verdict(p) => Some(*p),
-                Heard::Request(_) | Heard::GoesOn(_) => None,
+                Heard::Request(_) | Heard::GoesOn { .. } => None,
             })
             .collect()
     }
@@ -207,9 +213,9 @@ pub fn run_with(
                 _ => continue,
             };
             let (input, took) = match e {
-                Effect::Transcribe { turn, audio } => {
+                Effect::Transcribe { turn, audio, whole } => {
                     let (text, took) = transcribe(&audio);
-                    (Input::Transcript { turn, text }, took)
+                    (Input::Transcript { turn, text, whole }, took)
                 }
                 Effect::PredictEnd { turn, audio } => {
                     let (verdict, took) = predict(&audio);
@@ -229,12 +235,18 @@ pub fn run_with(
                 }
                 Effect::AskAgent {
                     turn,
-                    said: Said::Speech { text, earlier, .. },
+                    said:
+                        Said::Speech {
+                            text,
+                            earlier,
+                            whole,
+                            ..
+                        },
                 } => {
                     let heard = if earlier.is_empty() {
                         Heard::Request(text)
                     } else {
-                        Heard::GoesOn(text)
+                        Heard::GoesOn { text, whole }
                     };
                     path.heard.push((now, heard));
                     let Some(b) = bot else { continue };

@@ -121,12 +121,13 @@ async fn callers_never_heard_are_understood() {
         "{report}"
     );
     // Through the call core's turn-taking (`testkit::turn_path`, the live column, the bot
-    // answering each request): dev 79.7 %, 47.6 %; held out 82.4 %, 40.7 %. 48 of 172 turns
-    // are asked in pieces, 46 of them whole in the end (the caller went on before hearing the
-    // answer); below the whole clip's slots because whisper hears each piece alone.
+    // answering each request): dev 81.9 %, 49.5 %; held out 82.4 %, 40.7 %. 47 of 172 turns
+    // are asked in pieces, 45 of them whole in the end (the caller went on before hearing the
+    // answer), their pieces' audio transcribed together (`call.join_pieces`; without it, in the
+    // same hour: dev 79.7 %, 47.6 %, held out the same). Still below the whole clip's slots.
     let live = &scores[&("live", "dev")];
     assert!(
-        live.intent_accuracy() >= 0.77 && live.slot_accuracy() >= 0.45,
+        live.intent_accuracy() >= 0.79 && live.slot_accuracy() >= 0.47,
         "{report}"
     );
     let live = &scores[&("live", "heldout")];

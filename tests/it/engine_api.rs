@@ -678,7 +678,7 @@ async fn words_said_before_an_unheard_answer_are_heard_again_with_what_followed(
     e.say(id, "Confirm my reservation").await.unwrap();
     e.say(id, "It's ABC").await.unwrap();
     let t = e
-        .hear_continued(id, Heard::text("123, John Doe"))
+        .hear_continued(id, Heard::text("123, John Doe"), None)
         .await
         .unwrap()
         .expect("a turn");
@@ -696,6 +696,70 @@ async fn words_said_before_an_unheard_answer_are_heard_again_with_what_followed(
     e.say(id, "It's ABC").await.unwrap();
     let t = e.say(id, "123, John Doe").await.unwrap();
     assert_eq!(t.status.as_str(), "confirming", "{}", t.reply);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pieces_heard_together_replace_their_joined_words() {
+    use switchboard::agent::master::Heard;
+    // Alone, whisper hears the second piece as "1, 2, 3, Jondo"; the pieces' audio together
+    // as "It's ABC123, John Doe.". The turn taken back heard everything since the caller last
+    // heard an answer, so the transcript of it all is heard instead of the joined pieces.
+    let e = engine(Setup {
+        semantic: false,
+        ..Setup::default()
+    });
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = c.conversation_id.as_str();
+    e.say(id, "Confirm my reservation").await.unwrap();
+    e.say(id, "It's").await.unwrap();
+    e.hear_continued(id, Heard::text("A, B, C"), Some("It's ABC"))
+        .await
+        .unwrap()
+        .expect("a turn");
+    // That turn heard everything since the caller last heard an answer: the transcript of all
+    // three pieces replaces it in turn.
+    let t = e
+        .hear_continued(
+            id,
+            Heard::text("1, 2, 3, Jondo"),
+            Some("It's ABC123, John Doe."),
+        )
+        .await
+        .unwrap()
+        .expect("a turn");
+    assert_eq!(t.status.as_str(), "success", "{}", t.reply);
+    assert!(t.reply.contains("Deluxe Suite"), "{}", t.reply);
+    assert_eq!(
+        caller_said(&e, id).await,
+        ["Confirm my reservation", "It's ABC123, John Doe."]
+    );
+    // The booking was found and read out: that turn is not taken back, and a transcript that
+    // holds its words again is not heard: the new words are heard alone.
+    e.hear_continued(
+        id,
+        Heard::text("thanks"),
+        Some("It's ABC123, John Doe, thanks."),
+    )
+    .await
+    .unwrap()
+    .expect("a turn");
+    assert_eq!(
+        caller_said(&e, id).await,
+        ["Confirm my reservation", "It's ABC123, John Doe.", "thanks"]
+    );
+    // Without a transcript of the whole, the pieces' words are joined, as before.
+    let c = e.start("user_789", "text").await.unwrap();
+    let id = c.conversation_id.as_str();
+    e.say(id, "Confirm my reservation").await.unwrap();
+    e.say(id, "It's ABC").await.unwrap();
+    e.hear_continued(id, Heard::text("1, 2, 3, Jondo"), None)
+        .await
+        .unwrap()
+        .expect("a turn");
+    assert_eq!(
+        caller_said(&e, id).await,
+        ["Confirm my reservation", "It's ABC 1, 2, 3, Jondo"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -718,11 +782,11 @@ async fn a_turn_that_carried_out_a_task_is_never_taken_back() {
     let t = e.say(id, "Yes").await.unwrap();
     assert_eq!(t.status.as_str(), "success", "{}", t.reply);
     // The caller went on before hearing that it was cancelled: nothing new, nothing redone.
-    let again = e.hear_continued(id, Heard::text("")).await.unwrap();
+    let again = e.hear_continued(id, Heard::text(""), None).await.unwrap();
     assert!(again.is_none());
     // Words that go on are heard alone: "Yes" is not heard a second time.
     let t = e
-        .hear_continued(id, Heard::text("thanks"))
+        .hear_continued(id, Heard::text("thanks"), None)
         .await
         .unwrap()
         .expect("a turn");
@@ -730,11 +794,17 @@ async fn a_turn_that_carried_out_a_task_is_never_taken_back() {
     let said = caller_said(&e, id).await;
     assert_eq!(said.last().map(String::as_str), Some("thanks"), "{said:?}");
     assert_eq!(said.iter().filter(|s| *s == "Yes").count(), 1, "{said:?}");
-    // Going on again: "thanks" changed nothing and is taken back; "Yes" stays behind it.
-    e.hear_continued(id, Heard::text("one more thing"))
-        .await
-        .unwrap()
-        .expect("a turn");
+    // Going on again: "thanks" changed nothing and is taken back; "Yes" stays behind it. The
+    // recogniser's transcript of all the pieces since the caller last heard an answer holds the
+    // "Yes" that was acted on: it is not heard, the words are joined instead.
+    e.hear_continued(
+        id,
+        Heard::text("one more thing"),
+        Some("Yes, thanks, one more thing."),
+    )
+    .await
+    .unwrap()
+    .expect("a turn");
     let said = caller_said(&e, id).await;
     assert_eq!(
         said.last().map(String::as_str),

@@ -146,8 +146,7 @@ fn lines(path: &TurnPath) -> Vec<(u64, String)> {
         .iter()
         .map(|(at, h)| match h {
             Heard::Verdict(p) => (*at, format!("[end model {p:.2}]")),
-            Heard::Request(text) => (*at, text.clone()),
-            Heard::GoesOn(text) => (*at, format!("{}{text}", turn_path::GOES_ON)),
+            h => (*at, h.live().unwrap_or_default()),
         })
         .collect()
 }
@@ -172,6 +171,45 @@ struct Tally {
     doubt_lost: usize,
     /// The slowest result (whisper or the model) in the complete turns, ms.
     slowest: u64,
+    /// Over the paused turns heard whole with the bot answering, asked more than once: the
+    /// characters wrong (edit distance, [`letters`]) in the pieces' own words joined, and in
+    /// what the agent hears in the end (the pieces transcribed together, when they were).
+    joined_errors: usize,
+    heard_errors: usize,
+    /// How many such turns, and how many were transcribed together.
+    went_on: usize,
+    together: usize,
+}
+
+/// A transcript as letters only, lowercase, each digit spelt out ("ABC 1-2" → "abconetwo"), so
+/// "A, B, C, 1, 2, 3" and "ABC123" compare equal.
+fn letters(text: &str) -> Vec<char> {
+    const DIGITS: [&str; 10] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let mut out = String::new();
+    for c in text.to_lowercase().chars() {
+        if let Some(d) = c.to_digit(10) {
+            out.push_str(DIGITS[d as usize]);
+        } else if c.is_alphabetic() {
+            out.push(c);
+        }
+    }
+    out.chars().collect()
+}
+
+/// Character edit distance.
+fn char_errors(reference: &[char], hypothesis: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut cur = vec![i + 1; hypothesis.len() + 1];
+        for (j, h) in hypothesis.iter().enumerate() {
+            let sub = prev[j] + usize::from(r != h);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[hypothesis.len()]
 }
 
 /// The embedded configuration with the installed models, whisper and Smart Turn loaded.
@@ -248,6 +286,21 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
                         .all(|p| p < cfg.speech.turn_model.threshold);
                 t.lost += usize::from(early && !whole);
                 t.doubt_lost += usize::from(m.is_some() && doubted && !whole);
+                let requests = answered.requests();
+                if whole && requests.len() > 1 {
+                    let said = letters(&format!("{a} {b}"));
+                    let joined: Vec<&str> = requests.iter().map(|(_, r)| *r).collect();
+                    let joined = letters(&joined.join(" "));
+                    let together = answered.heard.iter().rev().find_map(|(_, h)| match h {
+                        Heard::GoesOn { whole, .. } => whole.as_deref(),
+                        _ => None,
+                    });
+                    let heard = together.map_or_else(|| joined.clone(), letters);
+                    t.went_on += 1;
+                    t.together += usize::from(together.is_some());
+                    t.joined_errors += char_errors(&said, &joined);
+                    t.heard_errors += char_errors(&said, &heard);
+                }
                 report.push_str(&format!(
                     "  {name:7} {voice} paused, bot answering: {}{:?}\n",
                     if early && !whole {
@@ -293,6 +346,10 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
             t.held,
             l.len()
         ));
+        summary.push_str(&format!(
+            "{name:7} model: {} paused turns went on before the answer, {} of them transcribed together: characters wrong {} in the pieces' words joined, {} in what the agent hears\n",
+            t.went_on, t.together, t.joined_errors, t.heard_errors
+        ));
     }
     println!("{report}{summary}");
     let (with, without) = (&tallies["with"], &tallies["without"]);
@@ -306,6 +363,13 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
     assert_eq!(
         with.doubt_lost, 0,
         "a turn ended by the doubt hold was not heard whole:\n{report}{summary}"
+    );
+    // A caller who went on is heard better with their pieces transcribed together
+    // (`call.join_pieces`) than as the pieces' words joined ("It's under the name" +
+    // "Jondo", against "It's under the name John Doe.").
+    assert!(
+        with.together > 0 && with.heard_errors < with.joined_errors,
+        "the pieces transcribed together should be heard better:\n{report}{summary}"
     );
     // The silence fallback: whatever the model hears, a finished turn is answered within
     // stop_ms + hold_ms (600 + 1400), plus the time the results took on this machine.

@@ -162,6 +162,9 @@ pub struct Undo {
     /// The words the turn heard (masked), and how long they were spoken.
     pub words: String,
     pub speech_ms: Option<u64>,
+    /// `words` are everything the caller said since they last heard an answer (the turn was
+    /// heard fresh, or took back one that was): a transcript of all of it may replace them.
+    pub whole: bool,
 }
 
 impl Conversation {

@@ -1054,7 +1054,9 @@ impl Call {
     fn transcribe(&mut self, turn: TurnId, audio: Vec<f32>) {
         self.spoken.0 = turn;
         self.spoken.1.clear();
-        self.spoken.1.extend_from_slice(&audio);
+        if self.cfg.join_pieces {
+            self.spoken.1.extend_from_slice(&audio);
+        }
         self.whole = None;
         let whole = match &self.pieces_audio {
             Some(p)

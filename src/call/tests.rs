@@ -1626,10 +1626,9 @@ fn a_caller_who_goes_on_is_also_heard_with_the_pieces_audio_together() {
     assert_eq!(w.alone_lens.len(), 2);
 }
 
-#[test]
-fn a_request_that_goes_on_waits_for_the_pieces_heard_together() {
-    // Slow transcription: the code's own transcript is in before the whole one; the agent is
-    // asked only when the whole transcript arrives.
+/// The caller says "Sure." (transcribed at once and answered), then the recogniser turns slow
+/// (results held until given) and the caller, 150 ms later, goes on.
+fn sure_then_slow_asr() -> World {
     let mut w = World::new(vec![
         "Okay, please go ahead and read me the reservation number when you are ready.",
         "Thanks.",
@@ -1640,6 +1639,14 @@ fn a_request_that_goes_on_waits_for_the_pieces_heard_together() {
     w.hold_asr = true;
     w.answer(1, "Sure.");
     w.play(&silence(ms(150)));
+    w
+}
+
+#[test]
+fn a_request_that_goes_on_waits_for_the_pieces_heard_together() {
+    // Slow transcription: the code's own transcript is in before the whole one; the agent is
+    // asked only when the whole transcript arrives.
+    let mut w = sure_then_slow_asr();
     w.play(&speech_like(ms(1500), -20.0, 8));
     w.play(&silence(ms(2000)));
     let turn = w.call.turn();
@@ -1666,16 +1673,7 @@ fn a_request_that_goes_on_waits_for_the_pieces_heard_together() {
 fn pieces_go_on_together_while_a_request_waits_for_its_whole_transcript() {
     // The caller goes on a second time while the second piece waits for the transcript of the
     // first two together: the third goes on with both pieces, and is heard with all three.
-    let mut w = World::new(vec![
-        "Okay, please go ahead and read me the reservation number when you are ready.",
-        "Thanks.",
-    ]);
-    w.play(&silence(ms(1000)));
-    w.play(&speech_like(ms(500), -20.0, 7));
-    w.play(&silence(ms(400)));
-    w.hold_asr = true;
-    w.answer(1, "Sure.");
-    w.play(&silence(ms(150)));
+    let mut w = sure_then_slow_asr();
     w.play(&speech_like(ms(700), -20.0, 8));
     w.play(&silence(ms(1000)));
     let second = w.call.turn();

@@ -154,8 +154,8 @@ fn normalize(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Word-level edit distance.
-pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
+/// Edit distance: of words (word errors), or of any other items (letters).
+pub fn word_errors<T: PartialEq>(reference: &[T], hypothesis: &[T]) -> usize {
     let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
     for (i, r) in reference.iter().enumerate() {
         let mut cur = vec![i + 1; hypothesis.len() + 1];

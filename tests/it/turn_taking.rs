@@ -12,7 +12,7 @@
 //! the silence fallback (no finished turn waits past `stop_ms + hold_ms`). The settings were
 //! chosen with this whole set in view; there is no held-out split here.
 
-use crate::asr::telephone;
+use crate::asr::{telephone, word_errors};
 use crate::common::models_dir;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -172,7 +172,7 @@ struct Tally {
     /// The slowest result (whisper or the model) in the complete turns, ms.
     slowest: u64,
     /// Over the paused turns heard whole with the bot answering, asked more than once: the
-    /// characters wrong (edit distance, [`letters`]) in the pieces' own words joined, and in
+    /// characters wrong (edit distance of [`letters`]) in the pieces' own words joined, and in
     /// what the agent hears in the end (the pieces transcribed together, when they were).
     joined_errors: usize,
     heard_errors: usize,
@@ -196,20 +196,6 @@ fn letters(text: &str) -> Vec<char> {
         }
     }
     out.chars().collect()
-}
-
-/// Character edit distance.
-fn char_errors(reference: &[char], hypothesis: &[char]) -> usize {
-    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (i, r) in reference.iter().enumerate() {
-        let mut cur = vec![i + 1; hypothesis.len() + 1];
-        for (j, h) in hypothesis.iter().enumerate() {
-            let sub = prev[j] + usize::from(r != h);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[hypothesis.len()]
 }
 
 /// The embedded configuration with the installed models, whisper and Smart Turn loaded.
@@ -298,8 +284,8 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
                     let heard = together.map_or_else(|| joined.clone(), letters);
                     t.went_on += 1;
                     t.together += usize::from(together.is_some());
-                    t.joined_errors += char_errors(&said, &joined);
-                    t.heard_errors += char_errors(&said, &heard);
+                    t.joined_errors += word_errors(&said, &joined);
+                    t.heard_errors += word_errors(&said, &heard);
                 }
                 report.push_str(&format!(
                     "  {name:7} {voice} paused, bot answering: {}{:?}\n",

@@ -564,17 +564,26 @@ pub struct Call {
     asked: Vec<Piece>,
     /// The utterance being spoken began before the caller heard the answer to `asked`.
     continuing: bool,
-    /// The audio of `asked`'s pieces, joined as [`Effect::Transcribe`]'s `whole` hears them;
-    /// `None` when a piece's audio is missing (then nothing is transcribed whole until the
-    /// pieces are forgotten).
-    pieces_audio: Option<Vec<f32>>,
-    /// The last utterance sent to be transcribed alone, and its turn: a piece's audio once it is
-    /// asked.
-    spoken: (TurnId, Vec<f32>),
+    /// The audio of `asked`'s pieces and of the utterance last sent to be transcribed.
+    pieces_audio: PiecesAudio,
     /// The whole transcription of the current turn, once asked for: its text when in.
     whole: Option<(TurnId, Option<String>)>,
     /// A request that waits for the whole transcript of its turn.
     parked: Option<(TurnId, Said)>,
+}
+
+/// The audio of the pieces a caller said since they last heard an answer, one after the other,
+/// then the utterance last sent to be transcribed (of turn `tail`), which becomes a piece if it
+/// is asked: [`Effect::Transcribe`]'s `whole` hears all of it. One buffer, reused.
+#[derive(Default)]
+struct PiecesAudio {
+    audio: Vec<f32>,
+    /// Where the pieces end in `audio`.
+    pieces: usize,
+    tail: Option<TurnId>,
+    /// A piece's audio is missing (or they grew past [`MAX_WHOLE_SAMPLES`]): nothing is
+    /// transcribed together until the pieces are forgotten.
+    broken: bool,
 }
 
 /// The speech before a pause, transcribed speculatively (`turn` was allocated for it).
@@ -624,8 +633,7 @@ impl Call {
             speech_ms: None,
             asked: Vec::new(),
             continuing: false,
-            pieces_audio: Some(Vec::new()),
-            spoken: (0, Vec::new()),
+            pieces_audio: PiecesAudio::default(),
             whole: None,
             parked: None,
             cfg,
@@ -1050,29 +1058,19 @@ impl Call {
 
     /// Transcribes the utterance of `turn`, and, when it goes on with pieces whose answer the
     /// caller has not heard, the pieces' audio and its own together (`join_pieces`). Its audio
-    /// is kept (copied into a buffer that is reused) to join the pieces if it is asked.
+    /// is kept after the pieces' (copied into a buffer that is reused) to join them if it is
+    /// asked.
     fn transcribe(&mut self, turn: TurnId, audio: Vec<f32>) {
-        self.spoken.0 = turn;
-        self.spoken.1.clear();
-        if self.cfg.join_pieces {
-            self.spoken.1.extend_from_slice(&audio);
-        }
         self.whole = None;
-        let whole = match &self.pieces_audio {
-            Some(p)
-                if self.cfg.join_pieces
-                    && self.continuing
-                    && !self.asked.is_empty()
-                    && !p.is_empty()
-                    && p.len() + audio.len() <= MAX_WHOLE_SAMPLES =>
-            {
-                let mut all = Vec::with_capacity(p.len() + audio.len());
-                all.extend_from_slice(p);
-                all.extend_from_slice(&audio);
-                Some(all)
-            }
-            _ => None,
-        };
+        let p = &mut self.pieces_audio;
+        p.audio.truncate(p.pieces);
+        p.tail = None;
+        if self.cfg.join_pieces && p.pieces + audio.len() <= MAX_WHOLE_SAMPLES {
+            p.audio.extend_from_slice(&audio);
+            p.tail = Some(turn);
+        }
+        let joins = self.continuing && !self.asked.is_empty() && p.pieces > 0 && !p.broken;
+        let whole = (joins && p.tail.is_some()).then(|| p.audio.clone());
         self.effect(Effect::Transcribe {
             turn,
             audio,
@@ -1111,8 +1109,10 @@ impl Call {
     /// alone.
     fn forget_pieces(&mut self) {
         self.asked.clear();
-        let buf = self.pieces_audio.get_or_insert_with(Vec::new);
-        buf.clear();
+        let p = &mut self.pieces_audio;
+        p.audio.drain(..p.pieces);
+        p.pieces = 0;
+        p.broken = false;
     }
 
     /// A deferred pause the model heard as unfinished is transcribed once it reaches
@@ -1289,21 +1289,15 @@ impl Call {
         });
     }
 
-    /// Adds the audio of the piece just asked as `turn` to the pieces' audio.
+    /// The piece just asked as `turn` joins the pieces' audio (it is the kept utterance, if
+    /// that is `turn`'s; otherwise the pieces cannot be joined).
     fn keep_piece_audio(&mut self, turn: TurnId) {
-        let Some(buf) = self.pieces_audio.as_mut() else {
-            return;
-        };
-        if self.spoken.0 != turn || self.spoken.1.is_empty() {
-            // Not transcribed from audio here (or nothing kept): the pieces cannot be joined.
-            self.pieces_audio = None;
-            return;
+        let p = &mut self.pieces_audio;
+        if p.tail.take() == Some(turn) {
+            p.pieces = p.audio.len();
+        } else {
+            p.broken = true;
         }
-        if buf.len() + self.spoken.1.len() > MAX_WHOLE_SAMPLES {
-            self.pieces_audio = None;
-            return;
-        }
-        buf.extend_from_slice(&self.spoken.1);
     }
 
     /// Whether speech that began at `onset_ms` came before the caller could have heard the

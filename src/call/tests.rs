@@ -352,29 +352,28 @@ impl World {
 
     /// The (held) transcription of `turn` comes back now.
     fn answer(&mut self, turn: TurnId, text: &str) {
-        self.timeline
-            .push(format!("{} transcribed {turn}: {text}", self.now));
-        self.call.handle(
-            self.now,
-            Input::Transcript {
-                turn,
-                text: text.into(),
-                whole: false,
-            },
-        );
-        self.drain();
+        self.transcribed(turn, text, false);
     }
 
     /// The (held) whole transcription of `turn` comes back now.
     fn answer_whole(&mut self, turn: TurnId, text: &str) {
+        self.transcribed(turn, text, true);
+    }
+
+    fn transcribed(&mut self, turn: TurnId, text: &str, whole: bool) {
+        let what = if whole {
+            "transcribed whole"
+        } else {
+            "transcribed"
+        };
         self.timeline
-            .push(format!("{} transcribed whole {turn}: {text}", self.now));
+            .push(format!("{} {what} {turn}: {text}", self.now));
         self.call.handle(
             self.now,
             Input::Transcript {
                 turn,
                 text: text.into(),
-                whole: true,
+                whole,
             },
         );
         self.drain();

@@ -78,8 +78,10 @@ pub struct CallConfig {
     /// Caller speech that starts before the bot's answer to their last words has played this
     /// long (or before it has started) goes on with those words instead of answering it: the
     /// agent is asked the two as one utterance ([`Said::Speech`]'s `earlier`) and takes its
-    /// unheard answer back. Nobody reacts to an answer within half a second of its first sound,
-    /// so this is a caller who paused ("Sure. … A B C 1 2 3"), not one who replied. 0 = never.
+    /// unheard answer back. A reply needs the answer's first words heard and then planned (~600
+    /// ms before a word comes out), and a phone line delays both ways: speech that reaches the
+    /// gateway within a second of the answer's first audio is a caller who paused ("Sure. … A B
+    /// C 1 2 3"), not one who replied. 0 = never.
     pub continue_ms: u32,
     /// When a caller goes on, their pieces' audio is also transcribed together, one piece after
     /// the other (each begins with the detector's pre-roll, `turn.pre_roll_ms` of the line
@@ -191,7 +193,7 @@ impl Default for CallConfig {
             max_reply_secs: 60,
             dtmf_timeout_ms: 2000,
             quick_stop_ms: 350,
-            continue_ms: 500,
+            continue_ms: 1000,
             join_pieces: true,
             apology: "Sorry, I had a problem on my side. Could you say that again?".into(),
             turn_model: None,

@@ -1553,6 +1553,16 @@ fn a_caller_who_goes_on_before_hearing_the_answer_is_heard_with_the_words_before
     );
     assert!(t.contains("turn 3 goes on from 1"), "\n{t}");
     assert_eq!(w.interrupted, [""], "\n{t}");
+    // 800 ms into the answer is still too soon to be replying to it (a reply is planned only
+    // once its first words are heard, and a phone line delays both ways).
+    let w = sure_then_code(CallConfig::default(), 1150, "A B C one two three.");
+    let t = w.timeline.join("\n");
+    let asked = timeline_with(&w, &["asked"]);
+    assert_eq!(asked.len(), 2, "\n{t}");
+    assert!(
+        asked[1].ends_with("agent asked: A B C one two three. (going on from 1: Sure.)"),
+        "\n{t}"
+    );
     // Without it (continue_ms = 0), the code is asked on its own and the agent keeps what
     // was heard of its answer to "Sure.".
     let off = CallConfig {
@@ -1702,9 +1712,9 @@ fn pieces_go_on_together_while_a_request_waits_for_its_whole_transcript() {
 
 #[test]
 fn a_caller_who_speaks_once_the_answer_has_played_a_while_stands_alone() {
-    // The same caller, but they go on 1 s into the answer: they heard it, and what they say
-    // now is their reply to it (the barge-in keeps what they heard).
-    let w = sure_then_code(CallConfig::default(), 1350, "No, wait.");
+    // The same caller, but they go on 1.3 s into the answer (past `continue_ms`): they heard
+    // it, and what they say now is their reply to it (the barge-in keeps what they heard).
+    let w = sure_then_code(CallConfig::default(), 1650, "No, wait.");
     let t = w.timeline.join("\n");
     let asked = timeline_with(&w, &["asked"]);
     assert_eq!(asked.len(), 2, "\n{t}");

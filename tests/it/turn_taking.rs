@@ -184,6 +184,19 @@ struct Tally {
     together: usize,
 }
 
+/// The letters ([`letters`]) of a path's requests' words joined, and of what the agent heard in
+/// the end: the pieces transcribed together when they were (then true), else the same words.
+fn joined_and_heard(path: &TurnPath) -> (Vec<char>, Vec<char>, bool) {
+    let words: Vec<&str> = path.requests().iter().map(|(_, r)| *r).collect();
+    let joined = letters(&words.join(" "));
+    let together = path.heard.iter().rev().find_map(|(_, h)| match h {
+        Heard::GoesOn { whole, .. } => whole.as_deref(),
+        _ => None,
+    });
+    let heard = together.map_or_else(|| joined.clone(), letters);
+    (joined, heard, together.is_some())
+}
+
 /// A transcript as letters only, lowercase, each digit spelt out ("ABC 1-2" → "abconetwo"), so
 /// "A, B, C, 1, 2, 3" and "ABC123" compare equal.
 fn letters(text: &str) -> Vec<char> {
@@ -278,15 +291,9 @@ fn the_end_of_turn_model_lets_callers_pause_without_being_cut_off() {
                 let requests = answered.requests();
                 if whole && requests.len() > 1 {
                     let said = letters(&format!("{a} {b}"));
-                    let joined: Vec<&str> = requests.iter().map(|(_, r)| *r).collect();
-                    let joined = letters(&joined.join(" "));
-                    let together = answered.heard.iter().rev().find_map(|(_, h)| match h {
-                        Heard::GoesOn { whole, .. } => whole.as_deref(),
-                        _ => None,
-                    });
-                    let heard = together.map_or_else(|| joined.clone(), letters);
+                    let (joined, heard, together) = joined_and_heard(&answered);
                     t.went_on += 1;
-                    t.together += usize::from(together.is_some());
+                    t.together += usize::from(together);
                     t.joined_errors += word_errors(&said, &joined);
                     t.heard_errors += word_errors(&said, &heard);
                 }
@@ -543,16 +550,10 @@ fn real_voices_paused_mid_turn_are_heard_whole() {
         let whole = answered.heard_whole();
         lost += usize::from(early && !whole);
         let said = letters(reference);
-        let joined: Vec<&str> = requests.iter().map(|(_, r)| *r).collect();
-        let joined = letters(&joined.join(" "));
-        let pieces_together = answered.heard.iter().rev().find_map(|(_, h)| match h {
-            Heard::GoesOn { whole, .. } => whole.as_deref(),
-            _ => None,
-        });
-        let heard = pieces_together.map_or_else(|| joined.clone(), letters);
+        let (joined, heard, pieces_together) = joined_and_heard(&answered);
         if requests.len() > 1 && whole {
             went_on += 1;
-            together += usize::from(pieces_together.is_some());
+            together += usize::from(pieces_together);
         }
         let unsplit = telephone(&[speech.clone(), silence(500)].concat());
         let unsplit = letters(

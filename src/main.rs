@@ -506,9 +506,14 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                     call_cfg.clone(),
                     &line,
                     Some(turn_path::ANSWERING),
-                    &mut |audio| {
+                    &mut |audio, whole| {
                         let started = std::time::Instant::now();
-                        let text = match t.transcribe(audio, prompt) {
+                        let x = if whole {
+                            t.transcribe_joined(audio, prompt)
+                        } else {
+                            t.transcribe(audio, prompt)
+                        };
+                        let text = match x {
                             Ok(x) => x.text,
                             Err(e) => {
                                 eprintln!("{}: a live transcription failed: {e}", u.id);

@@ -14,6 +14,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 struct Job {
     audio: Vec<f32>,
     prompt: Option<Arc<str>>,
+    /// A caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_joined`]).
+    joined: bool,
     reply: oneshot::Sender<Result<Transcript, AsrError>>,
     /// The caller stopped waiting (a waiter on the blocking pool keeps the reply open).
     abandoned: Arc<AtomicBool>,
@@ -92,7 +94,11 @@ impl AsrPool {
                             );
                             continue;
                         }
-                        let result = t.transcribe(&job.audio, job.prompt.as_deref());
+                        let result = if job.joined {
+                            t.transcribe_joined(&job.audio, job.prompt.as_deref())
+                        } else {
+                            t.transcribe(&job.audio, job.prompt.as_deref())
+                        };
                         // The caller may have gone while it ran (a turn that went on): the
                         // work was wasted, which is worth knowing on a busy line.
                         let outcome = if gone(&job) {
@@ -151,11 +157,13 @@ impl AsrPool {
         self.workers
     }
 
-    /// Transcribes one utterance on a worker, with whisper's initial `prompt` if given.
+    /// Transcribes one utterance on a worker, with whisper's initial `prompt` if given;
+    /// `joined`: a caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_joined`]).
     pub async fn transcribe(
         &self,
         audio: Vec<f32>,
         prompt: Option<Arc<str>>,
+        joined: bool,
     ) -> Result<Transcript, AsrError> {
         let _queued = Queued::new();
         let (reply, rx) = oneshot::channel();
@@ -164,6 +172,7 @@ impl AsrPool {
             .send(Job {
                 audio,
                 prompt,
+                joined,
                 reply,
                 abandoned: abandoned.clone(),
             })

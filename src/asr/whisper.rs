@@ -37,6 +37,13 @@ pub struct AsrConfig {
     /// Give whisper the engine's prompt for each turn (what the bot just asked, the line's
     /// vocabulary). Costs decode time (a 160-character prompt ~50 ms on tiny.en here).
     pub prompt: bool,
+    /// A caller's pieces heard together (`call.join_pieces`) are decoded with whisper's
+    /// timestamps, segment by segment, instead of as one segment without them. As one segment
+    /// whisper often ends the text after the first piece's sentence ("You had under doe, John,
+    /// ABC 123." for "… ABC 123. + Push it to the third, please."); with timestamps it goes on
+    /// from where that segment ended. Single utterances stay one segment: there the timestamps
+    /// scored no better (README, Measured).
+    pub joined_segments: bool,
 }
 
 impl Default for AsrConfig {
@@ -49,6 +56,7 @@ impl Default for AsrConfig {
             no_speech_threshold: 0.6,
             min_rms_dbfs: -50.0,
             prompt: false,
+            joined_segments: true,
         }
     }
 }
@@ -148,6 +156,25 @@ impl Transcriber {
         audio: &[f32],
         prompt: Option<&str>,
     ) -> Result<Transcript, AsrError> {
+        self.transcribe_as(audio, prompt, false)
+    }
+
+    /// [`Transcriber::transcribe`] for a caller's pieces heard together: with whisper's
+    /// timestamps, segment by segment, when `joined_segments` is on.
+    pub fn transcribe_joined(
+        &mut self,
+        audio: &[f32],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, AsrError> {
+        self.transcribe_as(audio, prompt, self.cfg.joined_segments)
+    }
+
+    fn transcribe_as(
+        &mut self,
+        audio: &[f32],
+        prompt: Option<&str>,
+        segments: bool,
+    ) -> Result<Transcript, AsrError> {
         let audio_ms = audio.len() as u64 * 1000 / SAMPLE_RATE as u64;
         let started = Instant::now();
         if audio.is_empty() || rms_dbfs(audio) < self.cfg.min_rms_dbfs {
@@ -181,13 +208,14 @@ impl Transcriber {
         let prompt = prompt
             .map(str::trim)
             .filter(|p| self.cfg.prompt && !p.is_empty());
-        let (mut raw, mut no_speech, n_tokens) = self.decode(input, first, cap, prompt)?;
+        let (mut raw, mut no_speech, n_tokens) =
+            self.decode(input, first, cap, prompt, segments)?;
         let mut passes = 1;
         if let Some(cap) = cap
             && looped(&raw, n_tokens, cap)
         {
             tracing::debug!(audio_ms, first_pass = %raw, "whisper looped; decoding again");
-            (raw, no_speech, _) = self.decode(input, retry, None, prompt)?;
+            (raw, no_speech, _) = self.decode(input, retry, None, prompt, segments)?;
             passes = 2;
         }
         let suppressed =
@@ -213,14 +241,17 @@ impl Transcriber {
 
     /// One whisper pass with the encoder context floor `floor`, stopping after `max_tokens`
     /// tokens if given (the first, guarded pass, which also gets no temperature fallback: a loop
-    /// is handled by the second pass instead). Returns the trimmed text, whisper's no-speech
-    /// probability and the number of text tokens.
+    /// is handled by the second pass instead; with `segments`, per segment). `segments`: decode
+    /// with timestamps, segment by segment, instead of as one segment without them. Returns the
+    /// trimmed text, whisper's no-speech probability (the least of its segments': one with speech
+    /// makes the clip speech) and the number of text tokens.
     fn decode(
         &mut self,
         input: &[f32],
         floor: u32,
         max_tokens: Option<u32>,
         prompt: Option<&str>,
+        segments: bool,
     ) -> Result<(String, f32, usize), AsrError> {
         let strategy = if self.cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch {
@@ -237,8 +268,8 @@ impl Transcriber {
         let _wide = (threads > 1).then(crate::cpu::wide);
         params.set_language(Some("en"));
         params.set_translate(false);
-        params.set_single_segment(true);
-        params.set_no_timestamps(true);
+        params.set_single_segment(!segments);
+        params.set_no_timestamps(!segments);
         params.set_no_context(true);
         params.set_suppress_blank(true);
         params.set_suppress_nst(true);
@@ -259,19 +290,20 @@ impl Transcriber {
             .map_err(|e| AsrError::Decode(e.to_string()))?;
         let eot = self.eot;
         let mut raw = String::new();
-        let mut no_speech: f32 = 0.0;
+        let mut no_speech: Option<f32> = None;
         let mut tokens = 0;
         for seg in self.state.as_iter() {
             if let Ok(s) = seg.to_str_lossy() {
                 raw.push_str(&s);
             }
-            no_speech = no_speech.max(seg.no_speech_probability());
+            let p = seg.no_speech_probability();
+            no_speech = Some(no_speech.map_or(p, |n| n.min(p)));
             tokens += (0..seg.n_tokens())
                 .filter_map(|i| seg.get_token(i))
                 .filter(|t| t.token_id() < eot)
                 .count();
         }
-        Ok((raw.trim().to_string(), no_speech, tokens))
+        Ok((raw.trim().to_string(), no_speech.unwrap_or(0.0), tokens))
     }
 }
 

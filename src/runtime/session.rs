@@ -248,7 +248,7 @@ impl Effects {
                 self.spawn_cancellable(turn, child("asr"), async move {
                     let started = std::time::Instant::now();
                     let audio_ms = audio.len() as u64 * 1000 / u64::from(CALLER_RATE);
-                    match speech.transcribe(audio, prompt).await {
+                    match speech.transcribe(audio, prompt, whole).await {
                         Ok(t) => {
                             if t.passes > 0 {
                                 metrics::observe(

@@ -264,8 +264,9 @@ impl Speech {
         &self,
         audio: Vec<f32>,
         prompt: Option<Arc<str>>,
+        joined: bool,
     ) -> Result<Transcript> {
-        Ok(self.asr.transcribe(audio, prompt).await?)
+        Ok(self.asr.transcribe(audio, prompt, joined).await?)
     }
 
     /// Synthesises `text` (normalised for speech) and returns it at `rate`, off the async workers.

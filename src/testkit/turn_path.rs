@@ -108,8 +108,8 @@ impl TurnPath {
     }
 }
 
-/// A transcription: the audio in, its text and the ms it took out.
-pub type Transcribe<'a> = dyn FnMut(&[f32]) -> (String, u64) + 'a;
+/// A transcription: the audio in (and whether it is a caller's pieces heard together, `Effect::Transcribe`'s `whole`), its text and the ms it took out.
+pub type Transcribe<'a> = dyn FnMut(&[f32], bool) -> (String, u64) + 'a;
 
 /// An end-of-turn prediction: the audio in, the verdict (`None`: it failed) and the ms it took
 /// out.
@@ -214,7 +214,7 @@ pub fn run_with(
             };
             let (input, took) = match e {
                 Effect::Transcribe { turn, audio, whole } => {
-                    let (text, took) = transcribe(&audio);
+                    let (text, took) = transcribe(&audio, whole);
                     (Input::Transcript { turn, text, whole }, took)
                 }
                 Effect::PredictEnd { turn, audio } => {
@@ -358,7 +358,7 @@ mod tests {
             let path = run(
                 CallConfig::default(),
                 &audio,
-                &mut |_| {
+                &mut |_, _| {
                     calls += 1;
                     ("Confirm my reservation.".into(), took)
                 },

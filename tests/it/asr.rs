@@ -176,7 +176,7 @@ async fn wer_on_real_speech_through_the_telephone_path_is_at_most_ten_percent() 
     let mut report = String::new();
     for clip in clips() {
         let t = pool
-            .transcribe(telephone(&clip.samples), None)
+            .transcribe(telephone(&clip.samples), None, false)
             .await
             .unwrap();
         let reference = normalize(&clip.reference);

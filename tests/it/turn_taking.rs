@@ -79,10 +79,11 @@ fn silence(ms: usize) -> Vec<f32> {
     vec![0.0; ms * 16]
 }
 
-/// Transcripts already made, by the audio they were made of: (text, ms it took then). The runs
+/// Transcripts already made, by the audio they were made of and whether it was a caller's pieces
+/// heard together: (text, ms it took then). The runs
 /// with and without the model transcribe the same pauses; whisper is deterministic, so the
 /// second run reuses the first's transcript and its measured time.
-type Transcripts = HashMap<u64, (String, u64)>;
+type Transcripts = HashMap<(u64, bool), (String, u64)>;
 
 fn audio_key(audio: &[f32]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -123,13 +124,18 @@ fn run_path(
         call_cfg,
         audio,
         bot,
-        &mut |audio| {
-            let key = audio_key(audio);
+        &mut |audio, whole| {
+            let key = (audio_key(audio), whole);
             transcripts
                 .entry(key)
                 .or_insert_with(|| {
                     let started = std::time::Instant::now();
-                    let text = asr.transcribe(audio, None).unwrap().text;
+                    let text = if whole {
+                        asr.transcribe_joined(audio, None)
+                    } else {
+                        asr.transcribe(audio, None)
+                    };
+                    let text = text.unwrap().text;
                     (text, started.elapsed().as_millis() as u64)
                 })
                 .clone()

@@ -175,7 +175,7 @@ pub async fn heard_text(speech: &Speech, log: &CallLog) -> Vec<String> {
         let mut pcm = vec![0f32; ulaw.len()];
         decode_ulaw_into(ulaw, &mut pcm);
         let pcm16 = switchboard::audio::resample::resample_whole(&pcm, 8000, 16000).unwrap();
-        out.push(speech.transcribe(pcm16, None).await.unwrap().text);
+        out.push(speech.transcribe(pcm16, None, false).await.unwrap().text);
     }
     out
 }

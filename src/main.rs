@@ -508,12 +508,7 @@ async fn corpus_cmd(cfg: Config, action: CorpusAction) -> Result<()> {
                     Some(turn_path::ANSWERING),
                     &mut |audio, whole| {
                         let started = std::time::Instant::now();
-                        let x = if whole {
-                            t.transcribe_joined(audio, prompt)
-                        } else {
-                            t.transcribe(audio, prompt)
-                        };
-                        let text = match x {
+                        let text = match t.transcribe_as(audio, prompt, whole) {
                             Ok(x) => x.text,
                             Err(e) => {
                                 eprintln!("{}: a live transcription failed: {e}", u.id);

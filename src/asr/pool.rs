@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 struct Job {
     audio: Vec<f32>,
     prompt: Option<Arc<str>>,
-    /// A caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_joined`]).
+    /// A caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_as`]).
     joined: bool,
     reply: oneshot::Sender<Result<Transcript, AsrError>>,
     /// The caller stopped waiting (a waiter on the blocking pool keeps the reply open).
@@ -94,11 +94,7 @@ impl AsrPool {
                             );
                             continue;
                         }
-                        let result = if job.joined {
-                            t.transcribe_joined(&job.audio, job.prompt.as_deref())
-                        } else {
-                            t.transcribe(&job.audio, job.prompt.as_deref())
-                        };
+                        let result = t.transcribe_as(&job.audio, job.prompt.as_deref(), job.joined);
                         // The caller may have gone while it ran (a turn that went on): the
                         // work was wasted, which is worth knowing on a busy line.
                         let outcome = if gone(&job) {
@@ -158,7 +154,7 @@ impl AsrPool {
     }
 
     /// Transcribes one utterance on a worker, with whisper's initial `prompt` if given;
-    /// `joined`: a caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_joined`]).
+    /// `joined`: a caller's pieces heard together ([`crate::asr::whisper::Transcriber::transcribe_as`]).
     pub async fn transcribe(
         &self,
         audio: Vec<f32>,

@@ -159,22 +159,16 @@ impl Transcriber {
         self.transcribe_as(audio, prompt, false)
     }
 
-    /// [`Transcriber::transcribe`] for a caller's pieces heard together: with whisper's
-    /// timestamps, segment by segment, when `joined_segments` is on.
-    pub fn transcribe_joined(
+    /// [`Transcriber::transcribe`], or, when `joined` (a caller's pieces heard together,
+    /// `Effect::Transcribe`'s `whole`), decoded with whisper's timestamps, segment by segment,
+    /// if `joined_segments` is on.
+    pub fn transcribe_as(
         &mut self,
         audio: &[f32],
         prompt: Option<&str>,
+        joined: bool,
     ) -> Result<Transcript, AsrError> {
-        self.transcribe_as(audio, prompt, self.cfg.joined_segments)
-    }
-
-    fn transcribe_as(
-        &mut self,
-        audio: &[f32],
-        prompt: Option<&str>,
-        segments: bool,
-    ) -> Result<Transcript, AsrError> {
+        let segments = joined && self.cfg.joined_segments;
         let audio_ms = audio.len() as u64 * 1000 / SAMPLE_RATE as u64;
         let started = Instant::now();
         if audio.is_empty() || rms_dbfs(audio) < self.cfg.min_rms_dbfs {

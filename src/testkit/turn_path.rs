@@ -108,7 +108,8 @@ impl TurnPath {
     }
 }
 
-/// A transcription: the audio in (and whether it is a caller's pieces heard together, `Effect::Transcribe`'s `whole`), its text and the ms it took out.
+/// A transcription: the audio in (and whether it is a caller's pieces heard together,
+/// `Effect::Transcribe`'s `whole`), its text and the ms it took out.
 pub type Transcribe<'a> = dyn FnMut(&[f32], bool) -> (String, u64) + 'a;
 
 /// An end-of-turn prediction: the audio in, the verdict (`None`: it failed) and the ms it took

@@ -130,12 +130,7 @@ fn run_path(
                 .entry(key)
                 .or_insert_with(|| {
                     let started = std::time::Instant::now();
-                    let text = if whole {
-                        asr.transcribe_joined(audio, None)
-                    } else {
-                        asr.transcribe(audio, None)
-                    };
-                    let text = text.unwrap().text;
+                    let text = asr.transcribe_as(audio, None, whole).unwrap().text;
                     (text, started.elapsed().as_millis() as u64)
                 })
                 .clone()
@@ -534,6 +529,7 @@ fn real_voices_paused_mid_turn_are_heard_whole() {
     let (mut went_on, mut together, mut lost) = (0, 0, 0);
     let (mut joined_errors, mut heard_errors, mut unsplit_errors, mut total) = (0, 0, 0, 0);
     let references = real_references();
+    let mut asr = whisper.transcriber().unwrap();
     for (i, (name, speech)) in real_recordings().into_iter().enumerate() {
         let Some(reference) = references.get(name.as_str()) else {
             continue;
@@ -562,14 +558,7 @@ fn real_voices_paused_mid_turn_are_heard_whole() {
             together += usize::from(pieces_together);
         }
         let unsplit = telephone(&[speech.clone(), silence(500)].concat());
-        let unsplit = letters(
-            &whisper
-                .transcriber()
-                .unwrap()
-                .transcribe(&unsplit, None)
-                .unwrap()
-                .text,
-        );
+        let unsplit = letters(&asr.transcribe(&unsplit, None).unwrap().text);
         let (j, h, u) = (
             word_errors(&said, &joined),
             word_errors(&said, &heard),
